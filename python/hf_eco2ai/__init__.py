@@ -1,0 +1,42 @@
+"""hf_eco2ai: energy and carbon profiling for ML training.
+
+Names are imported lazily so that ``import hf_eco2ai`` stays cheap and never imports torch,
+transformers or lightning; only the adapters in ``hf_eco2ai.integrations`` need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from hf_eco2ai.errors import APIError, CarbonTrackingError, ConfigurationError, SensorUnavailableError
+
+__version__ = "0.1.0"
+
+_LAZY_EXPORTS = {
+    "EnergyMeter": "hf_eco2ai.meter",
+    "StepRecords": "hf_eco2ai.meter",
+    "WindowRecords": "hf_eco2ai.meter",
+}
+
+__all__ = [
+    "APIError",
+    "CarbonTrackingError",
+    "ConfigurationError",
+    "SensorUnavailableError",
+    "__version__",
+    *_LAZY_EXPORTS,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'hf_eco2ai' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

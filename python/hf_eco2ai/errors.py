@@ -1,0 +1,23 @@
+"""Exceptions raised by hf_eco2ai.
+
+Tracking never crashes training: these are raised at construction or configuration time, or when
+the caller opted into ``strict=True``. Mid-run sensor failures become one warning and a counter.
+"""
+
+from __future__ import annotations
+
+
+class CarbonTrackingError(Exception):
+    """Base of every hf_eco2ai error; catch it to carry on training without tracking."""
+
+
+class ConfigurationError(CarbonTrackingError, ValueError):
+    """A setting or argument is invalid. The message names the field, the value and what is allowed."""
+
+
+class SensorUnavailableError(CarbonTrackingError, RuntimeError):
+    """A sensor source that was asked for by name cannot run here. The message says how to fix it."""
+
+
+class APIError(CarbonTrackingError):
+    """The live carbon-intensity API failed while ``strict=True``. Never contains the API token."""

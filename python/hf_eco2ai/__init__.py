@@ -17,6 +17,13 @@ _LAZY_EXPORTS = {
     "EnergyMeter": "hf_eco2ai.meter",
     "StepRecords": "hf_eco2ai.meter",
     "WindowRecords": "hf_eco2ai.meter",
+    "ChannelInfo": "hf_eco2ai.channels",
+    "CarbonConfig": "hf_eco2ai.config",
+    "get_carbon_impact": "hf_eco2ai.carbon.impact",
+    "generate_carbon_report": "hf_eco2ai.report",
+    "TrackingSession": "hf_eco2ai.session",
+    "Eco2AICallback": "hf_eco2ai.integrations.transformers",
+    "track": "hf_eco2ai.track",
 }
 
 __all__ = [

@@ -29,6 +29,10 @@ class SessionSnapshot:
 
     Energy is in joules per channel and kWh in total (top-level channels only, PUE applied);
     a figure that cannot be measured on this machine is None, never zero.
+    ``cost_total`` is in ``electricity_currency`` (an ISO 4217 code, None when not configured).
+    ``monitoring_errors_by_type`` splits ``monitoring_errors_total`` by kind (``"sensor"``,
+    ``"intensity_api"``, ...) for the exporter's ``error_type`` label; errors not in it are
+    exported as ``"unclassified"``.
     """
 
     run_id: str
@@ -62,6 +66,8 @@ class SessionSnapshot:
     learning_rate: Optional[float] = None
     cost_total: Optional[float] = None
     electricity_price_per_kwh: Optional[float] = None
+    electricity_currency: Optional[str] = None
     monitoring_errors_total: int = 0
+    monitoring_errors_by_type: Dict[str, int] = field(default_factory=dict)
     api_latency_s: Optional[float] = None
     gpus: List[GpuStats] = field(default_factory=list)

@@ -1,0 +1,134 @@
+"""One bounded HTTP request: the only network code of the carbon layer.
+
+urllib's timeout bounds each socket operation, not the whole exchange, and it follows redirects
+with every header (the API token included) to whatever host the redirect names. This helper
+bounds the whole exchange by one monotonic deadline, never follows redirects, and caps the body.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ResponseTooLarge(ValueError):
+    """The body was longer than the cap; a carbon-intensity answer is a few hundred bytes."""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    content_type: str
+    body: bytes
+    headers: Dict[str, str]
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_link_local(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_link_local
+    except ValueError:
+        return False
+
+
+def _proxy_for(scheme: str, host: str) -> Optional[Tuple[str, int]]:
+    # Loopback and link-local (cloud metadata) addresses are never reached through a proxy.
+    if is_loopback_host(host) or _is_link_local(host) or urllib.request.proxy_bypass(host):
+        return None
+    proxy_url = urllib.request.getproxies().get(scheme)
+    if not proxy_url:
+        return None
+    proxy = urlsplit(proxy_url if "://" in proxy_url else "http://" + proxy_url)
+    if not proxy.hostname:
+        return None
+    return proxy.hostname, proxy.port or 80
+
+
+def _remaining(deadline_s: float) -> float:
+    left = deadline_s - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("deadline passed")
+    return left
+
+
+def request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    deadline_s: float,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> HttpResponse:
+    """Sends one request and reads the whole answer before ``deadline_s`` (``time.monotonic()``).
+
+    Redirects are returned as they are (status 3xx), never followed.
+
+    Raises:
+        socket.timeout: the deadline passed (connect, send or read).
+        OSError, http.client.HTTPException: the connection failed or the answer was not HTTP.
+        ResponseTooLarge: the body exceeded ``max_body_bytes``.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    host = parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    proxy = _proxy_for(scheme, host)
+    timeout_s = _remaining(deadline_s)
+    connection: http.client.HTTPConnection
+    if scheme == "https":
+        context = ssl.create_default_context()
+        if proxy is None:
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
+        else:
+            connection = http.client.HTTPSConnection(proxy[0], proxy[1], timeout=timeout_s, context=context)
+            connection.set_tunnel(host, port)
+    else:
+        if proxy is None:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+        else:
+            connection = http.client.HTTPConnection(proxy[0], proxy[1], timeout=timeout_s)
+            target = url
+    try:
+        connection.connect()
+        sock = connection.sock
+        assert sock is not None
+        sock.settimeout(_remaining(deadline_s))
+        connection.request(method, target, headers=dict(headers))
+        sock.settimeout(_remaining(deadline_s))
+        response = connection.getresponse()
+        body = bytearray()
+        while True:
+            sock.settimeout(_remaining(deadline_s))
+            chunk = response.read(4096)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > max_body_bytes:
+                raise ResponseTooLarge(f"answer longer than {max_body_bytes} bytes")
+        return HttpResponse(
+            status=response.status,
+            content_type=response.getheader("Content-Type", "") or "",
+            body=bytes(body),
+            headers={name.lower(): value for name, value in response.getheaders()},
+        )
+    finally:
+        connection.close()

@@ -1,0 +1,433 @@
+"""EnergyMeter: the Python face of the Rust sampler.
+
+The meter chooses sources (``"auto"``), opens them, and turns the core's raw columns into numpy
+arrays. It computes no carbon: that is the carbon layer's job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from contextlib import ContextDecorator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from hf_eco2ai import _core
+from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
+
+KNOWN_SOURCES = ("auto", "nvml", "rapl", "cpu-estimate", "synthetic")
+DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
+DEFAULT_PROC_STAT = "/proc/stat"
+# CodeCarbon's fallback for a CPU missing from every table: a documented assumption, flagged.
+FALLBACK_WATTS_PER_LOGICAL_CPU = 4.0
+
+FLAG_ESTIMATED = 1
+FLAG_SHORTER_THAN_UPDATE_PERIOD = 2
+FLAG_BOUNDARIES_DROPPED = 4
+FLAG_SENSOR_ERROR = 8
+FLAG_TAIL = 16
+FLAG_WINDOW_UNCLOSED = 32
+
+_RECORD_KIND_STEP = 0
+
+
+@dataclass(frozen=True)
+class StepRecords:
+    """Resolved steps, one row each, in order. ``joules`` has one column per channel.
+
+    Times are seconds on the monotonic clock (``time.monotonic()``). The last record of a run is
+    the *tail* (flag 16, see ``is_tail``): the time from the last mark to ``stop()``, no training
+    step, but part of the run's energy, so that all records add up to the total.
+    """
+
+    channels: List[str]
+    index: np.ndarray
+    t0_s: np.ndarray
+    t1_s: np.ndarray
+    joules: np.ndarray
+    flags: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def duration_s(self) -> np.ndarray:
+        return self.t1_s - self.t0_s
+
+    @property
+    def mean_watts(self) -> np.ndarray:
+        duration = self.duration_s[:, None]
+        return np.divide(self.joules, duration, out=np.full_like(self.joules, np.nan), where=duration > 0)
+
+    @property
+    def is_tail(self) -> np.ndarray:
+        return (self.flags & FLAG_TAIL) != 0
+
+    def training_steps(self) -> "StepRecords":
+        """The records without the tail."""
+        keep = ~self.is_tail
+        return StepRecords(self.channels, self.index[keep], self.t0_s[keep], self.t1_s[keep], self.joules[keep], self.flags[keep])
+
+
+@dataclass(frozen=True)
+class WindowRecords:
+    """Closed named windows, in the order they closed (inner before outer)."""
+
+    channels: List[str]
+    name: List[str]
+    depth: np.ndarray
+    t0_s: np.ndarray
+    t1_s: np.ndarray
+    joules: np.ndarray
+    flags: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @property
+    def duration_s(self) -> np.ndarray:
+        return self.t1_s - self.t0_s
+
+
+@dataclass(frozen=True)
+class PowerTrace:
+    """Power readings: ``t_s`` (monotonic seconds) and ``watts`` (rows x channels)."""
+
+    channels: List[str]
+    t_s: np.ndarray
+    watts: np.ndarray
+
+
+def _column(raw: Mapping[str, Any], key: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(raw[key], dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype, copy=False)
+
+
+def _normalise_sources(sources: Union[str, Sequence[str]]) -> List[str]:
+    names = [sources] if isinstance(sources, str) else list(sources)
+    if not names:
+        raise ConfigurationError(f"sources={sources!r} is empty: give 'auto' or some of {KNOWN_SOURCES}")
+    for name in names:
+        if name not in KNOWN_SOURCES:
+            raise ConfigurationError(f"sources={sources!r}: unknown source {name!r}; allowed: {', '.join(KNOWN_SOURCES)}")
+    if "auto" in names and len(names) > 1:
+        raise ConfigurationError(f"sources={sources!r}: 'auto' cannot be combined with other sources")
+    return names
+
+
+def _synthetic_traces(spec: Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None]) -> List[tuple]:
+    if spec is None:
+        return [("constant", [100.0])]
+    specs = [spec] if isinstance(spec, Mapping) else list(spec)
+    parameter_names = {
+        "constant": ("watts",),
+        "square": ("low_watts", "high_watts", "period_s"),
+        "ramp": ("start_watts", "watts_per_s"),
+    }
+    traces = []
+    for item in specs:
+        kind = item.get("kind")
+        if kind == "piecewise":
+            points = item.get("points")
+            if not points:
+                raise ConfigurationError(f"synthetic={item!r}: a piecewise trace needs points=[(t_s, watts), ...]")
+            traces.append(("piecewise", [float(v) for point in points for v in point]))
+        elif kind in parameter_names:
+            missing = [p for p in parameter_names[kind] if p not in item]
+            if missing:
+                raise ConfigurationError(f"synthetic={item!r}: kind {kind!r} needs {', '.join(missing)}")
+            traces.append((kind, [float(item[p]) for p in parameter_names[kind]]))
+        else:
+            raise ConfigurationError(
+                f"synthetic={item!r}: kind must be one of constant, square, ramp, piecewise"
+            )
+    return traces
+
+
+def _cpu_tdp(cpu_tdp_watts: Optional[float]) -> tuple:
+    """The TDP for the CPU estimate and a sentence saying where it came from."""
+    if cpu_tdp_watts is not None:
+        if not (isinstance(cpu_tdp_watts, (int, float)) and cpu_tdp_watts > 0):
+            raise ConfigurationError(f"cpu_tdp_watts={cpu_tdp_watts!r} is not allowed: give the CPU's TDP in watts, > 0")
+        return float(cpu_tdp_watts), "set by cpu_tdp_watts"
+    from hf_eco2ai.hardware import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
+
+    model = read_cpu_model_name()
+    packages = count_cpu_packages()
+    match = lookup_cpu_tdp(model) if model else None
+    if match is not None:
+        return match.watts * packages, f"{match.matched_model} ({match.watts:g} W x {packages} package(s), {match.source})"
+    logical_cpus = os.cpu_count() or 1
+    watts = FALLBACK_WATTS_PER_LOGICAL_CPU * logical_cpus
+    return watts, (
+        f"CPU model {model!r} is not in the TDP table: assumed {FALLBACK_WATTS_PER_LOGICAL_CPU:g} W per logical CPU "
+        f"x {logical_cpus}; set cpu_tdp_watts for a better estimate"
+    )
+
+
+class _Window(ContextDecorator):
+    """A named span; a context manager and a decorator. Windows nest."""
+
+    def __init__(self, core: Any, name_id: int) -> None:
+        self._core = core
+        self._name_id = name_id
+
+    def __enter__(self) -> "_Window":
+        self._core.open_window(self._name_id)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._core.close_window(self._name_id)
+
+
+_live_meters: "weakref.WeakSet[EnergyMeter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_meters() -> None:
+    for meter in list(_live_meters):
+        meter.stop()
+
+
+class EnergyMeter:
+    """Samples energy sensors on a background thread and splits energy at step boundaries.
+
+    Args:
+        sources: ``"auto"`` (NVML for this process's GPUs, then RAPL, else the CPU estimate),
+            one of ``"nvml"``, ``"rapl"``, ``"cpu-estimate"``, ``"synthetic"``, or a list.
+            A source named explicitly must work, or ``SensorUnavailableError`` says why.
+        rate_hz: sampler rate, 0 < rate_hz <= 20,000.
+        devices: GPUs to measure, as positions among the visible ones or UUID prefixes;
+            None = every GPU that ``CUDA_VISIBLE_DEVICES`` lets this process see.
+        rapl_root: the powercap tree (default ``/sys/class/powercap``).
+        ring_capacity: records and power readings buffered between drains.
+        boundary_capacity: boundaries buffered between sampler ticks.
+        cpu_tdp_watts: TDP for the CPU estimate; default from the packaged table.
+        synthetic: trace spec(s) for the synthetic source (see docs/api.md).
+        synthetic_fail_after_s: the synthetic source fails every read after this many seconds,
+            to rehearse a sensor dying mid-run.
+        include_host: with ``"auto"``, also measure node-wide sensors (RAPL or the CPU
+            estimate). Distributed runs set it on local rank 0 only.
+        proc_stat_path: where the CPU estimate reads utilisation.
+
+    ``mark_step()`` is the hot path: one clock read and one lock-free push, from any thread.
+
+    Raises:
+        ConfigurationError: a bad argument, named with its value.
+        SensorUnavailableError: an explicitly requested source cannot run here.
+    """
+
+    mark_step: Callable[[], bool]
+
+    def __init__(
+        self,
+        sources: Union[str, Sequence[str]] = "auto",
+        rate_hz: float = 100.0,
+        devices: Optional[Sequence[Union[int, str]]] = None,
+        rapl_root: Union[str, Path, None] = None,
+        ring_capacity: int = 8192,
+        boundary_capacity: int = 65536,
+        cpu_tdp_watts: Optional[float] = None,
+        synthetic: Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None] = None,
+        synthetic_fail_after_s: Optional[float] = None,
+        include_host: bool = True,
+        proc_stat_path: Union[str, Path] = DEFAULT_PROC_STAT,
+    ) -> None:
+        names = _normalise_sources(sources)
+        if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not 0 < rate_hz <= _core.MAX_RATE_HZ:
+            raise ConfigurationError(f"rate_hz={rate_hz!r} is not allowed: it must be a number > 0 and <= {_core.MAX_RATE_HZ:g}")
+        for field, value in (("ring_capacity", ring_capacity), ("boundary_capacity", boundary_capacity)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ConfigurationError(f"{field}={value!r} is not allowed: it must be an integer >= 2")
+        if rapl_root is not None and not Path(rapl_root).is_dir():
+            raise ConfigurationError(f"rapl_root={str(rapl_root)!r} does not exist or is not a directory: point it at a powercap tree")
+        self._rapl_root = str(rapl_root) if rapl_root is not None else DEFAULT_POWERCAP_ROOT
+        self._devices = None if devices is None else [str(d) for d in devices]
+        self._cpu_tdp_watts = cpu_tdp_watts
+        self._synthetic = synthetic
+        self._synthetic_fail_after_s = synthetic_fail_after_s
+        self._proc_stat_path = str(proc_stat_path)
+        self.skipped_sources: Dict[str, str] = {}
+
+        handles = self._open_auto(include_host) if names == ["auto"] else [self._open(name) for name in names]
+        self._core = _core.Meter(handles, float(rate_hz), ring_capacity, boundary_capacity)
+        self.mark_step = self._core.mark
+        self._channels = [ChannelInfo(*fields) for fields in self._core.channels()]
+        self._channel_names = [c.name for c in self._channels]
+        self._window_ids: Dict[str, int] = {}
+        self._window_names: Dict[int, str] = {}
+        self._drain_lock = threading.Lock()
+        self._pending_steps: List[Dict[str, np.ndarray]] = []
+        self._pending_windows: List[Dict[str, Any]] = []
+        _live_meters.add(self)
+
+    def _open(self, name: str) -> Any:
+        if name == "nvml":
+            return _core.nvml_source(os.environ.get("CUDA_VISIBLE_DEVICES"), self._devices)
+        if name == "rapl":
+            return _core.rapl_source(self._rapl_root)
+        if name == "cpu-estimate":
+            tdp_watts, origin = _cpu_tdp(self._cpu_tdp_watts)
+            return _core.cpu_estimate_source(tdp_watts, origin, self._proc_stat_path)
+        return _core.synthetic_source(_synthetic_traces(self._synthetic), self._synthetic_fail_after_s)
+
+    def _open_auto(self, include_host: bool) -> List[Any]:
+        handles = []
+        candidates = ["nvml"] + (["rapl", "cpu-estimate"] if include_host else [])
+        for name in candidates:
+            if name == "cpu-estimate" and any(h.name == "rapl" for h in handles):
+                self.skipped_sources[name] = "RAPL measures the CPU, no estimate needed"
+                continue
+            try:
+                handles.append(self._open(name))
+            except SensorUnavailableError as unavailable:
+                self.skipped_sources[name] = str(unavailable)
+        if not handles:
+            reasons = "; ".join(f"{n}: {r}" for n, r in self.skipped_sources.items())
+            raise SensorUnavailableError(f"sources='auto' found nothing to measure ({reasons})")
+        return handles
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"EnergyMeter(channels={self._channel_names}, rate_hz={self._core.rate_hz:g}, {state})"
+
+    # Lifecycle --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """False before start(), after stop(), and in a fork()ed child."""
+        return bool(self._core.running)
+
+    def start(self) -> "EnergyMeter":
+        """Starts sampling; returns after the first reading. Opens step 0. Idempotent."""
+        self._core.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops after a final reading; closes the open step as the tail record. Idempotent."""
+        self._core.stop()
+
+    def __enter__(self) -> "EnergyMeter":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def window(self, name: str) -> _Window:
+        """A named span, as ``with meter.window("eval"):`` or ``@meter.window("eval")``."""
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"window name={name!r} is not allowed: give a non-empty string")
+        name_id = self._window_ids.get(name)
+        if name_id is None:
+            name_id = len(self._window_ids) + 1
+            self._window_ids[name] = name_id
+            self._window_names[name_id] = name
+        return _Window(self._core, name_id)
+
+    # Reading ----------------------------------------------------------------------------
+
+    def channels(self) -> List[ChannelInfo]:
+        return list(self._channels)
+
+    def totals(self) -> Dict[str, Any]:
+        """The live snapshot, without draining: joules and watts per channel, counters.
+
+        Joules are cumulative since the first ``start()``, up to the newest reading (``t_s``).
+        """
+        return dict(self._core.totals())
+
+    def _pull(self) -> None:
+        raw = self._core.drain_records()
+        count = raw["count"]
+        if count == 0:
+            return
+        n_channels = len(self._channel_names)
+        kind = _column(raw, "kind", "uint8")
+        columns = {
+            "index": _column(raw, "index", "uint64").astype(np.int64),
+            "name_id": _column(raw, "name_id", "uint32"),
+            "flags": _column(raw, "flags", "uint32"),
+            "t0_s": _column(raw, "t0_s", "float64"),
+            "t1_s": _column(raw, "t1_s", "float64"),
+            "joules": _column(raw, "joules", "float64").reshape(count, n_channels),
+        }
+        steps = kind == _RECORD_KIND_STEP
+        self._pending_steps.append({k: v[steps] for k, v in columns.items()})
+        self._pending_windows.append({k: v[~steps] for k, v in columns.items()})
+
+    @staticmethod
+    def _concat(chunks: List[Dict[str, np.ndarray]], key: str, empty: np.ndarray) -> np.ndarray:
+        return np.concatenate([c[key] for c in chunks]) if chunks else empty
+
+    def drain_steps(self) -> StepRecords:
+        """Steps resolved since the last call (a step resolves one sampler period after its mark)."""
+        with self._drain_lock:
+            self._pull()
+            chunks, self._pending_steps = self._pending_steps, []
+        n = len(self._channel_names)
+        return StepRecords(
+            channels=list(self._channel_names),
+            index=self._concat(chunks, "index", np.empty(0, np.int64)),
+            t0_s=self._concat(chunks, "t0_s", np.empty(0)),
+            t1_s=self._concat(chunks, "t1_s", np.empty(0)),
+            joules=self._concat(chunks, "joules", np.empty((0, n))),
+            flags=self._concat(chunks, "flags", np.empty(0, np.uint32)),
+        )
+
+    def drain_windows(self) -> WindowRecords:
+        """Windows closed since the last call."""
+        with self._drain_lock:
+            self._pull()
+            chunks, self._pending_windows = self._pending_windows, []
+        n = len(self._channel_names)
+        name_ids = self._concat(chunks, "name_id", np.empty(0, np.uint32))
+        return WindowRecords(
+            channels=list(self._channel_names),
+            name=[self._window_names.get(int(i), f"window-{int(i)}") for i in name_ids],
+            depth=self._concat(chunks, "index", np.empty(0, np.int64)),
+            t0_s=self._concat(chunks, "t0_s", np.empty(0)),
+            t1_s=self._concat(chunks, "t1_s", np.empty(0)),
+            joules=self._concat(chunks, "joules", np.empty((0, n))),
+            flags=self._concat(chunks, "flags", np.empty(0, np.uint32)),
+        )
+
+    def drain_trace(self) -> PowerTrace:
+        """Power readings since the last call (bounded by ring_capacity; overflow is counted)."""
+        raw = self._core.drain_trace()
+        count = raw["count"]
+        return PowerTrace(
+            channels=list(self._channel_names),
+            t_s=_column(raw, "t_s", "float64"),
+            watts=_column(raw, "watts", "float64").reshape(count, len(self._channel_names)),
+        )
+
+    def info(self) -> Dict[str, Any]:
+        """Which sources are active or skipped (and why), each channel with its provenance and
+        observed sensor update period, the rate, and the drop and error counters."""
+        periods = self._core.update_periods_s()
+        return {
+            "rate_hz": self._core.rate_hz,
+            "ring_capacity": self._core.ring_capacity,
+            "boundary_capacity": self._core.boundary_capacity,
+            "running": self.running,
+            "sources": [{"name": name, **dict(facts)} for name, facts in self._core.source_facts()],
+            "skipped_sources": dict(self.skipped_sources),
+            "channels": [
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "provenance": c.provenance,
+                    "source": c.source,
+                    "parent": c.parent,
+                    "observed_update_period_s": period,
+                }
+                for c, period in zip(self._channels, periods)
+            ],
+            "totals": self.totals(),
+        }
+

@@ -1,0 +1,181 @@
+//! A bounded lock-free multi-producer queue for step and window boundaries.
+//!
+//! `mark_step()` may be called from any thread (free-threaded Python has no GIL to serialise
+//! callers), so the push side must be multi-producer; the sampler thread is the one consumer.
+//! This is Vyukov's bounded queue: each slot carries a sequence number that says whose turn it
+//! is, so a push is one compare-and-swap on the tail plus two stores, with no lock and no
+//! allocation. When the queue is full the push fails and the caller counts a drop.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BoundaryKind {
+    Step = 1,
+    WindowOpen = 2,
+    WindowClose = 3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boundary {
+    pub t_ns: u64,
+    pub kind: BoundaryKind,
+    /// The window's registered name; 0 for steps.
+    pub name_id: u32,
+}
+
+struct Slot {
+    sequence: AtomicUsize,
+    value: UnsafeCell<Boundary>,
+}
+
+/// Keeps head and tail on separate cache lines so producers and the consumer do not contend.
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+pub struct BoundaryQueue {
+    slots: Box<[Slot]>,
+    mask: usize,
+    tail: Padded,
+    head: Padded,
+}
+
+// SAFETY: a slot's value is written only by the producer that won its sequence number and read
+// only by the consumer after the release store that publishes it.
+unsafe impl Sync for BoundaryQueue {}
+unsafe impl Send for BoundaryQueue {}
+
+impl BoundaryQueue {
+    /// `capacity` is rounded up to a power of two (at least 2).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(2).next_power_of_two();
+        let empty = Boundary {
+            t_ns: 0,
+            kind: BoundaryKind::Step,
+            name_id: 0,
+        };
+        let slots = (0..capacity)
+            .map(|i| Slot {
+                sequence: AtomicUsize::new(i),
+                value: UnsafeCell::new(empty),
+            })
+            .collect();
+        BoundaryQueue {
+            slots,
+            mask: capacity - 1,
+            tail: Padded(AtomicUsize::new(0)),
+            head: Padded(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Returns false when the queue is full; never blocks.
+    #[inline]
+    pub fn push(&self, value: Boundary) -> bool {
+        let mut position = self.tail.0.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.slots[position & self.mask];
+            let sequence = slot.sequence.load(Ordering::Acquire);
+            let lag = sequence as isize - position as isize;
+            if lag == 0 {
+                match self.tail.0.compare_exchange_weak(
+                    position,
+                    position + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: winning the CAS gives this producer exclusive use of the slot.
+                        unsafe { *slot.value.get() = value };
+                        slot.sequence.store(position + 1, Ordering::Release);
+                        return true;
+                    }
+                    Err(current) => position = current,
+                }
+            } else if lag < 0 {
+                return false;
+            } else {
+                position = self.tail.0.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Single consumer only: the sampler thread.
+    #[inline]
+    pub fn pop(&self) -> Option<Boundary> {
+        let position = self.head.0.load(Ordering::Relaxed);
+        let slot = &self.slots[position & self.mask];
+        let sequence = slot.sequence.load(Ordering::Acquire);
+        if sequence != position + 1 {
+            return None;
+        }
+        // SAFETY: the sequence says a producer finished writing this slot.
+        let value = unsafe { *slot.value.get() };
+        slot.sequence
+            .store(position + self.mask + 1, Ordering::Release);
+        self.head.0.store(position + 1, Ordering::Relaxed);
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn step(t_ns: u64) -> Boundary {
+        Boundary {
+            t_ns,
+            kind: BoundaryKind::Step,
+            name_id: 0,
+        }
+    }
+
+    #[test]
+    fn pops_in_push_order() {
+        let queue = BoundaryQueue::new(8);
+        for t in 0..5 {
+            assert!(queue.push(step(t)));
+        }
+        let popped: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|b| b.t_ns).collect();
+        assert_eq!(popped, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn full_queue_refuses_push_and_recovers_after_pop() {
+        let queue = BoundaryQueue::new(4);
+        for t in 0..4 {
+            assert!(queue.push(step(t)));
+        }
+        assert!(!queue.push(step(99)));
+        assert_eq!(queue.pop().unwrap().t_ns, 0);
+        assert!(queue.push(step(4)));
+        let rest: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|b| b.t_ns).collect();
+        assert_eq!(rest, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn concurrent_producers_lose_nothing_that_was_accepted() {
+        let queue = Arc::new(BoundaryQueue::new(1 << 16));
+        let producers: Vec<_> = (0..4u64)
+            .map(|p| {
+                let queue = Arc::clone(&queue);
+                std::thread::spawn(move || {
+                    (0..10_000u64)
+                        .filter(|i| queue.push(step(p * 1_000_000 + i)))
+                        .count()
+                })
+            })
+            .collect();
+        let accepted: usize = producers.into_iter().map(|h| h.join().unwrap()).sum();
+        let mut seen: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|b| b.t_ns).collect();
+        assert_eq!(seen.len(), accepted);
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), accepted, "no value was delivered twice");
+    }
+}

@@ -1,0 +1,613 @@
+//! One sampler thread per meter: readings on drift-free absolute deadlines, integrated on the
+//! spot, boundaries resolved into records, everything handed out through lock-free rings and
+//! atomics.
+//!
+//! The training thread only ever calls [`Meter::mark`]: one clock read and one lock-free push.
+//! The sampler thread holds its engine (sources, integrators, ring producers) for the whole run,
+//! so it takes no lock and allocates nothing per tick.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Once};
+use std::thread::{self, JoinHandle};
+
+use crate::boundary_queue::{Boundary, BoundaryKind, BoundaryQueue};
+use crate::channel::{ChannelSpec, Provenance, Sample, MAX_CHANNELS};
+use crate::clock::monotonic_ns;
+use crate::energy::ChannelIntegrator;
+use crate::error::{CoreError, CoreResult};
+use crate::sources::Source;
+use crate::steps::{HealthCounters, Record, Resolver};
+
+pub const MAX_RATE_HZ: f64 = 20_000.0;
+
+/// Bumped in a `fork()`ed child: a meter from before the fork has no thread there, and must not
+/// pretend to run or touch locks the parent's threads held.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static REGISTER_FORK_HANDLER: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+fn register_fork_handler() {
+    REGISTER_FORK_HANDLER.call_once(|| {
+        // SAFETY: the handler only touches an atomic, which is async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TraceRow {
+    pub t_ns: u64,
+    pub watts: [f64; MAX_CHANNELS],
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MeterConfig {
+    pub rate_hz: f64,
+    /// Records and trace rows buffered between drains.
+    pub ring_capacity: usize,
+    /// Boundaries buffered between sampler ticks.
+    pub boundary_capacity: usize,
+}
+
+impl MeterConfig {
+    pub fn validate(&self) -> CoreResult<()> {
+        if !(self.rate_hz > 0.0 && self.rate_hz <= MAX_RATE_HZ) {
+            return Err(CoreError::Config(format!(
+                "rate_hz={} is not allowed: it must be > 0 and <= {MAX_RATE_HZ}",
+                self.rate_hz
+            )));
+        }
+        if self.ring_capacity < 2 {
+            return Err(CoreError::Config(format!(
+                "ring_capacity={} is not allowed: it must be >= 2",
+                self.ring_capacity
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Live figures, published by the sampler after every reading.
+pub struct LiveTotals {
+    joules_bits: Vec<AtomicU64>,
+    watts_bits: Vec<AtomicU64>,
+    update_period_ns_bits: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+    pub first_reading_ns: AtomicU64,
+    pub last_reading_ns: AtomicU64,
+    pub readings: AtomicU64,
+    pub missed_ticks: AtomicU64,
+    pub boundaries_dropped: AtomicU64,
+    pub records_dropped: AtomicU64,
+    pub trace_dropped: AtomicU64,
+    pub sensor_errors: AtomicU64,
+    pub steps_marked: AtomicU64,
+    pub steps_resolved: AtomicU64,
+}
+
+fn atomics(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl LiveTotals {
+    fn new(n: usize) -> Self {
+        LiveTotals {
+            joules_bits: atomics(n),
+            watts_bits: atomics(n),
+            update_period_ns_bits: atomics(n),
+            errors: atomics(n),
+            first_reading_ns: AtomicU64::new(0),
+            last_reading_ns: AtomicU64::new(0),
+            readings: AtomicU64::new(0),
+            missed_ticks: AtomicU64::new(0),
+            boundaries_dropped: AtomicU64::new(0),
+            records_dropped: AtomicU64::new(0),
+            trace_dropped: AtomicU64::new(0),
+            sensor_errors: AtomicU64::new(0),
+            steps_marked: AtomicU64::new(0),
+            steps_resolved: AtomicU64::new(0),
+        }
+    }
+
+    pub fn joules(&self, channel: usize) -> f64 {
+        f64::from_bits(self.joules_bits[channel].load(Ordering::Acquire))
+    }
+
+    pub fn watts(&self, channel: usize) -> f64 {
+        f64::from_bits(self.watts_bits[channel].load(Ordering::Acquire))
+    }
+
+    pub fn errors(&self, channel: usize) -> u64 {
+        self.errors[channel].load(Ordering::Relaxed)
+    }
+
+    /// None until the raw value was seen to change twice.
+    pub fn update_period_s(&self, channel: usize) -> Option<f64> {
+        let ns = f64::from_bits(self.update_period_ns_bits[channel].load(Ordering::Relaxed));
+        (ns > 0.0).then_some(ns * 1e-9)
+    }
+
+    fn health(&self) -> HealthCounters {
+        HealthCounters {
+            sensor_errors: self.sensor_errors.load(Ordering::Relaxed),
+            boundaries_dropped: self.boundaries_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the sampler thread owns while it runs; parked in a mutex between runs.
+struct Engine {
+    sources: Vec<Box<dyn Source>>,
+    integrators: Vec<ChannelIntegrator>,
+    resolver: Resolver,
+    records_in: rtrb::Producer<Record>,
+    trace_in: rtrb::Producer<TraceRow>,
+    samples: [Sample; MAX_CHANNELS],
+    held_boundary: Option<Boundary>,
+    period_ns: u64,
+}
+
+struct Shared {
+    channels: Vec<ChannelSpec>,
+    source_facts: Vec<(String, Vec<(String, String)>)>,
+    config: MeterConfig,
+    boundaries: BoundaryQueue,
+    live: LiveTotals,
+    running: AtomicBool,
+    stop_requested: AtomicBool,
+    engine: Mutex<Engine>,
+    records_out: Mutex<rtrb::Consumer<Record>>,
+    trace_out: Mutex<rtrb::Consumer<TraceRow>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub struct Meter {
+    shared: Arc<Shared>,
+    fork_generation: u64,
+}
+
+impl Engine {
+    fn take_reading(&mut self, live: &LiveTotals, t_ns: u64) {
+        let mut offset = 0;
+        for source in &mut self.sources {
+            let n = source.channels().len();
+            source.read(t_ns, &mut self.samples[offset..offset + n]);
+            offset += n;
+        }
+        let mut failures = 0;
+        for (i, (integrator, sample)) in self.integrators.iter_mut().zip(&self.samples).enumerate()
+        {
+            if integrator.update(t_ns, sample) {
+                live.joules_bits[i].store(integrator.joules().to_bits(), Ordering::Release);
+                live.watts_bits[i].store(integrator.watts().to_bits(), Ordering::Release);
+                if let Some(period) = integrator.observed_update_period_ns() {
+                    live.update_period_ns_bits[i].store(period.to_bits(), Ordering::Relaxed);
+                }
+            } else if integrator.newest_t_ns() != Some(t_ns) {
+                failures += 1;
+                live.errors[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if failures > 0 {
+            live.sensor_errors.fetch_add(failures, Ordering::Relaxed);
+        }
+        let mut row = TraceRow {
+            t_ns,
+            watts: [f64::NAN; MAX_CHANNELS],
+        };
+        for (slot, integrator) in row.watts.iter_mut().zip(&self.integrators) {
+            *slot = integrator.watts();
+        }
+        if self.trace_in.push(row).is_err() {
+            live.trace_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        live.last_reading_ns.store(t_ns, Ordering::Release);
+        live.readings.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Spans shorter than this can only be measured statistically: the slowest sensor's observed
+    /// update period, and never less than one sampler period.
+    fn min_resolvable_ns(&self) -> f64 {
+        self.integrators
+            .iter()
+            .filter_map(ChannelIntegrator::observed_update_period_ns)
+            .fold(self.period_ns as f64, f64::max)
+    }
+
+    fn emit(&mut self, live: &LiveTotals, record: Record) {
+        if self.records_in.push(record).is_err() {
+            live.records_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves every queued boundary stamped no later than `up_to_ns`.
+    fn resolve_ready(&mut self, queue: &BoundaryQueue, live: &LiveTotals, up_to_ns: u64) {
+        let min_resolvable_ns = self.min_resolvable_ns();
+        loop {
+            let boundary = match self.held_boundary.take().or_else(|| queue.pop()) {
+                Some(b) => b,
+                None => return,
+            };
+            if boundary.t_ns > up_to_ns {
+                self.held_boundary = Some(boundary);
+                return;
+            }
+            let health = live.health();
+            if let Some(record) =
+                self.resolver
+                    .resolve(boundary, &self.integrators, health, min_resolvable_ns)
+            {
+                self.emit(live, record);
+                live.steps_resolved
+                    .store(self.resolver.steps_resolved(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn finish(&mut self, live: &LiveTotals, t_ns: u64) {
+        let min_resolvable_ns = self.min_resolvable_ns();
+        let health = live.health();
+        let mut tail = Vec::new();
+        self.resolver
+            .finish(&self.integrators, t_ns, health, min_resolvable_ns, |r| {
+                tail.push(r)
+            });
+        for record in tail {
+            self.emit(live, record);
+        }
+        live.steps_resolved
+            .store(self.resolver.steps_resolved(), Ordering::Relaxed);
+    }
+}
+
+fn set_fine_timer_slack() {
+    // Wake-ups at high rates need better than the default 50 µs slack.
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
+}
+
+/// Sleeps until `deadline_ns` on the monotonic clock, or until a stop is requested.
+fn wait_until(deadline_ns: u64, stop: &AtomicBool) {
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let now = monotonic_ns();
+        if now >= deadline_ns {
+            return;
+        }
+        thread::park_timeout(std::time::Duration::from_nanos(deadline_ns - now));
+    }
+}
+
+fn run_sampler(shared: &Shared, engine: &mut Engine, started: mpsc::SyncSender<()>) {
+    set_fine_timer_slack();
+    let live = &shared.live;
+    let period = engine.period_ns;
+    let first = monotonic_ns();
+    for integrator in &mut engine.integrators {
+        integrator.begin_span();
+    }
+    engine.take_reading(live, first);
+    let _ = live
+        .first_reading_ns
+        .compare_exchange(0, first, Ordering::AcqRel, Ordering::Relaxed);
+    engine
+        .resolver
+        .begin(&engine.integrators, first, live.health());
+    shared.running.store(true, Ordering::Release);
+    let _ = started.send(());
+
+    let mut deadline = first;
+    loop {
+        deadline += period;
+        wait_until(deadline, &shared.stop_requested);
+        if shared.stop_requested.load(Ordering::Acquire) {
+            break;
+        }
+        let now = monotonic_ns();
+        if now >= deadline + period {
+            let behind = (now - deadline) / period;
+            live.missed_ticks.fetch_add(behind, Ordering::Relaxed);
+            deadline += behind * period;
+        }
+        engine.take_reading(live, now);
+        engine.resolve_ready(&shared.boundaries, live, now);
+    }
+    // A last reading so the final step resolves, then every boundary still queued.
+    shared.running.store(false, Ordering::Release);
+    let last = monotonic_ns();
+    engine.take_reading(live, last);
+    engine.resolve_ready(&shared.boundaries, live, u64::MAX);
+    engine.finish(live, last);
+}
+
+impl Meter {
+    pub fn new(sources: Vec<Box<dyn Source>>, config: MeterConfig) -> CoreResult<Meter> {
+        config.validate()?;
+        register_fork_handler();
+        let channels: Vec<ChannelSpec> = sources
+            .iter()
+            .flat_map(|s| s.channels().iter().cloned())
+            .collect();
+        if channels.is_empty() {
+            return Err(CoreError::Config(
+                "a meter needs at least one channel".into(),
+            ));
+        }
+        if channels.len() > MAX_CHANNELS {
+            return Err(CoreError::Config(format!(
+                "{} channels found, at most {MAX_CHANNELS} are supported: pass devices=[...] to measure fewer GPUs",
+                channels.len()
+            )));
+        }
+        let any_estimated = channels
+            .iter()
+            .any(|c| c.provenance == Provenance::Estimated);
+        let source_facts = sources
+            .iter()
+            .map(|s| (s.name().to_string(), s.describe()))
+            .collect();
+        let (records_in, records_out) = rtrb::RingBuffer::new(config.ring_capacity);
+        let (trace_in, trace_out) = rtrb::RingBuffer::new(config.ring_capacity);
+        let engine = Engine {
+            integrators: channels
+                .iter()
+                .map(|c| ChannelIntegrator::new(c.kind))
+                .collect(),
+            resolver: Resolver::new(channels.len(), any_estimated),
+            sources,
+            records_in,
+            trace_in,
+            samples: [Sample::FAILED; MAX_CHANNELS],
+            held_boundary: None,
+            period_ns: (1e9 / config.rate_hz).round().max(1.0) as u64,
+        };
+        let shared = Arc::new(Shared {
+            live: LiveTotals::new(channels.len()),
+            channels,
+            source_facts,
+            config,
+            boundaries: BoundaryQueue::new(config.boundary_capacity),
+            running: AtomicBool::new(false),
+            stop_requested: AtomicBool::new(false),
+            engine: Mutex::new(engine),
+            records_out: Mutex::new(records_out),
+            trace_out: Mutex::new(trace_out),
+            thread: Mutex::new(None),
+        });
+        Ok(Meter {
+            shared,
+            fork_generation: FORK_GENERATION.load(Ordering::SeqCst),
+        })
+    }
+
+    fn in_owner_process(&self) -> bool {
+        FORK_GENERATION.load(Ordering::Relaxed) == self.fork_generation
+    }
+
+    pub fn channels(&self) -> &[ChannelSpec] {
+        &self.shared.channels
+    }
+
+    pub fn source_facts(&self) -> &[(String, Vec<(String, String)>)] {
+        &self.shared.source_facts
+    }
+
+    pub fn config(&self) -> MeterConfig {
+        self.shared.config
+    }
+
+    pub fn live(&self) -> &LiveTotals {
+        &self.shared.live
+    }
+
+    pub fn boundary_capacity(&self) -> usize {
+        self.shared.boundaries.capacity()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.in_owner_process() && self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Starts the sampler and returns once its first reading is taken. Idempotent.
+    pub fn start(&self) -> CoreResult<()> {
+        if !self.in_owner_process() {
+            return Err(CoreError::Thread(
+                "this meter was created before fork(); its sampler lives in the parent process. \
+                 Create a new EnergyMeter in the child"
+                    .into(),
+            ));
+        }
+        let mut thread_slot = self.shared.thread.lock().expect("thread slot lock");
+        if thread_slot.is_some() {
+            return Ok(());
+        }
+        self.shared.stop_requested.store(false, Ordering::Release);
+        let (started_tx, started_rx) = mpsc::sync_channel(1);
+        let shared = Arc::clone(&self.shared);
+        let handle = thread::Builder::new()
+            .name("hf-eco2ai-sampler".into())
+            .spawn(move || {
+                let mut engine = shared.engine.lock().expect("sampler engine lock");
+                run_sampler(&shared, &mut engine, started_tx);
+            })
+            .map_err(|e| CoreError::Thread(format!("cannot start the sampler thread: {e}")))?;
+        started_rx.recv().map_err(|_| {
+            CoreError::Thread("the sampler thread died before its first reading".into())
+        })?;
+        *thread_slot = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the sampler after a final reading; every boundary marked before is resolved.
+    /// Idempotent; in a forked child it only reports the meter as stopped.
+    pub fn stop(&self) -> CoreResult<()> {
+        if !self.in_owner_process() {
+            return Ok(());
+        }
+        let handle = self.shared.thread.lock().expect("thread slot lock").take();
+        if let Some(handle) = handle {
+            self.shared.stop_requested.store(true, Ordering::Release);
+            handle.thread().unpark();
+            handle
+                .join()
+                .map_err(|_| CoreError::Thread("the sampler thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn push_boundary(&self, kind: BoundaryKind, name_id: u32) -> bool {
+        if !self.shared.running.load(Ordering::Relaxed) || !self.in_owner_process() {
+            return false;
+        }
+        let boundary = Boundary {
+            t_ns: monotonic_ns(),
+            kind,
+            name_id,
+        };
+        if self.shared.boundaries.push(boundary) {
+            true
+        } else {
+            self.shared
+                .live
+                .boundaries_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// The hot path: closes the open step. One clock read, one lock-free push.
+    #[inline]
+    pub fn mark(&self) -> bool {
+        let pushed = self.push_boundary(BoundaryKind::Step, 0);
+        if pushed {
+            self.shared
+                .live
+                .steps_marked
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    pub fn open_window(&self, name_id: u32) -> bool {
+        self.push_boundary(BoundaryKind::WindowOpen, name_id)
+    }
+
+    pub fn close_window(&self, name_id: u32) -> bool {
+        self.push_boundary(BoundaryKind::WindowClose, name_id)
+    }
+
+    pub fn drain_records(&self) -> Vec<Record> {
+        let mut consumer = self.shared.records_out.lock().expect("records lock");
+        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    }
+
+    pub fn drain_trace(&self) -> Vec<TraceRow> {
+        let mut consumer = self.shared.trace_out.lock().expect("trace lock");
+        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::synthetic::{SyntheticSource, Trace};
+    use crate::steps::{RecordKind, FLAG_TAIL};
+
+    fn constant_meter(watts: f64, rate_hz: f64, ring_capacity: usize) -> Meter {
+        let source = SyntheticSource::new(vec![Trace::Constant { watts }], None).unwrap();
+        Meter::new(
+            vec![Box::new(source)],
+            MeterConfig {
+                rate_hz,
+                ring_capacity,
+                boundary_capacity: 1024,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn steps_resolve_and_add_up_to_the_live_total() {
+        let meter = constant_meter(100.0, 1_000.0, 1024);
+        meter.start().unwrap();
+        for _ in 0..5 {
+            thread::sleep(std::time::Duration::from_millis(4));
+            assert!(meter.mark());
+        }
+        meter.stop().unwrap();
+        let records = meter.drain_records();
+        assert_eq!(records.len(), 6);
+        assert!(records.iter().all(|r| r.kind == RecordKind::Step));
+        assert_eq!(records[5].flags & FLAG_TAIL, FLAG_TAIL);
+        let sum: f64 = records.iter().map(|r| r.joules[0]).sum();
+        let total = meter.live().joules(0);
+        assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+        let span_s = (records[5].t1_ns - records[0].t0_ns) as f64 * 1e-9;
+        assert!((total - 100.0 * span_s).abs() <= 1e-6 * total);
+    }
+
+    #[test]
+    fn marks_while_stopped_are_ignored() {
+        let meter = constant_meter(1.0, 100.0, 16);
+        assert!(!meter.mark());
+        assert_eq!(meter.live().steps_marked.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_record_ring_counts_drops_and_keeps_the_records_it_holds() {
+        let meter = constant_meter(10.0, 2_000.0, 4);
+        meter.start().unwrap();
+        for _ in 0..50 {
+            meter.mark();
+            thread::sleep(std::time::Duration::from_micros(300));
+        }
+        meter.stop().unwrap();
+        let records = meter.drain_records();
+        assert_eq!(records.len(), 4);
+        assert!(meter.live().records_dropped.load(Ordering::Relaxed) > 0);
+        for pair in records.windows(2) {
+            assert_eq!(pair[0].t1_ns, pair[1].t0_ns);
+            assert_eq!(pair[0].index + 1, pair[1].index);
+        }
+    }
+
+    #[test]
+    fn restart_after_stop_continues_the_energy() {
+        let meter = constant_meter(50.0, 500.0, 64);
+        meter.start().unwrap();
+        thread::sleep(std::time::Duration::from_millis(10));
+        meter.stop().unwrap();
+        let first = meter.live().joules(0);
+        meter.start().unwrap();
+        thread::sleep(std::time::Duration::from_millis(10));
+        meter.stop().unwrap();
+        assert!(meter.live().joules(0) > first);
+    }
+
+    #[test]
+    fn rate_out_of_range_is_a_config_error() {
+        let source = SyntheticSource::new(vec![Trace::Constant { watts: 1.0 }], None).unwrap();
+        let err = Meter::new(
+            vec![Box::new(source)],
+            MeterConfig {
+                rate_hz: 0.0,
+                ring_capacity: 8,
+                boundary_capacity: 8,
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, CoreError::Config(ref m) if m.contains("rate_hz=0")));
+    }
+}

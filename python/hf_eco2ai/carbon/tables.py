@@ -31,7 +31,6 @@ SUBNATIONAL_FILES: Tuple[str, ...] = (
     "china_provinces.csv",
 )
 CLOUD_PROVIDERS: Tuple[str, ...] = ("aws", "azure", "gcp")
-WORLD_ZONE = "WORLD"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ SAMPLES: Dict[str, list] = {
     "region": [("CA",) * 3, ("QC",) * 3, ("TX",) * 3],
     "cloud_provider": [("gcp",) * 3, ("aws", "AWS", "aws"), ("azure",) * 3],
     "cloud_region": [("us-west1",) * 3, ("eu-central-1",) * 3, ("westeurope", "WestEurope", "westeurope")],
+    "grid_zone": [("US-MIDA-PJM",) * 3, ("DE",) * 3, ("SE-SE3",) * 3],
     "carbon_intensity_g_per_kwh": [(50.0, "50", 50), (0.0, "0", 0), (812.5, "812.5", 812.5)],
     "pue": [(1.0, "1", 1), (1.2, "1.2", 1.2), (1.58, "1.58", 1.58)],
     "electricity_price_per_kwh": [(0.0, "0", 0.0), (0.25, "0.25", 0.25), (0.4, "0.4", 0.4)],

@@ -238,6 +238,8 @@ _FIELDS: Tuple[_Field, ...] = (
            "cloud provider; detected when unset and not offline"),
     _Field("cloud_region", None, "carbon", "cloud_region", _lower_text,
            "cloud region, e.g. 'us-west1', 'eu-central-1', 'westeurope'"),
+    _Field("grid_zone", None, "carbon", "grid_zone", _as_text,
+           "Electricity Maps zone key for the live API, e.g. 'US-MIDA-PJM'; default: the table location's zone"),
     _Field("carbon_intensity_g_per_kwh", None, "carbon", "carbon_intensity_g_per_kwh",
            _number_in(0.0, MAX_INTENSITY_G_PER_KWH, f"a number of gCO2e/kWh from 0 to {MAX_INTENSITY_G_PER_KWH:g}"),
            "explicit grid intensity; overrides every other source"),
@@ -379,6 +381,7 @@ class CarbonConfig:
         co2_signal_api_token: live-intensity API token. Secret: never shown anywhere.
         country_iso_code, region: location (ISO 3166 country; US state or Canadian province).
         cloud_provider, cloud_region: ``aws``/``gcp``/``azure`` and its region name.
+        grid_zone: the live API's zone key, where it differs from the tables' (US balancing areas).
         carbon_intensity_g_per_kwh: an explicit grid intensity, which beats every other source.
         pue: power usage effectiveness (>= 1.0, default 1.0).
         electricity_price_per_kwh, electricity_currency: for the cost figures.
@@ -410,6 +413,7 @@ class CarbonConfig:
     region: Optional[str]
     cloud_provider: Optional[str]
     cloud_region: Optional[str]
+    grid_zone: Optional[str]
     carbon_intensity_g_per_kwh: Optional[float]
     pue: float
     electricity_price_per_kwh: Optional[float]
@@ -438,6 +442,7 @@ class CarbonConfig:
         region: Optional[str] = None,
         cloud_provider: Optional[str] = None,
         cloud_region: Optional[str] = None,
+        grid_zone: Optional[str] = None,
         prometheus_enabled: Optional[bool] = None,
         prometheus_port: Optional[int] = None,
         prometheus_host: Optional[str] = None,
@@ -571,10 +576,6 @@ class CarbonConfig:
         object.__setattr__(copy, "_origins", origins)
         object.__setattr__(copy, "config_file", self.config_file)
         return copy
-
-    @property
-    def is_cloud_configured(self) -> bool:
-        return self._values["cloud_provider"] is not None and self._values["cloud_region"] is not None
 
 
 def field_table() -> List[Dict[str, Any]]:

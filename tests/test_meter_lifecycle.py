@@ -1,0 +1,242 @@
+"""The sampler's life: start, stop, fork, interpreter exit, rings, windows, bad arguments."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hf_eco2ai import ConfigurationError, EnergyMeter, SensorUnavailableError
+from hf_eco2ai.meter import FLAG_TAIL, FLAG_WINDOW_UNCLOSED
+
+
+def constant_meter(watts: float = 100.0, **kwargs: object) -> EnergyMeter:
+    return EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": watts}, **kwargs)
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_a_thousand_start_stop_cycles_leak_no_threads() -> None:
+    meter = constant_meter(rate_hz=1000)
+    before = thread_count()
+    for _ in range(1000):
+        meter.start()
+        meter.mark_step()
+        meter.stop()
+    assert thread_count() == before
+    assert not meter.running
+    assert len(meter.drain_steps()) == 2000
+
+
+def test_start_and_stop_are_idempotent() -> None:
+    meter = constant_meter()
+    meter.start()
+    meter.start()
+    assert meter.running
+    meter.stop()
+    meter.stop()
+    assert not meter.running
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(capacity=st.integers(2, 32), marks=st.integers(40, 150))
+def test_overflowing_the_record_ring_counts_drops_and_never_corrupts_records(capacity: int, marks: int) -> None:
+    meter = constant_meter(watts=50.0, rate_hz=4000, ring_capacity=capacity)
+    with meter:
+        for _ in range(marks):
+            time.sleep(0.0003)
+            meter.mark_step()
+    steps = meter.drain_steps()
+    totals = meter.totals()
+    assert len(steps) == capacity
+    assert totals["records_dropped"] == marks + 1 - capacity
+    assert (np.diff(steps.index) == 1).all()
+    assert (steps.t1_s[:-1] == steps.t0_s[1:]).all()
+    np.testing.assert_allclose(steps.joules[:, 0], 50.0 * steps.duration_s, rtol=1e-6, atol=1e-9)
+
+
+def test_marks_resolve_into_steps_whose_records_add_up_to_the_total() -> None:
+    meter = constant_meter(watts=80.0, rate_hz=1000)
+    with meter:
+        for _ in range(20):
+            time.sleep(0.002)
+            meter.mark_step()
+    steps = meter.drain_steps()
+    assert len(steps.training_steps()) == 20
+    assert steps.is_tail[-1] and not steps.is_tail[:-1].any()
+    assert steps.flags[-1] & FLAG_TAIL
+    assert steps.joules.sum() == pytest.approx(meter.totals()["joules"]["synthetic:0"], rel=1e-9)
+    np.testing.assert_allclose(steps.mean_watts[:-1, 0], 80.0, rtol=1e-9)
+
+
+def test_live_totals_are_readable_while_running_without_draining() -> None:
+    meter = constant_meter(watts=10.0, rate_hz=500)
+    before = meter.totals()
+    assert before["readings"] == 0 and before["t_s"] is None
+    with meter:
+        time.sleep(0.05)
+        live = meter.totals()
+        assert live["readings"] > 5
+        assert live["joules"]["synthetic:0"] > 0
+        assert live["watts"]["synthetic:0"] == 10.0
+    assert len(meter.drain_steps()) == 1
+
+
+def test_nested_windows_record_their_names_depths_and_energy() -> None:
+    meter = constant_meter(watts=100.0, rate_hz=2000)
+    with meter:
+        with meter.window("epoch"):
+            with meter.window("forward"):
+                time.sleep(0.01)
+            time.sleep(0.01)
+
+        @meter.window("eval")
+        def evaluate() -> int:
+            time.sleep(0.005)
+            return 7
+
+        assert evaluate() == 7
+    windows = meter.drain_windows()
+    assert windows.name == ["forward", "epoch", "eval"]
+    assert windows.depth.tolist() == [1, 0, 0]
+    np.testing.assert_allclose(windows.joules[:, 0], 100.0 * windows.duration_s, rtol=1e-6)
+    assert windows.duration_s[1] > windows.duration_s[0]
+
+
+def test_a_window_still_open_at_stop_is_closed_and_flagged() -> None:
+    meter = constant_meter(rate_hz=1000)
+    meter.start()
+    meter.window("unfinished").__enter__()
+    meter.stop()
+    windows = meter.drain_windows()
+    assert windows.name == ["unfinished"]
+    assert windows.flags[0] & FLAG_WINDOW_UNCLOSED
+
+
+def test_a_forked_child_sees_a_stopped_meter_and_the_parent_keeps_measuring() -> None:
+    meter = constant_meter(rate_hz=1000)
+    meter.start()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a threaded process is risky: that risk is the subject.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        ok = (not meter.running) and (meter.mark_step() is False)
+        try:
+            meter.start()
+            ok = False
+        except RuntimeError as error:
+            ok = ok and "fork" in str(error)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert meter.running
+    assert meter.mark_step() is True
+    meter.stop()
+    assert len(meter.drain_steps()) == 2
+
+
+def test_interpreter_exit_stops_a_running_meter(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        from hf_eco2ai import EnergyMeter
+        meter = EnergyMeter(sources="synthetic", rate_hz=1000)
+        meter.start()
+        print("started", meter.running)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "started True" in result.stdout
+
+
+def test_the_gil_is_released_while_stop_waits_for_the_sampler() -> None:
+    import threading
+
+    meter = constant_meter(rate_hz=2)  # a 0.5 s tick: stop() must not hold the GIL meanwhile
+    meter.start()
+    counted = []
+    spinner = threading.Thread(target=lambda: counted.append(sum(1 for _ in range(2_000_000))))
+    spinner.start()
+    meter.stop()
+    spinner.join()
+    assert counted == [2_000_000]
+
+
+def test_a_sensor_that_starts_failing_is_counted_and_flags_its_steps() -> None:
+    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 20.0}, synthetic_fail_after_s=0.03, rate_hz=1000)
+    with meter:
+        time.sleep(0.02)
+        meter.mark_step()
+        time.sleep(0.04)
+        meter.mark_step()
+    totals = meter.totals()
+    assert totals["sensor_errors"] > 0
+    steps = meter.drain_steps()
+    assert not steps.flags[0] & 8
+    assert steps.flags[1] & 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"rate_hz": 0}, "rate_hz=0"),
+        ({"rate_hz": 50_000}, "rate_hz=50000"),
+        ({"sources": "gpu-magic"}, "'gpu-magic'"),
+        ({"sources": []}, "sources=[]"),
+        ({"sources": ["auto", "rapl"]}, "'auto' cannot be combined"),
+        ({"rapl_root": "/no/such/powercap"}, "rapl_root='/no/such/powercap'"),
+        ({"ring_capacity": 1}, "ring_capacity=1"),
+        ({"sources": "synthetic", "synthetic": {"kind": "sine"}}, "kind must be one of"),
+        ({"sources": "synthetic", "synthetic": {"kind": "square", "low_watts": 1}}, "high_watts, period_s"),
+        ({"sources": "synthetic", "synthetic": {"kind": "piecewise", "points": [(2, 1), (1, 1)]}}, "strictly increasing"),
+        ({"sources": "cpu-estimate", "cpu_tdp_watts": -5}, "cpu_tdp_watts=-5"),
+    ],
+)
+def test_bad_arguments_raise_configuration_error_naming_the_value(kwargs: dict, named: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        EnergyMeter(**kwargs)
+    assert named in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_nvml_requested_explicitly_either_measures_gpus_or_says_why_not() -> None:
+    import ctypes.util
+
+    if ctypes.util.find_library("nvidia-ml") is None:
+        with pytest.raises(SensorUnavailableError, match="libnvidia-ml"):
+            EnergyMeter(sources="nvml")
+    else:
+        assert all(c.name.startswith("gpu:") for c in EnergyMeter(sources="nvml").channels())
+
+
+def test_auto_falls_back_quietly_and_info_says_why() -> None:
+    meter = EnergyMeter(rapl_root=None)
+    info = meter.info()
+    names = {c["name"] for c in info["channels"]}
+    assert names, "auto always finds something: at least the CPU estimate"
+    for skipped, reason in info["skipped_sources"].items():
+        assert skipped in ("nvml", "rapl", "cpu-estimate") and reason
+    if "cpu:estimate" in names:
+        estimate = next(s for s in info["sources"] if s["name"] == "cpu-estimate")
+        assert estimate["tdp_origin"] and float(estimate["tdp_watts"]) > 0
+        assert all(c["provenance"] == "estimated" for c in info["channels"] if c["name"] == "cpu:estimate")
+
+
+def test_info_reports_the_observed_update_period_of_a_changing_sensor() -> None:
+    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "ramp", "start_watts": 1, "watts_per_s": 1}, rate_hz=1000)
+    with meter:
+        time.sleep(0.05)
+    period = meter.info()["channels"][0]["observed_update_period_s"]
+    assert period == pytest.approx(0.001, rel=0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import Any, List, Mapping, Sequence, Union
+from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 from hf_eco2ai.reporting import content, numbers, svg_charts
 from hf_eco2ai.reporting.schema import FLAG_SENSOR_ERROR, FLAG_TAIL, incomplete_reason
@@ -44,6 +44,7 @@ svg.chart .axis, svg.chart .tick-mark { stroke: #9aa5b1; stroke-width: 1; }
 svg.chart .epoch-line { stroke: #9aa5b1; stroke-width: 1; stroke-dasharray: 3 3; }
 svg.chart .epoch-label { fill: var(--muted); font-size: 11px; }
 svg.chart rect.tail { opacity: .45; }
+svg.chart .clipped-label { fill: var(--ink); }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 18px; list-style: none; padding: 0; margin: 6px 0 0;
   font-size: 13px; }
 .legend li { display: flex; align-items: center; gap: 6px; }
@@ -52,6 +53,7 @@ svg.chart rect.tail { opacity: .45; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); background: var(--panel); }
+table.kv th { width: 30%; background: none; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.gap td { color: var(--muted); font-style: italic; text-align: center; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
@@ -73,14 +75,14 @@ def _badge(provenance: str) -> str:
     return f'<span class="badge {kind}">{_e(provenance)}</span>'
 
 
-def _table(header: Sequence[str], rows: Sequence[Union[str, Sequence[str]]], numeric_from: int = 99,
-           raw_columns: Sequence[int] = ()) -> str:
-    """A table whose columns from ``numeric_from`` on are right-aligned; ``raw_columns`` hold markup.
+def _table(header: Sequence[str], rows: Sequence[Union[str, Sequence[str]]],
+           numeric: Sequence[int] = (), raw_columns: Sequence[int] = ()) -> str:
+    """A table whose ``numeric`` columns are right-aligned; ``raw_columns`` hold markup.
 
     A row given as one string is a note spanning the whole width (e.g. "… 80 more steps …").
     """
     def cell(tag: str, index: int, value: str) -> str:
-        css = ' class="num"' if index >= numeric_from else ""
+        css = ' class="num"' if index in numeric else ""
         return f"<{tag}{css}>{value if index in raw_columns else _e(value)}</{tag}>"
 
     def row_markup(row: Union[str, Sequence[str]]) -> str:
@@ -93,6 +95,11 @@ def _table(header: Sequence[str], rows: Sequence[Union[str, Sequence[str]]], num
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _key_values(rows: Sequence[Tuple[str, str]]) -> str:
+    body = "".join(f'<tr><th scope="row">{_e(key)}</th><td>{_e(value)}</td></tr>' for key, value in rows)
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
+
+
 def _identity(data: Mapping[str, Any]) -> str:
     items = "".join(f"<div><dt>{_e(label)}</dt><dd>{_e(value)}</dd></div>"
                     for label, value in content.identity_rows(data))
@@ -100,9 +107,11 @@ def _identity(data: Mapping[str, Any]) -> str:
 
 
 def _figure(value: str) -> str:
-    """``"291.3 mg CO2e"`` with the unit set smaller than the number."""
+    """``"291.3 mg CO2e"`` with the unit set smaller than the number; ``"1 min 40 s"`` as it is."""
     number, _, unit = value.partition(" ")
-    return f'{_e(number)} <span class="unit">{_e(unit)}</span>' if unit else _e(number)
+    if not unit or any(word[0].isdigit() for word in unit.split()):
+        return _e(value)
+    return f'{_e(number)} <span class="unit">{_e(unit)}</span>'
 
 
 def _cards(data: Mapping[str, Any]) -> str:
@@ -126,10 +135,11 @@ def _legend(data: Mapping[str, Any], names: Sequence[str]) -> str:
     items = []
     for name in names:
         channel = by_name.get(name)
-        dashed = " dashed" if channel is not None and channel["parent"] else ""
+        parent = channel["parent"] if channel is not None else None
+        dashed = " dashed" if parent else ""
         colour = colours.get(name, svg_charts.PALETTE[0])
         badge = _badge(channel["provenance"]) if channel is not None else ""
-        inside = f' <span class="note">inside {_e(channel["parent"])}</span>' if dashed else ""
+        inside = f' <span class="note">inside {_e(parent)}</span>' if parent else ""
         items.append(f'<li><span class="swatch{dashed}" style="background: {colour}; '
                      f'border-color: {colour}"></span><code>{_e(name)}</code> {badge}{inside}</li>')
     return f'<ul class="legend">{"".join(items)}</ul>'
@@ -141,8 +151,12 @@ def _charts(data: Mapping[str, Any]) -> List[str]:
     power_svg = svg_charts.power_chart(trace, data["channels"], data["epochs"])
     if power_svg:
         names = [channel["name"] for channel in data["channels"] if channel["name"] in trace["watts"]]
-        caption = (f"{len(trace['t_s'])} points averaged from {trace['raw_points']} readings. "
-                   "Dashed lines are channels that lie inside another one.")
+        points, readings = len(trace["t_s"]), trace["raw_points"]
+        notes = [f"{points} points averaged from {readings} readings." if readings > points
+                 else f"{points} readings."]
+        if any(channel["parent"] for channel in data["channels"] if channel["name"] in names):
+            notes.append("Dashed lines are channels that lie inside another one.")
+        caption = " ".join(notes)
         parts.append(f"<figure>{power_svg}{_legend(data, names)}<figcaption>{_e(caption)}</figcaption></figure>")
     else:
         parts.append('<p class="empty">No power readings were recorded.</p>')
@@ -172,7 +186,7 @@ def _channels(data: Mapping[str, Any]) -> List[str]:
     header = ["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)",
               "Mean power (W)"]
     return ["<h2>Energy per channel</h2>",
-            _table(header, rows, numeric_from=5, raw_columns=range(len(header))),
+            _table(header, rows, numeric=(5, 6, 7), raw_columns=range(len(header))),
             f'<p class="note">{_e(content.energy_total_note(data))}</p>']
 
 
@@ -189,7 +203,7 @@ def _intensity(data: Mapping[str, Any]) -> List[str]:
     ]
     if intensity["is_estimated"] is not None:
         rows.append(("Provider's estimate", "yes" if intensity["is_estimated"] else "no"))
-    return ["<h2>Carbon intensity</h2>", _table(["", "Value"], rows)]
+    return ["<h2>Carbon intensity</h2>", _key_values(rows)]
 
 
 def _comparisons_and_budget(data: Mapping[str, Any]) -> List[str]:
@@ -201,7 +215,7 @@ def _comparisons_and_budget(data: Mapping[str, Any]) -> List[str]:
         parts.append('<p class="empty">No comparisons available.</p>')
     parts.append("<h2>Carbon budget</h2>")
     budget_rows = content.budget_rows(data["budget"])
-    parts.append(_table(["", "Value"], budget_rows) if budget_rows
+    parts.append(_key_values(budget_rows) if budget_rows
                  else '<p class="empty">No budget set.</p>')
     return parts
 
@@ -209,14 +223,15 @@ def _comparisons_and_budget(data: Mapping[str, Any]) -> List[str]:
 def _breakdowns(data: Mapping[str, Any]) -> List[str]:
     parts: List[str] = []
     if data["epochs"]:
-        parts += ["<h2>Epochs</h2>", _table(content.epoch_header(), content.epoch_rows(data), numeric_from=2)]
+        parts += ["<h2>Epochs</h2>", _table(content.epoch_header(), content.epoch_rows(data), numeric=range(2, 6))]
     if data["steps"]:
         shown, hidden = content.shown_steps(data)
+        header = content.step_header(data)
         rows: List[Union[str, Sequence[str]]] = [content.step_row(data, step) for step in shown]
         if hidden:
             rows.insert(content.STEPS_SHOWN_AT_EACH_END, f"… {hidden} more steps …")
         parts += [f"<h2>Steps ({len(data['steps'])})</h2>",
-                  _table(content.step_header(data), rows, numeric_from=2)]
+                  _table(header, rows, numeric=range(2, len(header) - 1))]
     return parts
 
 

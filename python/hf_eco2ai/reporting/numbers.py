@@ -16,7 +16,10 @@ def significant(value: Optional[float], digits: int = 4) -> str:
         return "0"
     magnitude = abs(value)
     if magnitude >= 1e9 or magnitude < 1e-4:
-        return f"{value:.{digits - 1}e}"
+        mantissa, _, exponent = f"{value:.{digits - 1}e}".partition("e")
+        if "." in mantissa:
+            mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{exponent}"
     text = f"{value:.{digits}g}"
     if "e" in text:
         # %g switched to an exponent for a large integer-valued number; spell it out.

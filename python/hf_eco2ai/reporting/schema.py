@@ -8,7 +8,7 @@ turned into None and secret config values masked, so no renderer can leak a toke
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 from hf_eco2ai.errors import ConfigurationError
 
@@ -99,7 +99,7 @@ TRACKING_DATA: Spec = _obj({
     "versions": ("map", "str?"),
 })
 
-_LEAF_CHECKS = {
+_LEAF_CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),

@@ -223,23 +223,32 @@ class _Bar(NamedTuple):
     sensor_error: bool
 
 
+def _bar(group: Sequence[Mapping[str, Any]], stacked: Sequence[str]) -> _Bar:
+    if stacked:
+        sums = {name: sum(max(step["joules_by_channel"].get(name) or 0.0, 0.0) for step in group)
+                for name in stacked}
+    else:
+        sums = {"": sum(max(step["joules"] or 0.0, 0.0) for step in group)}
+    return _Bar(
+        first_step=group[0]["index"], last_step=group[-1]["index"],
+        joules_by_channel={name: total / len(group) for name, total in sums.items()},
+        tail=all(step["flags"] & FLAG_TAIL for step in group),
+        sensor_error=any(step["flags"] & FLAG_SENSOR_ERROR for step in group),
+    )
+
+
 def _bars(steps: Sequence[Mapping[str, Any]], stacked: Sequence[str]) -> Tuple[List[_Bar], int]:
-    """Per-step bars, or means of consecutive steps when there are more than ``MAX_BARS``."""
-    size = max(1, math.ceil(len(steps) / MAX_BARS))
-    bars = []
-    for start in range(0, len(steps), size):
-        group = steps[start:start + size]
-        if stacked:
-            sums = {name: sum(max(step["joules_by_channel"].get(name) or 0.0, 0.0) for step in group)
-                    for name in stacked}
-        else:
-            sums = {"": sum(max(step["joules"] or 0.0, 0.0) for step in group)}
-        bars.append(_Bar(
-            first_step=group[0]["index"], last_step=group[-1]["index"],
-            joules_by_channel={name: total / len(group) for name, total in sums.items()},
-            tail=all(step["flags"] & FLAG_TAIL for step in group),
-            sensor_error=any(step["flags"] & FLAG_SENSOR_ERROR for step in group),
-        ))
+    """Per-step bars, or means of consecutive steps when there are more than ``MAX_BARS``.
+
+    Tail records (last mark to stop) always get a bar of their own: their length has nothing to do
+    with a training step's, so averaging them in would distort the last bar.
+    """
+    training = [step for step in steps if not step["flags"] & FLAG_TAIL]
+    tails = [step for step in steps if step["flags"] & FLAG_TAIL]
+    size = max(1, math.ceil(len(training) / max(MAX_BARS - len(tails), 1)))
+    bars = [_bar(training[start:start + size], stacked) for start in range(0, len(training), size)]
+    bars.extend(_bar([tail], stacked) for tail in tails)
+    bars.sort(key=lambda bar: bar.first_step)
     return bars, size
 
 
@@ -255,7 +264,10 @@ def step_energy_chart(steps: Sequence[Mapping[str, Any]],
     stacked = [name for name in top_level if any(name in step["joules_by_channel"] for step in steps)]
     colours = channel_colours([channel["name"] for channel in channels])
     bars, steps_per_bar = _bars(steps, stacked)
-    max_joules = max(sum(bar.joules_by_channel.values()) for bar in bars)
+    # The scale follows the training steps: a long tail would otherwise flatten every other bar,
+    # so it is clipped at the top and labelled with its value instead.
+    scaled = [bar for bar in bars if not bar.tail] or bars
+    max_joules = max(sum(bar.joules_by_channel.values()) for bar in scaled)
     unit, joules_per_unit = _energy_unit(max_joules)
     y_ticks_units = nice_ticks(0.0, max(max_joules / joules_per_unit, 1e-9))
     y_high = y_ticks_units[-1] * joules_per_unit
@@ -264,11 +276,11 @@ def step_energy_chart(steps: Sequence[Mapping[str, Any]],
     gap = min(slot * 0.2, 6.0) if slot > 3 else 0.0
 
     def y_px(joules: float) -> float:
-        return _scale(joules, 0.0, y_high, FRAME.bottom, FRAME.top)
+        return _scale(min(joules, y_high), 0.0, y_high, FRAME.bottom, FRAME.top)
 
     label_every = max(1, math.ceil(len(bars) / 10))
-    x_ticks = [(FRAME.left + (i + 0.5) * slot,
-                str(bar.first_step) if bar.first_step == bar.last_step else f"{bar.first_step}–{bar.last_step}")
+    # Label aggregated bars by their first step; the axis title says how many each one averages.
+    x_ticks = [(FRAME.left + (i + 0.5) * slot, str(bar.first_step))
                for i, bar in enumerate(bars) if i % label_every == 0]
     x_title = "Step" if steps_per_bar == 1 else f"Steps (each bar: mean of {steps_per_bar} steps)"
     parts = [_svg_open("step-chart", "Energy per step")]
@@ -295,6 +307,10 @@ def step_energy_chart(steps: Sequence[Mapping[str, Any]],
                 f'fill="{colour}"><title>{escape(f"{step_label}: {detail}total {numbers.significant(total, 4)} J")}'
                 f"</title></rect>")
             baseline = top
+        if total > y_high:
+            parts.append(f'<text class="clipped-label" x="{_number(min(x + width / 2, FRAME.right - 24))}" '
+                         f'y="{_number(FRAME.top - 4)}" text-anchor="middle">'
+                         f'{escape(numbers.significant(total / joules_per_unit, 3))} {unit} ↑</text>')
         if bar.sensor_error:
             centre, peak = x + width / 2, y_px(total) - 4
             parts.append(f'<path class="sensor-error" d="M{_number(centre - 4)} {_number(peak - 7)} '

@@ -1,0 +1,203 @@
+"""The scrape endpoint: an HTTP server on its own daemon threads serving one SnapshotCollector.
+
+Prometheus pulls ``GET /metrics`` (text format or OpenMetrics, gzip when asked). The server binds
+to 127.0.0.1 unless told otherwise, so metrics never leave the machine by accident. One process
+serves each address once: ``shared_exporter`` hands the running exporter to every later session
+that asks for the same address, so a second ``trainer.train()`` in a notebook attaches to the
+endpoint instead of failing on a port its own process holds.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any, Dict, Optional, Tuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from prometheus_client import make_wsgi_app
+from prometheus_client.registry import CollectorRegistry
+
+from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.integrations.prometheus_collector import Attachment, SnapshotCollector, SnapshotProvider
+
+DEFAULT_HOST = "127.0.0.1"
+MAX_PORT = 65535
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        """Scrapes arrive many times a minute; logging each would flood the training log."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _ThreadingServerIPv6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+def port_for_rank(base_port: int, local_rank: int) -> int:
+    """The port of one process of a multi-process job: ``base_port + local_rank``.
+
+    Processes on one node cannot share a port, so each adds its local rank; 0 (any free port)
+    stays 0. Raises ConfigurationError when the result leaves the TCP port range.
+    """
+    _check_port(base_port)
+    if base_port == 0:
+        return 0
+    port = base_port + local_rank
+    if port > MAX_PORT:
+        raise ConfigurationError(
+            f"prometheus_port={base_port} with local rank {local_rank} gives port {port}, beyond {MAX_PORT}: "
+            f"choose a prometheus_port of at most {MAX_PORT - local_rank}"
+        )
+    return port
+
+
+def _check_port(port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+        raise ConfigurationError(
+            f"prometheus_port={port!r} is invalid: use an integer TCP port from 0 to {MAX_PORT} "
+            "(0 lets the OS pick a free port)"
+        )
+
+
+def _bind(host: str, port: int, app: Any) -> _ThreadingServer:
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigurationError(f"prometheus_host={host!r} is invalid: use an address such as 127.0.0.1")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as error:
+        raise ConfigurationError(
+            f"prometheus_host={host!r} does not resolve ({error.strerror}): use an address of this "
+            "machine, such as 127.0.0.1 (loopback only) or 0.0.0.0 (every interface)"
+        ) from None
+    server_class = _ThreadingServerIPv6 if family == socket.AF_INET6 else _ThreadingServer
+    try:
+        server = server_class((host, port), _QuietHandler)
+    except OSError as error:
+        raise _bind_error(host, port, error) from None
+    server.set_app(app)
+    return server
+
+
+def _bind_error(host: str, port: int, error: OSError) -> ConfigurationError:
+    where = f"{host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        return ConfigurationError(
+            f"prometheus_port={port}: {where} is already in use. Fix: set "
+            "prometheus_port to a free port (CarbonConfig(prometheus_port=...) or monitoring.prometheus_port "
+            f"in eco2ai.yaml), or to 0 to let the OS pick one; `ss -ltnp 'sport = :{port}'` shows "
+            "which process holds it"
+        )
+    if error.errno == errno.EACCES:
+        return ConfigurationError(
+            f"prometheus_port={port}: binding {where} was refused (ports below 1024 need privileges). "
+            "Fix: set prometheus_port to a port of 1024 or above, e.g. 8000"
+        )
+    return ConfigurationError(
+        f"prometheus_host={host!r}: cannot listen on {where} ({error.strerror or error}). Fix: use an "
+        "address of this machine, such as 127.0.0.1 (loopback only) or 0.0.0.0 (every interface)"
+    )
+
+
+class PrometheusExporter:
+    """A running scrape endpoint serving the ``hf_training_*`` metrics.
+
+    Binds at construction and serves from a daemon thread until ``close()`` (or process exit).
+
+    Args:
+        host: address to bind; 127.0.0.1 keeps the endpoint on this machine.
+        port: TCP port, or 0 for a free one (read it back from ``port``).
+        registry: serve this registry (e.g. ``prometheus_client.REGISTRY`` to join an app's own
+            metrics); None uses a private one.
+        max_projects, label_cleanup, commit: see ``SnapshotCollector``.
+
+    Raises:
+        ConfigurationError: the port is in use, privileged, or out of range; the host is not an
+            address of this machine; ``max_projects`` is invalid. The message names the fix.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = 8000,
+        registry: Optional[CollectorRegistry] = None,
+        max_projects: int = 100,
+        label_cleanup: bool = True,
+        commit: str = "unknown",
+    ) -> None:
+        _check_port(port)
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.collector = SnapshotCollector(
+            registry=self.registry, max_projects=max_projects, label_cleanup=label_cleanup, commit=commit
+        )
+        try:
+            self._server = _bind(host, port, make_wsgi_app(self.registry))
+        except ConfigurationError:
+            self.registry.unregister(self.collector)
+            raise
+        self.host = host
+        self.port: int = self._server.server_address[1]
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"hf-eco2ai-prometheus-{self.port}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The scrape URL, e.g. ``http://127.0.0.1:8000/metrics``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def attach(self, provider: SnapshotProvider) -> Attachment:
+        """Starts exporting a session's snapshots; see ``SnapshotCollector.attach``."""
+        return self.collector.attach(provider)
+
+    def close(self) -> None:
+        """Stops serving and frees the port. Idempotent; blocks for at most about half a second."""
+        with _shared_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if _shared.get((self.host, self.port)) is self:
+                del _shared[(self.host, self.port)]
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        self.registry.unregister(self.collector)
+
+    def __enter__(self) -> "PrometheusExporter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "serving"
+        return f"PrometheusExporter({self.url}, {state})"
+
+
+_shared_lock = threading.Lock()
+_shared: Dict[Tuple[str, int], PrometheusExporter] = {}
+
+
+def shared_exporter(host: str = DEFAULT_HOST, port: int = 8000, **options: Any) -> PrometheusExporter:
+    """The exporter this process already serves on ``host:port``, or a newly started one.
+
+    ``options`` (``max_projects``, ``label_cleanup``, ``commit``, ``registry``) apply only when a
+    new exporter starts. Port 0 always starts a new exporter on a free port. Thread-safe.
+    Raises ConfigurationError as ``PrometheusExporter`` does.
+    """
+    with _shared_lock:
+        running = _shared.get((host, port)) if port else None
+        if running is not None:
+            return running
+        exporter = PrometheusExporter(host=host, port=port, **options)
+        _shared[(host, exporter.port)] = exporter
+        return exporter

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import numpy as np
 import pytest
 from report_data import JOULES_PER_KWH, make_tracking_data
 
@@ -79,6 +80,28 @@ def test_json_writes_non_finite_numbers_as_null_and_stays_strict(data: Dict[str,
 def test_json_keeps_keys_the_schema_does_not_know(data: Dict[str, Any]) -> None:
     data["run"]["slurm_job_id"] = "4242"
     assert json.loads(generate_carbon_report(data, "json"))["run"]["slurm_job_id"] == "4242"
+
+
+def test_numpy_scalars_from_step_records_become_plain_numbers(data: Dict[str, Any]) -> None:
+    data["steps"][0]["index"] = np.int64(0)
+    data["steps"][0]["joules"] = np.float64(121.5)
+    data["steps"][0]["flags"] = np.uint32(17)
+    data["energy"]["pue"] = np.float32(1.25)
+    loaded = json.loads(generate_carbon_report(data, "json"))
+    assert loaded["steps"][0]["joules"] == 121.5 and loaded["steps"][0]["flags"] == 17
+    assert loaded["energy"]["pue"] == 1.25
+    first_row = _rows(generate_carbon_report(data, "csv"))[0]
+    assert first_row["joules"] == "121.5" and first_row["flags"] == "17"
+
+
+def test_a_value_json_cannot_hold_is_refused(data: Dict[str, Any], tmp_path: Path) -> None:
+    data["config"]["output_dir"] = tmp_path
+    with pytest.raises(ConfigurationError, match=r"tracking_data\['config'\]\['output_dir'\] is .*expected a JSON value"):
+        generate_carbon_report(data, "json")
+    data["config"]["output_dir"] = str(tmp_path)
+    data["extra"] = {1, 2}
+    with pytest.raises(ConfigurationError, match="reports take JSON types only"):
+        generate_carbon_report(data, "json")
 
 
 # --- CSV --------------------------------------------------------------------------------------

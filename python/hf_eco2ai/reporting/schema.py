@@ -8,6 +8,7 @@ turned into None and secret config values masked, so no renderer can leak a toke
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 from hf_eco2ai.errors import ConfigurationError
@@ -95,16 +96,37 @@ TRACKING_DATA: Spec = _obj({
     "power_trace": ("nullable", _POWER_TRACE),
     "monitoring_errors_total": "int",
     "warnings": ("list", _WARNING),
-    "config": ("map", "any"),
+    "config": ("map", "json"),
     "versions": ("map", "str?"),
 })
 
+# The exact-type tests first: a long run has ~10 numbers per step and ABC checks are slow.
+def _is_integer(value: Any) -> bool:
+    # numbers.Integral admits numpy integers, which a producer may hand over from StepRecords.
+    return type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
+
+
+def _is_number(value: Any) -> bool:
+    kind = type(value)
+    return kind is float or kind is int or (isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
+def _is_json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool)) or _is_number(value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json_value(item) for item in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(key, str) and _is_json_value(item) for key, item in value.items())
+    return False
+
+
 _LEAF_CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "int": (_is_integer, "an integer"),
+    "number": (_is_number, "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "any": (lambda v: True, "any value"),
+    "json": (_is_json_value, "a JSON value (null, bool, number, string, list or object)"),
 }
 
 
@@ -137,7 +159,7 @@ def _check(value: Any, spec: Spec, parts: List[Any]) -> None:
         for index, item in enumerate(value):
             _check(item, inner, parts + [index])
         return
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise _fail(parts, f"is {type(value).__name__}; expected an object")
     if kind == "map":
         for key, item in value.items():
@@ -193,14 +215,29 @@ def is_secret_key(key: str) -> bool:
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
-def _finite_copy(value: Any) -> Any:
-    if isinstance(value, float):
+def _plain_copy(value: Any) -> Any:
+    """Deep copy in plain Python types: numpy scalars become int/float, non-finite floats None."""
+    kind = type(value)
+    if kind is float:
         return value if math.isfinite(value) else None
+    if kind is dict:
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if kind is int or kind is str or kind is bool or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        as_float = float(value)
+        return as_float if math.isfinite(as_float) else None
     if isinstance(value, Mapping):
-        return {key: _finite_copy(item) for key, item in value.items()}
+        return {key: _plain_copy(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_copy(item) for item in value]
-    return value
+        return [_plain_copy(item) for item in value]
+    # Only keys outside the schema can get here; the schema's own keys were type-checked.
+    raise ConfigurationError(
+        f"tracking_data holds {value!r} of type {type(value).__name__}; reports take JSON types only "
+        "(null, bool, number, string, list, object)"
+    )
 
 
 def _mask_secrets(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -211,8 +248,9 @@ def _mask_secrets(config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def prepare_for_output(data: Mapping[str, Any]) -> Dict[str, Any]:
-    """A deep copy safe to render: non-finite floats become None, secret config values ``"***"``."""
-    prepared: Dict[str, Any] = _finite_copy(data)
+    """A deep copy safe to render: plain Python numbers, non-finite floats as None, secret config
+    values as ``"***"``."""
+    prepared: Dict[str, Any] = _plain_copy(data)
     prepared["config"] = _mask_secrets(prepared["config"])
     return prepared
 

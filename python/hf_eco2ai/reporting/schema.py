@@ -271,6 +271,3 @@ def incomplete_reason(data: Mapping[str, Any]) -> str:
             reasons.append(f"{warning['message']}" + (f" ({channel})" if channel else ""))
     return "; ".join(reasons)
 
-
-def top_level_channels(data: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    return [channel for channel in data["channels"] if channel["parent"] is None]

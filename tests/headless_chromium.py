@@ -17,6 +17,8 @@ from pathlib import Path
 from collections import Counter
 from typing import List, NamedTuple, Tuple
 
+import numpy as np
+
 CONSOLE_LINE = re.compile(r":CONSOLE[:(]")
 TIMEOUT_S = 90
 
@@ -75,27 +77,39 @@ def png_colour_counts(png: Path) -> "Counter[Tuple[int, int, int]]":
         offset += 12 + length
     channels = 3 if colour_type == 2 else 4
     stride = width * channels
-    raw = zlib.decompress(idat)
-    previous = bytearray(stride)
-    colours: "Counter[Tuple[int, int, int]]" = Counter()
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, stride + 1)
+    pixels = np.zeros((height, stride), dtype=np.uint8)
+    previous = np.zeros(stride, dtype=np.uint8)
     for row in range(height):
-        start = row * (stride + 1)
-        filter_type, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
-        for i in range(stride):
-            left = line[i - channels] if i >= channels else 0
-            up = previous[i]
-            up_left = previous[i - channels] if i >= channels else 0
-            if filter_type == 1:
-                line[i] = (line[i] + left) & 0xFF
-            elif filter_type == 2:
-                line[i] = (line[i] + up) & 0xFF
-            elif filter_type == 3:
-                line[i] = (line[i] + ((left + up) >> 1)) & 0xFF
-            elif filter_type == 4:
-                estimate = left + up - up_left
-                distances = (abs(estimate - left), abs(estimate - up), abs(estimate - up_left))
-                predictor = (left, up, up_left)[distances.index(min(distances))]
-                line[i] = (line[i] + predictor) & 0xFF
-        colours.update(zip(line[0::channels], line[1::channels], line[2::channels]))
-        previous = line
-    return colours
+        filter_type, line = raw[row, 0], raw[row, 1:]
+        if filter_type == 0:
+            decoded = line.copy()
+        elif filter_type == 1:  # Sub: a running sum along each colour channel
+            decoded = (line.reshape(width, channels).astype(np.uint32).cumsum(axis=0) & 0xFF) \
+                .astype(np.uint8).reshape(stride)
+        elif filter_type == 2:  # Up
+            decoded = line + previous
+        else:  # Average and Paeth depend on the byte just decoded: byte by byte
+            decoded = _unfilter_sequential(int(filter_type), line.tolist(), previous.tolist(), channels)
+        pixels[row] = decoded
+        previous = pixels[row]
+    rgb = pixels.reshape(height, width, channels)[:, :, :3].reshape(-1, 3).astype(np.uint32)
+    packed, counts = np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2], return_counts=True)
+    return Counter({(int(v) >> 16, (int(v) >> 8) & 0xFF, int(v) & 0xFF): int(n)
+                    for v, n in zip(packed, counts)})
+
+
+def _unfilter_sequential(filter_type: int, line: List[int], previous: List[int],
+                         channels: int) -> "np.ndarray":
+    for i in range(len(line)):
+        left = line[i - channels] if i >= channels else 0
+        up = previous[i]
+        if filter_type == 3:
+            line[i] = (line[i] + ((left + up) >> 1)) & 0xFF
+            continue
+        up_left = previous[i - channels] if i >= channels else 0
+        estimate = left + up - up_left
+        distances = (abs(estimate - left), abs(estimate - up), abs(estimate - up_left))
+        predictor = (left, up, up_left)[distances.index(min(distances))]
+        line[i] = (line[i] + predictor) & 0xFF
+    return np.array(line, dtype=np.uint8)

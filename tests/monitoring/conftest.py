@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Iterator
 
 import pytest
-from monitoring_helpers import PrometheusServer, launch_prometheus, stop_prometheus
+from monitoring_helpers import RULES, LiveEndpoint, launch_prometheus, stop_prometheus
+
+from hf_eco2ai.integrations.prometheus import shared_exporter
 
 
-@pytest.fixture
-def start_prometheus(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
-    """``start(targets, rule_files=(), interval="250ms")`` launches a real Prometheus on 127.0.0.1.
-
-    Every server started through it is stopped in teardown, whether the test passed or not.
-    """
-    servers: List[PrometheusServer] = []
-
-    def start(*args: Any, **kwargs: Any) -> PrometheusServer:
-        server = launch_prometheus(tmp_path / f"prometheus-{len(servers)}", *args, **kwargs)
-        servers.append(server)
-        return server
-
+@pytest.fixture(scope="session")
+def live_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEndpoint]:
+    # One Prometheus for every live test: it takes about 5 s to apply its first targets.
+    exporter = shared_exporter("127.0.0.1", 0)
     try:
-        yield start
-    finally:
-        for server in servers:
+        server = launch_prometheus(tmp_path_factory.mktemp("prometheus") / "server", [f"127.0.0.1:{exporter.port}"],
+                                   rule_files=[RULES])
+        try:
+            yield LiveEndpoint(exporter, server)
+        finally:
             stop_prometheus(server)
+    finally:
+        exporter.close()

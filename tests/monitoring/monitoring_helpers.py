@@ -9,18 +9,22 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
+import yaml
 
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.integrations.prometheus import PrometheusExporter
 from hf_eco2ai.snapshot import GpuStats, SessionSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING_DOCS = REPO / "docs" / "monitoring"
+DASHBOARD = MONITORING_DOCS / "grafana-dashboard.json"
+RULES = MONITORING_DOCS / "alert_rules.yml"
 
 
 def free_port() -> int:
@@ -70,6 +74,20 @@ def bare_snapshot(**changes: Any) -> SessionSnapshot:
     return make_snapshot(**{**bare, **changes})
 
 
+def dashboard_exprs() -> Dict[str, List[str]]:
+    """PromQL expressions of the dashboard by panel title (plus its variable and annotation queries)."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    exprs = {panel["title"]: [target["expr"] for target in panel["targets"]] for panel in dashboard["panels"]}
+    exprs["variables"] = [variable["definition"] for variable in dashboard["templating"]["list"]]
+    exprs["annotations"] = [annotation["expr"] for annotation in dashboard["annotations"]["list"]]
+    return exprs
+
+
+def rule_exprs() -> Dict[str, str]:
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
+
+
 class PrometheusServer:
     """A real ``prometheus`` process on 127.0.0.1 and helpers for its HTTP API."""
 
@@ -103,6 +121,20 @@ class PrometheusServer:
                 pytest.fail(f"timed out after {timeout_s} s waiting for {what}; Prometheus log:\n"
                             + self.log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class LiveEndpoint:
+    """A shared exporter on 127.0.0.1 and a real Prometheus scraping it every 250 ms.
+
+    Sessions configured with ``prometheus_port=exporter.port`` attach to this very exporter
+    (``shared_exporter`` hands it to them), so Prometheus scrapes them with no new target.
+    Prometheus also evaluates ``docs/monitoring/alert_rules.yml`` every 250 ms. Tests tell their
+    series apart by ``project_name``.
+    """
+
+    exporter: PrometheusExporter
+    prometheus: PrometheusServer
 
 
 def launch_prometheus(

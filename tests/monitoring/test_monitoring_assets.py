@@ -10,32 +10,15 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-import yaml
-from monitoring_helpers import MONITORING_DOCS
+from monitoring_helpers import DASHBOARD, MONITORING_DOCS, RULES, dashboard_exprs, rule_exprs
 
 from hf_eco2ai.integrations.prometheus import CATALOGUE, NOT_EXPORTED
 
-DASHBOARD = MONITORING_DOCS / "grafana-dashboard.json"
-RULES = MONITORING_DOCS / "alert_rules.yml"
 PROMETHEUS_CONFIG = MONITORING_DOCS / "prometheus.yml"
 ALERTMANAGER_CONFIG = MONITORING_DOCS / "alertmanager.yml"
 RULE_TESTS = Path(__file__).with_name("alert_rules_test.yml")
 METRIC_NAME = re.compile(r"\bhf_training_[a-zA-Z0-9_]+")
 EXPORTED = {spec.name for spec in CATALOGUE}
-
-
-def dashboard_exprs() -> Dict[str, List[str]]:
-    """PromQL expressions of the dashboard by panel title (plus its variable and annotation queries)."""
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    exprs = {panel["title"]: [target["expr"] for target in panel["targets"]] for panel in dashboard["panels"]}
-    exprs["variables"] = [variable["definition"] for variable in dashboard["templating"]["list"]]
-    exprs["annotations"] = [annotation["expr"] for annotation in dashboard["annotations"]["list"]]
-    return exprs
-
-
-def rule_exprs() -> Dict[str, str]:
-    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
 
 
 def run_tool(*command: str) -> "subprocess.CompletedProcess[str]":

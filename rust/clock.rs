@@ -16,3 +16,22 @@ pub fn monotonic_ns() -> u64 {
 pub fn ns_to_s(ns: u64) -> f64 {
     ns as f64 * 1e-9
 }
+
+/// Sleeps until `deadline_ns` on CLOCK_MONOTONIC. An absolute deadline keeps a periodic loop
+/// free of drift, and wakes exactly once when nothing interrupts it.
+pub fn sleep_until_ns(deadline_ns: u64) {
+    let deadline = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec; a null remainder is allowed with TIMER_ABSTIME. An EINTR return
+    // just ends the sleep early, and callers re-check the clock.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &deadline,
+            std::ptr::null_mut(),
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 
 use crate::boundary_queue::{Boundary, BoundaryKind, BoundaryQueue};
 use crate::channel::{ChannelSpec, Provenance, Sample, MAX_CHANNELS};
-use crate::clock::monotonic_ns;
+use crate::clock::{monotonic_ns, sleep_until_ns};
 use crate::energy::ChannelIntegrator;
 use crate::error::{CoreError, CoreResult};
 use crate::sources::Source;
@@ -262,13 +262,20 @@ impl Engine {
     }
 }
 
-fn set_fine_timer_slack() {
-    // Wake-ups at high rates need better than the default 50 µs slack.
+/// Timer slack lets the kernel batch wake-ups: finer slack costs CPU (measured here: 3.3 % of a
+/// core at 1 kHz with 1 µs, 1.9 % with the default 50 µs), coarser slack costs punctuality.
+/// A tenth of the period, at most the default, keeps ticks on time at every rate.
+fn set_timer_slack(period_ns: u64) {
+    let slack_ns = (period_ns / 10).clamp(1_000, 50_000);
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer and affects only this thread.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, slack_ns as libc::c_ulong) };
 }
 
-/// Sleeps until `deadline_ns` on the monotonic clock, or until a stop is requested.
+/// The longest single sleep: a stop request is noticed within this, whatever the rate.
+const STOP_CHECK_NS: u64 = 50_000_000;
+
+/// Sleeps until `deadline_ns` on the monotonic clock, or until a stop is requested. At rates
+/// above 20 Hz this is one absolute sleep per tick: each wake-up costs more than the reading.
 fn wait_until(deadline_ns: u64, stop: &AtomicBool) {
     loop {
         if stop.load(Ordering::Acquire) {
@@ -278,14 +285,14 @@ fn wait_until(deadline_ns: u64, stop: &AtomicBool) {
         if now >= deadline_ns {
             return;
         }
-        thread::park_timeout(std::time::Duration::from_nanos(deadline_ns - now));
+        sleep_until_ns(deadline_ns.min(now + STOP_CHECK_NS));
     }
 }
 
 fn run_sampler(shared: &Shared, engine: &mut Engine, started: mpsc::SyncSender<()>) {
-    set_fine_timer_slack();
     let live = &shared.live;
     let period = engine.period_ns;
+    set_timer_slack(period);
     let first = monotonic_ns();
     for integrator in &mut engine.integrators {
         integrator.begin_span();
@@ -451,7 +458,6 @@ impl Meter {
         let handle = self.shared.thread.lock().expect("thread slot lock").take();
         if let Some(handle) = handle {
             self.shared.stop_requested.store(true, Ordering::Release);
-            handle.thread().unpark();
             handle
                 .join()
                 .map_err(|_| CoreError::Thread("the sampler thread panicked".into()))?;
@@ -499,6 +505,33 @@ impl Meter {
 
     pub fn close_window(&self, name_id: u32) -> bool {
         self.push_boundary(BoundaryKind::WindowClose, name_id)
+    }
+
+    /// Takes `readings` back to back on the calling thread, with a fake clock advancing one
+    /// sampler period each, resolving boundaries as the thread would. For benchmarks that need
+    /// millions of readings without waiting for real time; the meter must be stopped.
+    pub fn run_unpaced(&self, readings: u64) -> CoreResult<()> {
+        if self
+            .shared
+            .thread
+            .lock()
+            .expect("thread slot lock")
+            .is_some()
+        {
+            return Err(CoreError::Thread(
+                "run_unpaced needs a stopped meter".into(),
+            ));
+        }
+        let mut engine = self.shared.engine.lock().expect("sampler engine lock");
+        let live = &self.shared.live;
+        let period = engine.period_ns;
+        let mut t_ns = monotonic_ns();
+        for _ in 0..readings {
+            t_ns += period;
+            engine.take_reading(live, t_ns);
+            engine.resolve_ready(&self.shared.boundaries, live, t_ns);
+        }
+        Ok(())
     }
 
     pub fn drain_records(&self) -> Vec<Record> {

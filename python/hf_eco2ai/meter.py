@@ -13,13 +13,14 @@ import weakref
 from contextlib import ContextDecorator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from hf_eco2ai import _core
 from hf_eco2ai.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KNOWN_SOURCES = ("auto", "nvml", "rapl", "cpu-estimate", "synthetic")
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
@@ -62,6 +63,7 @@ class StepRecords:
 
     @property
     def mean_watts(self) -> np.ndarray:
+        np = _numpy()
         duration = self.duration_s[:, None]
         return np.divide(self.joules, duration, out=np.full_like(self.joules, np.nan), where=duration > 0)
 
@@ -104,7 +106,16 @@ class PowerTrace:
     watts: np.ndarray
 
 
+def _numpy() -> Any:
+    """numpy, imported on first use: it is most of this module's import time, and
+    `hf-eco2ai profile` or a meter that is never drained does not need it."""
+    import numpy
+
+    return numpy
+
+
 def _column(raw: Mapping[str, Any], key: str, dtype: str) -> np.ndarray:
+    np = _numpy()
     return np.frombuffer(raw[key], dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype, copy=False)
 
 
@@ -346,6 +357,7 @@ class EnergyMeter:
         count = raw["count"]
         if count == 0:
             return
+        np = _numpy()
         n_channels = len(self._channel_names)
         kind = _column(raw, "kind", "uint8")
         columns = {
@@ -362,13 +374,14 @@ class EnergyMeter:
 
     @staticmethod
     def _concat(chunks: List[Dict[str, np.ndarray]], key: str, empty: np.ndarray) -> np.ndarray:
-        return np.concatenate([c[key] for c in chunks]) if chunks else empty
+        return _numpy().concatenate([c[key] for c in chunks]) if chunks else empty
 
     def drain_steps(self) -> StepRecords:
         """Steps resolved since the last call (a step resolves one sampler period after its mark)."""
         with self._drain_lock:
             self._pull()
             chunks, self._pending_steps = self._pending_steps, []
+        np = _numpy()
         n = len(self._channel_names)
         return StepRecords(
             channels=list(self._channel_names),
@@ -384,6 +397,7 @@ class EnergyMeter:
         with self._drain_lock:
             self._pull()
             chunks, self._pending_windows = self._pending_windows, []
+        np = _numpy()
         n = len(self._channel_names)
         name_ids = self._concat(chunks, "name_id", np.empty(0, np.uint32))
         return WindowRecords(

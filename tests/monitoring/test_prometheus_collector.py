@@ -129,8 +129,14 @@ def test_model_label_folds_local_checkpoints_of_one_model_into_one_series(raw: O
 
 def test_without_label_cleanup_values_are_exported_as_given() -> None:
     registry = CollectorRegistry()
+    SnapshotCollector(lambda: make_snapshot(project_name="my\nproject"), registry=registry, label_cleanup=False)
+    assert samples(registry, "hf_training_energy_kwh_total")[0]["project_name"] == "my\nproject"
+
+
+def test_without_model_aggregation_each_checkpoint_path_is_its_own_model() -> None:
+    registry = CollectorRegistry()
     SnapshotCollector(lambda: make_snapshot(model_name="/runs/bert/checkpoint-5"), registry=registry,
-                      label_cleanup=False)
+                      aggregate_similar_models=False)
     assert samples(registry, "hf_training_energy_kwh_total")[0]["model_name"] == "/runs/bert/checkpoint-5"
 
 

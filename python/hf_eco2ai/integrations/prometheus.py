@@ -70,6 +70,7 @@ def start_session_exporter(
     port: int = 8000,
     max_projects: int = 100,
     label_cleanup: bool = True,
+    aggregate_similar_models: bool = True,
 ) -> SessionExport:
     """Serves ``session.snapshot()`` on ``host:port + local rank`` until ``close()``.
 
@@ -80,7 +81,7 @@ def start_session_exporter(
     """
     exporter = shared_exporter(
         host, port_for_rank(port, session.rank_info.local_rank),
-        max_projects=max_projects, label_cleanup=label_cleanup,
+        max_projects=max_projects, label_cleanup=label_cleanup, aggregate_similar_models=aggregate_similar_models,
     )
     return SessionExport(exporter, exporter.attach(session.snapshot))
 

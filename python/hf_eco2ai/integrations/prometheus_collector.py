@@ -75,7 +75,9 @@ class SnapshotCollector(Collector):
         registry: a ``CollectorRegistry`` to register with; None registers nowhere.
         max_projects: cap on distinct ``project_name`` label values (>= 1); later projects are
             exported as ``project_name="other"``.
-        label_cleanup: normalise free-text label values (see ``prometheus_labels``).
+        label_cleanup: make free-text label values printable, single-line and bounded.
+        aggregate_similar_models: label a model given as a local path by its own directory name,
+            so that its checkpoints share one series (see ``prometheus_labels.model_label``).
         commit: source commit shown on ``hf_training_plugin_version``.
 
     Raises:
@@ -94,10 +96,12 @@ class SnapshotCollector(Collector):
         registry: Optional[CollectorRegistry] = None,
         max_projects: int = 100,
         label_cleanup: bool = True,
+        aggregate_similar_models: bool = True,
         commit: str = "unknown",
     ) -> None:
         self._guard = ProjectLabelGuard(max_projects)
         self._label_cleanup = label_cleanup
+        self._aggregate_similar_models = aggregate_similar_models
         self._commit = commit
         self._lock = threading.Lock()
         self._entries: Tuple[_Entry, ...] = ()
@@ -138,7 +142,9 @@ class SnapshotCollector(Collector):
         for snapshot in snapshots:
             project_name = clean_label_value(snapshot.project_name) if self._label_cleanup else snapshot.project_name
             project_label = self._guard.label_for(project_name)
-            for name, labels, value in snapshot_samples(snapshot, project_label, self._label_cleanup):
+            for name, labels, value in snapshot_samples(
+                snapshot, project_label, self._label_cleanup, self._aggregate_similar_models
+            ):
                 if value is not None:
                     add(name, labels, value)
         add("hf_training_plugin_version", {"version": __version__, "commit": self._commit}, 1)

@@ -49,18 +49,21 @@ def push_snapshot(
     job: str = DEFAULT_JOB,
     timeout_s: float = 2.0,
     label_cleanup: bool = True,
+    aggregate_similar_models: bool = True,
     commit: str = "unknown",
 ) -> None:
     """Pushes ``snapshot`` as the ``hf_training_*`` metrics to a Pushgateway (blocking, one request).
 
-    Call it at the end of a run (and, if wanted, at log intervals) from the session, never on the
+    ``label_cleanup``, ``aggregate_similar_models`` and ``commit`` are as in
+    ``SnapshotCollector``. Call it at the end of a run (and, if wanted, at log intervals) from the session, never on the
     hot path. Raises ConfigurationError for a malformed ``gateway_url``, and CarbonTrackingError
     when the push fails (unreachable, timeout after ``timeout_s`` seconds, HTTP error); callers
     that must not fail turn that into a warning and a counter.
     """
     gateway = _checked_gateway(gateway_url)
     registry = CollectorRegistry()
-    SnapshotCollector(lambda: snapshot, registry=registry, label_cleanup=label_cleanup, commit=commit)
+    SnapshotCollector(lambda: snapshot, registry=registry, label_cleanup=label_cleanup,
+                      aggregate_similar_models=aggregate_similar_models, commit=commit)
     try:
         push_to_gateway(
             gateway, job=job, registry=registry, grouping_key=grouping_key(snapshot, label_cleanup), timeout=timeout_s

@@ -24,15 +24,19 @@ def _as_given(value: Optional[object]) -> str:
     return "" if value is None else str(value)
 
 
-def snapshot_samples(snapshot: SessionSnapshot, project_label: str, label_cleanup: bool) -> Iterator[Sample]:
+def snapshot_samples(
+    snapshot: SessionSnapshot, project_label: str, label_cleanup: bool, aggregate_similar_models: bool
+) -> Iterator[Sample]:
     """Yields ``(series name, labels, value)`` for every catalogue metric the snapshot can give.
 
     ``project_label`` is the project's label value after the cardinality guard. With
-    ``label_cleanup`` the free-text label values are normalised (see ``prometheus_labels``).
+    ``label_cleanup`` the free-text label values are made printable and bounded; with
+    ``aggregate_similar_models`` a model given as a local path is labelled by its directory name
+    (see ``prometheus_labels``).
     A yielded value may be None; the caller drops those samples.
     """
     label: Callable[[Optional[object]], str] = clean_label_value if label_cleanup else _as_given
-    model = model_label(snapshot.model_name) if label_cleanup else _as_given(snapshot.model_name)
+    model = model_label(snapshot.model_name) if aggregate_similar_models else label(snapshot.model_name)
     process: Labels = {"rank": str(snapshot.rank), "host": label(snapshot.host)}
     project: Labels = {"project_name": project_label, **process}
     per_model: Labels = {**project, "model_name": model}

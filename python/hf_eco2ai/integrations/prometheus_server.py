@@ -114,7 +114,7 @@ class PrometheusExporter:
         port: TCP port, or 0 for a free one (read it back from ``port``).
         registry: serve this registry (e.g. ``prometheus_client.REGISTRY`` to join an app's own
             metrics); None uses a private one.
-        max_projects, label_cleanup, commit: see ``SnapshotCollector``.
+        max_projects, label_cleanup, aggregate_similar_models, commit: see ``SnapshotCollector``.
 
     Raises:
         ConfigurationError: the port is in use, privileged, or out of range; the host is not an
@@ -129,12 +129,14 @@ class PrometheusExporter:
         registry: Optional[CollectorRegistry] = None,
         max_projects: int = 100,
         label_cleanup: bool = True,
+        aggregate_similar_models: bool = True,
         commit: str = "unknown",
     ) -> None:
         _check_port(port)
         self.registry = CollectorRegistry() if registry is None else registry
         self.collector = SnapshotCollector(
-            registry=self.registry, max_projects=max_projects, label_cleanup=label_cleanup, commit=commit
+            registry=self.registry, max_projects=max_projects, label_cleanup=label_cleanup,
+            aggregate_similar_models=aggregate_similar_models, commit=commit,
         )
         try:
             self._server = _bind(host, port, make_wsgi_app(self.registry))
@@ -190,7 +192,8 @@ _shared: Dict[Tuple[str, int], PrometheusExporter] = {}
 def shared_exporter(host: str = DEFAULT_HOST, port: int = 8000, **options: Any) -> PrometheusExporter:
     """The exporter this process already serves on ``host:port``, or a newly started one.
 
-    ``options`` (``max_projects``, ``label_cleanup``, ``commit``, ``registry``) apply only when a
+    ``options`` (``max_projects``, ``label_cleanup``, ``aggregate_similar_models``, ``commit``,
+    ``registry``) apply only when a
     new exporter starts. Port 0 always starts a new exporter on a free port. Thread-safe.
     Raises ConfigurationError as ``PrometheusExporter`` does.
     """

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from hf_eco2ai.carbon.bounded_http import is_loopback_host
 from hf_eco2ai.errors import ConfigurationError

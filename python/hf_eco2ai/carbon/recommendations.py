@@ -90,21 +90,21 @@ def regional_recommendations(
                     ),
                 ))
     elif baseline.zone is not None:
-        for entry in tables.neighbours(baseline.zone):
-            saving = _saving_percent(current, entry.g_per_kwh)
+        for neighbour in tables.neighbours(baseline.zone):
+            saving = _saving_percent(current, neighbour.g_per_kwh)
             if saving >= min_saving_percent:
                 found.append(Recommendation(
                     kind="neighbouring-grid",
-                    target=entry.zone,
+                    target=neighbour.zone,
                     current_g_per_kwh=current,
-                    target_g_per_kwh=entry.g_per_kwh,
+                    target_g_per_kwh=neighbour.g_per_kwh,
                     saving_percent=saving,
-                    dataset=entry.dataset,
-                    year=entry.year,
+                    dataset=neighbour.dataset,
+                    year=neighbour.year,
                     text=(
-                        f"Consider running in the neighbouring grid {entry.zone} for {saving:.0f}% lower carbon "
-                        f"intensity ({entry.g_per_kwh:.0f} vs {current:.0f} g/kWh in {baseline.zone}; "
-                        f"{entry.dataset}, {entry.year})"
+                        f"Consider running in the neighbouring grid {neighbour.zone} for {saving:.0f}% lower carbon "
+                        f"intensity ({neighbour.g_per_kwh:.0f} vs {current:.0f} g/kWh in {baseline.zone}; "
+                        f"{neighbour.dataset}, {neighbour.year})"
                     ),
                 ))
     found.sort(key=lambda recommendation: -recommendation.saving_percent)

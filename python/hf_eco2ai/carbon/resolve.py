@@ -20,13 +20,14 @@ import dataclasses
 import difflib
 import logging
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from hf_eco2ai.carbon import cloud as cloud_detection
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.cloud import CloudLocation
 from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.carbon.provenance import IntensityResult
+from hf_eco2ai.carbon.tables import CloudRegion, ZoneIntensity
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import APIError
 
@@ -149,9 +150,9 @@ class IntensityResolver:
         config = self.config
         location = self.cloud
         if location is not None and location.region is not None:
-            entry = tables.cloud_region(location.provider, location.region)
-            if entry is not None:
-                return _result(entry, "cloud-region-table", country=_entry_country(entry), region=location.region)
+            cloud_entry = tables.cloud_region(location.provider, location.region)
+            if cloud_entry is not None:
+                return _result(cloud_entry, "cloud-region-table", country=cloud_entry.country or None, region=location.region)
             known = list(tables.cloud_regions(location.provider))
             close = difflib.get_close_matches(location.region, known, n=1)
             self._warn_once(
@@ -161,24 +162,23 @@ class IntensityResolver:
             )
         country = config.country_iso_code
         if country is not None and config.region is not None:
-            entry = tables.subnational(country, config.region)
-            if entry is not None:
-                return _result(entry, "subnational-table", country=_entry_country(entry) or country, region=config.region)
+            grid = tables.subnational(country, config.region)
+            if grid is not None:
+                return _result(grid, "subnational-table", country=grid.country or country, region=config.region)
             self._warn_once(
                 "unknown-region",
                 f"region {config.region!r} of country {country} is not in the packaged sub-national table; "
                 "using the country's figure",
             )
         if country is not None:
-            entry = tables.country(country)
-            if entry is not None:
-                return _result(entry, "country-table", country=_entry_country(entry) or country, region=config.region)
+            national = tables.country(country)
+            if national is not None:
+                return _result(national, "country-table", country=national.country or country, region=config.region)
             self._warn_once(
                 "unknown-country",
                 f"country_iso_code {country!r} is not in the packaged country table; using the world average",
             )
-        entry = tables.world_average()
-        result = _result(entry, "world-average", country=None, region=None)
+        result = _result(tables.world_average(), "world-average", country=None, region=None)
         self._warn_once(
             "world-average-intensity",
             f"no location known, so the world average of {result.g_per_kwh:g} g/kWh ({result.dataset}, "
@@ -187,12 +187,7 @@ class IntensityResolver:
         return result
 
 
-def _entry_country(entry: Any) -> Optional[str]:
-    value = getattr(entry, "country", None)
-    return str(value) if value else None
-
-
-def _result(entry: Any, source: str, *, country: Optional[str], region: Optional[str]) -> IntensityResult:
+def _result(entry: Union[ZoneIntensity, CloudRegion], source: str, *, country: Optional[str], region: Optional[str]) -> IntensityResult:
     return IntensityResult(
         g_per_kwh=float(entry.g_per_kwh),
         source=source,  # type: ignore[arg-type]

@@ -66,6 +66,11 @@ SAMPLES: Dict[str, list] = {
     "prometheus_enabled": [(True, "on", True), (False, "false", False), (True, "TRUE", True)],
     "prometheus_port": [(0, "0", 0), (9100, "9100", 9100), (65535, "65535", 65535)],
     "prometheus_host": [("0.0.0.0",) * 3, ("127.0.0.1",) * 3, ("::1",) * 3],
+    "max_projects": [(1, "1", 1), (100, "100", 100), (5000, "5000", 5000)],
+    "aggregate_similar_models": [(False, "false", False), (True, "1", True), (False, "off", False)],
+    "label_cleanup_enabled": [(True, "yes", True), (False, "0", False), (True, "true", True)],
+    "export_batch_size": [(1, "1", 1), (50, "50", 50), (1000, "1000.0", 1000)],
+    "compression_enabled": [(True, "on", True), (False, "no", False), (True, "1", True)],
     "carbon_budget_kg": [(0.5, "0.5", 0.5), (5.0, "5", 5), (1e-6, "1e-6", 1e-6)],
     "stop_on_budget_exceeded": [(True, "1", True), (False, "0", False), (True, "yes", True)],
     "rate_hz": [(10.0, "10", 10), (1000.0, "1000", 1000), (20000.0, "20000", 20000)],
@@ -226,6 +231,8 @@ def test_token_never_appears_in_repr_str_explain_or_dict(origin: str, clean_env:
         ({"project_name": "  "}, "project_name", "'  '", "non-empty"),
         ({"offline": "maybe"}, "offline", "'maybe'", "true or false"),
         ({"log_level": "LOUD"}, "log_level", "'LOUD'", "DEBUG"),
+        ({"max_projects": 0}, "max_projects", "0", ">= 1"),
+        ({"export_batch_size": 2.5}, "export_batch_size", "2.5", "integer"),
     ],
 )
 def test_bad_argument_names_field_value_and_what_is_allowed(
@@ -322,6 +329,16 @@ def test_errors_about_other_fields_never_contain_the_token(monkeypatch: pytest.M
     with pytest.raises(ConfigurationError) as caught:
         CarbonConfig(prometheus_port=99999)
     assert TOKEN not in str(caught.value)
+
+
+def test_monitoring_guide_settings_are_accepted() -> None:
+    config = CarbonConfig(
+        max_projects=100, aggregate_similar_models=True, label_cleanup_enabled=True,
+        measurement_interval=10.0, export_batch_size=100, compression_enabled=True, prometheus_enabled=True,
+    )
+    assert (config.max_projects, config.export_batch_size, config.compression_enabled) == (100, 100, True)
+    assert config.export_prometheus is True
+    assert CarbonConfig().export_prometheus is False
 
 
 def test_config_is_immutable_and_replace_validates() -> None:

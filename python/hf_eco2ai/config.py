@@ -132,6 +132,16 @@ def _port(name: str, raw: Any) -> int:
     return int(value)
 
 
+def _int_at_least(low: int, allowed: str) -> Callable[[str, Any], int]:
+    def parse(name: str, raw: Any) -> int:
+        value = _as_number(raw, allowed)
+        if value != int(value) or value < low:
+            raise _Invalid(allowed)
+        return int(value)
+
+    return parse
+
+
 def _choice(options: Tuple[str, ...], upper: bool = False) -> Callable[[str, Any], str]:
     def parse(name: str, raw: Any) -> str:
         allowed = "one of " + ", ".join(options)
@@ -262,6 +272,16 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("prometheus_port", 8000, "monitoring", "prometheus_port", _port, "port of the metrics endpoint"),
     _Field("prometheus_host", "127.0.0.1", "monitoring", "prometheus_host", _as_text,
            "address the metrics endpoint binds to; 0.0.0.0 exposes it to the network"),
+    _Field("max_projects", 100, "monitoring", "max_projects", _int_at_least(1, "an integer >= 1"),
+           "most distinct project_name label values one exporter creates (bounds series cardinality)"),
+    _Field("aggregate_similar_models", True, "monitoring", "aggregate_similar_models", _as_bool,
+           "label a model given as a local path by its directory name, so checkpoints share a series"),
+    _Field("label_cleanup_enabled", True, "monitoring", "label_cleanup_enabled", _as_bool,
+           "make free-text label values printable, single-line and bounded"),
+    _Field("export_batch_size", 100, "monitoring", "export_batch_size", _int_at_least(1, "an integer >= 1"),
+           "metric samples per request when the exporter pushes (Pushgateway)"),
+    _Field("compression_enabled", False, "monitoring", "compression_enabled", _as_bool,
+           "gzip the exporter's pushes and answers"),
     _Field("carbon_budget_kg", None, "budget", "carbon_budget_kg",
            _number_in(0.0, None, "a number of kg CO2e > 0", low_open=True), "carbon budget of the run"),
     _Field("stop_on_budget_exceeded", False, "budget", "stop_on_budget_exceeded", _as_bool,
@@ -388,7 +408,10 @@ class CarbonConfig:
         intensity_api, intensity_api_url, intensity_cache_s: the live API's dialect, base URL and
             cache lifetime in seconds.
         cloud_metadata_url: base URL of the cloud metadata endpoints (for tests and proxies).
-        prometheus_enabled, prometheus_port, prometheus_host: the metrics endpoint.
+        prometheus_enabled, prometheus_port, prometheus_host: the metrics endpoint
+            (``export_prometheus`` reads ``prometheus_enabled``, as the monitoring guide spells it).
+        max_projects, aggregate_similar_models, label_cleanup_enabled, export_batch_size,
+            compression_enabled: the Prometheus exporter's cardinality and transport settings.
         carbon_budget_kg, stop_on_budget_exceeded: the budget and whether exceeding it stops training.
         measurement_interval: seconds between carbon/exporter updates.
         rate_hz, sources: the sensor sampler's rate and sources.
@@ -425,6 +448,11 @@ class CarbonConfig:
     prometheus_enabled: bool
     prometheus_port: int
     prometheus_host: str
+    max_projects: int
+    aggregate_similar_models: bool
+    label_cleanup_enabled: bool
+    export_batch_size: int
+    compression_enabled: bool
     carbon_budget_kg: Optional[float]
     stop_on_budget_exceeded: bool
     rate_hz: float
@@ -446,6 +474,11 @@ class CarbonConfig:
         prometheus_enabled: Optional[bool] = None,
         prometheus_port: Optional[int] = None,
         prometheus_host: Optional[str] = None,
+        max_projects: Optional[int] = None,
+        aggregate_similar_models: Optional[bool] = None,
+        label_cleanup_enabled: Optional[bool] = None,
+        export_batch_size: Optional[int] = None,
+        compression_enabled: Optional[bool] = None,
         carbon_budget_kg: Optional[float] = None,
         stop_on_budget_exceeded: Optional[bool] = None,
         measurement_interval: Optional[float] = None,
@@ -525,6 +558,11 @@ class CarbonConfig:
         if _BY_NAME[name].secret and value is not None:
             return repr(MASK)
         return repr(value)
+
+    @property
+    def export_prometheus(self) -> bool:
+        """``prometheus_enabled`` under the monitoring guide's name."""
+        return bool(self._values["prometheus_enabled"])
 
     def origin(self, name: str) -> str:
         """Where ``name`` came from: ``argument``, ``env NAME``, ``yaml PATH (section.key)`` or ``default``."""

@@ -27,7 +27,7 @@ def preprocess_data():
 
 
 def train_baseline_model():
-    return busy_cpu(0.1)
+    return busy_cpu(0.2)
 
 
 def evaluate_model():

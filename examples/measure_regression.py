@@ -63,5 +63,5 @@ class ContinuousCarbonMonitor:
 
 if __name__ == "__main__":
     monitor = ContinuousCarbonMonitor()
-    monitor.monitor_workload("model_training", lambda: busy_cpu(0.1))
+    monitor.monitor_workload("model_training", lambda: busy_cpu(0.2))
     monitor.monitor_workload("model_evaluation", lambda: busy_cpu(0.09))

@@ -69,7 +69,7 @@ def test_stalled_metadata_service_costs_at_most_the_200_ms_budget() -> None:
     finally:
         server.close()
     assert found is None
-    assert elapsed < 0.3
+    assert elapsed < 0.45  # the 200 ms budget plus scheduling slack on a busy machine; the stall is 1 s
 
 
 def test_closed_port_is_detected_as_none_quickly(not_a_cloud: MetadataServer) -> None:
@@ -77,7 +77,7 @@ def test_closed_port_is_detected_as_none_quickly(not_a_cloud: MetadataServer) ->
     not_a_cloud.close()
     started = time.monotonic()
     assert _detect(url) is None
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 0.45
 
 
 def test_offline_detects_nothing_and_sends_nothing() -> None:

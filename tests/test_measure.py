@@ -43,6 +43,11 @@ def _expected_kwh(metrics: CarbonMetrics) -> float:
     return WATTS * metrics.duration_s / 3.6e6 * metrics.pue
 
 
+def _kg_for_seconds(seconds: float, metrics: CarbonMetrics) -> float:
+    """CO2 of the synthetic source running for ``seconds`` at the metrics' intensity."""
+    return WATTS * seconds / 3.6e6 * metrics.pue * metrics.carbon_intensity_g_per_kwh / 1000
+
+
 def test_seed_simple_usage_gives_energy_and_emissions_of_the_span(tracker: CarbonTracker) -> None:
     with tracker.start_tracking("model_training"):
         time.sleep(0.2)
@@ -81,8 +86,9 @@ def test_sessions_one_after_another_each_get_their_own_figures(tracker: CarbonTr
         assert metrics.energy_consumed_kwh == pytest.approx(_expected_kwh(metrics), rel=0.05)
     assert long_.emissions_kg_co2 > 3 * short.emissions_kg_co2
     assert short.run_id != long_.run_id
-    total = tracker.get_total_emissions()
-    assert total == pytest.approx(short.emissions_kg_co2 + long_.emissions_kg_co2, rel=0.15)
+    # Each run covers its span plus the moments of starting and stopping the session around it.
+    spans_kg = short.emissions_kg_co2 + long_.emissions_kg_co2
+    assert spans_kg <= tracker.get_total_emissions() < spans_kg + _kg_for_seconds(0.15, short)
     assert len(tracker.reports) == 2
 
 
@@ -98,7 +104,7 @@ def test_nested_sessions_count_the_shared_time_once_in_the_total(tracker: Carbon
     assert inner.energy_consumed_kwh == pytest.approx(_expected_kwh(inner), rel=0.05)
     assert outer.energy_consumed_kwh == pytest.approx(_expected_kwh(outer), rel=0.05)
     assert outer.duration_s > inner.duration_s + 0.19
-    assert tracker.get_total_emissions() == pytest.approx(outer.emissions_kg_co2, rel=0.1)
+    assert outer.emissions_kg_co2 <= tracker.get_total_emissions() < outer.emissions_kg_co2 + _kg_for_seconds(0.1, outer)
     assert [metrics.name for metrics in tracker.sessions] == ["inner", "outer"]
 
 
@@ -202,12 +208,12 @@ def test_pue_and_price_flow_into_the_metrics(config: CarbonConfig) -> None:
 
 
 def test_budget_spans_all_sessions_and_raises_the_stop_flag(config: CarbonConfig, caplog: pytest.LogCaptureFixture) -> None:
-    tracker = CarbonTracker(config=config.replace(carbon_budget_kg=1e-7, stop_on_budget_exceeded=True))
+    tracker = CarbonTracker(config=config.replace(carbon_budget_kg=3e-7, stop_on_budget_exceeded=True))
     with tracker.start_tracking("first"):
         time.sleep(0.01)
     assert not tracker.stop_requested
     with tracker.start_tracking("second"):
-        time.sleep(0.15)
+        time.sleep(0.3)
     status = tracker.get_budget_status()
     assert status is not None and status.exceeded
     assert status.used_kg == pytest.approx(tracker.get_total_emissions())

@@ -62,11 +62,11 @@ def test_baseline_then_regression_examples(tmp_path: Path) -> None:
     for figures in baseline.values():
         assert len(figures["samples"]) == 5 and all(sample > 0 for sample in figures["samples"])
         assert float(figures["mean_emissions_g"]) == pytest.approx(sum(figures["samples"]) / 5)
-    # 0.1 s of training against 0.02 s of preprocessing at the same power.
+    # 0.2 s of training against 0.02 s of preprocessing at the same power.
     assert float(baseline["model_training"]["mean_emissions_g"]) > 2.5 * float(baseline["data_preprocessing"]["mean_emissions_g"])
 
     output = _run("measure_regression.py", tmp_path)
     assert "✅ model_training:" in output
     assert "CARBON REGRESSION ALERT" in output and "Workload: model_evaluation" in output
     increase = float(re.search(r"Current: [\d.]+g CO2 \(\+([\d.]+)%\)", output).group(1))  # type: ignore[union-attr]
-    assert 100.0 < increase < 300.0
+    assert 50.0 < increase < 400.0

@@ -98,14 +98,13 @@ class RunRecords:
         top_joules = steps.joules[:, self.top_level].sum(axis=1)
         t0_s = steps.t0_s - (self.origin_s or 0.0)
         t1_s = steps.t1_s - (self.origin_s or 0.0)
-        if self._epoch_boundaries or self._epochs:
-            # The tail (last mark to stop) is no training step and belongs to no epoch.
-            epochs: List[Optional[int]] = [
-                None if flags & FLAG_TAIL else bisect.bisect_right(self._epoch_boundaries, index)
-                for index, flags in zip(steps.index.tolist(), steps.flags.tolist())
-            ]
-        else:
-            epochs = [None] * len(steps)
+        # Whether the loop will ever end an epoch is unknown until it does, so every step gets the
+        # number of the epoch it falls in (0 before the first end); the report leaves the numbers
+        # out when no epoch ended. The tail (last mark to stop) is no training step: no epoch.
+        epochs: List[Optional[int]] = [
+            None if flags & FLAG_TAIL else bisect.bisect_right(self._epoch_boundaries, index)
+            for index, flags in zip(steps.index.tolist(), steps.flags.tolist())
+        ]
         for row, epoch in enumerate(epochs):
             if epoch is None:
                 continue
@@ -163,10 +162,12 @@ class RunRecords:
 
     def step_dicts(self) -> List[Dict[str, Any]]:
         names = self.channel_names
+        epochs_marked = self.epoch_count > 0
         result: List[Dict[str, Any]] = []
         for batch in self._batches:
+            epochs = batch.epoch if epochs_marked else [None] * len(batch)
             for index, epoch, t0, t1, joules, flags, row in zip(
-                batch.index.tolist(), batch.epoch, batch.t0_s.tolist(), batch.t1_s.tolist(),
+                batch.index.tolist(), epochs, batch.t0_s.tolist(), batch.t1_s.tolist(),
                 batch.joules.tolist(), batch.flags.tolist(), batch.joules_by_channel.tolist(),
             ):
                 result.append({"index": index, "epoch": epoch, "t0_s": t0, "t1_s": t1, "duration_s": t1 - t0,

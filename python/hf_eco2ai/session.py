@@ -37,7 +37,7 @@ from hf_eco2ai.distributed import (
     RankInfo, gather_across_ranks, own_gpu_devices, process_group_is_initialised, sources_for_rank,
 )
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
-from hf_eco2ai.run_records import FLAG_DROPPED_BOUNDARIES, FLAG_TAIL, RunRecords
+from hf_eco2ai.run_records import FLAG_DROPPED_BOUNDARIES, RunRecords
 from hf_eco2ai.snapshot import SessionSnapshot
 from hf_eco2ai.store import RunIdentity, RunStore, RunWriter, default_store_path
 
@@ -123,9 +123,7 @@ class TrackingSession:
         self._warned: set = set()
         self._errors_by_type: Dict[str, int] = {}
         self._sensor_errors_seen: Dict[str, int] = {}
-        self._last_log_point = (0.0, 0.0)
-        self._steps_since_log_joules = 0.0
-        self._steps_since_log_count = 0
+        self._last_log_point = (0.0, 0.0, 0)
         self._rate_point: Optional[Tuple[float, float]] = None
         self._energy_rate_kwh_per_hour: Optional[float] = None
         self._final_report: Dict[str, Any] = {}
@@ -283,8 +281,8 @@ class TrackingSession:
         total). Every numeric entry is stored with the run. Drains first, so figures are fresh.
 
         Returns (units in the keys): ``energy/interval_joules`` and ``power/mean_watts`` (top-level
-        channels, no PUE, since the previous ``log``), ``energy/step_joules`` (mean of the steps
-        resolved since then), ``energy/total_kwh`` (PUE applied), ``carbon/co2_kg``,
+        channels, no PUE, since the previous ``log``), ``energy/step_joules`` (that energy per step
+        marked since then), ``energy/total_kwh`` (PUE applied), ``carbon/co2_kg``,
         ``carbon/intensity_g_per_kwh``, and when known ``carbon/samples_per_kwh`` and
         ``carbon/budget_used_fraction``. Empty when the session is not running.
         """
@@ -409,9 +407,6 @@ class TrackingSession:
 
     def _take_steps(self, steps: Any) -> None:
         batch = self._records.add_steps(steps)
-        training = (batch.flags & FLAG_TAIL) == 0
-        self._steps_since_log_joules += float(batch.joules[training].sum())
-        self._steps_since_log_count += int(training.sum())
         if np.any(batch.flags & FLAG_DROPPED_BOUNDARIES):
             self._warn_once("ring-overflow", "step boundaries were dropped because the meter's queue filled "
                             "up between drains; lower measurement_interval")
@@ -495,7 +490,8 @@ class TrackingSession:
         t_s = self._records.relative(totals["t_s"])
         joules = self._top_level_joules(totals["joules"])
         kwh = joules / JOULES_PER_KWH * self.config.pue
-        previous_t_s, previous_joules = self._last_log_point
+        previous_t_s, previous_joules, previous_steps = self._last_log_point
+        steps = int(totals["steps_marked"]) - previous_steps
         co2_kg = kwh * self._intensity.g_per_kwh / 1000.0
         figures: Dict[str, float] = {
             "energy/interval_joules": joules - previous_joules,
@@ -505,15 +501,15 @@ class TrackingSession:
         }
         if t_s > previous_t_s:
             figures["power/mean_watts"] = (joules - previous_joules) / (t_s - previous_t_s)
-        if self._steps_since_log_count:
-            figures["energy/step_joules"] = self._steps_since_log_joules / self._steps_since_log_count
+        if steps > 0:
+            # From the live totals rather than the step records, which resolve one sampler period
+            # late: at the first log of a fast loop none may have resolved yet.
+            figures["energy/step_joules"] = (joules - previous_joules) / steps
         if self._samples_total is not None and kwh > 0:
             figures["carbon/samples_per_kwh"] = self._samples_total / kwh
         if self._budget is not None:
             figures["carbon/budget_used_fraction"] = co2_kg / self._budget.budget_kg
-        self._last_log_point = (t_s, joules)
-        self._steps_since_log_joules = 0.0
-        self._steps_since_log_count = 0
+        self._last_log_point = (t_s, joules, int(totals["steps_marked"]))
         return figures
 
     def _latest_figures(self, totals: Mapping[str, Any]) -> Dict[str, Any]:

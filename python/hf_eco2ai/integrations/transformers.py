@@ -11,7 +11,7 @@ Draining records, carbon figures, the budget and logging happen in ``on_log``, `
 ``on_train_end``. The callback adds its figures to the Trainer's ``logs`` dict and to
 ``state.log_history``, under these keys (units in the names):
 
-- ``energy/step_joules``: mean energy of the optimiser steps resolved since the previous log (J);
+- ``energy/step_joules``: mean energy per optimiser step since the previous log (J);
 - ``energy/interval_joules``, ``power/mean_watts``: energy and mean power since the previous log;
 - ``energy/total_kwh``: the run's energy so far, PUE applied;
 - ``carbon/co2_kg``, ``carbon/intensity_g_per_kwh``: the run's CO2 so far and the intensity used;

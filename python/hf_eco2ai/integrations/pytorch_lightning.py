@@ -1,0 +1,17 @@
+"""``Eco2AILightningCallback`` for the standalone ``pytorch_lightning`` package.
+
+The same callback as ``hf_eco2ai.integrations.lightning``, built on ``pytorch_lightning.Callback``
+so that a ``pytorch_lightning.Trainer`` accepts it.
+"""
+
+from __future__ import annotations
+
+from pytorch_lightning import Callback
+
+from hf_eco2ai.integrations.lightning_tracking import Eco2AILightningTracking
+
+__all__ = ["Eco2AILightningCallback"]
+
+
+class Eco2AILightningCallback(Eco2AILightningTracking, Callback):
+    __doc__ = Eco2AILightningTracking.__doc__

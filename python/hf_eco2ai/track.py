@@ -1,0 +1,168 @@
+"""``track``: eco2ai's decorator, as a decorator and a context manager over a ``TrackingSession``.
+
+The seed's migration example keeps working::
+
+    from hf_eco2ai import track
+
+    @track(project_name="my-project", country_iso_code="FR")
+    def train_model():
+        for batch in loader:
+            step(batch)
+            track.current_session().mark_step()   # optional: per-step records
+
+    train_model()
+    print(train_model.carbon_report["total_co2_kg"])
+
+    with track(project_name="my-project") as session:   # or around any block
+        ...
+
+Each call of a decorated function (each ``with`` block) is one run: its own session, its own
+report, written to ``output_dir`` when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+import types
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, TypeVar, Union, overload
+
+from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.session import TrackingSession
+
+__all__ = ["track", "Tracker", "current_session"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current: "contextvars.ContextVar[Optional[TrackingSession]]" = contextvars.ContextVar(
+    "hf_eco2ai_current_session", default=None)
+
+
+def current_session() -> Optional[TrackingSession]:
+    """The session of the innermost ``track`` run in this thread or task, or None."""
+    return _current.get()
+
+
+class Tracker:
+    """One ``track(...)`` call: a context manager, and a decorator whose every call is a run.
+
+    After a run, ``report`` holds its ``tracking_data`` dict and ``report_paths`` the files
+    written (``<output_dir>/carbon_report_<run id>.<ext>``).
+    """
+
+    def __init__(self, config: CarbonConfig, meter: Any, store: Any, report_formats: Sequence[str]) -> None:
+        self.config = config
+        self._meter = meter
+        self._meter_used = False
+        self._store = store
+        self.report_formats = tuple(report_formats)
+        self.session: Optional[TrackingSession] = None
+        self.report: Optional[Dict[str, Any]] = None
+        self.report_paths: Dict[str, Path] = {}
+        self._token: Optional[contextvars.Token] = None
+
+    def _new_session(self) -> TrackingSession:
+        if self._meter is not None:
+            if self._meter_used:
+                raise ConfigurationError(
+                    "meter = the EnergyMeter given to track() was used by an earlier run; a meter measures "
+                    "one run, so leave meter out (one is built per run) or call track() again"
+                )
+            self._meter_used = True
+        return TrackingSession(self.config, meter=self._meter, store=self._store)
+
+    def __enter__(self) -> TrackingSession:
+        if self.session is not None and self.session.running:
+            raise ConfigurationError("this track() block is already running; nest a new track(...) instead")
+        self.session = self._new_session().start()
+        self._token = _current.set(self.session)
+        return self.session
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        from hf_eco2ai.integrations.tracking_options import write_reports
+
+        session = self.session
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if session is None:
+            return
+        self.report = session.stop("failed" if exc_type is not None else "finished")
+        if session.rank_info.rank == 0 and self.report_formats:
+            self.report_paths = write_reports(self.report, self.config.output_dir, self.report_formats)
+
+    def __call__(self, func: F) -> F:
+        if not callable(func):
+            raise ConfigurationError(f"track(...) decorates a function; got {type(func).__name__}")
+        tracker = self
+
+        @functools.wraps(func)
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            run = Tracker(tracker.config, tracker._take_meter(), tracker._store, tracker.report_formats)
+            try:
+                with run:
+                    return func(*args, **kwargs)
+            finally:
+                tracked.carbon_report = run.report  # type: ignore[attr-defined]
+                tracked.report_paths = run.report_paths  # type: ignore[attr-defined]
+
+        tracked.carbon_report = None  # type: ignore[attr-defined]
+        tracked.report_paths = {}  # type: ignore[attr-defined]
+        return tracked  # type: ignore[return-value]
+
+    def _take_meter(self) -> Any:
+        meter, self._meter = self._meter, None
+        if meter is None and self._meter_used:
+            return None
+        self._meter_used = self._meter_used or meter is not None
+        return meter
+
+
+@overload
+def track(func: F) -> F: ...
+
+
+@overload
+def track(func: None = None, *, config: Optional[CarbonConfig] = None, meter: Any = None, store: Any = True,
+          report_formats: Sequence[str] = ("json",), **settings: Any) -> Tracker: ...
+
+
+def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, meter: Any = None,
+          store: Any = True, report_formats: Sequence[str] = ("json",), **settings: Any) -> Union[F, Tracker]:
+    """Track the energy and carbon of a function or a block.
+
+    ``settings`` are ``CarbonConfig`` fields (``project_name``, ``country_iso_code``, ...) applied
+    over ``config``. ``report_formats`` are written to ``output_dir`` at the end of each run
+    (``json``, ``html``, ``csv``, ``csv-summary``, ``markdown``; empty writes none).
+
+    Raises:
+        ConfigurationError: an unknown or invalid setting (named with the fix), at once.
+    """
+    if config is not None and not isinstance(config, CarbonConfig):
+        raise ConfigurationError(f"config = {type(config).__name__} is invalid: expected a hf_eco2ai.CarbonConfig")
+    if isinstance(report_formats, str):
+        raise ConfigurationError(f"report_formats = {report_formats!r} is invalid: expected a list such as ['json']")
+    base = config if config is not None else CarbonConfig()
+    resolved = base.replace(**settings) if settings else base
+    tracker = Tracker(resolved, meter, store, report_formats)
+    if func is not None:
+        return tracker(func)
+    return tracker
+
+
+track.current_session = current_session  # type: ignore[attr-defined]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``hf_eco2ai.track`` makes Python set the package attribute ``hf_eco2ai.track`` to
+    this module, which would then shadow the function for ``from hf_eco2ai import track``;
+    calling the module calls the function, so both spellings work."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return track(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

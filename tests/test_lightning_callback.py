@@ -116,7 +116,8 @@ def test_an_exceeded_budget_stops_fit(tmp_path: Path) -> None:
         carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=True))
     trainer = fit(tmp_path, tracker, max_epochs=5)
     report = tracker.get_carbon_report()
-    assert trainer.global_step == 5
+    # Checked at each logging interval (5 steps); the first may come before any reading.
+    assert trainer.global_step in (5, 10)
     assert report["budget"]["exceeded"] and report["training"]["stopped_by_budget"]
 
 

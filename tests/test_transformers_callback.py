@@ -125,7 +125,10 @@ def test_an_exceeded_budget_stops_training(tmp_path: Path) -> None:
         carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=True))
     trainer = train(tmp_path, callback, max_steps=200, logging_steps=2)
     report = callback.get_carbon_report()
-    assert trainer.state.global_step == 2
+    over_budget = [entry["step"] for entry in trainer.state.log_history
+                   if entry.get("carbon/budget_used_fraction", 0) > 1]
+    # Energy arrives with the sampler's readings, so the first log may still be under budget.
+    assert trainer.state.global_step == over_budget[0] < 20
     assert report["budget"]["exceeded"] and report["training"]["stopped_by_budget"]
 
 

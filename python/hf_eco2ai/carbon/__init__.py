@@ -1,0 +1,1 @@
+"""The carbon layer: intensity with provenance, impact, comparisons, budgets, recommendations."""

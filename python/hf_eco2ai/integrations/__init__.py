@@ -1,0 +1,1 @@
+"""Adapters: framework events translated into TrackingSession calls. Each imports its framework."""

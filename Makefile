@@ -23,7 +23,7 @@ system-deps:
 	@bash scripts/install_system_deps.sh
 
 demo: install
-	$(VENV)/bin/hf-eco2ai profile -- $(PY) examples/busy.py
+	$(PY) examples/hf_trainer_demo.py
 
 test-rust:
 	cargo test --quiet

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import gzip
+import http.client
 import socket
 import threading
 import urllib.parse
@@ -39,15 +39,37 @@ def test_the_endpoint_binds_to_loopback_by_default_and_serves_the_metrics(export
     assert 'hf_training_step_count{host="node-a",project_name="sentiment",rank="0"} 7.0' in text
 
 
-def test_the_endpoint_speaks_openmetrics_and_gzip_when_asked(exporter: PrometheusExporter) -> None:
+def test_the_endpoint_speaks_openmetrics_when_asked(exporter: PrometheusExporter) -> None:
     exporter.attach(lambda: make_snapshot())
     text = scrape_text(exporter.url, accept="application/openmetrics-text; version=1.0.0")
     assert "# TYPE hf_training_energy_kwh counter" in text
     assert text.rstrip().endswith("# EOF")
-    request = urllib.request.Request(exporter.url, headers={"Accept-Encoding": "gzip"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.headers["Content-Encoding"] == "gzip"
-        assert b"hf_training_energy_kwh_total" in gzip.decompress(response.read())
+
+
+def test_scrapes_reuse_one_connection_and_close_ends_it() -> None:
+    running = PrometheusExporter(port=0)
+    steps = iter(range(1, 10))
+    running.attach(lambda: make_snapshot(step_count=next(steps)))
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=5)
+    try:
+        bodies = []
+        for _ in range(2):
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            assert response.status == 200 and response.getheader("Connection") != "close"
+            bodies.append(response.read().decode())
+        assert "} 1.0" in bodies[0] and "} 2.0" in bodies[1]
+        local_port = connection.sock.getsockname()[1]
+        connection.request("GET", "/metrics")
+        connection.getresponse().read()
+        assert connection.sock.getsockname()[1] == local_port, "the client had to reconnect"
+        running.close()
+        with pytest.raises((http.client.HTTPException, OSError)):
+            connection.request("GET", "/metrics")
+            connection.getresponse().read()
+    finally:
+        connection.close()
+        running.close()
 
 
 def test_a_port_taken_by_another_process_is_a_configuration_error_naming_the_fix() -> None:

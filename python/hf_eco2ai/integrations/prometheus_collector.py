@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from operator import itemgetter
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, Optional, Set, Tuple, Union
 
@@ -61,6 +62,15 @@ def _family(spec: MetricSpec) -> Family:
     if spec.kind == "counter":
         return CounterMetricFamily(spec.family_name, spec.help, labels=spec.labels)
     return GaugeMetricFamily(spec.family_name, spec.help, labels=spec.labels)
+
+
+def _label_values_getter(labels: Tuple[str, ...]) -> Callable[[Dict[str, str]], Tuple[str, ...]]:
+    # itemgetter runs in C: this lookup runs once per sample on every scrape.
+    getter = itemgetter(*labels)
+    return getter if len(labels) > 1 else lambda mapping: (getter(mapping),)
+
+
+_LABEL_VALUES = {spec.name: _label_values_getter(spec.labels) for spec in CATALOGUE}
 
 
 def _series_key(snapshot: SessionSnapshot) -> Tuple[str, Optional[str], int, str]:
@@ -129,14 +139,14 @@ class SnapshotCollector(Collector):
         seen: Set[Tuple[str, Tuple[str, ...]]] = set()
 
         def add(name: str, labels: Dict[str, str], value: float) -> None:
-            spec = BY_NAME[name]
-            label_values = tuple(labels[label] for label in spec.labels)
-            if (name, label_values) in seen:
+            label_values = _LABEL_VALUES[name](labels)
+            key = (name, label_values)
+            if key in seen:
                 return
-            seen.add((name, label_values))
+            seen.add(key)
             family = families.get(name)
             if family is None:
-                family = families[name] = _family(spec)
+                family = families[name] = _family(BY_NAME[name])
             family.add_metric(label_values, float(value))
 
         for snapshot in snapshots:

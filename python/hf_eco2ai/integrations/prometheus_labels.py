@@ -33,7 +33,9 @@ def clean_label_value(value: Optional[object]) -> str:
     """
     if value is None:
         return ""
-    text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
     return " ".join(text.split())[:MAX_LABEL_CHARS]
 
 

@@ -1,22 +1,26 @@
 """The scrape endpoint: an HTTP server on its own daemon threads serving one SnapshotCollector.
 
-Prometheus pulls ``GET /metrics`` (text format or OpenMetrics, gzip when asked). The server binds
-to 127.0.0.1 unless told otherwise, so metrics never leave the machine by accident. One process
-serves each address once: ``shared_exporter`` hands the running exporter to every later session
-that asks for the same address, so a second ``trainer.train()`` in a notebook attaches to the
-endpoint instead of failing on a port its own process holds.
+Prometheus pulls ``GET /metrics`` (text format, or OpenMetrics when asked) and keeps the
+connection open between scrapes, so a steady scraper costs one parked thread, not a thread and a
+TCP handshake per scrape. The server binds to 127.0.0.1 unless told otherwise, so metrics never
+leave the machine by accident. One process serves each address once: ``shared_exporter`` hands
+the running exporter to every later session that asks for the same address, so a second
+``trainer.train()`` in a notebook attaches to the endpoint instead of failing on a port its own
+process holds.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import logging
+import socketserver
+import sys
 import threading
-from socketserver import ThreadingMixIn
-from typing import Any, Dict, Optional, Tuple
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, Optional, Set, Tuple
 
-from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from hf_eco2ai.errors import ConfigurationError
@@ -24,19 +28,74 @@ from hf_eco2ai.integrations.prometheus_collector import Attachment, SnapshotColl
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_PORT = 65535
+IDLE_CONNECTION_TIMEOUT_S = 60.0
+
+_logger = logging.getLogger("hf_eco2ai.prometheus")
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """Answers every GET with the registry's exposition, in the format the Accept header asks for."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_CONNECTION_TIMEOUT_S
+    # Headers and body go out in two writes; with Nagle's algorithm on a kept-alive connection the
+    # body would wait for the client's delayed ACK, about 40 ms per scrape.
+    disable_nagle_algorithm = True
+    server: "_MetricsServer"
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        encode, content_type = choose_encoder(self.headers.get("Accept", ""))
+        body = encode(self.server.registry)
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         """Scrapes arrive many times a minute; logging each would flood the training log."""
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class _MetricsServer(ThreadingHTTPServer):
+    def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, family: socket.AddressFamily) -> None:
+        self.address_family = family
+        self.registry = registry
+        self._connections: Set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _MetricsHandler)
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, a reverse DNS query that can stall
+        # start-up on a machine without DNS; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
-class _ThreadingServerIPv6(_ThreadingServer):
-    address_family = socket.AF_INET6
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper hanging up mid-request is routine (Prometheus restarts, timeouts); anything
+        # else is logged once per failure instead of printed to the training's stderr.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        _logger.warning("Prometheus exporter: a request from %s failed", client_address, exc_info=True)
+
+    def close_connections(self) -> None:
+        """Ends open keep-alive connections, so that nothing answers once the exporter is closed."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def port_for_rank(base_port: int, local_rank: int) -> int:
@@ -65,7 +124,7 @@ def _check_port(port: int) -> None:
         )
 
 
-def _bind(host: str, port: int, app: Any) -> _ThreadingServer:
+def _bind(host: str, port: int, registry: CollectorRegistry) -> _MetricsServer:
     if not isinstance(host, str) or not host.strip():
         raise ConfigurationError(f"prometheus_host={host!r} is invalid: use an address such as 127.0.0.1")
     try:
@@ -75,13 +134,10 @@ def _bind(host: str, port: int, app: Any) -> _ThreadingServer:
             f"prometheus_host={host!r} does not resolve ({error.strerror}): use an address of this "
             "machine, such as 127.0.0.1 (loopback only) or 0.0.0.0 (every interface)"
         ) from None
-    server_class = _ThreadingServerIPv6 if family == socket.AF_INET6 else _ThreadingServer
     try:
-        server = server_class((host, port), _QuietHandler)
+        return _MetricsServer((host, port), registry, family)
     except OSError as error:
         raise _bind_error(host, port, error) from None
-    server.set_app(app)
-    return server
 
 
 def _bind_error(host: str, port: int, error: OSError) -> ConfigurationError:
@@ -139,7 +195,7 @@ class PrometheusExporter:
             aggregate_similar_models=aggregate_similar_models, commit=commit,
         )
         try:
-            self._server = _bind(host, port, make_wsgi_app(self.registry))
+            self._server = _bind(host, port, self.registry)
         except ConfigurationError:
             self.registry.unregister(self.collector)
             raise
@@ -162,7 +218,10 @@ class PrometheusExporter:
         return self.collector.attach(provider)
 
     def close(self) -> None:
-        """Stops serving and frees the port. Idempotent; blocks for at most about half a second."""
+        """Stops serving, ends open connections and frees the port.
+
+        Idempotent; blocks for at most about half a second.
+        """
         with _shared_lock:
             if self._closed:
                 return
@@ -171,6 +230,7 @@ class PrometheusExporter:
                 del _shared[(self.host, self.port)]
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         self._thread.join()
         self.registry.unregister(self.collector)
 

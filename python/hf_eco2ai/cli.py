@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
 from typing import Callable, Dict, List, Optional
 
 from hf_eco2ai.errors import CarbonTrackingError
@@ -28,6 +30,36 @@ def _add_devices(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _add_store_commands(subparsers: argparse._SubParsersAction) -> None:
+    store_help = "the run store file (default: <output_dir>/runs.sqlite from CarbonConfig)"
+    runs = subparsers.add_parser("runs", help="list the stored runs, newest first")
+    runs.add_argument("--store", help=store_help)
+    runs.add_argument("--project", help="only this project's runs")
+    runs.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+
+    show = subparsers.add_parser("show", help="one stored run's figures and provenance")
+    show.add_argument("run", help="a run id or a unique prefix of one")
+    show.add_argument("--store", help=store_help)
+    show.add_argument("--json", action="store_true", help="print the summary and final report as JSON")
+
+    compare = subparsers.add_parser("compare", help="energy and carbon of runs side by side, against the first")
+    compare.add_argument("runs", nargs="+", help="run ids or unique prefixes")
+    compare.add_argument("--store", help=store_help)
+
+    report = subparsers.add_parser("report", help="render a finished run's report")
+    report.add_argument("run", help="a run id or a unique prefix of one")
+    report.add_argument("--store", help=store_help)
+    report.add_argument("--format", default="markdown", help="json, csv, csv-summary, markdown or html (default markdown)")
+    report.add_argument("--output", help="write to this file instead of printing")
+
+    serve = subparsers.add_parser("serve", help="serve a stored run's figures on a Prometheus endpoint")
+    serve.add_argument("--run", required=True, help="a run id or a unique prefix of one")
+    serve.add_argument("--store", help=store_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+
+
 def _run_profile(args: argparse.Namespace) -> int:
     from hf_eco2ai.profile import profile_command
 
@@ -45,9 +77,57 @@ def _run_devices(args: argparse.Namespace) -> int:
     return print_devices(as_json=args.json)
 
 
+def _run_runs(args: argparse.Namespace) -> int:
+    from hf_eco2ai.run_commands import open_store, print_runs
+
+    return print_runs(open_store(args.store), args.project, args.limit)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from hf_eco2ai.run_commands import open_store, print_run
+
+    return print_run(open_store(args.store), args.run, args.json)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from hf_eco2ai.run_commands import open_store, print_comparison
+
+    return print_comparison(open_store(args.store), args.runs)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from hf_eco2ai.run_commands import open_store, write_report
+
+    return write_report(open_store(args.store), args.run, args.format, args.output)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from hf_eco2ai.integrations.prometheus_serve import serve_run
+    from hf_eco2ai.run_commands import open_store
+
+    store = open_store(args.store)
+    exporter = serve_run(args.run, store.path, host=args.host, port=args.port)
+    print(f"serving run {args.run} on {exporter.url}", flush=True)
+    try:
+        if args.seconds is None:
+            threading.Event().wait()
+        else:
+            time.sleep(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.close()
+    return 0
+
+
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "profile": _run_profile,
     "devices": _run_devices,
+    "runs": _run_runs,
+    "show": _run_show,
+    "compare": _run_compare,
+    "report": _run_report,
+    "serve": _run_serve,
 }
 
 
@@ -56,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="subcommand", required=True)
     _add_profile(subparsers)
     _add_devices(subparsers)
+    _add_store_commands(subparsers)
     return parser
 
 

@@ -35,7 +35,7 @@ def identity(run_id: str, started_unix_s: float = 1000.0, project_name: str = "p
 def add_steps(writer, run_id: str, first: int, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     index = np.arange(first, first + count)
     by_channel = np.column_stack([index * 1.0 + 1.0, index * 0.5])
-    writer.add_steps(run_id, index, [0] * count, index * 0.1, index * 0.1 + 0.1, by_channel[:, 0],
+    writer.add_steps(run_id, index, np.zeros(count, dtype=np.int64), index * 0.1, index * 0.1 + 0.1, by_channel[:, 0],
                      np.zeros(count, dtype=np.uint32), by_channel)
     return by_channel
 
@@ -123,7 +123,7 @@ def test_a_killed_writer_leaves_everything_up_to_its_last_flush(tmp_path: Path) 
         while True:
             index = np.arange(step, step + 10)
             zeros = np.zeros(10)
-            writer.add_steps("killed", index, [None] * 10, zeros, zeros, zeros, np.zeros(10, np.uint32),
+            writer.add_steps("killed", index, np.full(10, -1), zeros, zeros, zeros, np.zeros(10, np.uint32),
                              np.zeros((10, 0)))
             step += 10
             if step % 100 == 0:

@@ -7,7 +7,6 @@ seconds since the run's first reading. Not thread-safe: the session holds its lo
 
 from __future__ import annotations
 
-import bisect
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -20,6 +19,7 @@ MAX_POWER_TRACE_POINTS = 2000
 # Power readings arrive at the sampler rate (100 Hz by default); binning them on arrival keeps a
 # long run's trace small while staying far finer than the report's 2,000 points need.
 POWER_BIN_S = 0.2
+NO_EPOCH = -1
 
 
 class _EpochTotals:
@@ -34,9 +34,10 @@ class _EpochTotals:
 
 
 class StepBatch:
-    """One drain's steps, with run-relative times, epochs and the top-level sum."""
+    """One drain's steps, with run-relative times, epochs (``NO_EPOCH`` for none) and the
+    top-level sum."""
 
-    def __init__(self, index: np.ndarray, epoch: List[Optional[int]], t0_s: np.ndarray, t1_s: np.ndarray,
+    def __init__(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
                  joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
         self.index = index
         self.epoch = epoch
@@ -100,20 +101,17 @@ class RunRecords:
         t1_s = steps.t1_s - (self.origin_s or 0.0)
         # Whether the loop will ever end an epoch is unknown until it does, so every step gets the
         # number of the epoch it falls in (0 before the first end); the report leaves the numbers
-        # out when no epoch ended. The tail (last mark to stop) is no training step: no epoch.
-        epochs: List[Optional[int]] = [
-            None if flags & FLAG_TAIL else bisect.bisect_right(self._epoch_boundaries, index)
-            for index, flags in zip(steps.index.tolist(), steps.flags.tolist())
-        ]
-        for row, epoch in enumerate(epochs):
-            if epoch is None:
-                continue
+        # out when no epoch ended. The tail (last mark to stop) is no training step: NO_EPOCH.
+        epochs = np.searchsorted(np.asarray(self._epoch_boundaries, dtype=np.int64), steps.index, side="right")
+        epochs[(steps.flags & FLAG_TAIL) != 0] = NO_EPOCH
+        for epoch in np.unique(epochs[epochs != NO_EPOCH]).tolist():
+            rows = np.flatnonzero(epochs == epoch)
             totals = self._epochs.setdefault(epoch, _EpochTotals(len(self.channel_names)))
             if totals.first_step is None:
-                totals.first_step, totals.t0_s = int(steps.index[row]), float(t0_s[row])
-            totals.last_step = int(steps.index[row])
-            totals.t1_s = max(float(t1_s[row]), totals.t1_s or 0.0)
-            totals.joules_by_channel += steps.joules[row]
+                totals.first_step, totals.t0_s = int(steps.index[rows[0]]), float(t0_s[rows[0]])
+            totals.last_step = int(steps.index[rows[-1]])
+            totals.t1_s = max(float(t1_s[rows[-1]]), totals.t1_s or 0.0)
+            totals.joules_by_channel += steps.joules[rows].sum(axis=0)
         batch = StepBatch(steps.index.copy(), epochs, t0_s, t1_s, top_joules, steps.flags.copy(),
                           steps.joules.copy())
         self._batches.append(batch)
@@ -165,7 +163,8 @@ class RunRecords:
         epochs_marked = self.epoch_count > 0
         result: List[Dict[str, Any]] = []
         for batch in self._batches:
-            epochs = batch.epoch if epochs_marked else [None] * len(batch)
+            epochs = ([None if e == NO_EPOCH else e for e in batch.epoch.tolist()] if epochs_marked
+                      else [None] * len(batch))
             for index, epoch, t0, t1, joules, flags, row in zip(
                 batch.index.tolist(), epochs, batch.t0_s.tolist(), batch.t1_s.tolist(),
                 batch.joules.tolist(), batch.flags.tolist(), batch.joules_by_channel.tolist(),

@@ -273,7 +273,8 @@ class TrackingSession:
 
     # Between steps -------------------------------------------------------------------------------
 
-    def log(self, metrics: Optional[Mapping[str, Any]] = None, step: Optional[int] = None) -> Dict[str, float]:
+    def log(self, metrics: Optional[Mapping[str, Any]] = None, step: Optional[int] = None,
+            channel_power: bool = False) -> Dict[str, float]:
         """Record the training loop's metrics and return the energy figures for its logs.
 
         ``metrics`` may hold ``loss``, ``eval_loss``, ``learning_rate`` (kept for the snapshot) and
@@ -284,7 +285,8 @@ class TrackingSession:
         channels, no PUE, since the previous ``log``), ``energy/step_joules`` (that energy per step
         marked since then), ``energy/total_kwh`` (PUE applied), ``carbon/co2_kg``,
         ``carbon/intensity_g_per_kwh``, and when known ``carbon/samples_per_kwh`` and
-        ``carbon/budget_used_fraction``. Empty when the session is not running.
+        ``carbon/budget_used_fraction``; with ``channel_power``, ``power/<channel>_watts`` (the
+        sensor's latest power) for every channel. Empty when the session is not running.
         """
         numeric = {key: float(value) for key, value in (metrics or {}).items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)}
@@ -298,7 +300,7 @@ class TrackingSession:
                 return {}
             self._drain_locked()
             self._raise_strict_failure()
-            figures = self._interval_figures()
+            figures = self._interval_figures(channel_power)
             if self._writer is not None:
                 self._writer.add_log(self.run_id, time.time(), step, {**numeric, **figures})
             return figures
@@ -485,7 +487,7 @@ class TrackingSession:
     def _kwh(self, totals: Mapping[str, Any]) -> float:
         return self._top_level_joules(totals["joules"]) / JOULES_PER_KWH * self.config.pue
 
-    def _interval_figures(self) -> Dict[str, float]:
+    def _interval_figures(self, channel_power: bool) -> Dict[str, float]:
         totals = self._totals()
         t_s = self._records.relative(totals["t_s"])
         joules = self._top_level_joules(totals["joules"])
@@ -509,6 +511,8 @@ class TrackingSession:
             figures["carbon/samples_per_kwh"] = self._samples_total / kwh
         if self._budget is not None:
             figures["carbon/budget_used_fraction"] = co2_kg / self._budget.budget_kg
+        if channel_power:
+            figures.update({f"power/{name}_watts": float(watts) for name, watts in totals["watts"].items()})
         self._last_log_point = (t_s, joules, int(totals["steps_marked"]))
         return figures
 

@@ -120,6 +120,17 @@ def _blob_to_floats(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8")
 
 
+def _step_rows(run_id: str, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
+               joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> List[Tuple[Any, ...]]:
+    return [
+        (run_id, step, None if step_epoch < 0 else step_epoch, start, end, energy, step_flags,
+         _floats_to_blob(row))
+        for step, step_epoch, start, end, energy, step_flags, row in zip(
+            index.tolist(), epoch.tolist(), t0_s.tolist(), t1_s.tolist(), joules.tolist(), flags.tolist(),
+            joules_by_channel)
+    ]
+
+
 def _json_or_none(text: Optional[str]) -> Any:
     return None if text is None else json.loads(text)
 
@@ -425,17 +436,14 @@ class RunWriter:
         """Record a new run as ``running``."""
         self._queue.put(("begin", identity))
 
-    def add_steps(self, run_id: str, index: np.ndarray, epoch: Sequence[Optional[int]],
+    def add_steps(self, run_id: str, index: np.ndarray, epoch: np.ndarray,
                   t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray, flags: np.ndarray,
                   joules_by_channel: np.ndarray) -> None:
-        """Queue step records (columns as in ``StepRecords``; ``joules`` = top-level sum, J)."""
-        rows = [
-            (run_id, int(index[i]), epoch[i], float(t0_s[i]), float(t1_s[i]), float(joules[i]),
-             int(flags[i]), _floats_to_blob(joules_by_channel[i]))
-            for i in range(len(index))
-        ]
-        if rows:
-            self._queue.put(("steps", rows))
+        """Queue step records: columns as in ``StepRecords``, ``joules`` the top-level sum (J),
+        ``epoch`` negative for none. The arrays are kept as given (the caller must not change
+        them), so the rows are built on the writer's thread, not the caller's."""
+        if len(index):
+            self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel)))
 
     def add_windows(self, run_id: str, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray,
                     joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
@@ -454,14 +462,14 @@ class RunWriter:
 
     def add_log(self, run_id: str, unix_time_s: float, step: Optional[int],
                 metrics: Mapping[str, Any]) -> None:
-        """Queue one set of logged metrics (JSON types)."""
-        self._queue.put(("log", (run_id, float(unix_time_s), step, json.dumps(dict(metrics)))))
+        """Queue one set of logged metrics (JSON types; the mapping must not change afterwards)."""
+        self._queue.put(("log", (run_id, float(unix_time_s), step, metrics)))
 
     def update_latest(self, run_id: str, latest: Mapping[str, Any],
                       intensity: Optional[Mapping[str, Any]] = None) -> None:
-        """Replace the run's latest figures (and its intensity, when it changed)."""
-        self._queue.put(("latest", (run_id, json.dumps(dict(latest)),
-                                    None if intensity is None else json.dumps(dict(intensity)))))
+        """Replace the run's latest figures (and its intensity when given); the mappings must not
+        change afterwards (they are serialised on the writer's thread)."""
+        self._queue.put(("latest", (run_id, latest, intensity)))
 
     def finish_run(self, run_id: str, status: str, ended_unix_s: float,
                    report: Optional[Mapping[str, Any]]) -> None:
@@ -549,7 +557,7 @@ class RunWriter:
                 elif kind == "steps":
                     connection.executemany(
                         "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
-                        "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", payload)
+                        "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _step_rows(*payload))
                 elif kind == "windows":
                     connection.executemany(
                         "INSERT INTO windows (run_id, name, t0_s, t1_s, joules, flags, "
@@ -558,15 +566,17 @@ class RunWriter:
                     connection.execute(
                         "INSERT INTO power (run_id, t_s, watts_by_channel) VALUES (?, ?, ?)", payload)
                 elif kind == "log":
+                    run_id, unix_time_s, step, metrics = payload
                     connection.execute(
                         "INSERT INTO logs (run_id, unix_time_s, step, metrics_json) VALUES (?, ?, ?, ?)",
-                        payload)
+                        (run_id, unix_time_s, step, json.dumps(dict(metrics))))
                 elif kind == "latest":
-                    run_id, latest_json, intensity_json = payload
+                    run_id, latest, intensity = payload
                     connection.execute(
                         "UPDATE runs SET latest_json = ?, updated_unix_s = ?, "
                         "intensity_json = COALESCE(?, intensity_json) WHERE run_id = ?",
-                        (latest_json, now, intensity_json, run_id))
+                        (json.dumps(dict(latest)), now, None if intensity is None else json.dumps(dict(intensity)),
+                         run_id))
                 elif kind == "finish":
                     run_id, status, ended_unix_s, report_json = payload
                     connection.execute(

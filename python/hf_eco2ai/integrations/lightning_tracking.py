@@ -124,9 +124,8 @@ class Eco2AILightningTracking:
             value = trainer.callback_metrics.get(name)
             if value is not None:
                 metrics["eval_loss" if name == "val_loss" else "loss"] = float(value)
-        figures = session.log(metrics, step=int(trainer.global_step))
-        if self.options.detailed_gpu_tracking:
-            figures.update(self.options.channel_power_figures(session))
+        figures = session.log(metrics, step=int(trainer.global_step),
+                              channel_power=self.options.detailed_gpu_tracking)
         if figures:
             pl_module.log_dict(figures, on_step=not on_epoch, on_epoch=on_epoch, logger=bool(trainer.loggers),
                                prog_bar=False)

@@ -31,9 +31,10 @@ def _require_bool(name: str, value: Any) -> bool:
 
 
 def _infrastructure_sources(sources: Tuple[str, ...]) -> Tuple[str, ...]:
-    """``sources`` without the node's CPU/DRAM sensors; ``auto`` becomes ``nvml``."""
+    """``sources`` without the node's CPU/DRAM sensors (``auto`` stays: the session then leaves
+    the host out of it)."""
     if sources == ("auto",):
-        return ("nvml",)
+        return sources
     kept = tuple(source for source in sources if source not in NODE_WIDE_SOURCES)
     if not kept:
         raise ConfigurationError(
@@ -112,17 +113,6 @@ class TrackingOptions:
                    include_infrastructure=include_infrastructure, detailed_gpu_tracking=detailed_gpu_tracking,
                    wandb_integration=wandb_integration, mlflow_integration=mlflow_integration,
                    report_formats=tuple(report_formats))
-
-    def session_config(self) -> CarbonConfig:
-        return self.config
-
-    @staticmethod
-    def channel_power_figures(session: Any) -> Dict[str, float]:
-        """``power/<channel>_watts`` for every channel, from the session's live snapshot."""
-        snapshot = session.snapshot()
-        if snapshot is None:
-            return {}
-        return {f"power/{name}_watts": watts for name, watts in snapshot.power_watts_by_channel.items()}
 
     def log_to_integrations(self, figures: Mapping[str, float], step: int) -> None:
         """Send the figures to the active W&B / MLflow run (when those integrations are on)."""

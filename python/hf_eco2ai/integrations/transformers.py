@@ -117,8 +117,9 @@ class Eco2AICallback(TrainerCallback):
                 "meter = the EnergyMeter given to Eco2AICallback was used by a previous train() call; "
                 "a meter measures one run, so pass a new Eco2AICallback (or no meter) for each train()"
             )
-        self.session = TrackingSession(self.options.session_config(), meter=self._meter, store=self._store,
-                                       model_name=model_name_of(model))
+        self.session = TrackingSession(self.config, meter=self._meter, store=self._store,
+                                       model_name=model_name_of(model),
+                                       include_host=self.options.include_infrastructure)
         self.session.start()
         self._report = None
         self.report_paths = {}
@@ -161,9 +162,7 @@ class Eco2AICallback(TrainerCallback):
         for key in ("loss", "eval_loss", "learning_rate"):
             if key in logs:
                 metrics[key] = logs[key]
-        figures = session.log(metrics, step=state.global_step)
-        if self.options.detailed_gpu_tracking:
-            figures.update(self.options.channel_power_figures(session))
+        figures = session.log(metrics, step=state.global_step, channel_power=self.options.detailed_gpu_tracking)
         logs.update(figures)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             # The Trainer copied logs into its history before calling us: keep the two in step.

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -54,10 +54,6 @@ _NO_TOTALS: Dict[str, Any] = {
     "sensor_errors": 0, "steps_marked": 0, "boundaries_dropped": 0, "records_dropped": 0,
     "trace_dropped": 0,
 }
-
-
-def _noop() -> None:
-    return None
 
 
 class TrackingSession:
@@ -110,7 +106,6 @@ class TrackingSession:
         self._budget = (None if self.config.carbon_budget_kg is None else CarbonBudget(
             self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded))
         self._lock = threading.RLock()
-        self._mark_step: Callable[[], Any] = _noop
         self._state = "new"
         self._started_unix_s: Optional[float] = None
         self._ended_unix_s: Optional[float] = None
@@ -198,11 +193,16 @@ class TrackingSession:
             if self._state != "new":
                 raise CarbonTrackingError("this TrackingSession has stopped; create a new one for another run")
             self._intensity = self._resolver.resolve()
+            if self.config.prometheus_enabled:
+                # First, so that a taken port fails the start before anything runs.
+                self._exporter = self._start_exporter()
             self._started_unix_s = time.time()
             if self._meter is not None:
                 self._meter.start()
                 self._channels = list(self._meter.channels())
-                self._mark_step = self._meter.mark_step
+                # The hot path without a Python frame of ours: while running, the instance's
+                # mark_step *is* the meter's (Rust) mark, shadowing the no-op method below.
+                self.mark_step = self._meter.mark_step  # type: ignore[method-assign]
             elif self._nothing_to_measure_reason is not None:
                 self._warn_once("nothing-measured", f"this process measures no energy: {self._nothing_to_measure_reason}")
             self._records = RunRecords([c.name for c in self._channels], [c.parent is None for c in self._channels])
@@ -218,8 +218,6 @@ class TrackingSession:
                     started_unix_s=self._started_unix_s, channels=[asdict(c) for c in self._channels],
                     intensity=asdict(self._intensity), config=self.config.as_dict(),
                 ))
-            if self.config.prometheus_enabled:
-                self._exporter = self._start_exporter()
             self._state = "running"
             self._drainer_stop.clear()
             self._drainer = threading.Thread(target=self._drain_periodically, name="hf-eco2ai-session",
@@ -230,10 +228,10 @@ class TrackingSession:
     def mark_step(self) -> None:
         """Close the open step and open the next: the only call on the training hot path.
 
-        Forwards to the meter's lock-free mark (one clock read and one push); a no-op before
-        ``start()`` and after ``stop()``. Never raises.
+        While running this is the meter's lock-free mark itself (one clock read and one push);
+        before ``start()`` and after ``stop()`` it does nothing. Never raises. Adapters may keep a
+        reference to ``session.mark_step`` taken after ``start()``, until they stop the session.
         """
-        self._mark_step()
 
     def stop(self, status: str = "finished") -> Dict[str, Any]:
         """Stop measuring, drain the last records, store the final report, and return it.
@@ -246,7 +244,7 @@ class TrackingSession:
                 return self._final_report
             if self._state == "new":
                 self.start()
-            self._mark_step = _noop
+            self.__dict__.pop("mark_step", None)
             self._state = "stopping"
         self._drainer_stop.set()
         if self._drainer is not None:
@@ -258,12 +256,14 @@ class TrackingSession:
             self._drain_locked(final=True)
             self._final_report = self._local_report()
             self._state = "stopped"
-            if self._writer is not None:
-                self._writer.finish_run(self.run_id, status, self._ended_unix_s, self._final_report)
-                self._writer.close()
-            if self._exporter is not None:
-                self._stop_exporter()
-            return self._final_report
+        # Outside the lock: the writer's thread reports a failed commit through _count_error,
+        # which takes the lock, and close() waits for that thread.
+        if self._writer is not None:
+            self._writer.finish_run(self.run_id, status, self._ended_unix_s, self._final_report)
+            self._writer.close()
+        if self._exporter is not None:
+            self._stop_exporter()
+        return self._final_report
 
     def __enter__(self) -> "TrackingSession":
         return self.start()

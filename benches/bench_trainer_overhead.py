@@ -1,0 +1,302 @@
+"""What energy tracking costs a real Hugging Face Trainer run: throughput and start-up time.
+
+The same tiny training run (a random GPT-2 of 2 layers on synthetic tokens, steps of roughly
+5-20 ms on one CPU thread) is repeated with each tracker, runs interleaved round by round
+(A/B/C/A/B/C..., the order rotating each round), and each tracker's steps/s is divided by the
+baseline's of the same round. The table gives the median of those ratios, so slow drifts of a
+shared machine cancel out. Trackers:
+
+- ``baseline``: no tracking callback;
+- ``eco2ai``: ``Eco2AICallback`` with its defaults (sources "auto", run store on, the figures added
+  at every log);
+- ``codecarbon``: transformers' ``CodeCarbonCallback``, with codecarbon's offline tracker (no
+  network here);
+- ``zeus``: a ``ZeusMonitor`` window around every step, where Zeus is installed and has a GPU to
+  read (it measures through NVML; without a GPU it has nothing to measure, so no figure is given).
+
+Also reported: time spent inside the tracker's hooks (measured around each call): the per-step
+hooks, ``on_log`` and train begin + end; the CPU time its other threads used while training (they
+compete with training on a busy machine); and start-up time from the callback's construction to
+the first step, measured in fresh processes so that one-time costs count. ``extra_info``-style
+correctness: the Eco2AI run must record exactly one step per optimiser step.
+
+    python benches/bench_trainer_overhead.py [--rounds 7] [--steps 300] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import transformers
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+VOCABULARY = 256
+SEQUENCE_LENGTH = 32
+WARMUP_STEPS = 20
+HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_step_begin", "on_step_end",
+         "on_substep_end", "on_pre_optimizer_step", "on_optimizer_step", "on_log", "on_evaluate", "on_save")
+
+
+class RandomTokens(torch.utils.data.Dataset):
+    def __init__(self, size: int) -> None:
+        self.tokens = torch.randint(0, VOCABULARY, (size, SEQUENCE_LENGTH), generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        return {"input_ids": self.tokens[index], "labels": self.tokens[index]}
+
+
+class StepClock(TrainerCallback):
+    """Timestamps each step's end and the first step's start (the end of start-up), and the CPU
+    time of the whole process and of the training thread over the timed steps: the difference is
+    what every other thread (a tracker's sampler, scheduler, writer) used meanwhile."""
+
+    def __init__(self) -> None:
+        self.first_step_begin: Optional[float] = None
+        self.step_ends: List[float] = []
+        self.cpu_marks: List[Tuple[float, float]] = []
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.first_step_begin is None:
+            self.first_step_begin = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.step_ends.append(time.perf_counter())
+        if len(self.step_ends) in (WARMUP_STEPS + 1, state.max_steps):
+            self.cpu_marks.append((time.process_time(), time.thread_time()))
+
+    def other_threads_cpu_fraction(self) -> float:
+        """CPU seconds of the other threads per wall second of the timed steps."""
+        (process_0, thread_0), (process_1, thread_1) = self.cpu_marks
+        wall_s = self.step_ends[-1] - self.step_ends[WARMUP_STEPS]
+        return ((process_1 - process_0) - (thread_1 - thread_0)) / wall_s
+
+
+STEP_HOOKS = ("on_step_begin", "on_step_end", "on_substep_end", "on_pre_optimizer_step", "on_optimizer_step")
+RUN_HOOKS = ("on_train_begin", "on_train_end")
+
+
+def time_hooks(callback: Any) -> Dict[str, List[float]]:
+    """Wrap the callback's hooks; returns hook name -> [seconds spent inside, calls]."""
+    spent: Dict[str, List[float]] = {}
+    for name in HOOKS:
+        hook = getattr(callback, name, None)
+        if hook is None:
+            continue
+        spent[name] = [0.0, 0]
+
+        def timed(*args: Any, _hook: Callable[..., Any] = hook, _tally: List[float] = spent[name], **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _hook(*args, **kwargs)
+            finally:
+                _tally[0] += time.perf_counter() - started
+                _tally[1] += 1
+
+        setattr(callback, name, functools.wraps(hook)(timed))
+    return spent
+
+
+# The trackers ------------------------------------------------------------------------------------
+
+
+def no_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[str, Any]]]:
+    return None, dict
+
+
+def eco2ai_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[str, Any]]]:
+    from hf_eco2ai import CarbonConfig, Eco2AICallback
+
+    callback = Eco2AICallback(CarbonConfig(country_iso_code="FR", offline=True, output_dir=str(workdir / "eco2ai")))
+
+    def facts() -> Dict[str, Any]:
+        report = callback.get_carbon_report()
+        return {"steps_recorded": report["training"]["optimizer_steps"] if report["steps_marked"] ==
+                report["training"]["optimizer_steps"] else -1,
+                "channels": ", ".join(f"{c['name']} ({c['provenance']})" for c in report["channels"])}
+
+    return callback, facts
+
+
+def codecarbon_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[str, Any]]]:
+    from codecarbon import OfflineEmissionsTracker
+    from transformers.integrations import CodeCarbonCallback
+
+    class OfflineCodeCarbonCallback(CodeCarbonCallback):
+        """transformers' callback with codecarbon's offline tracker: this machine has no internet,
+        and the online tracker would first try to geolocate the host."""
+
+        def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.tracker is None and state.is_local_process_zero:
+                self.tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(workdir),
+                                                       log_level="error")
+
+    return OfflineCodeCarbonCallback(), dict
+
+
+def zeus_unavailable_reason() -> Optional[str]:
+    if importlib.util.find_spec("zeus") is None:
+        return "zeus is not installed (pip install zeus); it measures GPUs through NVML"
+    from zeus.device.gpu import nvml_is_available
+
+    if not nvml_is_available():
+        return ("no NVIDIA GPU/NVML here: ZeusMonitor would open no device (and no RAPL), so its windows "
+                "would time nothing but their own bookkeeping; its real per-step cost is the NVML reads")
+    return None
+
+
+def zeus_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[str, Any]]]:
+    from zeus.monitor import ZeusMonitor
+
+    class ZeusWindowPerStep(TrainerCallback):
+        """One ZeusMonitor measurement window around every optimiser step."""
+
+        def __init__(self) -> None:
+            self.monitor = ZeusMonitor()
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.monitor.begin_window("step", sync_execution=False)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.monitor.end_window("step", sync_execution=False)
+
+    return ZeusWindowPerStep(), dict
+
+
+TRACKERS: Dict[str, Callable[[Path], Tuple[Optional[Any], Callable[[], Dict[str, Any]]]]] = {
+    "baseline": no_tracker, "eco2ai": eco2ai_tracker, "codecarbon": codecarbon_tracker, "zeus": zeus_tracker,
+}
+
+
+@dataclass
+class RunTiming:
+    steps_per_s: float
+    startup_s: float
+    step_hooks_us_per_step: float
+    log_hook_ms_per_log: float
+    begin_end_ms: float
+    other_threads_cpu: float
+    facts: Dict[str, Any]
+
+
+def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCABULARY, n_positions=SEQUENCE_LENGTH, n_embd=64, n_layer=2,
+                                       n_head=4, n_inner=128, bos_token_id=0, eos_token_id=0))
+    model.loss_type = "ForCausalLM"
+    arguments = TrainingArguments(
+        output_dir=str(workdir / "trainer"), per_device_train_batch_size=8, max_steps=steps, logging_steps=50,
+        save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, dataloader_pin_memory=False, seed=0,
+    )
+    clock = StepClock()
+    constructed = time.perf_counter()
+    callback, facts = TRACKERS[tracker_name](workdir)
+    spent = time_hooks(callback) if callback is not None else {}
+    callbacks = [callback, clock] if callback is not None else [clock]
+    trainer = Trainer(model=model, args=arguments, train_dataset=RandomTokens(4096), callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.train()
+    ends = clock.step_ends[WARMUP_STEPS:]
+    assert clock.first_step_begin is not None and len(ends) > 1
+    return RunTiming(
+        steps_per_s=(len(ends) - 1) / (ends[-1] - ends[0]),
+        startup_s=clock.first_step_begin - constructed,
+        step_hooks_us_per_step=sum(spent[name][0] for name in STEP_HOOKS if name in spent) / steps * 1e6,
+        log_hook_ms_per_log=spent["on_log"][0] / max(spent["on_log"][1], 1) * 1e3 if "on_log" in spent else 0.0,
+        begin_end_ms=sum(spent[name][0] for name in RUN_HOOKS if name in spent) * 1e3,
+        other_threads_cpu=clock.other_threads_cpu_fraction(),
+        facts=facts(),
+    )
+
+
+def cold_startup_s(tracker_name: str, threads: int) -> float:
+    """Start-up in a fresh interpreter (imports done, nothing of the tracker's warmed up yet)."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--cold-startup-of", tracker_name, "--threads", str(threads)],
+        capture_output=True, text=True, check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per run (default 300)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on shared machines)")
+    parser.add_argument("--cold-starts", type=int, default=3, help="fresh processes per tracker for start-up (default 3)")
+    parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    transformers.logging.set_verbosity_error()
+    if options.cold_startup_of:
+        with tempfile.TemporaryDirectory() as scratch:
+            print(run_once(options.cold_startup_of, WARMUP_STEPS + 2, Path(scratch)).startup_s)
+        return
+
+    names = ["baseline", "eco2ai", "codecarbon"]
+    zeus_reason = zeus_unavailable_reason()
+    if zeus_reason is None:
+        names.append("zeus")
+    results: Dict[str, List[RunTiming]] = {name: [] for name in names}
+    ratios: Dict[str, List[float]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as scratch:
+        run_once("baseline", options.steps, Path(scratch) / "warmup")
+        for round_index in range(options.rounds):
+            order = names[round_index % len(names):] + names[:round_index % len(names)]
+            timings = {name: run_once(name, options.steps, Path(scratch) / f"{round_index}-{name}") for name in order}
+            for name in names:
+                results[name].append(timings[name])
+                ratios[name].append(timings[name].steps_per_s / timings["baseline"].steps_per_s)
+            print(f"round {round_index + 1}/{options.rounds}: " + ", ".join(
+                f"{name} {timings[name].steps_per_s:.1f} steps/s" for name in names), file=sys.stderr, flush=True)
+
+    cold: Dict[str, float] = {}
+    for name in names:
+        cold[name] = statistics.median(cold_startup_s(name, options.threads) for _ in range(options.cold_starts))
+        print(f"cold start-up of {name}: {cold[name]:.3f} s", file=sys.stderr, flush=True)
+    print(f"\nCommand: `python benches/{Path(__file__).name} --rounds {options.rounds} --steps {options.steps} "
+          f"--threads {options.threads}`")
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"torch {torch.__version__} on CPU with {options.threads} thread(s), transformers {transformers.__version__}, "
+          f"Python {platform.python_version()}; load average at the end {os.getloadavg()[0]:.2f}\n")
+    print("| tracker | median steps/s | throughput vs baseline (median of per-round ratios) | overhead | "
+          "in its step hooks | in on_log, per log | in train begin + end | CPU of other threads | "
+          "start-up, cold process | start-up beyond baseline |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in names:
+        ratio = statistics.median(ratios[name])
+        runs = results[name]
+        print(f"| {name} | {statistics.median(t.steps_per_s for t in runs):.1f} | {ratio:.4f} "
+              f"(min {min(ratios[name]):.3f}, max {max(ratios[name]):.3f}) | {(1 - ratio) * 100:+.2f} % | "
+              f"{statistics.median(t.step_hooks_us_per_step for t in runs):.1f} µs/step | "
+              f"{statistics.median(t.log_hook_ms_per_log for t in runs):.2f} ms | "
+              f"{statistics.median(t.begin_end_ms for t in runs):.0f} ms | "
+              f"{statistics.median(t.other_threads_cpu for t in runs) * 100:.2f} % of a core | "
+              f"{cold[name]:.3f} s | {cold[name] - cold['baseline']:+.3f} s |")
+    if zeus_reason is not None:
+        print(f"| zeus | not run: {zeus_reason} | | | | | | | | |")
+    eco2ai_facts = [t.facts for t in results["eco2ai"]]
+    correct = all(facts["steps_recorded"] == options.steps for facts in eco2ai_facts)
+    print(f"\nCorrectness: every Eco2AI run recorded one step per optimiser step: {correct}; "
+          f"channels: {eco2ai_facts[0]['channels']}.")
+
+
+if __name__ == "__main__":
+    main()

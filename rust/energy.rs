@@ -315,6 +315,20 @@ mod tests {
     }
 
     #[test]
+    fn a_counter_with_power_readings_takes_its_energy_from_the_counter() {
+        let mut channel = ChannelIntegrator::new(ChannelKind::Counter {
+            joules_per_unit: 1e-3,
+            wrap_units: None,
+        });
+        // The power readings say 500 W; the counter says 100 J over the second: the counter wins,
+        // and the power only feeds the trace.
+        channel.update(0, &Sample::counter(0, 500.0));
+        channel.update(1_000 * MS, &Sample::counter(100_000, 500.0));
+        assert!((channel.joules() - 100.0).abs() < 1e-9);
+        assert_eq!(channel.watts(), 500.0);
+    }
+
+    #[test]
     fn trapezoid_is_exact_for_linear_power() {
         let mut channel = ChannelIntegrator::new(ChannelKind::Power);
         for i in 0..=10u64 {

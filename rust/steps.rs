@@ -54,6 +54,14 @@ pub struct HealthCounters {
     pub boundaries_dropped: u64,
 }
 
+/// When and in what state a span closes.
+#[derive(Clone, Copy)]
+struct SpanEnd {
+    t_ns: u64,
+    health: HealthCounters,
+    min_update_period_ns: f64,
+}
+
 pub struct Resolver {
     n_channels: usize,
     static_flags: u32,
@@ -111,13 +119,16 @@ impl Resolver {
         &self,
         open: &OpenSpan,
         channels: &[ChannelIntegrator],
-        t_ns: u64,
-        health: HealthCounters,
-        min_update_period_ns: f64,
+        at: &SpanEnd,
         kind: RecordKind,
         index: u64,
         extra_flags: u32,
     ) -> (Record, [f64; MAX_CHANNELS]) {
+        let SpanEnd {
+            t_ns,
+            health,
+            min_update_period_ns,
+        } = *at;
         let (end, _) = self.energy_at(channels, t_ns);
         let mut joules = [0.0; MAX_CHANNELS];
         for i in 0..self.n_channels {
@@ -163,20 +174,17 @@ impl Resolver {
     ) -> Option<Record> {
         let t_ns = boundary.t_ns.max(self.last_boundary_ns);
         self.last_boundary_ns = t_ns;
+        let at = SpanEnd {
+            t_ns,
+            health,
+            min_update_period_ns,
+        };
         match boundary.kind {
             BoundaryKind::Step => {
                 let open = self.step?;
                 let index = self.next_step_index;
-                let (record, end) = self.close_span(
-                    &open,
-                    channels,
-                    t_ns,
-                    health,
-                    min_update_period_ns,
-                    RecordKind::Step,
-                    index,
-                    0,
-                );
+                let (record, end) =
+                    self.close_span(&open, channels, &at, RecordKind::Step, index, 0);
                 self.next_step_index += 1;
                 // The next step starts from the very value this one ended on, so that step
                 // energies telescope to the total without rounding drift.
@@ -203,17 +211,8 @@ impl Resolver {
                     .rposition(|w| w.name_id == boundary.name_id)?;
                 let open = self.windows.remove(position);
                 Some(
-                    self.close_span(
-                        &open,
-                        channels,
-                        t_ns,
-                        health,
-                        min_update_period_ns,
-                        RecordKind::Window,
-                        position as u64,
-                        0,
-                    )
-                    .0,
+                    self.close_span(&open, channels, &at, RecordKind::Window, position as u64, 0)
+                        .0,
                 )
             }
         }
@@ -230,15 +229,18 @@ impl Resolver {
         mut emit: impl FnMut(Record),
     ) {
         let t_ns = t_ns.max(self.last_boundary_ns);
+        let at = SpanEnd {
+            t_ns,
+            health,
+            min_update_period_ns,
+        };
         while let Some(open) = self.windows.pop() {
             let depth = self.windows.len() as u64;
             emit(
                 self.close_span(
                     &open,
                     channels,
-                    t_ns,
-                    health,
-                    min_update_period_ns,
+                    &at,
                     RecordKind::Window,
                     depth,
                     FLAG_WINDOW_UNCLOSED,
@@ -251,9 +253,7 @@ impl Resolver {
                 self.close_span(
                     &open,
                     channels,
-                    t_ns,
-                    health,
-                    min_update_period_ns,
+                    &at,
                     RecordKind::Step,
                     self.next_step_index,
                     FLAG_TAIL,

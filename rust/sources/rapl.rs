@@ -99,7 +99,7 @@ impl RaplSource {
                 Some((package, sub, zone_name, entry.path()))
             })
             .collect();
-        found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        found.sort_by_key(|zone| (zone.0, zone.1));
 
         let mut zones = Vec::new();
         let mut channels = Vec::new();

@@ -29,7 +29,7 @@ impl Trace {
     pub fn validate(&self) -> CoreResult<()> {
         let bad = |what: String| Err(CoreError::Config(format!("synthetic trace: {what}")));
         match self {
-            Trace::Square { period_s, .. } if !(*period_s > 0.0) => {
+            Trace::Square { period_s, .. } if period_s.is_nan() || *period_s <= 0.0 => {
                 bad(format!("period_s={period_s} must be > 0"))
             }
             Trace::Piecewise { points } if points.is_empty() => {

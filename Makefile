@@ -31,7 +31,7 @@ test-rust:
 test-python: install system-deps
 	$(PY) -m pytest -q
 
-test: test-rust test-python
+test: lint test-rust test-python
 
 bench: install
 	$(PY) benches/run_all.py

@@ -189,7 +189,9 @@ class SnapshotCollector(Collector):
         with self._lock:
             if entry not in self._entries:
                 return
-            entry.provider, entry.final = None, final
+            # final first: a scrape reading the entry meanwhile must find one or the other
+            entry.final = final
+            entry.provider = None
             if final is None:
                 self._entries = tuple(other for other in self._entries if other is not entry)
                 return

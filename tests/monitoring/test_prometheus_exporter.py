@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import http.client
 import socket
+import struct
 import threading
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
@@ -16,6 +18,7 @@ from monitoring_helpers import free_port, make_snapshot, scrape_text
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
+from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
 from hf_eco2ai.integrations.prometheus import (
     PrometheusExporter,
@@ -23,6 +26,17 @@ from hf_eco2ai.integrations.prometheus import (
     push_snapshot,
     shared_exporter,
 )
+
+
+def listening_addresses(port: int) -> List[str]:
+    """The IPv4 addresses with a socket listening on ``port``, as the kernel lists them."""
+    addresses = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address_hex, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+            addresses.append(socket.inet_ntoa(struct.pack("<I", int(address_hex, 16))))
+    return addresses
 
 
 @pytest.fixture
@@ -34,7 +48,7 @@ def exporter() -> Iterator[PrometheusExporter]:
 def test_the_endpoint_binds_to_loopback_by_default_and_serves_the_metrics(exporter: PrometheusExporter) -> None:
     exporter.attach(lambda: make_snapshot(step_count=7))
     assert exporter.host == "127.0.0.1"
-    assert exporter._server.server_address[0] == "127.0.0.1"
+    assert listening_addresses(exporter.port) == ["127.0.0.1"]
     text = scrape_text(exporter.url)
     assert 'hf_training_step_count{host="node-a",project_name="sentiment",rank="0"} 7.0' in text
 
@@ -240,3 +254,31 @@ def test_a_gateway_url_with_credentials_is_refused_without_echoing_them() -> Non
     with pytest.raises(ConfigurationError) as caught:
         push_snapshot("http://user:s3cret@127.0.0.1:9091", make_snapshot())
     assert "s3cret" not in str(caught.value)
+
+
+def step_count_series(text: str) -> List[Tuple[str, float]]:
+    """(rank label, value) of every hf_training_step_count sample in an exposition."""
+    return [(sample.labels["rank"], sample.value) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "hf_training_step_count"]
+
+
+def test_a_sessions_endpoint_is_on_the_base_port_plus_its_local_rank_and_keeps_its_final_figures(
+    tmp_path: Path,
+) -> None:
+    served_port = free_port()
+    config = CarbonConfig(project_name="ranked", output_dir=str(tmp_path), offline=True, country_iso_code="FR",
+                          prometheus_enabled=True, prometheus_port=served_port - 1)
+    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic"), store=False,
+                              environ={"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"})
+    url = f"http://127.0.0.1:{served_port}/metrics"
+    try:
+        session.start()
+        for _ in range(5):
+            session.mark_step()
+        assert step_count_series(scrape_text(url)) == [("3", 5.0)]
+        session.mark_step()
+        session.stop()
+        assert step_count_series(scrape_text(url)) == [("3", 6.0)], "the final figures left at the session's end"
+    finally:
+        session.stop()
+        shared_exporter("127.0.0.1", served_port).close()

@@ -10,7 +10,7 @@ Three ways to get the metrics out, all reading a session's snapshot, never the t
 Example (what ``TrackingSession`` does when ``prometheus_enabled`` is set)::
 
     export = start_session_exporter(session, host=config.prometheus_host, port=config.prometheus_port)
-    ...                                  # training; Prometheus scrapes export.url
+    ...                                  # training; Prometheus scrapes export.exporter.url
     export.close()                       # at the session's end: the final figures stay served
 
 The metric catalogue is ``prometheus_metrics.CATALOGUE``; ``docs/monitoring/`` holds the
@@ -42,17 +42,12 @@ from hf_eco2ai.integrations.prometheus_server import (
 )
 
 
-
 class SessionExport:
     """A session's place on a scrape endpoint, returned by ``start_session_exporter``."""
 
     def __init__(self, exporter: PrometheusExporter, attachment: Attachment) -> None:
         self.exporter = exporter
         self._attachment = attachment
-
-    @property
-    def url(self) -> str:
-        return self.exporter.url
 
     def close(self) -> None:
         """Ends the session's live export; its final snapshot stays on the endpoint.

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict
 
@@ -246,3 +247,24 @@ def test_a_bad_config_type_is_named(tmp_path: Path) -> None:
     bad: Dict[str, Any] = {"country_iso_code": "FR"}
     with pytest.raises(ConfigurationError, match="CarbonConfig"):
         TrackingSession(bad)  # type: ignore[arg-type]
+
+
+def test_prometheus_serves_the_live_figures_while_running_and_the_final_ones_after(tmp_path: Path) -> None:
+    session = TrackingSession(config(tmp_path, prometheus_enabled=True, prometheus_port=0,
+                                     project_name="prometheus-session-test"), meter=constant_meter(), store=False)
+    session.start()
+    run_steps(session, 7)
+    url = session.exporter.exporter.url
+    assert url.startswith("http://127.0.0.1:")
+    live = urllib.request.urlopen(url, timeout=10).read().decode()
+    report = session.stop()
+    final = urllib.request.urlopen(url, timeout=10).read().decode()
+
+    def value(text: str, metric: str) -> float:
+        lines = [line for line in text.splitlines()
+                 if line.startswith(metric + "{") and 'project_name="prometheus-session-test"' in line]
+        assert lines, f"{metric} missing for the run"
+        return float(lines[0].rsplit(" ", 1)[1])
+
+    assert value(live, "hf_training_step_count") == 7
+    assert value(final, "hf_training_energy_kwh_total") == pytest.approx(report["energy"]["total_kwh"], rel=1e-9)

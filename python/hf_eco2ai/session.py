@@ -171,12 +171,29 @@ class TrackingSession:
         return self._store
 
     @property
+    def exporter(self) -> Any:
+        """The Prometheus export (``prometheus.SessionExport``) when ``prometheus_enabled``, else None."""
+        return self._exporter
+
+    @property
     def running(self) -> bool:
         return self._state == "running"
 
     @property
     def channels(self) -> List[ChannelInfo]:
         return list(self._channels)
+
+    @property
+    def intensity(self) -> IntensityResult:
+        """The grid intensity in use, with its provenance (resolved at ``start()``, refreshed by the
+        background drain when a live API is configured).
+
+        Raises:
+            ConfigurationError: before ``start()``.
+        """
+        if self._intensity is None:
+            raise ConfigurationError("the intensity is resolved by start(): call start() first")
+        return self._intensity
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -216,7 +233,7 @@ class TrackingSession:
                     host=self.rank_info.host, rank=self.rank_info.rank,
                     local_rank=self.rank_info.local_rank, world_size=self.rank_info.world_size,
                     started_unix_s=self._started_unix_s, channels=[asdict(c) for c in self._channels],
-                    intensity=asdict(self._intensity), config=self.config.as_dict(),
+                    intensity=asdict(self.intensity), config=self.config.as_dict(),
                 ))
             self._state = "running"
             self._drainer_stop.clear()
@@ -298,9 +315,10 @@ class TrackingSession:
                     self._latest_metrics[key] = numeric[key]
             if self._state != "running":
                 return {}
-            self._drain_locked()
+            totals = self._drain_locked()
             self._raise_strict_failure()
-            figures = self._interval_figures(channel_power)
+            # The totals the budget was just checked against, so the figures and the stop agree.
+            figures = self._interval_figures(totals, channel_power)
             if self._writer is not None:
                 self._writer.add_log(self.run_id, time.time(), step, {**numeric, **figures})
             return figures
@@ -380,9 +398,10 @@ class TrackingSession:
             except Exception as error:  # noqa: BLE001 - a background failure must never end training
                 self._count_error("session", error)
 
-    def _drain_locked(self, final: bool = False) -> None:
+    def _drain_locked(self, final: bool = False) -> Dict[str, Any]:
+        """Returns the meter totals the drain ended with."""
         if self._meter is None:
-            return
+            return self._totals()
         steps = self._meter.drain_steps()
         windows = self._meter.drain_windows()
         trace = self._meter.drain_trace()
@@ -405,7 +424,8 @@ class TrackingSession:
         self._check_meter_health(totals)
         self._update_rates_and_budget(totals)
         if self._writer is not None:
-            self._writer.update_latest(self.run_id, self._latest_figures(totals), asdict(self._intensity))
+            self._writer.update_latest(self.run_id, self._latest_figures(totals), asdict(self.intensity))
+        return totals
 
     def _take_steps(self, steps: Any) -> None:
         batch = self._records.add_steps(steps)
@@ -448,7 +468,7 @@ class TrackingSession:
             self._rate_point = (now, kwh)
         if self._budget is None:
             return
-        status = self._budget.record_total(kwh * self._intensity.g_per_kwh / 1000.0)
+        status = self._budget.record_total(kwh * self.intensity.g_per_kwh / 1000.0)
         if status.exceeded:
             action = ("training is asked to stop" if self._budget.stop_on_exceeded
                       else "training goes on (stop_on_budget_exceeded is off)")
@@ -487,19 +507,18 @@ class TrackingSession:
     def _kwh(self, totals: Mapping[str, Any]) -> float:
         return self._top_level_joules(totals["joules"]) / JOULES_PER_KWH * self.config.pue
 
-    def _interval_figures(self, channel_power: bool) -> Dict[str, float]:
-        totals = self._totals()
+    def _interval_figures(self, totals: Mapping[str, Any], channel_power: bool) -> Dict[str, float]:
         t_s = self._records.relative(totals["t_s"])
         joules = self._top_level_joules(totals["joules"])
         kwh = joules / JOULES_PER_KWH * self.config.pue
         previous_t_s, previous_joules, previous_steps = self._last_log_point
         steps = int(totals["steps_marked"]) - previous_steps
-        co2_kg = kwh * self._intensity.g_per_kwh / 1000.0
+        co2_kg = kwh * self.intensity.g_per_kwh / 1000.0
         figures: Dict[str, float] = {
             "energy/interval_joules": joules - previous_joules,
             "energy/total_kwh": kwh,
             "carbon/co2_kg": co2_kg,
-            "carbon/intensity_g_per_kwh": self._intensity.g_per_kwh,
+            "carbon/intensity_g_per_kwh": self.intensity.g_per_kwh,
         }
         if t_s > previous_t_s:
             figures["power/mean_watts"] = (joules - previous_joules) / (t_s - previous_t_s)
@@ -526,7 +545,7 @@ class TrackingSession:
             "energy_joules_by_channel": {k: float(v) for k, v in totals["joules"].items()},
             "power_watts_by_channel": {k: float(v) for k, v in totals["watts"].items()},
             "energy_kwh_total": kwh,
-            "co2_kg_total": kwh * self._intensity.g_per_kwh / 1000.0,
+            "co2_kg_total": kwh * self.intensity.g_per_kwh / 1000.0,
             "energy_rate_kwh_per_hour": self._energy_rate_kwh_per_hour,
             "samples_total": self._samples_total,
             "monitoring_errors_total": self.monitoring_errors_total,
@@ -548,7 +567,7 @@ class TrackingSession:
                 return None
             totals = self._totals()
             kwh = self._kwh(totals)
-            intensity = self._intensity
+            intensity = self.intensity
             co2_kg = kwh * intensity.g_per_kwh / 1000.0
             budget_kg = None if self._budget is None else self._budget.budget_kg
             elapsed_s = self._records.relative(totals["t_s"])
@@ -615,7 +634,7 @@ class TrackingSession:
         joules_by_channel = {c.name: float(totals["joules"].get(c.name, 0.0)) for c in self._channels}
         it_kwh = self._top_level_joules(joules_by_channel) / JOULES_PER_KWH
         total_kwh = it_kwh * self.config.pue
-        intensity = self._intensity
+        intensity = self.intensity
         co2_kg = total_kwh * intensity.g_per_kwh / 1000.0
         price = self.config.electricity_price_per_kwh
         warnings = [dict(entry) for entry in self._resolver.warnings] + [dict(e) for e in self._warnings]
@@ -667,8 +686,10 @@ class TrackingSession:
     def _start_exporter(self) -> Any:
         from hf_eco2ai.integrations import prometheus
 
-        return prometheus.start_session_exporter(self, host=self.config.prometheus_host,
-                                                 port=self.config.prometheus_port)
+        config = self.config
+        return prometheus.start_session_exporter(
+            self, host=config.prometheus_host, port=config.prometheus_port, max_projects=config.max_projects,
+            label_cleanup=config.label_cleanup_enabled, aggregate_similar_models=config.aggregate_similar_models)
 
     def _stop_exporter(self) -> None:
         try:

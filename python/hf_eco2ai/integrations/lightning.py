@@ -11,7 +11,7 @@ try:
     from lightning.pytorch import Callback
 except ImportError:
     try:  # only the standalone pytorch_lightning package is installed
-        from pytorch_lightning import Callback
+        from pytorch_lightning import Callback  # type: ignore[assignment]
     except ImportError as missing:
         raise ImportError(
             "Eco2AILightningCallback needs the lightning (or pytorch_lightning) package, which cannot "

@@ -9,7 +9,7 @@ framework (``override`` comes from typing_extensions, which both depend on).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from typing_extensions import override
 
@@ -21,11 +21,19 @@ from hf_eco2ai.integrations.tracking_options import (
 from hf_eco2ai.session import TrackingSession
 
 
+if TYPE_CHECKING:
+    # For the type checker the hooks below override Lightning's; at run time the base comes from
+    # whichever package's Callback the concrete class also inherits.
+    from lightning.pytorch import Callback as _HookBase
+else:
+    _HookBase = object
+
+
 def _noop() -> None:
     return None
 
 
-class Eco2AILightningTracking:
+class Eco2AILightningTracking(_HookBase):
     """Energy and carbon tracking for ``Trainer.fit`` (options as ``Eco2AICallback``'s).
 
     Each optimiser step is marked in ``on_train_batch_end`` (once per step when gradients

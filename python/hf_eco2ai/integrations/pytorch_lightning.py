@@ -13,5 +13,7 @@ from hf_eco2ai.integrations.lightning_tracking import Eco2AILightningTracking
 __all__ = ["Eco2AILightningCallback"]
 
 
-class Eco2AILightningCallback(Eco2AILightningTracking, Callback):
+# The type checker sees the mixin's hooks typed against lightning.pytorch, which this package
+# mirrors under another name; the signatures agree at run time.
+class Eco2AILightningCallback(Eco2AILightningTracking, Callback):  # type: ignore[misc]
     __doc__ = Eco2AILightningTracking.__doc__

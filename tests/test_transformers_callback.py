@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Tuple
 
 import pytest
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter, Eco2AICallback
 from hf_eco2ai.reporting.schema import incomplete_reason
@@ -187,3 +187,28 @@ def test_bad_options_are_refused_at_construction_naming_the_fix(tmp_path: Path, 
 def test_the_report_is_not_available_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="after trainer.train"):
         Eco2AICallback(config(tmp_path)).get_carbon_report()
+
+
+class LogRecorder(TrainerCallback):
+    """Stands in for a report_to integration: keeps the keys of every log it is shown."""
+
+    def __init__(self) -> None:
+        self.keys: list = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        self.keys.append(set(logs or {}))
+
+
+def test_installed_first_the_figures_reach_callbacks_that_come_before_it(tmp_path: Path) -> None:
+    seen = {}
+    for installed in (False, True):
+        recorder = LogRecorder()
+        callback = synthetic_callback(tmp_path / str(installed))
+        trainer = Trainer(model=tiny_bert(), args=training_arguments(tmp_path / "out", max_steps=10),
+                          train_dataset=TokenDataset(64), callbacks=[recorder, callback])
+        if installed:
+            assert callback.install(trainer) is callback
+            assert trainer.callback_handler.callbacks[0] is callback
+        trainer.train()
+        seen[installed] = any("carbon/co2_kg" in keys for keys in recorder.keys)
+    assert seen == {False: False, True: True}

@@ -9,7 +9,8 @@ print(callback.get_carbon_report()["total_co2_kg"])
 The training step costs one call: ``on_step_end`` marks the step boundary and does nothing else.
 Draining records, carbon figures, the budget and logging happen in ``on_log``, ``on_epoch_end`` and
 ``on_train_end``. The callback adds its figures to the Trainer's ``logs`` dict and to
-``state.log_history``, under these keys (units in the names):
+``state.log_history`` (so callbacks after it see them; ``install(trainer)`` puts it before the
+``report_to`` integrations too), under these keys (units in the names):
 
 - ``energy/step_joules``: mean energy per optimiser step since the previous log (J);
 - ``energy/interval_joules``, ``power/mean_watts``: energy and mean power since the previous log;
@@ -107,6 +108,21 @@ class Eco2AICallback(TrainerCallback):
         self.report_paths: Dict[str, Path] = {}
 
     # Setup -------------------------------------------------------------------------------------------
+
+    def install(self, trainer: Any) -> "Eco2AICallback":
+        """Add this callback to ``trainer`` ahead of every other one, and return it.
+
+        The Trainer runs the ``report_to`` integrations (W&B, MLflow, TensorBoard...) before the
+        callbacks passed to it, so those see a log before this callback adds the energy keys;
+        installed first, it adds them in time for all of them. Use instead of ``callbacks=[...]``::
+
+            Eco2AICallback(config).install(trainer)
+        """
+        callbacks = trainer.callback_handler.callbacks
+        if self in callbacks:
+            callbacks.remove(self)
+        callbacks.insert(0, self)
+        return self
 
     def setup(self, args: TrainingArguments, state: TrainerState, model: Any = None) -> TrackingSession:
         """Create and start this training run's session; idempotent within one ``train()`` call."""

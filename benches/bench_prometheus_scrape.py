@@ -89,15 +89,13 @@ def scraper_main(hz: float) -> None:
         parts = urllib.parse.urlsplit(command.split(" ", 1)[1])
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
         tally: Dict[str, float] = {"ok": 0, "failed": 0, "last_step_count": -1.0}
+        body = b""
         started = deadline = time.monotonic()
         while commands.empty():
             try:
                 connection.request("GET", parts.path)
                 body = connection.getresponse().read()
                 tally["ok"] += 1
-                for line in body.splitlines():
-                    if line.startswith(STEP_COUNT_PREFIX):
-                        tally["last_step_count"] = float(line.rsplit(b" ", 1)[1])
             except (OSError, http.client.HTTPException):
                 tally["failed"] += 1
                 connection.close()
@@ -105,6 +103,10 @@ def scraper_main(hz: float) -> None:
             time.sleep(max(0.0, deadline - time.monotonic()))
         connection.close()
         tally["seconds"] = time.monotonic() - started
+        # parsed once, not per scrape: the scraper's own CPU competes with training on small machines
+        for line in body.splitlines():
+            if line.startswith(STEP_COUNT_PREFIX):
+                tally["last_step_count"] = float(line.rsplit(b" ", 1)[1])
         assert commands.get() == "stop"
         print(json.dumps(tally), flush=True)
 

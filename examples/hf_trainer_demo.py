@@ -137,7 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as checkpoints:
         arguments = TrainingArguments(
             output_dir=checkpoints, per_device_train_batch_size=16, learning_rate=3e-3, num_train_epochs=1000,
-            max_steps=100_000, logging_steps=25, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+            max_steps=100_000, logging_steps=100, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
         trainer = Trainer(model=model, args=arguments, train_dataset=ArithmeticSequences(4096),

@@ -37,6 +37,7 @@ from hf_eco2ai.distributed import (
     RankInfo, gather_across_ranks, own_gpu_devices, process_group_is_initialised, sources_for_rank,
 )
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
+from hf_eco2ai.gpu_stats import read_gpu_stats
 from hf_eco2ai.run_records import FLAG_DROPPED_BOUNDARIES, RunRecords
 from hf_eco2ai.snapshot import SessionSnapshot
 from hf_eco2ai.store import RunIdentity, RunStore, RunWriter, default_store_path
@@ -95,6 +96,7 @@ class TrackingSession:
             )
         self.config = CarbonConfig() if config is None else config
         self.rank_info = RankInfo.from_env(environ)
+        self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self.model_name = model_name
         self.run_id = uuid.uuid4().hex
         self._left_to_local_rank_0 = False
@@ -560,8 +562,13 @@ class TrackingSession:
         """The session's figures now, as an immutable copy; None before ``start()``.
 
         Cheap (reads the meter's live totals, drains nothing) and safe from any thread: exporters
-        call it at scrape time.
+        call it at scrape time. Measured GPUs are read through NVML here, once per call.
         """
+        try:
+            gpus = read_gpu_stats(self._channels, self._environ)
+        except CarbonTrackingError as error:
+            self._count_error("gpu-stats", error)
+            gpus = []
         with self._lock:
             if self._intensity is None or self._state == "new":
                 return None
@@ -597,7 +604,7 @@ class TrackingSession:
                 electricity_price_per_kwh=price, electricity_currency=self.config.electricity_currency,
                 monitoring_errors_total=self.monitoring_errors_total,
                 monitoring_errors_by_type=dict(self._errors_by_type),
-                api_latency_s=self._resolver.api_latency_s,
+                api_latency_s=self._resolver.api_latency_s, gpus=gpus,
             )
 
     # Reports ---------------------------------------------------------------------------------------

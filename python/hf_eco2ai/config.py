@@ -195,13 +195,17 @@ def _api_url(name: str, raw: Any) -> str:
     return text.rstrip("/")
 
 
-def _metadata_url(name: str, raw: Any) -> str:
-    allowed = "an http:// or https:// base URL without a query, e.g. http://169.254.169.254"
-    text = _as_text(name, raw)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise _Invalid(allowed)
-    return text.rstrip("/")
+def _base_url(example: str) -> Callable[[str, Any], str]:
+    allowed = f"an http:// or https:// base URL without a query, e.g. {example}"
+
+    def check(name: str, raw: Any) -> str:
+        text = _as_text(name, raw)
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise _Invalid(allowed)
+        return text.rstrip("/")
+
+    return check
 
 
 def _sources(name: str, raw: Any) -> Tuple[str, ...]:
@@ -265,7 +269,7 @@ _FIELDS: Tuple[_Field, ...] = (
            "base URL of the live API; None uses the dialect's public endpoint"),
     _Field("intensity_cache_s", 600.0, "carbon", "intensity_cache_s",
            _number_in(0.0, None, "a number of seconds >= 0"), "how long a live intensity is reused"),
-    _Field("cloud_metadata_url", "http://169.254.169.254", "carbon", "cloud_metadata_url", _metadata_url,
+    _Field("cloud_metadata_url", "http://169.254.169.254", "carbon", "cloud_metadata_url", _base_url("http://169.254.169.254"),
            "base URL of the cloud instance-metadata endpoints (AWS, GCP and Azure share it)"),
     _Field("prometheus_enabled", False, "monitoring", "prometheus_enabled", _as_bool,
            "serve the hf_training_* metrics for Prometheus"),
@@ -279,9 +283,13 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("label_cleanup_enabled", True, "monitoring", "label_cleanup_enabled", _as_bool,
            "make free-text label values printable, single-line and bounded"),
     _Field("export_batch_size", 100, "monitoring", "export_batch_size", _int_at_least(1, "an integer >= 1"),
-           "metric samples per request when the exporter pushes (Pushgateway)"),
+           "accepted as in the monitoring guide; each scrape and each push already sends every series "
+           "in one exposition, so there is nothing to batch and it changes nothing"),
     _Field("compression_enabled", False, "monitoring", "compression_enabled", _as_bool,
-           "gzip the exporter's pushes and answers"),
+           "gzip the endpoint's answers to scrapers that accept gzip"),
+    _Field("prometheus_pushgateway_url", None, "monitoring", "pushgateway_url", _base_url("http://127.0.0.1:9091"),
+           "Pushgateway base URL: the run's final figures are pushed there when it stops (short jobs "
+           "that may end before Prometheus scrapes them)"),
     _Field("carbon_budget_kg", None, "budget", "carbon_budget_kg",
            _number_in(0.0, None, "a number of kg CO2e > 0", low_open=True), "carbon budget of the run"),
     _Field("stop_on_budget_exceeded", False, "budget", "stop_on_budget_exceeded", _as_bool,
@@ -412,6 +420,7 @@ class CarbonConfig:
             (``export_prometheus`` reads ``prometheus_enabled``, as the monitoring guide spells it).
         max_projects, aggregate_similar_models, label_cleanup_enabled, export_batch_size,
             compression_enabled: the Prometheus exporter's cardinality and transport settings.
+        prometheus_pushgateway_url: push the run's final figures to this Pushgateway at stop.
         carbon_budget_kg, stop_on_budget_exceeded: the budget and whether exceeding it stops training.
         measurement_interval: seconds between carbon/exporter updates.
         rate_hz, sources: the sensor sampler's rate and sources.
@@ -453,6 +462,7 @@ class CarbonConfig:
     label_cleanup_enabled: bool
     export_batch_size: int
     compression_enabled: bool
+    prometheus_pushgateway_url: Optional[str]
     carbon_budget_kg: Optional[float]
     stop_on_budget_exceeded: bool
     rate_hz: float
@@ -479,6 +489,7 @@ class CarbonConfig:
         label_cleanup_enabled: Optional[bool] = None,
         export_batch_size: Optional[int] = None,
         compression_enabled: Optional[bool] = None,
+        prometheus_pushgateway_url: Optional[str] = None,
         carbon_budget_kg: Optional[float] = None,
         stop_on_budget_exceeded: Optional[bool] = None,
         measurement_interval: Optional[float] = None,

@@ -282,6 +282,8 @@ class TrackingSession:
             self._writer.close()
         if self._exporter is not None:
             self._stop_exporter()
+        if self.config.prometheus_pushgateway_url is not None:
+            self._push_final_figures()
         return self._final_report
 
     def __enter__(self) -> "TrackingSession":
@@ -696,7 +698,21 @@ class TrackingSession:
         config = self.config
         return prometheus.start_session_exporter(
             self, host=config.prometheus_host, port=config.prometheus_port, max_projects=config.max_projects,
-            label_cleanup=config.label_cleanup_enabled, aggregate_similar_models=config.aggregate_similar_models)
+            label_cleanup=config.label_cleanup_enabled, aggregate_similar_models=config.aggregate_similar_models,
+            compress=config.compression_enabled)
+
+    def _push_final_figures(self) -> None:
+        from hf_eco2ai.integrations.prometheus_push import push_snapshot
+
+        snapshot = self.snapshot()
+        if snapshot is None or self.config.prometheus_pushgateway_url is None:
+            return
+        try:
+            push_snapshot(self.config.prometheus_pushgateway_url, snapshot,
+                          label_cleanup=self.config.label_cleanup_enabled,
+                          aggregate_similar_models=self.config.aggregate_similar_models)
+        except CarbonTrackingError as error:
+            self._count_error("pushgateway", error)
 
     def _stop_exporter(self) -> None:
         try:

@@ -282,3 +282,49 @@ def test_a_sessions_endpoint_is_on_the_base_port_plus_its_local_rank_and_keeps_i
     finally:
         session.stop()
         shared_exporter("127.0.0.1", served_port).close()
+
+
+def _session(tmp_path: Path, **settings: Any) -> TrackingSession:
+    config = CarbonConfig(output_dir=str(tmp_path), country_iso_code="FR", offline=True, **settings)
+    return TrackingSession(config, meter=EnergyMeter(sources="synthetic", rate_hz=200), store=False)
+
+
+def test_a_session_with_a_pushgateway_pushes_its_final_figures_at_stop(gateway: Tuple[str, Any], tmp_path: Path) -> None:
+    url, handler = gateway
+    session = _session(tmp_path, prometheus_pushgateway_url=url, project_name="short job")
+    session.start()
+    session.mark_step()
+    session.stop()
+    ((method, _, body),) = handler.requests
+    assert method == "PUT"
+    families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+    (steps,) = families["hf_training_step_count"].samples
+    assert steps.value == 1 and steps.labels["project_name"] == "short job"
+
+
+def test_a_failed_push_at_stop_is_counted_and_the_run_still_ends(gateway: Tuple[str, Any], tmp_path: Path) -> None:
+    url, handler = gateway
+    handler.status = 500
+    session = _session(tmp_path, prometheus_pushgateway_url=url)
+    session.start()
+    report = session.stop()
+    assert report["total_co2_kg"] >= 0
+    assert session.snapshot().monitoring_errors_by_type.get("pushgateway") == 1
+
+
+def test_compression_gzips_answers_only_for_scrapers_that_accept_it(tmp_path: Path) -> None:
+    import gzip
+
+    session = _session(tmp_path, prometheus_enabled=True, prometheus_port=0, compression_enabled=True)
+    session.start()
+    try:
+        url = session.exporter.exporter.url
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert b"hf_training_energy_kwh_total" in gzip.decompress(answer.read())
+        with urllib.request.urlopen(url, timeout=10) as plain:
+            assert plain.headers["Content-Encoding"] is None
+            assert b"hf_training_energy_kwh_total" in plain.read()
+    finally:
+        session.stop()

@@ -66,6 +66,7 @@ def start_session_exporter(
     max_projects: int = 100,
     label_cleanup: bool = True,
     aggregate_similar_models: bool = True,
+    compress: bool = False,
 ) -> SessionExport:
     """Serves ``session.snapshot()`` on ``host:port + local rank`` until ``close()``.
 
@@ -77,6 +78,7 @@ def start_session_exporter(
     exporter = shared_exporter(
         host, port_for_rank(port, session.rank_info.local_rank),
         max_projects=max_projects, label_cleanup=label_cleanup, aggregate_similar_models=aggregate_similar_models,
+        compress=compress,
     )
     return SessionExport(exporter, exporter.attach(session.snapshot))
 

@@ -12,6 +12,7 @@ process holds.
 from __future__ import annotations
 
 import errno
+import gzip
 import socket
 import logging
 import socketserver
@@ -48,6 +49,9 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         body = encode(self.server.registry)
         self.send_response(200)
         self.send_header("Content-Type", content_type)
+        if self.server.compress and "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -57,9 +61,11 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 
 
 class _MetricsServer(ThreadingHTTPServer):
-    def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, family: socket.AddressFamily) -> None:
+    def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, family: socket.AddressFamily,
+                 compress: bool) -> None:
         self.address_family = family
         self.registry = registry
+        self.compress = compress
         self._connections: Set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _MetricsHandler)
@@ -124,7 +130,7 @@ def _check_port(port: int) -> None:
         )
 
 
-def _bind(host: str, port: int, registry: CollectorRegistry) -> _MetricsServer:
+def _bind(host: str, port: int, registry: CollectorRegistry, compress: bool) -> _MetricsServer:
     if not isinstance(host, str) or not host.strip():
         raise ConfigurationError(f"prometheus_host={host!r} is invalid: use an address such as 127.0.0.1")
     try:
@@ -135,7 +141,7 @@ def _bind(host: str, port: int, registry: CollectorRegistry) -> _MetricsServer:
             "machine, such as 127.0.0.1 (loopback only) or 0.0.0.0 (every interface)"
         ) from None
     try:
-        return _MetricsServer((host, port), registry, family)
+        return _MetricsServer((host, port), registry, family, compress)
     except OSError as error:
         raise _bind_error(host, port, error) from None
 
@@ -171,6 +177,8 @@ class PrometheusExporter:
         registry: serve this registry (e.g. ``prometheus_client.REGISTRY`` to join an app's own
             metrics); None uses a private one.
         max_projects, label_cleanup, aggregate_similar_models, commit: see ``SnapshotCollector``.
+        compress: gzip answers for scrapers that accept it (``compression_enabled``): fewer bytes
+            on the wire for some CPU on every scrape.
 
     Raises:
         ConfigurationError: the port is in use, privileged, or out of range; the host is not an
@@ -187,6 +195,7 @@ class PrometheusExporter:
         label_cleanup: bool = True,
         aggregate_similar_models: bool = True,
         commit: str = "unknown",
+        compress: bool = False,
     ) -> None:
         _check_port(port)
         self.registry = CollectorRegistry() if registry is None else registry
@@ -195,7 +204,7 @@ class PrometheusExporter:
             aggregate_similar_models=aggregate_similar_models, commit=commit,
         )
         try:
-            self._server = _bind(host, port, self.registry)
+            self._server = _bind(host, port, self.registry, compress)
         except ConfigurationError:
             self.registry.unregister(self.collector)
             raise

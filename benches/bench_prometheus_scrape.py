@@ -156,6 +156,7 @@ def tracked_run(step: Callable[[], None], steps: int, arm: str, scraper: Scraper
     process's endpoint (what the scraping itself costs on this machine).
     """
     from hf_eco2ai.integrations.prometheus import shared_exporter
+    from hf_eco2ai.integrations.prometheus_server import RENDER_TTL_S
 
     port = free_port() if arm == "exporter" else None
     session = started_session(output_dir, port)
@@ -169,7 +170,8 @@ def tracked_run(step: Callable[[], None], steps: int, arm: str, scraper: Scraper
     elapsed = time.perf_counter() - started
     tally: Dict[str, float] = {}
     if arm != "none":
-        time.sleep(0.05)  # one more scrape sees the final step count
+        # Scrapes share a rendering for RENDER_TTL_S: one more after that sees the final count.
+        time.sleep(RENDER_TTL_S + 0.05)
         tally = scraper.stop()
     session.stop()
     if port is not None:

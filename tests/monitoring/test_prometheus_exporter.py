@@ -7,6 +7,7 @@ import http.client
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
+from hf_eco2ai.integrations.prometheus_server import RENDER_TTL_S
 from hf_eco2ai.integrations.prometheus import (
     PrometheusExporter,
     port_for_rank,
@@ -278,6 +280,7 @@ def test_a_sessions_endpoint_is_on_the_base_port_plus_its_local_rank_and_keeps_i
         assert step_count_series(scrape_text(url)) == [("3", 5.0)]
         session.mark_step()
         session.stop()
+        time.sleep(RENDER_TTL_S)  # scrapes within the TTL share one rendering
         assert step_count_series(scrape_text(url)) == [("3", 6.0)], "the final figures left at the session's end"
     finally:
         session.stop()
@@ -326,5 +329,22 @@ def test_compression_gzips_answers_only_for_scrapers_that_accept_it(tmp_path: Pa
         with urllib.request.urlopen(url, timeout=10) as plain:
             assert plain.headers["Content-Encoding"] is None
             assert b"hf_training_energy_kwh_total" in plain.read()
+    finally:
+        session.stop()
+
+
+def test_scrapes_closer_than_the_ttl_share_one_rendering_and_later_ones_see_new_figures(tmp_path: Path) -> None:
+    session = _session(tmp_path, prometheus_enabled=True, prometheus_port=0)
+    session.start()
+    try:
+        url = session.exporter.exporter.url
+        started = time.monotonic()
+        first = step_count_series(scrape_text(url))
+        session.mark_step()
+        second = step_count_series(scrape_text(url))
+        if time.monotonic() - started < RENDER_TTL_S:
+            assert second == first
+        time.sleep(RENDER_TTL_S)
+        assert step_count_series(scrape_text(url))[0][1] == first[0][1] + 1
     finally:
         session.stop()

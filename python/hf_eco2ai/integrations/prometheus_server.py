@@ -18,6 +18,7 @@ import logging
 import socketserver
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Set, Tuple
 
@@ -30,6 +31,8 @@ from hf_eco2ai.integrations.prometheus_collector import Attachment, SnapshotColl
 DEFAULT_HOST = "127.0.0.1"
 MAX_PORT = 65535
 IDLE_CONNECTION_TIMEOUT_S = 60.0
+# Scrapes closer together than this share one rendering of the registry.
+RENDER_TTL_S = 0.1
 
 _logger = logging.getLogger("hf_eco2ai.prometheus")
 
@@ -45,8 +48,7 @@ class _MetricsHandler(BaseHTTPRequestHandler):
     server: "_MetricsServer"
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        encode, content_type = choose_encoder(self.headers.get("Accept", ""))
-        body = encode(self.server.registry)
+        body, content_type = self.server.exposition(self.headers.get("Accept", ""))
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         if self.server.compress and "gzip" in self.headers.get("Accept-Encoding", ""):
@@ -66,9 +68,27 @@ class _MetricsServer(ThreadingHTTPServer):
         self.address_family = family
         self.registry = registry
         self.compress = compress
+        self._rendered: Dict[str, Tuple[float, bytes]] = {}
+        self._render_lock = threading.Lock()
         self._connections: Set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _MetricsHandler)
+
+    def exposition(self, accept: str) -> Tuple[bytes, str]:
+        """The registry rendered in the format ``accept`` asks for, at most RENDER_TTL_S old.
+
+        Rendering holds the GIL for ~150 µs, time the training thread waits for. Scrapers that
+        come faster than the TTL share one rendering: a 50/s scraper costs 10 renderings a second,
+        and the figures it gets are never older than the TTL.
+        """
+        encode, content_type = choose_encoder(accept)
+        with self._render_lock:
+            now = time.monotonic()
+            cached = self._rendered.get(content_type)
+            if cached is None or now - cached[0] >= RENDER_TTL_S:
+                cached = (now, encode(self.registry))
+                self._rendered[content_type] = cached
+            return cached[1], content_type
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, a reverse DNS query that can stall

@@ -280,7 +280,6 @@ def test_a_sessions_endpoint_is_on_the_base_port_plus_its_local_rank_and_keeps_i
         assert step_count_series(scrape_text(url)) == [("3", 5.0)]
         session.mark_step()
         session.stop()
-        time.sleep(RENDER_TTL_S)  # scrapes within the TTL share one rendering
         assert step_count_series(scrape_text(url)) == [("3", 6.0)], "the final figures left at the session's end"
     finally:
         session.stop()

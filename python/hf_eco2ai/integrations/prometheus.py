@@ -56,6 +56,7 @@ class SessionExport:
         until the process exits or ``exporter.close()``. Idempotent, thread-safe.
         """
         self._attachment.finish()
+        self.exporter.refresh()
 
 
 def start_session_exporter(

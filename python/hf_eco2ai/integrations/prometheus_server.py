@@ -90,6 +90,11 @@ class _MetricsServer(ThreadingHTTPServer):
                 self._rendered[content_type] = cached
             return cached[1], content_type
 
+    def forget_renderings(self) -> None:
+        """The next scrape renders afresh: a run's end must reach its very next scrape."""
+        with self._render_lock:
+            self._rendered.clear()
+
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, a reverse DNS query that can stall
         # start-up on a machine without DNS; the name is never used here.
@@ -241,6 +246,10 @@ class PrometheusExporter:
         """The scrape URL, e.g. ``http://127.0.0.1:8000/metrics``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
+
+    def refresh(self) -> None:
+        """Drops the shared rendering, so the next scrape shows the figures as they are now."""
+        self._server.forget_renderings()
 
     def attach(self, provider: SnapshotProvider) -> Attachment:
         """Starts exporting a session's snapshots; see ``SnapshotCollector.attach``."""

@@ -23,6 +23,8 @@ _LAZY_EXPORTS = {
     "generate_carbon_report": "hf_eco2ai.report",
     "TrackingSession": "hf_eco2ai.session",
     "Eco2AICallback": "hf_eco2ai.integrations.transformers",
+    "Eco2AILightningCallback": "hf_eco2ai.integrations.lightning",
+    "CarbonTracker": "hf_eco2ai.measure",
     "track": "hf_eco2ai.track",
 }
 

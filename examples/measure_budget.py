@@ -7,19 +7,9 @@ country, offline mode) come from the environment or eco2ai.yaml, see docs/config
 
 import time
 
-import numpy as np
-
 from hf_eco2ai.measure import CarbonTracker
 
-
-def busy_cpu(seconds):
-    """Matrix products until ``seconds`` have passed: a stand-in for a training run."""
-    rng = np.random.default_rng(0)
-    matrix = rng.standard_normal((128, 128))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        matrix = np.tanh(matrix @ matrix.T / 128.0)
-    return float(matrix.sum())
+from example_workload import busy_cpu
 
 
 def train_baseline():

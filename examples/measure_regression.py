@@ -6,21 +6,10 @@ and ``model_evaluation`` is made three times slower, so only the second one shou
 """
 
 import json
-import time
-
-import numpy as np
 
 from hf_eco2ai.measure import CarbonTracker
 
-
-def busy_cpu(seconds):
-    """Matrix products until ``seconds`` have passed: a stand-in for real work."""
-    rng = np.random.default_rng(0)
-    matrix = rng.standard_normal((128, 128))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        matrix = np.tanh(matrix @ matrix.T / 128.0)
-    return float(matrix.sum())
+from example_workload import busy_cpu
 
 
 class ContinuousCarbonMonitor:

@@ -102,7 +102,24 @@ class _QuietHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class IntensityServer:
+class _LoopbackServer:
+    """Serves ``handler_class`` on a free port of 127.0.0.1 from a daemon thread until ``close()``."""
+
+    def _serve(self, handler_class: type) -> None:
+        self._httpd = _Server(("127.0.0.1", 0), handler_class)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class IntensityServer(_LoopbackServer):
     """Electricity Maps v3 + CO2 Signal v1 on 127.0.0.1, one behaviour at a time.
 
     ``behaviour``: ``ok``, ``401``, ``429``, ``500``, ``redirect``, ``timeout`` (stall
@@ -124,17 +141,7 @@ class IntensityServer:
             def do_GET(self) -> None:
                 server._handle(self)
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._serve(Handler)
 
     def _handle(self, handler: _QuietHandler) -> None:
         parts = urlsplit(handler.path)
@@ -191,7 +198,7 @@ class IntensityServer:
         handler._send(200, json.dumps(body).encode(), "application/json; charset=utf-8")
 
 
-class MetadataServer:
+class MetadataServer(_LoopbackServer):
     """One cloud provider's instance-metadata service on 127.0.0.1 (``provider`` None: answers 404).
 
     ``stall_s`` > 0 delays every answer, to check the detection budget; ``google_header=False``
@@ -213,17 +220,7 @@ class MetadataServer:
             def do_PUT(self) -> None:
                 server._handle(self, "PUT")
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._serve(Handler)
 
     def _handle(self, handler: _QuietHandler, method: str) -> None:
         self.requests.append((method, handler.path))

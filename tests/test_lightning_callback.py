@@ -14,6 +14,7 @@ import pytorch_lightning as standalone_pl
 from lightning.pytorch.loggers import CSVLogger
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter
+from hf_eco2ai.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.integrations import pytorch_lightning as standalone_integration
 from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
 from hf_eco2ai.reporting.schema import incomplete_reason
@@ -27,7 +28,6 @@ pytestmark = [
 ]
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")
-FLAG_SENSOR_ERROR = 8
 FLAG_TAIL = 16
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hf_eco2ai import ConfigurationError, EnergyMeter, SensorUnavailableError
-from hf_eco2ai.meter import FLAG_TAIL, FLAG_WINDOW_UNCLOSED
+from hf_eco2ai.flags import FLAG_SENSOR_ERROR, FLAG_TAIL, FLAG_WINDOW_UNCLOSED
 
 
 def constant_meter(watts: float = 100.0, **kwargs: object) -> EnergyMeter:
@@ -184,8 +184,8 @@ def test_a_sensor_that_starts_failing_is_counted_and_flags_its_steps() -> None:
     totals = meter.totals()
     assert totals["sensor_errors"] > 0
     steps = meter.drain_steps()
-    assert not steps.flags[0] & 8
-    assert steps.flags[1] & 8
+    assert not steps.flags[0] & FLAG_SENSOR_ERROR
+    assert steps.flags[1] & FLAG_SENSOR_ERROR
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,12 @@ import pytest
 
 from fake_powercap import make_tree
 from hf_eco2ai import CarbonConfig, CarbonTrackingError, ConfigurationError, EnergyMeter, generate_carbon_report
+from hf_eco2ai.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.reporting.schema import incomplete_reason
 from hf_eco2ai.session import TrackingSession
 from hf_eco2ai.store import RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
-FLAG_SENSOR_ERROR = 8
 FLAG_TAIL = 16
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from hf_eco2ai import _core
 from hf_eco2ai.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
+from hf_eco2ai.flags import FLAG_TAIL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,12 +29,6 @@ DEFAULT_PROC_STAT = "/proc/stat"
 # CodeCarbon's fallback for a CPU missing from every table: a documented assumption, flagged.
 FALLBACK_WATTS_PER_LOGICAL_CPU = 4.0
 
-FLAG_ESTIMATED = 1
-FLAG_SHORTER_THAN_UPDATE_PERIOD = 2
-FLAG_BOUNDARIES_DROPPED = 4
-FLAG_SENSOR_ERROR = 8
-FLAG_TAIL = 16
-FLAG_WINDOW_UNCLOSED = 32
 
 _RECORD_KIND_STEP = 0
 

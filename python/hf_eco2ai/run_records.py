@@ -12,9 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from hf_eco2ai.carbon.impact import JOULES_PER_KWH
+from hf_eco2ai.flags import FLAG_TAIL
 
-FLAG_DROPPED_BOUNDARIES = 4
-FLAG_TAIL = 16
 MAX_POWER_TRACE_POINTS = 2000
 # Power readings arrive at the sampler rate (100 Hz by default); binning them on arrival keeps a
 # long run's trace small while staying far finer than the report's 2,000 points need.

@@ -38,7 +38,8 @@ from hf_eco2ai.distributed import (
 )
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
 from hf_eco2ai.gpu_stats import read_gpu_stats
-from hf_eco2ai.run_records import FLAG_DROPPED_BOUNDARIES, RunRecords
+from hf_eco2ai.flags import FLAG_BOUNDARIES_DROPPED
+from hf_eco2ai.run_records import RunRecords
 from hf_eco2ai.snapshot import SessionSnapshot
 from hf_eco2ai.store import RunIdentity, RunStore, RunWriter, default_store_path
 
@@ -433,7 +434,7 @@ class TrackingSession:
 
     def _take_steps(self, steps: Any) -> None:
         batch = self._records.add_steps(steps)
-        if np.any(batch.flags & FLAG_DROPPED_BOUNDARIES):
+        if np.any(batch.flags & FLAG_BOUNDARIES_DROPPED):
             self._warn_once("ring-overflow", "step boundaries were dropped because the meter's queue filled "
                             "up between drains; lower measurement_interval")
         if self._writer is not None and self.config.tracking_mode == "detailed":

@@ -13,8 +13,6 @@ use crate::channel::{ChannelKind, ChannelSpec, Provenance, Sample};
 use crate::error::{CoreError, CoreResult};
 use crate::sources::Source;
 
-pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
-
 struct Zone {
     energy_file: File,
     path: PathBuf,

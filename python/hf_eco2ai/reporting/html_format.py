@@ -7,7 +7,8 @@ from html import escape
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 from hf_eco2ai.reporting import content, numbers, svg_charts
-from hf_eco2ai.reporting.schema import FLAG_SENSOR_ERROR, FLAG_TAIL, incomplete_reason
+from hf_eco2ai.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
+from hf_eco2ai.reporting.schema import incomplete_reason
 
 _CSS = """
 :root { color-scheme: light; --ink: #1d2733; --muted: #5b6773; --line: #dde3e9; --panel: #f6f8fa;

@@ -12,22 +12,13 @@ import numbers
 from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.flags import STEP_FLAG_NAMES
 
 SCHEMA_VERSION = 1
 SECRET_MASK = "***"
 SECRET_KEY_PARTS = ("token", "secret", "password", "api_key", "apikey")
 INCOMPLETE_WARNING_CODES = frozenset({"sensor-failed"})
 
-# Bit values follow hf_eco2ai.meter.StepRecords.flags (docs/api.md).
-STEP_FLAG_NAMES: Tuple[Tuple[int, str], ...] = (
-    (1, "estimated"),
-    (2, "sub-period"),
-    (4, "dropped-boundaries"),
-    (8, "sensor-error"),
-    (16, "tail"),
-)
-FLAG_SENSOR_ERROR = 8
-FLAG_TAIL = 16
 
 # A small declarative schema. Leaf specs are type names, a "?" suffix meaning the value may be null.
 # ("object", fields, keys that may be absent), ("list", item spec), ("map", value spec) with str

@@ -156,7 +156,7 @@ def tracked_run(step: Callable[[], None], steps: int, arm: str, scraper: Scraper
     process's endpoint (what the scraping itself costs on this machine).
     """
     from hf_eco2ai.integrations.prometheus import shared_exporter
-    from hf_eco2ai.integrations.prometheus_server import RENDER_TTL_S
+    from hf_eco2ai.integrations.prometheus.server import RENDER_TTL_S
 
     port = free_port() if arm == "exporter" else None
     session = started_session(output_dir, port)

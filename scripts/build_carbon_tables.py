@@ -49,7 +49,7 @@ PYCOUNTRY_VERSION = "26.2.16"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = "scripts/build_carbon_tables.py"
 
-CPU_TDP_PATH = "python/hf_eco2ai/hardware/cpu_tdp.csv"
+CPU_TDP_PATH = "python/hf_eco2ai/meter/cpu_tdp.csv"
 CARBON_DATA_DIR = "python/hf_eco2ai/carbon/data"
 SUBNATIONAL_TABLES = ("us_states.csv", "canada_provinces.csv", "nordic_zones.csv", "china_provinces.csv")
 GRAMS_PER_POUND = 453.59237

@@ -7,8 +7,8 @@ import ctypes.util
 import pytest
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, SensorUnavailableError, TrackingSession
-from hf_eco2ai.channels import ChannelInfo
-from hf_eco2ai.gpu_stats import measured_gpu_indices, read_gpu_stats
+from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.meter.gpu_stats import measured_gpu_indices, read_gpu_stats
 
 NVML_PRESENT = ctypes.util.find_library("nvidia-ml") is not None
 

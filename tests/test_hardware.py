@@ -8,7 +8,7 @@ from typing import List
 import pytest
 
 from hf_eco2ai.datafiles import read_packaged_table
-from hf_eco2ai.hardware import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
+from hf_eco2ai.meter.cpu_tdp import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
 
 
 def _x86_processor_block(processor: int, physical_id: int, model_name: str) -> str:
@@ -98,7 +98,7 @@ def test_a_model_number_shared_by_two_families_is_not_matched_across_them() -> N
 
 
 def test_every_table_row_is_found_by_its_own_name_with_its_own_tdp() -> None:
-    table = read_packaged_table("hardware", "cpu_tdp.csv")
+    table = read_packaged_table("meter", "cpu_tdp.csv")
     for row in table.rows:
         found = lookup_cpu_tdp(row["model"])
         assert found is not None, row
@@ -106,7 +106,7 @@ def test_every_table_row_is_found_by_its_own_name_with_its_own_tdp() -> None:
 
 
 def test_cpu_table_is_a_small_table_with_plausible_tdps_and_its_provenance() -> None:
-    table = read_packaged_table("hardware", "cpu_tdp.csv")
+    table = read_packaged_table("meter", "cpu_tdp.csv")
     assert 300 <= len(table.rows) <= 3000
     assert table.columns == ("model", "tdp_watts")
     assert all(1.0 <= float(row["tdp_watts"]) <= 600.0 for row in table.rows)

@@ -14,11 +14,11 @@ import pytorch_lightning as standalone_pl
 from lightning.pytorch.loggers import CSVLogger
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter
-from hf_eco2ai.flags import FLAG_SENSOR_ERROR
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.integrations import pytorch_lightning as standalone_integration
 from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
 from hf_eco2ai.reporting.schema import incomplete_reason
-from hf_eco2ai.store import RunStore
+from hf_eco2ai.store.run_store import RunStore
 from tiny_lightning import random_loader, tiny_module
 
 pytestmark = [

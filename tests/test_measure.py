@@ -18,8 +18,8 @@ from hf_eco2ai.carbon.comparisons import describe_comparisons
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.measure import CarbonMetrics, CarbonTracker
-from hf_eco2ai.report import generate_carbon_report
-from hf_eco2ai.store import RunStore, default_store_path
+from hf_eco2ai.reporting.generate import generate_carbon_report
+from hf_eco2ai.store.run_store import RunStore, default_store_path
 from local_servers import MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(60)]

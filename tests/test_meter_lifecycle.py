@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hf_eco2ai import ConfigurationError, EnergyMeter, SensorUnavailableError
-from hf_eco2ai.flags import FLAG_SENSOR_ERROR, FLAG_TAIL, FLAG_WINDOW_UNCLOSED
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL, FLAG_WINDOW_UNCLOSED
 
 
 def constant_meter(watts: float = 100.0, **kwargs: object) -> EnergyMeter:

@@ -20,7 +20,7 @@ import pytest
 from report_data import JOULES_PER_KWH, make_tracking_data
 
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.report import OUTPUT_FORMATS, generate_carbon_report
+from hf_eco2ai.reporting.generate import OUTPUT_FORMATS, generate_carbon_report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
 REPO_PYTHON = Path(__file__).resolve().parents[1] / "python"
@@ -341,7 +341,7 @@ _WRITER = """
 import sys
 sys.path[:0] = [{python!r}, {tests!r}]
 from report_data import make_tracking_data
-from hf_eco2ai.report import generate_carbon_report
+from hf_eco2ai.reporting.generate import generate_carbon_report
 versions = [make_tracking_data(step_count=3000, project_name=name) for name in {names!r}]
 print("ready", flush=True)
 i = 0

@@ -15,8 +15,8 @@ import pytest
 from headless_chromium import load, png_colour_counts, screenshot
 from report_data import make_tracking_data, tracking_data_from_meter
 
-from hf_eco2ai.meter import EnergyMeter
-from hf_eco2ai.report import generate_carbon_report
+from hf_eco2ai.meter.energy_meter import EnergyMeter
+from hf_eco2ai.reporting.generate import generate_carbon_report
 from hf_eco2ai.reporting.svg_charts import MAX_BARS, MAX_POINTS_PER_LINE, PALETTE
 
 

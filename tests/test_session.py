@@ -20,10 +20,10 @@ import pytest
 
 from fake_powercap import make_tree
 from hf_eco2ai import CarbonConfig, CarbonTrackingError, ConfigurationError, EnergyMeter, generate_carbon_report
-from hf_eco2ai.flags import FLAG_SENSOR_ERROR
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.reporting.schema import incomplete_reason
-from hf_eco2ai.session import TrackingSession
-from hf_eco2ai.store import RunStore
+from hf_eco2ai.session.tracking_session import TrackingSession
+from hf_eco2ai.store.run_store import RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 FLAG_TAIL = 16
@@ -212,7 +212,7 @@ def test_a_killed_training_process_leaves_its_run_on_disk(tmp_path: Path) -> Non
         import sys, time
         sys.path.insert(0, {str(PYTHON_DIR)!r})
         from hf_eco2ai import CarbonConfig, EnergyMeter
-        from hf_eco2ai.session import TrackingSession
+        from hf_eco2ai.session.tracking_session import TrackingSession
         session = TrackingSession(CarbonConfig(output_dir={str(tmp_path)!r}, offline=True, country_iso_code="FR",
                                                measurement_interval=0.05), meter=EnergyMeter(sources="synthetic"))
         session.start()

@@ -22,7 +22,7 @@ RANK_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import torch.distributed as dist
     from hf_eco2ai import CarbonConfig, EnergyMeter
-    from hf_eco2ai.session import TrackingSession
+    from hf_eco2ai.session.tracking_session import TrackingSession
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hf_eco2ai import ConfigurationError
-from hf_eco2ai.store import RunIdentity, RunStore
+from hf_eco2ai.store.run_store import RunIdentity, RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 CHANNELS = [
@@ -115,7 +115,7 @@ def test_a_killed_writer_leaves_everything_up_to_its_last_flush(tmp_path: Path) 
     script = textwrap.dedent(f"""
         import socket, sys, numpy as np
         sys.path.insert(0, {str(PYTHON_DIR)!r})
-        from hf_eco2ai.store import RunStore, RunIdentity
+        from hf_eco2ai.store.run_store import RunStore, RunIdentity
         store = RunStore({str(path)!r})
         writer = store.writer(flush_interval_s=0.05)
         writer.begin_run(RunIdentity("killed", "p", None, None, socket.gethostname(), 0, 0, 1, 1.0, [], None, None))

@@ -1,4 +1,4 @@
-"""hf_eco2ai.track: eco2ai's decorator (the seed's migration example) and a context manager."""
+"""hf_eco2ai.track_decorator: eco2ai's decorator (the seed's migration example) and a context manager."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter, track
-from hf_eco2ai.store import RunStore
-from hf_eco2ai.track import current_session
+from hf_eco2ai.store.run_store import RunStore
+from hf_eco2ai.track_decorator import current_session
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
@@ -73,9 +73,9 @@ def test_an_unknown_setting_is_refused_at_once(tmp_path: Path) -> None:
         track(country="FR")
 
 
-def test_importing_the_module_first_leaves_the_name_callable(tmp_path: Path) -> None:
+def test_track_stays_the_function_after_its_module_is_imported(tmp_path: Path) -> None:
     script = (f"import sys; sys.path.insert(0, {str(PYTHON_DIR)!r})\n"
-              "import hf_eco2ai.track\nfrom hf_eco2ai import track\n"
-              "print(callable(track), type(track(offline=True, country_iso_code='FR')).__name__)")
+              "import hf_eco2ai.track_decorator\nimport hf_eco2ai\nfrom hf_eco2ai import track\n"
+              "print(track is hf_eco2ai.track_decorator.track, type(track(offline=True, country_iso_code='FR')).__name__)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.stdout.split() == ["True", "Tracker"], result.stderr

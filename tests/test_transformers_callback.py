@@ -13,9 +13,9 @@ import pytest
 from transformers import Trainer, TrainerCallback
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter, Eco2AICallback
-from hf_eco2ai.flags import FLAG_SENSOR_ERROR
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.reporting.schema import incomplete_reason
-from hf_eco2ai.store import RunStore
+from hf_eco2ai.store.run_store import RunStore
 from tiny_training import TokenDataset, tiny_bert, training_arguments
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")

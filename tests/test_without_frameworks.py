@@ -35,7 +35,7 @@ def test_meter_session_track_and_reports_work_without_torch(tmp_path: Path) -> N
         import time
         import hf_eco2ai
         from hf_eco2ai import CarbonConfig, EnergyMeter, generate_carbon_report, track
-        from hf_eco2ai.session import TrackingSession
+        from hf_eco2ai.session.tracking_session import TrackingSession
 
         with EnergyMeter(sources="synthetic") as meter:
             for _ in range(5):

@@ -7,25 +7,38 @@ transformers or lightning; only the adapters in ``hf_eco2ai.integrations`` need 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hf_eco2ai.errors import APIError, CarbonTrackingError, ConfigurationError, SensorUnavailableError
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    # What the lazy exports below resolve to, spelled out for type checkers and IDEs.
+    from hf_eco2ai.carbon.impact import get_carbon_impact
+    from hf_eco2ai.config import CarbonConfig
+    from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
+    from hf_eco2ai.integrations.transformers import Eco2AICallback
+    from hf_eco2ai.measure import CarbonTracker
+    from hf_eco2ai.meter import EnergyMeter, StepRecords, WindowRecords
+    from hf_eco2ai.meter.channels import ChannelInfo
+    from hf_eco2ai.reporting.generate import generate_carbon_report
+    from hf_eco2ai.session import TrackingSession
+    from hf_eco2ai.track_decorator import track
+
 _LAZY_EXPORTS = {
     "EnergyMeter": "hf_eco2ai.meter",
     "StepRecords": "hf_eco2ai.meter",
     "WindowRecords": "hf_eco2ai.meter",
-    "ChannelInfo": "hf_eco2ai.channels",
+    "ChannelInfo": "hf_eco2ai.meter.channels",
     "CarbonConfig": "hf_eco2ai.config",
     "get_carbon_impact": "hf_eco2ai.carbon.impact",
-    "generate_carbon_report": "hf_eco2ai.report",
+    "generate_carbon_report": "hf_eco2ai.reporting.generate",
     "TrackingSession": "hf_eco2ai.session",
     "Eco2AICallback": "hf_eco2ai.integrations.transformers",
     "Eco2AILightningCallback": "hf_eco2ai.integrations.lightning",
     "CarbonTracker": "hf_eco2ai.measure",
-    "track": "hf_eco2ai.track",
+    "track": "hf_eco2ai.track_decorator",
 }
 
 __all__ = [

@@ -31,10 +31,10 @@ from hf_eco2ai.carbon.impact import carbon_impact_from_joules
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.carbon.recommendations import Recommendation, regional_recommendations
 from hf_eco2ai.carbon.resolve import IntensityResolver
-from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.session import StoreSetting, TrackingSession
+from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
 TRACKING_MODES = ("machine", "offline")
 _TABLE_SOURCES = ("cloud-region-table", "subnational-table", "country-table")

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from hf_eco2ai.carbon.provenance import IntensityResult
-from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.integrations.prometheus import PrometheusExporter
-from hf_eco2ai.snapshot import GpuStats, SessionSnapshot
+from hf_eco2ai.session.snapshot import GpuStats, SessionSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING_DOCS = REPO / "docs" / "monitoring"

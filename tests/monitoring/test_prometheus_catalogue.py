@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hf_eco2ai.integrations.prometheus import CATALOGUE, NOT_EXPORTED, SnapshotCollector
-from hf_eco2ai.snapshot import SessionSnapshot
+from hf_eco2ai.session.snapshot import SessionSnapshot
 
 # The guide's tables, as (name, type, labels). `instance` is attached by Prometheus at scrape time.
 GUIDE_TABLES: List[Tuple[str, str, Tuple[str, ...]]] = [

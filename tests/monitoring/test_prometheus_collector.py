@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.prometheus import OVERFLOW_PROJECT, SnapshotCollector
-from hf_eco2ai.integrations.prometheus_labels import MAX_LABEL_CHARS, model_label
-from hf_eco2ai.snapshot import SessionSnapshot
+from hf_eco2ai.integrations.prometheus.labels import MAX_LABEL_CHARS, model_label
+from hf_eco2ai.session.snapshot import SessionSnapshot
 
 
 def samples(registry: CollectorRegistry, name: str) -> List[Dict[str, object]]:

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
-from hf_eco2ai.integrations.prometheus_server import RENDER_TTL_S
+from hf_eco2ai.integrations.prometheus.server import RENDER_TTL_S
 from hf_eco2ai.integrations.prometheus import (
     PrometheusExporter,
     port_for_rank,

@@ -10,8 +10,8 @@ from typing import Iterator, Optional
 import pytest
 from monitoring_helpers import LiveEndpoint, PrometheusServer, dashboard_exprs, make_snapshot
 
-from hf_eco2ai.meter import EnergyMeter
-from hf_eco2ai.snapshot import SessionSnapshot
+from hf_eco2ai.meter.energy_meter import EnergyMeter
+from hf_eco2ai.session.snapshot import SessionSnapshot
 
 JOULES_PER_KWH = 3.6e6
 INTENSITY_G_PER_KWH = 400.0

@@ -11,8 +11,8 @@ from monitoring_helpers import scrape_text
 from prometheus_client.parser import text_string_to_metric_families
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter, TrackingSession
-from hf_eco2ai.integrations.prometheus_serve import serve_run
-from hf_eco2ai.store import RunStore
+from hf_eco2ai.integrations.prometheus.stored_run import serve_run
+from hf_eco2ai.store.run_store import RunStore
 
 Series = Dict[str, List[Tuple[Dict[str, str], float]]]
 

@@ -18,7 +18,7 @@ except ImportError:
             f"be imported ({missing}): pip install 'hf-eco2ai[lightning]'"
         ) from missing
 
-from hf_eco2ai.integrations.lightning_tracking import Eco2AILightningTracking
+from hf_eco2ai.integrations.lightning_hooks import Eco2AILightningTracking
 
 __all__ = ["Eco2AILightningCallback"]
 

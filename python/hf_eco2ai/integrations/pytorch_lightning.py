@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pytorch_lightning import Callback
 
-from hf_eco2ai.integrations.lightning_tracking import Eco2AILightningTracking
+from hf_eco2ai.integrations.lightning_hooks import Eco2AILightningTracking
 
 __all__ = ["Eco2AILightningCallback"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.distributed import NODE_WIDE_SOURCES
+from hf_eco2ai.session.distributed import NODE_WIDE_SOURCES
 from hf_eco2ai.errors import ConfigurationError
 
 TRACKING_FREQUENCIES = ("step", "epoch", "batch")
@@ -165,7 +165,7 @@ def final_summary(report: Mapping[str, Any]) -> Dict[str, Any]:
 
 def write_reports(report: Mapping[str, Any], output_dir: Any, formats: Sequence[str]) -> Dict[str, Path]:
     """Render ``report`` in every format to ``<output_dir>/carbon_report_<run id>.<ext>``."""
-    from hf_eco2ai.report import generate_carbon_report
+    from hf_eco2ai.reporting.generate import generate_carbon_report
 
     stem = f"carbon_report_{report['run']['run_id'][:12]}"
     paths: Dict[str, Path] = {}

@@ -38,7 +38,7 @@ from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.tracking_options import (
     REPORT_FORMATS, TrackingOptions, model_name_of, write_reports,
 )
-from hf_eco2ai.session import TrackingSession
+from hf_eco2ai.session.tracking_session import TrackingSession
 
 __all__ = ["Eco2AICallback"]
 

@@ -1,1 +1,1 @@
-"""Report renderers, one module per format; the entry point is ``hf_eco2ai.report``."""
+"""Report renderers, one module per format; the entry point is ``hf_eco2ai.reporting.generate``."""

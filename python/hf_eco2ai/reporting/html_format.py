@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 from hf_eco2ai.reporting import content, numbers, svg_charts
-from hf_eco2ai.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 
 _CSS = """

@@ -12,7 +12,7 @@ import numbers
 from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.flags import STEP_FLAG_NAMES
+from hf_eco2ai.meter.flags import STEP_FLAG_NAMES
 
 SCHEMA_VERSION = 1
 SECRET_MASK = "***"

@@ -11,7 +11,7 @@ from html import escape
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from hf_eco2ai.reporting import numbers
-from hf_eco2ai.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies and readable on white.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#999999")

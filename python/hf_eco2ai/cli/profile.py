@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hf_eco2ai import __version__
-from hf_eco2ai.meter import EnergyMeter
+from hf_eco2ai.meter.energy_meter import EnergyMeter
 
 JOULES_PER_KWH = 3.6e6
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from hf_eco2ai import _core
-from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
-from hf_eco2ai.flags import FLAG_TAIL
+from hf_eco2ai.meter.flags import FLAG_TAIL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -161,7 +161,7 @@ def _cpu_tdp(cpu_tdp_watts: Optional[float]) -> tuple:
         if not (isinstance(cpu_tdp_watts, (int, float)) and cpu_tdp_watts > 0):
             raise ConfigurationError(f"cpu_tdp_watts={cpu_tdp_watts!r} is not allowed: give the CPU's TDP in watts, > 0")
         return float(cpu_tdp_watts), "set by cpu_tdp_watts"
-    from hf_eco2ai.hardware import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
+    from hf_eco2ai.meter.cpu_tdp import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
 
     model = read_cpu_model_name()
     packages = count_cpu_packages()

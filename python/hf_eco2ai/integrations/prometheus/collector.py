@@ -19,10 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from hf_eco2ai import __version__
-from hf_eco2ai.integrations.prometheus_labels import ProjectLabelGuard, clean_label_value
-from hf_eco2ai.integrations.prometheus_metrics import BY_NAME, CATALOGUE, MetricSpec
-from hf_eco2ai.integrations.prometheus_samples import snapshot_samples
-from hf_eco2ai.snapshot import SessionSnapshot
+from hf_eco2ai.integrations.prometheus.labels import ProjectLabelGuard, clean_label_value
+from hf_eco2ai.integrations.prometheus.catalogue import BY_NAME, CATALOGUE, MetricSpec
+from hf_eco2ai.integrations.prometheus.samples import snapshot_samples
+from hf_eco2ai.session.snapshot import SessionSnapshot
 
 SnapshotProvider = Callable[[], Optional[SessionSnapshot]]
 Family = Union[CounterMetricFamily, GaugeMetricFamily]

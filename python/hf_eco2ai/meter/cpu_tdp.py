@@ -79,7 +79,7 @@ def _fuzzy_key(normalised_name: str) -> Optional[_FuzzyKey]:
 
 @lru_cache(maxsize=1)
 def _index() -> _TdpIndex:
-    table = read_packaged_table("hardware", "cpu_tdp.csv")
+    table = read_packaged_table("meter", "cpu_tdp.csv")
     source = table.metadata["dataset"]
     by_name: Dict[str, CpuTdp] = {}
     by_family_and_numbers: Dict[_FuzzyKey, List[CpuTdp]] = {}

@@ -61,7 +61,7 @@ def _add_store_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    from hf_eco2ai.profile import profile_command
+    from hf_eco2ai.cli.profile import profile_command
 
     command: List[str] = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -72,38 +72,38 @@ def _run_profile(args: argparse.Namespace) -> int:
 
 
 def _run_devices(args: argparse.Namespace) -> int:
-    from hf_eco2ai.devices import print_devices
+    from hf_eco2ai.cli.devices import print_devices
 
     return print_devices(as_json=args.json)
 
 
 def _run_runs(args: argparse.Namespace) -> int:
-    from hf_eco2ai.run_commands import open_store, print_runs
+    from hf_eco2ai.cli.runs import open_store, print_runs
 
     return print_runs(open_store(args.store), args.project, args.limit)
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    from hf_eco2ai.run_commands import open_store, print_run
+    from hf_eco2ai.cli.runs import open_store, print_run
 
     return print_run(open_store(args.store), args.run, args.json)
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from hf_eco2ai.run_commands import open_store, print_comparison
+    from hf_eco2ai.cli.runs import open_store, print_comparison
 
     return print_comparison(open_store(args.store), args.runs)
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from hf_eco2ai.run_commands import open_store, write_report
+    from hf_eco2ai.cli.runs import open_store, write_report
 
     return write_report(open_store(args.store), args.run, args.format, args.output)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from hf_eco2ai.integrations.prometheus_serve import serve_run
-    from hf_eco2ai.run_commands import open_store
+    from hf_eco2ai.integrations.prometheus.stored_run import serve_run
+    from hf_eco2ai.cli.runs import open_store
 
     store = open_store(args.store)
     exporter = serve_run(args.run, store.path, host=args.host, port=args.port)
@@ -148,6 +148,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"hf-eco2ai {args.subcommand}: {error}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import List, Mapping, Sequence
 
 from hf_eco2ai import _core
-from hf_eco2ai.channels import ChannelInfo
-from hf_eco2ai.snapshot import GpuStats
+from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.session.snapshot import GpuStats
 
 
 def measured_gpu_indices(channels: Sequence[ChannelInfo]) -> List[int]:

@@ -26,7 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.integrations.prometheus_collector import Attachment, SnapshotCollector, SnapshotProvider
+from hf_eco2ai.integrations.prometheus.collector import Attachment, SnapshotCollector, SnapshotProvider
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_PORT = 65535

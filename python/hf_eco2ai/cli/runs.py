@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.store import RunStore, RunSummary, default_store_path
+from hf_eco2ai.store.run_store import RunStore, RunSummary, default_store_path
 
 
 def open_store(store_path: Optional[str]) -> RunStore:
@@ -94,7 +94,7 @@ def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
 
 
 def write_report(store: RunStore, run: str, output_format: str, output_path: Optional[str]) -> int:
-    from hf_eco2ai.report import generate_carbon_report
+    from hf_eco2ai.reporting.generate import generate_carbon_report
 
     summary = _resolve(store, run)
     tracking_data: Optional[Any] = store.report(summary.run_id)

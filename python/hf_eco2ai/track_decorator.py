@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import sys
-import types
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, TypeVar, Union, overload
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.session import TrackingSession
+from hf_eco2ai.session.tracking_session import TrackingSession
 
 __all__ = ["track", "Tracker", "current_session"]
 
@@ -155,14 +153,3 @@ def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, me
 
 track.current_session = current_session  # type: ignore[attr-defined]
 
-
-class _CallableModule(types.ModuleType):
-    """Importing ``hf_eco2ai.track`` makes Python set the package attribute ``hf_eco2ai.track`` to
-    this module, which would then shadow the function for ``from hf_eco2ai import track``;
-    calling the module calls the function, so both spellings work."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return track(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

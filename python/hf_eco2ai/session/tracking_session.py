@@ -7,7 +7,7 @@ writes, exporter state) happens in ``log``/``drain``/``epoch_end`` at log interv
 session's background thread every ``measurement_interval`` seconds.
 
 This module never imports torch, transformers or lightning: ``report()`` reaches torch only
-through ``hf_eco2ai.distributed``, and only when a process group is already initialised.
+through ``hf_eco2ai.session.distributed``, and only when a process group is already initialised.
 """
 
 from __future__ import annotations
@@ -31,17 +31,17 @@ from hf_eco2ai.carbon.comparisons import compute_comparisons
 from hf_eco2ai.carbon.impact import JOULES_PER_KWH
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.carbon.resolve import IntensityResolver
-from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.distributed import (
+from hf_eco2ai.session.distributed import (
     RankInfo, gather_across_ranks, own_gpu_devices, process_group_is_initialised, sources_for_rank,
 )
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
-from hf_eco2ai.gpu_stats import read_gpu_stats
-from hf_eco2ai.flags import FLAG_BOUNDARIES_DROPPED
-from hf_eco2ai.run_records import RunRecords
-from hf_eco2ai.snapshot import SessionSnapshot
-from hf_eco2ai.store import RunIdentity, RunStore, RunWriter, default_store_path
+from hf_eco2ai.meter.gpu_stats import read_gpu_stats
+from hf_eco2ai.meter.flags import FLAG_BOUNDARIES_DROPPED
+from hf_eco2ai.session.run_records import RunRecords
+from hf_eco2ai.session.snapshot import SessionSnapshot
+from hf_eco2ai.store.run_store import RunIdentity, RunStore, RunWriter, default_store_path
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class TrackingSession:
     # Construction helpers ------------------------------------------------------------------------
 
     def _build_meter(self, include_host: bool, environ: Optional[Mapping[str, str]]) -> Any:
-        from hf_eco2ai.meter import EnergyMeter
+        from hf_eco2ai.meter.energy_meter import EnergyMeter
 
         sources, host_allowed, self._left_to_local_rank_0 = sources_for_rank(
             self.config.sources, self.rank_info, include_host)
@@ -703,7 +703,7 @@ class TrackingSession:
             compress=config.compression_enabled)
 
     def _push_final_figures(self) -> None:
-        from hf_eco2ai.integrations.prometheus_push import push_snapshot
+        from hf_eco2ai.integrations.prometheus.push import push_snapshot
 
         snapshot = self.snapshot()
         if snapshot is None or self.config.prometheus_pushgateway_url is None:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Optional, Union
 
 from hf_eco2ai.carbon.provenance import IntensityResult
-from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.integrations.prometheus_server import DEFAULT_HOST, PrometheusExporter
-from hf_eco2ai.snapshot import SessionSnapshot
-from hf_eco2ai.store import RunStore, RunSummary
+from hf_eco2ai.integrations.prometheus.server import DEFAULT_HOST, PrometheusExporter
+from hf_eco2ai.session.snapshot import SessionSnapshot
+from hf_eco2ai.store.run_store import RunStore, RunSummary
 
 
 def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from hf_eco2ai.carbon.impact import JOULES_PER_KWH
-from hf_eco2ai.flags import FLAG_TAIL
+from hf_eco2ai.meter.flags import FLAG_TAIL
 
 MAX_POWER_TRACE_POINTS = 2000
 # Power readings arrive at the sampler rate (100 Hz by default); binning them on arrival keeps a

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from hf_eco2ai.carbon.provenance import IntensityResult
-from hf_eco2ai.channels import ChannelInfo
+from hf_eco2ai.meter.channels import ChannelInfo
 
 
 @dataclass(frozen=True)

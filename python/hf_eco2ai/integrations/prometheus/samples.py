@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from hf_eco2ai.integrations.prometheus_labels import clean_label_value, model_label
-from hf_eco2ai.snapshot import GpuStats, SessionSnapshot
+from hf_eco2ai.integrations.prometheus.labels import clean_label_value, model_label
+from hf_eco2ai.session.snapshot import GpuStats, SessionSnapshot
 
 Labels = Dict[str, str]
 Sample = Tuple[str, Labels, Optional[float]]

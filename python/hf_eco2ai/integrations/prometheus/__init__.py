@@ -30,11 +30,11 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "pip install 'hf-eco2ai[prometheus]'"
     ) from error
 
-from hf_eco2ai.integrations.prometheus_collector import Attachment, SnapshotCollector, SnapshotProvider
-from hf_eco2ai.integrations.prometheus_labels import OVERFLOW_PROJECT
-from hf_eco2ai.integrations.prometheus_metrics import CATALOGUE, NOT_EXPORTED, MetricSpec
-from hf_eco2ai.integrations.prometheus_push import push_snapshot
-from hf_eco2ai.integrations.prometheus_server import (
+from hf_eco2ai.integrations.prometheus.collector import Attachment, SnapshotCollector, SnapshotProvider
+from hf_eco2ai.integrations.prometheus.labels import OVERFLOW_PROJECT
+from hf_eco2ai.integrations.prometheus.catalogue import CATALOGUE, NOT_EXPORTED, MetricSpec
+from hf_eco2ai.integrations.prometheus.push import push_snapshot
+from hf_eco2ai.integrations.prometheus.server import (
     DEFAULT_HOST,
     PrometheusExporter,
     port_for_rank,

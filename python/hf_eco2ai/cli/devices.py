@@ -6,7 +6,7 @@ import json
 from typing import Any, Dict, List
 
 from hf_eco2ai.errors import CarbonTrackingError
-from hf_eco2ai.meter import EnergyMeter
+from hf_eco2ai.meter.energy_meter import EnergyMeter
 
 PROBED_SOURCES = ("nvml", "rapl", "cpu-estimate")
 

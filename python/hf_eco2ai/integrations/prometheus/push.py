@@ -14,9 +14,9 @@ from prometheus_client import push_to_gateway
 from prometheus_client.registry import CollectorRegistry
 
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
-from hf_eco2ai.integrations.prometheus_collector import SnapshotCollector
-from hf_eco2ai.integrations.prometheus_labels import clean_label_value
-from hf_eco2ai.snapshot import SessionSnapshot
+from hf_eco2ai.integrations.prometheus.collector import SnapshotCollector
+from hf_eco2ai.integrations.prometheus.labels import clean_label_value
+from hf_eco2ai.session.snapshot import SessionSnapshot
 
 DEFAULT_JOB = "hf-eco2ai"
 

@@ -1,0 +1,5 @@
+import sys
+
+from hf_eco2ai.cli.main import main
+
+sys.exit(main())

@@ -230,6 +230,10 @@ class TrackingSession:
                 self._warn_once("nothing-measured", f"this process measures no energy: {self._nothing_to_measure_reason}")
             self._records = RunRecords([c.name for c in self._channels], [c.parent is None for c in self._channels])
             self._records.set_origin(self._totals()["first_reading_s"])
+            if self._records.origin_s is not None:
+                # Stored times count from the first reading, so the run starts then: dated on the
+                # Unix clock, they line up with other tools' traces (`hf-eco2ai trace --merge`).
+                self._started_unix_s = time.time() - (time.monotonic() - self._records.origin_s)
             self._rate_point = (time.monotonic(), 0.0)
             if self._store is not None:
                 self._writer = self._store.writer(on_error=self._on_store_error)

@@ -84,7 +84,6 @@ def timeline_from_store(store: Any, run_id_or_prefix: str) -> RunTimeline:
     summary = store.get_run(run_id_or_prefix)
     origin_unix_s = float(summary.started_unix_s)
     channels = [channel["name"] for channel in summary.channels]
-    top_level = [channel["name"] for channel in summary.channels if channel.get("parent") is None]
     steps = store.steps(summary.run_id)
     step_slices = []
     for row in range(len(steps)):

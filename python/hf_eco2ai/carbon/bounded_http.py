@@ -1,4 +1,4 @@
-"""One bounded HTTP request: the only network code of the carbon layer.
+"""One bounded HTTP request: the network client of the carbon layer and the Pushgateway push.
 
 urllib's timeout bounds each socket operation, not the whole exchange (a server sending one byte
 per second holds it forever), and it follows redirects with every header (the API token included)
@@ -118,8 +118,10 @@ def request(
     headers: Mapping[str, str],
     deadline_s: float,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body: Optional[bytes] = None,
 ) -> HttpResponse:
-    """Sends one request and reads the whole answer before ``deadline_s`` (``time.monotonic()``).
+    """Sends one request (with ``body``, if given) and reads the whole answer before ``deadline_s``
+    (``time.monotonic()``).
 
     Redirects are returned as they are (status 3xx), never followed.
 
@@ -157,20 +159,20 @@ def request(
         real_sock = connection.sock
         assert real_sock is not None
         connection.sock = _DeadlineSocket(real_sock, deadline_s)
-        connection.request(method, target, headers=dict(headers))
+        connection.request(method, target, body=body, headers=dict(headers))
         response = connection.getresponse()
-        body = bytearray()
+        answer = bytearray()
         while True:
             chunk = response.read(4096)
             if not chunk:
                 break
-            body += chunk
-            if len(body) > max_body_bytes:
+            answer += chunk
+            if len(answer) > max_body_bytes:
                 raise ResponseTooLarge(f"answer longer than {max_body_bytes} bytes")
         return HttpResponse(
             status=response.status,
             content_type=response.getheader("Content-Type", "") or "",
-            body=bytes(body),
+            body=bytes(answer),
             headers={name.lower(): value for name, value in response.getheaders()},
         )
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -109,3 +110,40 @@ def test_profile_into_an_unwritable_directory_keeps_the_childs_exit_code(tmp_pat
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert f"could not be written to {target}" in result.stderr
+
+
+KILLED_RUN = """
+import sys, time
+from hf_eco2ai import CarbonConfig, EnergyMeter
+from hf_eco2ai.session.tracking_session import TrackingSession
+config = CarbonConfig(output_dir=sys.argv[1], offline=True, country_iso_code="FR", measurement_interval=0.05,
+                      project_name="killed")
+session = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 80.0},
+                                                    rate_hz=500))
+session.start()
+for _ in range(30):
+    time.sleep(0.005)
+    session.mark_step()
+session.log({"loss": 0.7})
+session.flush()
+print(session.run_id, flush=True)
+time.sleep(60)
+"""
+
+
+def test_report_of_a_killed_run_is_rendered_from_its_stored_rows_marked_interrupted(tmp_path: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        child.kill()
+    store = tmp_path / "runs.sqlite"
+    markdown = run_cli("report", run_id[:10], "--store", str(store), cwd=tmp_path)
+    assert markdown.returncode == 0, markdown.stderr
+    assert "interrupted" in markdown.stdout and "ncomplete" in markdown.stdout
+    as_json = run_cli("report", run_id, "--store", str(store), "--format", "json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert data["run"]["run_id"] == run_id and data["run"]["ended_unix_s"] is None
+    assert [warning["code"] for warning in data["warnings"]] == ["run-interrupted"]
+    assert len(data["steps"]) >= 25
+    assert data["energy"]["it_kwh"] > 0 and data["total_co2_kg"] > 0

@@ -100,13 +100,25 @@ def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
     return 0
 
 
+def _report_of_unfinished_run(store: RunStore, summary: RunSummary) -> Any:
+    """A run without a final report: rendered from its stored rows when its process is gone."""
+    from hf_eco2ai.reporting.interrupted import interrupted_report
+
+    if summary.status != "interrupted":
+        raise ConfigurationError(
+            f"run {summary.run_id} has no final report yet (status {summary.status}): it is still running"
+            + ("" if summary.status == "running" else " or ended without one")
+        )
+    return interrupted_report(store, summary.run_id)
+
+
 def write_report(store: RunStore, run: str, output_format: str, output_path: Optional[str]) -> int:
     from hf_eco2ai.reporting.generate import generate_carbon_report
 
     summary = _resolve(store, run)
     tracking_data: Optional[Any] = store.report(summary.run_id)
     if tracking_data is None:
-        raise ConfigurationError(f"run {summary.run_id} has no final report yet (status {summary.status}): it is still running or was interrupted")
+        tracking_data = _report_of_unfinished_run(store, summary)
     text = generate_carbon_report(tracking_data, output_format=output_format, output_path=output_path)
     if output_path is None:
         print(text)

@@ -62,10 +62,12 @@ def interrupted_report(store: RunStore, run_id: str) -> Dict[str, Any]:
     it_kwh = sum(joules for name, joules in joules_by_channel.items() if name in top_level) / JOULES_PER_KWH
     total_kwh = it_kwh * pue
     stored_intensity = summary.intensity or {}
-    intensity = {key: stored_intensity.get(key) for key in _INTENSITY_KEYS}
-    if intensity["g_per_kwh"] is None:
-        intensity.update(g_per_kwh=0.0, source="unknown", dataset="not stored before the run ended")
-    co2_kg = total_kwh * float(intensity["g_per_kwh"]) / 1000.0
+    intensity: Dict[str, Any] = {key: stored_intensity.get(key) for key in _INTENSITY_KEYS}
+    g_per_kwh = intensity["g_per_kwh"]
+    if g_per_kwh is None:
+        g_per_kwh = 0.0
+        intensity.update(g_per_kwh=g_per_kwh, source="unknown", dataset="not stored before the run ended")
+    co2_kg = total_kwh * float(g_per_kwh) / 1000.0
     duration_s = float(summary.latest.get("t_s") or summary.duration_s)
     budget_kg = config.get("carbon_budget_kg")
     price = config.get("electricity_price_per_kwh")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
 from hf_eco2ai import generate_carbon_report
+from hf_eco2ai.reporting.emissions_csv import append_emissions_row, emissions_row
 from report_data import make_tracking_data
 
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
@@ -61,3 +63,15 @@ def test_negative_numbers_stay_numbers() -> None:
 def test_ordinary_names_are_written_unchanged() -> None:
     cells = _cells(generate_carbon_report(make_tracking_data(step_count=4, steps_per_epoch=2), "csv-summary"))
     assert "sentiment-analysis" in cells
+
+
+def test_emissions_csv_neutralises_names_even_behind_leading_spaces(tmp_path: Path) -> None:
+    report = make_tracking_data(step_count=4, steps_per_epoch=2, project_name="  =HYPERLINK(\"http://x\")")
+    report["steps_marked"], report["samples_total"] = 4, None
+    report["run"]["experiment_id"] = "@SUM(1)"
+    path = append_emissions_row(tmp_path, emissions_row(report, "finished", None))
+    cells = _cells(path.read_text())
+    assert "'  =HYPERLINK(\"http://x\")" in cells and "'@SUM(1)" in cells
+    for cell in cells:
+        if not _is_number(cell):
+            assert not cell.lstrip(" ").startswith(tuple(TRIGGERS)), cell

@@ -123,7 +123,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         connection = sqlite3.connect(f"{location}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000,
                                      isolation_level=None)
         connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error):
+            raise  # a live writer, not read-only media: reading it as immutable could see a torn state
         connection = sqlite3.connect(f"{location}?mode=ro&immutable=1", uri=True, isolation_level=None)
     connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     return connection

@@ -119,11 +119,14 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     WAL index it needs to read in WAL mode; such a file cannot change while it is read.
     """
     location = path.resolve().as_uri()
+    connection: Optional[sqlite3.Connection] = None
     try:
         connection = sqlite3.connect(f"{location}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000,
                                      isolation_level=None)
         connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError as error:
+        if connection is not None:
+            connection.close()
         if "locked" in str(error):
             raise  # a live writer, not read-only media: reading it as immutable could see a torn state
         connection = sqlite3.connect(f"{location}?mode=ro&immutable=1", uri=True, isolation_level=None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 from monitoring_helpers import make_snapshot, scrape_text
 
+from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
 from hf_eco2ai.integrations.prometheus import PrometheusExporter, push_snapshot
 from hf_eco2ai.integrations.prometheus.server import DEFAULT_MAX_CONNECTIONS, LISTEN_BACKLOG
@@ -230,3 +232,22 @@ def test_push_to_a_trickling_gateway_fails_at_its_timeout() -> None:
         assert len(outcome) == 1 and "within 0.5 s" in str(outcome[0])
     finally:
         gateway.close()
+
+
+def test_session_stop_with_a_trickling_gateway_returns_and_counts_one_error(tmp_path: Path) -> None:
+    gateway = _TricklingGateway()
+    config = CarbonConfig(output_dir=str(tmp_path), offline=True, country_iso_code="FR",
+                          prometheus_pushgateway_url=gateway.url)
+    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 5.0}),
+                              store=False)
+    session.start()
+    reports: List[dict] = []
+    stopper = threading.Thread(target=lambda: reports.append(session.stop()), daemon=True)
+    try:
+        stopper.start()
+        stopper.join(timeout=15.0)  # a hang detector: the push gives up at its 2 s deadline
+        assert not stopper.is_alive()
+    finally:
+        gateway.close()
+    snapshot = session.snapshot()
+    assert snapshot is not None and snapshot.monitoring_errors_by_type == {"pushgateway": 1}

@@ -81,7 +81,7 @@ def test_full_disk_names_the_real_cause_and_keeps_the_rows_until_space_returns(d
     writer.begin_run(_identity())
     assert writer.flush(10)
     for index in range(2000):
-        writer.add_power("run-1", index * 0.01, [100.0, 20.0])
+        writer.add_power("run-1", index * 0.01, [100.0])
     assert not writer.flush(10)
     assert errors and all("database or disk is full" in str(error) for error in errors)
     assert not any("rollback" in str(error) for error in errors)
@@ -225,3 +225,16 @@ def test_schema_version_that_is_not_a_number_is_a_clear_error(tmp_path: Path) ->
     for read_only in (True, False):
         with pytest.raises(ConfigurationError, match="schema_version is 'two', not a number"):
             RunStore(path, read_only=read_only)
+
+
+def test_damaged_step_values_name_the_run_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    writer = RunStore(path).writer()
+    writer.begin_run(_identity("stepped-run"))
+    writer.add_power("stepped-run", 0.5, [10.0])
+    writer.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE power SET watts_by_channel = x'0102' WHERE run_id = 'stepped-run'")
+    connection.close()
+    with pytest.raises(DamagedRunError, match="run stepped-run: a power.watts_by_channel value is not 1 numbers"):
+        RunStore(path, read_only=True).power_trace("stepped-run")

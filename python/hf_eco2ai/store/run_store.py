@@ -187,6 +187,13 @@ def _int_field(run_id: str, field: str, value: Any) -> int:
     return value
 
 
+def _floats_field(run_id: str, field: str, blob: Any, count: int) -> np.ndarray:
+    """``count`` little-endian doubles, one per channel; raises DamagedRunError for any other blob."""
+    if not isinstance(blob, bytes) or len(blob) != 8 * count:
+        raise DamagedRunError(f"run {run_id}: a {field} value is not {count} numbers (one per channel)")
+    return _blob_to_floats(blob)
+
+
 def _text_field(run_id: str, field: str, value: Any, optional: bool = False) -> Optional[str]:
     if value is None and optional:
         return None
@@ -460,7 +467,8 @@ class RunStore:
         channel_names = [channel["name"] for channel in summary.channels]
         by_channel = np.zeros((len(rows), len(channel_names)))
         for position, row in enumerate(rows):
-            by_channel[position, :] = _blob_to_floats(row[6])
+            by_channel[position, :] = _floats_field(summary.run_id, "steps.joules_by_channel", row[6],
+                                                    len(channel_names))
         return StoredSteps(
             channels=channel_names,
             index=np.array([row[0] for row in rows], dtype=np.int64),
@@ -483,7 +491,8 @@ class RunStore:
         )
         return [
             {"name": row[0], "t0_s": row[1], "t1_s": row[2], "joules": row[3], "flags": row[4],
-             "joules_by_channel": dict(zip(channel_names, _blob_to_floats(row[5]).tolist()))}
+             "joules_by_channel": dict(zip(channel_names, _floats_field(
+                 summary.run_id, "windows.joules_by_channel", row[5], len(channel_names)).tolist()))}
             for row in rows
         ]
 
@@ -495,7 +504,8 @@ class RunStore:
                           (summary.run_id,))
         watts: Dict[str, List[float]] = {name: [] for name in channel_names}
         for _, blob in rows:
-            for name, value in zip(channel_names, _blob_to_floats(blob).tolist()):
+            values = _floats_field(summary.run_id, "power.watts_by_channel", blob, len(channel_names))
+            for name, value in zip(channel_names, values.tolist()):
                 watts[name].append(value)
         return [row[0] for row in rows], watts
 

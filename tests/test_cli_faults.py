@@ -147,3 +147,16 @@ def test_report_of_a_killed_run_is_rendered_from_its_stored_rows_marked_interrup
     assert [warning["code"] for warning in data["warnings"]] == ["run-interrupted"]
     assert len(data["steps"]) >= 25
     assert data["energy"]["it_kwh"] > 0 and data["total_co2_kg"] > 0
+
+
+def test_report_into_an_unwritable_path_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        child.kill()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "report.md"
+    result = run_cli("report", run_id, "--store", str(tmp_path / "runs.sqlite"), "--output", str(target), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"--output {str(target)!r} cannot be written" in result.stderr and "Traceback" not in result.stderr

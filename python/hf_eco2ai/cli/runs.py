@@ -119,7 +119,12 @@ def write_report(store: RunStore, run: str, output_format: str, output_path: Opt
     tracking_data: Optional[Any] = store.report(summary.run_id)
     if tracking_data is None:
         tracking_data = _report_of_unfinished_run(store, summary)
-    text = generate_carbon_report(tracking_data, output_format=output_format, output_path=output_path)
+    try:
+        text = generate_carbon_report(tracking_data, output_format=output_format, output_path=output_path)
+    except OSError as error:
+        raise ConfigurationError(
+            f"--output {output_path!r} cannot be written ({error.strerror or error}): choose a writable path"
+        ) from None
     if output_path is None:
         print(text)
     else:

@@ -207,3 +207,26 @@ def test_trace_errors_name_the_fix_and_exit_2(profiled_run: Tuple[str, Path, Pat
     assert wrong.returncode == 2 and "export_chrome_trace" in wrong.stderr
     assert "Traceback" not in unknown.stderr + wrong.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_merge_into_a_trace_with_absolute_unix_timestamps_keeps_the_same_instants(
+    profiled_run: Tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    # torch.profiler versions before baseTimeNanoseconds wrote absolute Unix microseconds
+    run_id, store, torch_trace_path = profiled_run
+    with_base = load(torch_trace_path)
+    base_us = with_base["baseTimeNanoseconds"] / 1000.0
+    absolute = {key: value for key, value in with_base.items() if key != "baseTimeNanoseconds"}
+    absolute["traceEvents"] = [{**event, "ts": event["ts"] + base_us} if "ts" in event else event
+                               for event in with_base["traceEvents"]]
+    (tmp_path / "absolute.json").write_text(json.dumps(absolute))
+    for name in ("absolute.json", str(torch_trace_path)):
+        result = run_cli("trace", run_id, "--merge", name, "-o", f"merged-{Path(name).name}", "--store", str(store),
+                         cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    merged_absolute = load(tmp_path / "merged-absolute.json")
+    merged_with_base = load(tmp_path / f"merged-{torch_trace_path.name}")
+    steps_absolute = slices(merged_absolute["traceEvents"][len(absolute["traceEvents"]):], thread=1)
+    steps_with_base = slices(merged_with_base["traceEvents"][len(with_base["traceEvents"]):], thread=1)
+    assert [event["ts"] for event in steps_absolute] == pytest.approx(
+        [event["ts"] + base_us for event in steps_with_base], abs=1.0)

@@ -205,7 +205,9 @@ def test_trace_errors_name_the_fix_and_exit_2(profiled_run: Tuple[str, Path, Pat
     (tmp_path / "not-a-trace.json").write_text("[1, 2]")
     wrong = run_cli("trace", run_id, "--merge", "not-a-trace.json", "-o", "x.json", "--store", str(store), cwd=tmp_path)
     assert wrong.returncode == 2 and "export_chrome_trace" in wrong.stderr
-    assert "Traceback" not in unknown.stderr + wrong.stderr
+    unwritable = run_cli("trace", run_id, "-o", "/proc/no-such-dir/x.json", "--store", str(store), cwd=tmp_path)
+    assert unwritable.returncode == 2 and "choose another -o path" in unwritable.stderr
+    assert "Traceback" not in unknown.stderr + wrong.stderr + unwritable.stderr
     assert not (tmp_path / "x.json").exists()
 
 

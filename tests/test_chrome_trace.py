@@ -1,5 +1,9 @@
 """Chrome/Perfetto traces: `EnergyMeter.export_trace`, `hf-eco2ai trace RUN` and `--merge` into a real
-torch.profiler trace, checked against a strict JSON Schema of the Trace Event Format."""
+torch.profiler trace, checked against a strict JSON Schema of the Trace Event Format.
+
+The schema stands in for Perfetto's trace processor: its Python package (`perfetto`) fetches the
+`trace_processor_shell` binary from get.perfetto.dev at first use, and the tests run offline.
+"""
 
 from __future__ import annotations
 

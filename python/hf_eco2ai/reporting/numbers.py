@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Optional
 
+from hf_eco2ai.units import joules_from_kwh
+
 MISSING = "—"
 
 
@@ -84,4 +86,4 @@ def energy_kwh(kwh: Optional[float]) -> str:
         return f"{significant(kwh)} kWh"
     if magnitude >= 1e-3:
         return f"{significant(kwh * 1e3)} Wh"
-    return f"{significant(kwh * 3.6e6)} J"
+    return f"{significant(joules_from_kwh(kwh))} J"

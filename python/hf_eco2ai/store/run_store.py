@@ -12,6 +12,7 @@ connection each, so they are safe from any thread.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -20,9 +21,10 @@ import sqlite3
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -112,6 +114,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _stored_schema_version(connection: sqlite3.Connection) -> Optional[str]:
+    """The file's schema version, or None for a file without the tables yet."""
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
+
+
 def _floats_to_blob(values: Sequence[float]) -> bytes:
     return np.asarray(values, dtype="<f8").tobytes()
 
@@ -121,14 +132,15 @@ def _blob_to_floats(blob: bytes) -> np.ndarray:
 
 
 def _step_rows(run_id: str, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-               joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> List[Tuple[Any, ...]]:
-    return [
-        (run_id, step, None if step_epoch < 0 else step_epoch, start, end, energy, step_flags,
-         _floats_to_blob(row))
-        for step, step_epoch, start, end, energy, step_flags, row in zip(
-            index.tolist(), epoch.tolist(), t0_s.tolist(), t1_s.tolist(), joules.tolist(), flags.tolist(),
-            joules_by_channel)
-    ]
+               joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> Iterator[Tuple[Any, ...]]:
+    # One conversion of each column, then one slice of a single bytes object per row: building
+    # a blob per row through numpy costs more than the SQLite insert itself.
+    width = joules_by_channel.shape[1] * 8 if joules_by_channel.ndim == 2 else 0
+    blob = np.ascontiguousarray(joules_by_channel, dtype="<f8").tobytes()
+    epochs = [None if value < 0 else value for value in epoch.tolist()]
+    offsets = range(0, len(blob), width) if width else [0] * len(index)
+    return zip([run_id] * len(index), index.tolist(), epochs, t0_s.tolist(), t1_s.tolist(), joules.tolist(),
+               flags.tolist(), [blob[offset:offset + width] for offset in offsets])
 
 
 def _json_or_none(text: Optional[str]) -> Any:
@@ -220,15 +232,16 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = _connect(self.path)
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.executescript(_SCHEMA)
-                connection.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(STORE_SCHEMA_VERSION),),
-                )
-                version = connection.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()[0]
+                version = _stored_schema_version(connection)
+                if version is None:
+                    # A new file: the only case that needs the schema script (and its write lock).
+                    connection.execute("PRAGMA journal_mode = WAL")
+                    connection.executescript(_SCHEMA)
+                    connection.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(STORE_SCHEMA_VERSION),),
+                    )
+                    version = _stored_schema_version(connection)
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
@@ -243,9 +256,10 @@ class RunStore:
             )
 
     def writer(self, flush_interval_s: float = 0.5,
-               on_error: Optional[Callable[[BaseException], None]] = None) -> "RunWriter":
+               on_error: Optional[Callable[[BaseException], None]] = None,
+               step_file: Optional["StepSink"] = None) -> "RunWriter":
         """A new background writer for this file (starts its thread at once)."""
-        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error)
+        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error, step_file=step_file)
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         connection = _connect(self.path)
@@ -403,32 +417,66 @@ class RunIdentity:
 
 _Operation = Tuple[str, Any]
 
+# Step rows queued but not yet written, beyond which add_steps waits for the writer: the queue is
+# what keeps a run's memory O(1) when steps come faster than the disk takes them.
+MAX_QUEUED_STEP_ROWS = 262_144
+
+
+class StepSink(Protocol):
+    """Where the writer thread streams step batches besides the store (the per-step file)."""
+
+    def write(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
+              joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray, carbon: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_open_writers: "weakref.WeakSet[RunWriter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    # atexit runs before daemon threads are stopped: rows queued by a run that ended without
+    # waiting (or never stopped) still reach the disk before the interpreter goes.
+    for writer in list(_open_writers):
+        writer.close()
+
 
 class RunWriter:
     """A background thread that commits queued rows to the store in batches.
 
-    Every ``add_*``/``update_*`` method only enqueues and returns at once (safe from any thread);
-    the thread commits whatever is queued every ``flush_interval_s`` in one transaction. A failed
-    commit calls ``on_error`` (the session counts it and warns once) and the writer goes on.
-    ``flush()`` waits until everything enqueued before it is committed; ``close()`` flushes and
-    stops the thread. Both are idempotent.
+    Every ``add_*``/``update_*`` method only enqueues and returns at once (safe from any thread),
+    except that ``add_steps`` waits while more than ``MAX_QUEUED_STEP_ROWS`` step rows are queued.
+    The thread commits whatever is queued every ``flush_interval_s`` in one transaction, then
+    appends the step batches to ``step_file`` when one is given. A failed commit or write calls
+    ``on_error`` (the session counts it and warns once) and the writer goes on. ``flush()`` waits
+    until everything enqueued before it is written; ``close()`` flushes and stops the thread (also
+    run at interpreter exit). Both are idempotent.
+
+    Args:
+        path: the store file, or None to stream the step file only.
     """
 
-    def __init__(self, path: StorePath, flush_interval_s: float = 0.5,
-                 on_error: Optional[Callable[[BaseException], None]] = None) -> None:
+    def __init__(self, path: Optional[StorePath], flush_interval_s: float = 0.5,
+                 on_error: Optional[Callable[[BaseException], None]] = None,
+                 step_file: Optional[StepSink] = None) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
                 f"flush_interval_s is {flush_interval_s!r}; it must be a positive number of seconds"
             )
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)
         self.flush_interval_s = float(flush_interval_s)
         self._on_error = on_error
+        self._step_file = step_file
         self._queue: "queue.SimpleQueue[_Operation]" = queue.SimpleQueue()
+        self._queued_step_rows = 0
+        self._room = threading.Condition()
         self._closed = False
         self._close_lock = threading.Lock()
         self.errors = 0
         self._thread = threading.Thread(target=self._run, name="hf-eco2ai-store-writer", daemon=True)
         self._thread.start()
+        _open_writers.add(self)
 
     # Producers ----------------------------------------------------------------------------------
 
@@ -438,12 +486,19 @@ class RunWriter:
 
     def add_steps(self, run_id: str, index: np.ndarray, epoch: np.ndarray,
                   t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray, flags: np.ndarray,
-                  joules_by_channel: np.ndarray) -> None:
+                  joules_by_channel: np.ndarray, carbon: Any = None) -> None:
         """Queue step records: columns as in ``StepRecords``, ``joules`` the top-level sum (J),
-        ``epoch`` negative for none. The arrays are kept as given (the caller must not change
-        them), so the rows are built on the writer's thread, not the caller's."""
-        if len(index):
-            self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel)))
+        ``epoch`` negative for none; ``carbon`` (a ``StepCarbon``) goes to the step file with them.
+        The arrays are kept as given (the caller must not change them), so the rows are built on
+        the writer's thread, not the caller's."""
+        rows = len(index)
+        if not rows:
+            return
+        with self._room:
+            while self._queued_step_rows > MAX_QUEUED_STEP_ROWS and self._thread.is_alive():
+                self._room.wait(self.flush_interval_s)
+            self._queued_step_rows += rows
+        self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel, carbon)))
 
     def add_windows(self, run_id: str, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray,
                     joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
@@ -473,26 +528,35 @@ class RunWriter:
 
     def finish_run(self, run_id: str, status: str, ended_unix_s: float,
                    report: Optional[Mapping[str, Any]]) -> None:
-        """Mark the run ``finished``/``failed`` and keep its final report."""
-        report_json = None if report is None else json.dumps(report, allow_nan=False)
-        self._queue.put(("finish", (run_id, status, float(ended_unix_s), report_json)))
+        """Mark the run ``finished``/``failed`` and keep its final report (serialised on the
+        writer's thread: the mapping must not change afterwards)."""
+        self._queue.put(("finish", (run_id, status, float(ended_unix_s), report)))
 
     def flush(self, timeout_s: Optional[float] = 30.0) -> bool:
-        """Wait until everything queued so far is committed; False if ``timeout_s`` ran out."""
+        """Wait until everything queued so far is written; False if ``timeout_s`` ran out."""
         if not self._thread.is_alive():
             return self._queue.empty()
         done = threading.Event()
         self._queue.put(("barrier", done))
         return done.wait(timeout_s)
 
-    def close(self, timeout_s: Optional[float] = 30.0) -> None:
-        """Commit what is queued and stop the thread."""
+    def close(self, timeout_s: Optional[float] = 30.0, wait: bool = True) -> None:
+        """Write what is queued, close the step file and stop the thread; with ``wait=False``
+        return at once and let the thread finish (``join`` waits for it)."""
         with self._close_lock:
             if self._closed:
+                if wait:
+                    self._thread.join(timeout_s)
                 return
             self._closed = True
         self._queue.put(("close", None))
+        if wait:
+            self._thread.join(timeout_s)
+
+    def join(self, timeout_s: Optional[float] = None) -> bool:
+        """Wait for the thread to end after ``close``; False if ``timeout_s`` ran out."""
         self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     # The thread ---------------------------------------------------------------------------------
 
@@ -515,24 +579,64 @@ class RunWriter:
                     batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
-            try:
-                if connection is None:
-                    connection = _connect(self.path)
-                self._commit(connection, batch)
-            except (sqlite3.Error, OSError, ValueError) as error:
-                self.errors += 1
-                if self._on_error is not None:
-                    self._on_error(error)
-                else:
-                    warnings.warn(f"hf_eco2ai run store {self.path}: a write failed: {error}",
-                                  RuntimeWarning, stacklevel=1)
+            if self.path is not None:
+                batch = [self._serialised(operation) for operation in batch]
+                try:
+                    if connection is None:
+                        connection = _connect(self.path)
+                    self._commit(connection, batch)
+                except (sqlite3.Error, OSError, ValueError) as error:
+                    self._failed(error)
+            self._stream_steps(batch)
             for kind, payload in batch:
                 if kind == "barrier":
                     payload.set()
                 elif kind == "close":
                     stopping = True
+        if self._step_file is not None:
+            try:
+                self._step_file.close()
+            except (OSError, ValueError) as error:
+                self._failed(error)
         if connection is not None:
             connection.close()
+        _open_writers.discard(self)
+
+    def _failed(self, error: BaseException) -> None:
+        self.errors += 1
+        if self._on_error is not None:
+            self._on_error(error)
+        else:
+            warnings.warn(f"hf_eco2ai run store {self.path}: a write failed: {error}",
+                          RuntimeWarning, stacklevel=1)
+
+    def _serialised(self, operation: _Operation) -> _Operation:
+        """A ``finish`` with its report as JSON text: a report that cannot be serialised is
+        dropped alone (and counted), not with the rows committed beside it."""
+        kind, payload = operation
+        if kind != "finish" or payload[3] is None:
+            return operation
+        try:
+            return kind, (*payload[:3], json.dumps(payload[3], allow_nan=False))
+        except (TypeError, ValueError) as error:
+            self._failed(error)
+            return kind, (*payload[:3], None)
+
+    def _stream_steps(self, batch: List[_Operation]) -> None:
+        written = 0
+        for kind, payload in batch:
+            if kind != "steps":
+                continue
+            written += len(payload[1])
+            if self._step_file is not None and payload[8] is not None:
+                try:
+                    self._step_file.write(*payload[1:])
+                except (OSError, ValueError) as error:
+                    self._failed(error)
+        if written:
+            with self._room:
+                self._queued_step_rows -= written
+                self._room.notify_all()
 
     @staticmethod
     def _commit(connection: sqlite3.Connection, batch: List[_Operation]) -> None:
@@ -557,7 +661,7 @@ class RunWriter:
                 elif kind == "steps":
                     connection.executemany(
                         "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
-                        "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _step_rows(*payload))
+                        "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _step_rows(*payload[:8]))
                 elif kind == "windows":
                     connection.executemany(
                         "INSERT INTO windows (run_id, name, t0_s, t1_s, joules, flags, "

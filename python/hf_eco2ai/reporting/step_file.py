@@ -107,15 +107,21 @@ class StepFileWriter:
             self._handle = open(self.path, "w", encoding="utf-8", newline="")
             self._csv = csv.writer(self._handle, lineterminator="\r\n")
             self._csv.writerow(step_columns(self.channel_names))
-        run_id, g, source, year = self.run_id, carbon.g_per_kwh, carbon.source, carbon.year
-        flag_text = self._flag_text
-        epochs = [None if value < 0 else value for value in epoch.tolist()]
-        self._csv.writerows(
-            [run_id, step, step_epoch, start, end, end - start, energy, step_kwh, step_co2, g, source, year,
-             step_flags, flag_text(step_flags), *row]
-            for step, step_epoch, start, end, energy, step_kwh, step_co2, step_flags, row in zip(
-                index.tolist(), epochs, t0_s.tolist(), t1_s.tolist(), joules.tolist(), kwh.tolist(),
-                co2_kg.tolist(), flags.tolist(), joules_by_channel.tolist()))
+        # Column by column, then one join per row: the float-to-text conversion is the cost, and
+        # this does it once per value without csv.writer's per-row overhead (about 2x faster).
+        n = len(index)
+        constant = _csv_cells([carbon.g_per_kwh, carbon.source, carbon.year])
+        columns = [
+            [_csv_cells([self.run_id])] * n,
+            list(map(str, index.tolist())),
+            ["" if value < 0 else str(value) for value in epoch.tolist()],
+            *(list(map(repr, column.tolist())) for column in (t0_s, t1_s, t1_s - t0_s, joules, kwh, co2_kg)),
+            [constant] * n,
+            list(map(str, flags.tolist())),
+            [_csv_cells([self._flag_text(value)]) for value in flags.tolist()],
+            *(list(map(repr, joules_by_channel[:, column].tolist())) for column in range(joules_by_channel.shape[1])),
+        ]
+        self._handle.write("".join(",".join(row) + "\r\n" for row in zip(*columns)))
         self._handle.flush()
 
     def _write_parquet(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
@@ -156,6 +162,13 @@ class StepFileWriter:
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
+
+
+def _csv_cells(values: Sequence[Any]) -> str:
+    """``values`` as CSV cells joined by commas (quoted where CSV needs it; None is empty)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(["" if value is None else value for value in values])
+    return buffer.getvalue()
 
 
 def _number(text: str) -> Optional[float]:

@@ -58,12 +58,13 @@ class HealthLog:
         if log:
             logger.warning("hf_eco2ai: %s", message)
 
-    def count_error(self, error_type: str, error: BaseException) -> None:
-        """Count one fault of kind ``error_type`` and warn about the first."""
+    def count_error(self, error_type: str, error: BaseException, message: Optional[str] = None) -> None:
+        """Count one fault of kind ``error_type`` and warn about the first (with ``message``, or
+        one built from ``error``)."""
         with self._lock:
             self.errors_by_type[error_type] = self.errors_by_type.get(error_type, 0) + 1
-        self.warn_once(f"{error_type}-failed", f"the {error_type} update failed ({type(error).__name__}: "
-                       f"{error}); tracking goes on")
+        self.warn_once(f"{error_type}-failed", message or (
+            f"the {error_type} update failed ({type(error).__name__}: {error}); tracking goes on"))
 
     def check_meter(self, totals: Mapping[str, Any], t_s: float, strict: bool) -> None:
         """Count sensor failures and dropped records the meter reports in ``totals``."""

@@ -530,7 +530,8 @@ class RunWriter:
                    report: Optional[Mapping[str, Any]]) -> None:
         """Mark the run ``finished``/``failed`` and keep its final report (serialised on the
         writer's thread: the mapping must not change afterwards)."""
-        self._queue.put(("finish", (run_id, status, float(ended_unix_s), report)))
+        # A shallow copy: the caller may add sections (``training``) to its own dict afterwards.
+        self._queue.put(("finish", (run_id, status, float(ended_unix_s), None if report is None else dict(report))))
 
     def flush(self, timeout_s: Optional[float] = 30.0) -> bool:
         """Wait until everything queued so far is written; False if ``timeout_s`` ran out."""

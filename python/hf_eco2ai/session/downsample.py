@@ -9,9 +9,54 @@ its lock around it.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+
+
+class _Buckets:
+    """Bucket aggregates as parallel arrays. Column 0 of ``total``/``low``/``high`` is the key
+    itself (so one reduction gives the key's sum, first and last), the value columns follow."""
+
+    __slots__ = ("ids", "count", "total", "low", "high", "max_key")
+
+    def __init__(self, ids: np.ndarray, count: np.ndarray, total: np.ndarray, low: np.ndarray,
+                 high: np.ndarray, max_key: np.ndarray) -> None:
+        self.ids, self.count, self.total, self.low, self.high, self.max_key = ids, count, total, low, high, max_key
+
+    @classmethod
+    def of_rows(cls, ids: np.ndarray, keyed: np.ndarray) -> "_Buckets":
+        return cls(ids, np.ones(len(ids)), keyed, keyed, keyed, keyed[:, 0])
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def fields(self) -> Tuple[np.ndarray, ...]:
+        return self.ids, self.count, self.total, self.low, self.high, self.max_key
+
+    def take(self, rows: Any) -> "_Buckets":
+        return _Buckets(*(field[rows] for field in self.fields()))
+
+    def then(self, other: "_Buckets") -> "_Buckets":
+        return _Buckets(*(np.concatenate([mine, theirs]) for mine, theirs in zip(self.fields(), other.fields())))
+
+    def grouped(self) -> "_Buckets":
+        """Buckets with equal (sorted) ids merged into one."""
+        ids = self.ids
+        if len(ids) < 2:
+            return self
+        changes = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+        if len(changes) == len(ids) - 1:
+            return self
+        starts = np.concatenate(([0], changes))
+        high = np.maximum.reduceat(self.high, starts, axis=0)
+        # Where column 1 (the first value) peaked in each group: the first bucket holding the max.
+        group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(ids))))
+        holds_max = np.flatnonzero(self.high[:, 1] == high[group, 1])
+        holder_groups = group[holds_max]
+        first_holder = holds_max[np.concatenate(([True], holder_groups[1:] != holder_groups[:-1]))]
+        return _Buckets(ids[starts], np.add.reduceat(self.count, starts), np.add.reduceat(self.total, starts, axis=0),
+                        np.minimum.reduceat(self.low, starts, axis=0), high, self.max_key[first_holder])
 
 
 class Downsampler:
@@ -29,116 +74,61 @@ class Downsampler:
         self.max_points = int(max_points)
         self.width = float(width)
         self.rows = 0
-        self._ids = np.empty(0, dtype=np.int64)
-        self._count = np.empty(0)
-        self._first_key = np.empty(0)
-        self._last_key = np.empty(0)
-        self._key_sum = np.empty(0)
-        self._max_key = np.empty(0)
-        self._sum = np.empty((0, self.n_columns))
-        self._min = np.empty((0, self.n_columns))
-        self._max = np.empty((0, self.n_columns))
+        empty = np.empty((0, self.n_columns + 1))
+        self._buckets = _Buckets(np.empty(0, dtype=np.int64), np.empty(0), empty, empty, empty, np.empty(0))
 
     def __len__(self) -> int:
-        return int(self._ids.shape[0])
+        return len(self._buckets)
 
     def copy(self) -> "Downsampler":
         """An independent copy (the arrays are shared: they are replaced, never changed in place)."""
         twin = Downsampler(self.n_columns, self.max_points, self.width)
-        twin.rows = self.rows
-        twin._keep(self._buckets())
+        twin.rows, twin._buckets = self.rows, self._buckets
         return twin
 
     def add(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Take rows: ``keys`` (n,) and ``values`` (n, n_columns). Keys should not decrease; rows
-        that go back in key are still counted in the right bucket, only more slowly."""
+        that go back in key are still counted in the right bucket, only more slowly. Cost:
+        O(len(keys) + max_points)."""
         if len(keys) == 0:
             return
-        keys = np.asarray(keys, dtype=np.float64)
-        values = np.asarray(values, dtype=np.float64).reshape(len(keys), self.n_columns)
-        self.rows += len(keys)
-        ids = np.floor(keys / self.width).astype(np.int64)
-        batch = _Buckets(ids, np.ones(len(keys)), keys, keys, keys, keys, values, values, values)
+        keyed = np.column_stack([np.asarray(keys, dtype=np.float64), values]).astype(np.float64, copy=False)
+        self.rows += len(keyed)
+        ids = np.floor(keyed[:, 0] / self.width).astype(np.int64)
+        batch = _Buckets.of_rows(ids, keyed)
         if np.any(ids[1:] < ids[:-1]):
             batch = batch.take(np.argsort(ids, kind="stable"))
         batch = batch.grouped()
-        if len(self._ids) and batch.ids[0] < self._ids[-1]:
-            merged = self._buckets().concatenated(batch)
-            self._keep(merged.take(np.argsort(merged.ids, kind="stable")).grouped())
-        elif len(self._ids) and batch.ids[0] == self._ids[-1]:
+        kept = self._buckets
+        if len(kept) and batch.ids[0] < kept.ids[-1]:
+            merged = kept.then(batch)
+            kept = merged.take(np.argsort(merged.ids, kind="stable")).grouped()
+        elif len(kept) and batch.ids[0] == kept.ids[-1]:
             # The usual case: the batch continues the last bucket; only that one merges.
-            everything = self._buckets()
-            joined = everything.take(slice(-1, None)).concatenated(batch).grouped()
-            self._keep(everything.take(slice(None, -1)).concatenated(joined))
+            kept = kept.take(slice(None, -1)).then(kept.take(slice(-1, None)).then(batch).grouped())
         else:
-            self._keep(self._buckets().concatenated(batch))
-        while len(self._ids) > self.max_points:
+            kept = kept.then(batch)
+        while len(kept) > self.max_points:
             self.width *= 2.0
-            coarser = self._buckets()
-            coarser.ids = coarser.ids // 2
-            self._keep(coarser.grouped())
+            kept.ids = kept.ids // 2
+            kept = kept.grouped()
+        self._buckets = kept
 
-    def _buckets(self) -> "_Buckets":
-        return _Buckets(self._ids, self._count, self._first_key, self._last_key, self._key_sum,
-                        self._max_key, self._sum, self._min, self._max)
-
-    def _keep(self, buckets: "_Buckets") -> None:
-        (self._ids, self._count, self._first_key, self._last_key, self._key_sum, self._max_key,
-         self._sum, self._min, self._max) = buckets.fields()
-
-    def series(self, column_names: List[str]) -> Dict[str, object]:
+    def series(self, column_names: List[str]) -> Dict[str, Any]:
         """The buckets as JSON lists: ``count``, ``first_key``, ``last_key``, ``mean_key``,
         ``max_key`` (where column 0 peaked) and, per column name, ``min``/``mean``/``max``."""
-        mean = self._sum / self._count[:, None] if len(self._count) else self._sum
+        buckets = self._buckets
+        mean: Optional[np.ndarray] = buckets.total / buckets.count[:, None] if len(buckets) else buckets.total
+        assert mean is not None
         return {
-            "count": self._count.astype(np.int64).tolist(),
-            "first_key": self._first_key.tolist(),
-            "last_key": self._last_key.tolist(),
-            "mean_key": (self._key_sum / self._count).tolist() if len(self._count) else [],
-            "max_key": self._max_key.tolist(),
+            "count": buckets.count.astype(np.int64).tolist(),
+            "first_key": buckets.low[:, 0].tolist(),
+            "last_key": buckets.high[:, 0].tolist(),
+            "mean_key": mean[:, 0].tolist(),
+            "max_key": buckets.max_key.tolist(),
             "columns": {
-                name: {"min": self._min[:, column].tolist(), "mean": mean[:, column].tolist(),
-                       "max": self._max[:, column].tolist()}
+                name: {"min": buckets.low[:, column + 1].tolist(), "mean": mean[:, column + 1].tolist(),
+                       "max": buckets.high[:, column + 1].tolist()}
                 for column, name in enumerate(column_names)
             },
         }
-
-
-class _Buckets:
-    """Bucket aggregates as parallel arrays (a single row is a bucket of one)."""
-
-    __slots__ = ("ids", "count", "first_key", "last_key", "key_sum", "max_key", "sum", "min", "max")
-
-    def __init__(self, ids: np.ndarray, count: np.ndarray, first_key: np.ndarray, last_key: np.ndarray,
-                 key_sum: np.ndarray, max_key: np.ndarray, total: np.ndarray, low: np.ndarray,
-                 high: np.ndarray) -> None:
-        self.ids, self.count, self.first_key, self.last_key = ids, count, first_key, last_key
-        self.key_sum, self.max_key, self.sum, self.min, self.max = key_sum, max_key, total, low, high
-
-    def fields(self) -> tuple:
-        return (self.ids, self.count, self.first_key, self.last_key, self.key_sum, self.max_key,
-                self.sum, self.min, self.max)
-
-    def take(self, order: Any) -> "_Buckets":
-        return _Buckets(*(field[order] for field in self.fields()))
-
-    def concatenated(self, other: "_Buckets") -> "_Buckets":
-        return _Buckets(*(np.concatenate([mine, theirs]) for mine, theirs in zip(self.fields(), other.fields())))
-
-    def grouped(self) -> "_Buckets":
-        """Buckets with equal (sorted) ids merged into one."""
-        ids = self.ids
-        if len(ids) < 2 or not np.any(ids[1:] == ids[:-1]):
-            return self
-        starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
-        high = np.maximum.reduceat(self.max, starts, axis=0)
-        group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(ids))))
-        holds_max = np.flatnonzero(self.max[:, 0] == high[group, 0])
-        holder_groups = group[holds_max]
-        first_holder = holds_max[np.flatnonzero(np.diff(holder_groups, prepend=-1) != 0)]
-        return _Buckets(
-            ids[starts], np.add.reduceat(self.count, starts), np.minimum.reduceat(self.first_key, starts),
-            np.maximum.reduceat(self.last_key, starts), np.add.reduceat(self.key_sum, starts),
-            self.max_key[first_holder], np.add.reduceat(self.sum, starts, axis=0),
-            np.minimum.reduceat(self.min, starts, axis=0), high,
-        )

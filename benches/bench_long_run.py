@@ -2,8 +2,11 @@
 
 Drives ``Eco2AICallback``'s hooks as the Trainer does (``on_train_begin``, N x ``on_step_end``, an
 ``on_log`` every 1,000 steps, then ``on_train_end``) with the CPU-estimate source and the defaults
-(run store on, per-step CSV streamed, the four report files), each length in a fresh process, and
-prints per length:
+(run store on, per-step CSV streamed, the four report files), each length in a fresh process. Each
+step is ``--step-us`` of busy work (20 µs by default: 50,000 steps/s, faster than any real
+training step, and within what the writer streams); a loop marking as fast as it can (a million
+marks per second) outruns the sampler's buffers on a busy machine, which the report then flags as
+dropped records. Printed per length:
 
 - ``on_train_begin`` and ``on_train_end`` on the training thread, and the ratio of the train end
   to the train end after 10^3 steps of the same benchmark run;
@@ -44,7 +47,14 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def drive_hooks(steps: int, workdir: Path) -> Dict[str, Any]:
+def busy_wait(seconds: float) -> None:
+    """Stand-in for a training step's work that keeps the training thread busy (no sleep)."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+def drive_hooks(steps: int, workdir: Path, step_s: float) -> Dict[str, Any]:
     """One run of ``steps`` steps through the callback's hooks; the figures as a dict."""
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
@@ -65,6 +75,8 @@ def drive_hooks(steps: int, workdir: Path) -> Dict[str, Any]:
     on_step_end = callback.on_step_end
     for step in range(1, steps + 1):
         state.global_step = step
+        if step_s:
+            busy_wait(step_s)
         on_step_end(arguments, state, control)
         if step % LOG_EVERY == 0:
             started = time.perf_counter()
@@ -156,13 +168,14 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=10**6, help="longest run (default 10^6 steps)")
     parser.add_argument("--marks", type=int, default=10**7, help="marks of the memory run (default 10^7)")
     parser.add_argument("--store-rows", type=int, default=300_000, help="rows of the writer run (default 300,000)")
+    parser.add_argument("--step-us", type=float, default=20.0, help="busy work per step (default 20 µs)")
     parser.add_argument("--smoke", action="store_true", help="short runs, to check the benchmark runs")
     parser.add_argument("--one-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--session-marks", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one_run is not None:
         with tempfile.TemporaryDirectory() as scratch:
-            print(json.dumps(drive_hooks(options.one_run, Path(scratch))))
+            print(json.dumps(drive_hooks(options.one_run, Path(scratch), options.step_us * 1e-6)))
         return
     if options.session_marks is not None:
         print(json.dumps(drive_session([int(count) for count in options.session_marks.split(",")])))
@@ -174,14 +187,14 @@ def main() -> None:
         lengths = [1000, 2000]
     runs = []
     for steps in lengths:
-        runs.append(in_fresh_process("--one-run", str(steps)))
+        runs.append(in_fresh_process("--one-run", str(steps), "--step-us", str(options.step_us)))
         print(f"{steps} steps done", file=sys.stderr, flush=True)
     first_marks = max(options.marks // 100, LOG_EVERY)
     memory = in_fresh_process("--session-marks", f"{first_marks},{options.marks}")
     rows_per_s = store_rows_per_s(options.store_rows)
 
     print(f"\nCommand: `python benches/{Path(__file__).name} --max-steps {options.max_steps} --marks {options.marks} "
-          f"--store-rows {options.store_rows}`")
+          f"--store-rows {options.store_rows} --step-us {options.step_us:g}`")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, Python "
           f"{platform.python_version()}; load average at the end {os.getloadavg()[0]:.2f}\n")
     baseline_end_s = runs[0]["end_s"]

@@ -29,7 +29,7 @@ from hf_eco2ai.reporting.csv_format import channel_column, step_columns
 
 STEP_FILE_FORMATS = ("csv", "parquet")
 _SUFFIXES = {"csv": ".steps.csv", "parquet": ".steps.parquet"}
-_ROWS_PER_CHUNK = 256
+_ROWS_PER_CHUNK = 128
 
 
 def step_file_path(output_dir: Any, run_id: str, file_format: str) -> Path:

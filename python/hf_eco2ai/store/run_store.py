@@ -420,6 +420,7 @@ _Operation = Tuple[str, Any]
 # Step rows queued but not yet written, beyond which add_steps waits for the writer: the queue is
 # what keeps a run's memory O(1) when steps come faster than the disk takes them.
 MAX_QUEUED_STEP_ROWS = 262_144
+_ROWS_PER_INSERT = 256
 
 
 class StepSink(Protocol):
@@ -660,9 +661,15 @@ class RunWriter:
                          None if identity.config is None else json.dumps(identity.config)),
                     )
                 elif kind == "steps":
-                    connection.executemany(
-                        "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
-                        "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _step_rows(*payload[:8]))
+                    rows = list(_step_rows(*payload[:8]))
+                    for first in range(0, len(rows), _ROWS_PER_INSERT):
+                        connection.executemany(
+                            "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
+                            "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            rows[first:first + _ROWS_PER_INSERT])
+                        # The training thread's next log should not wait a whole switch interval
+                        # (5 ms) for the interpreter while a large batch goes in.
+                        time.sleep(0)
                 elif kind == "windows":
                     connection.executemany(
                         "INSERT INTO windows (run_id, name, t0_s, t1_s, joules, flags, "

@@ -20,14 +20,13 @@ import pytest
 
 from fake_powercap import make_tree
 from hf_eco2ai import CarbonConfig, CarbonTrackingError, ConfigurationError, EnergyMeter, generate_carbon_report
-from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 from hf_eco2ai.reporting.step_file import read_step_file
 from hf_eco2ai.session.tracking_session import TrackingSession
 from hf_eco2ai.store.run_store import RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
-from hf_eco2ai.meter.flags import FLAG_TAIL
 
 
 def config(tmp_path: Path, **settings: Any) -> CarbonConfig:
@@ -76,7 +75,8 @@ def test_epochs_partition_the_steps_and_their_energy(tmp_path: Path) -> None:
         session.epoch_end()
     report = session.stop()
     streamed = streamed_steps(session)
-    assert [(e["epoch"], e["first_step"], e["last_step"]) for e in report["epochs"]] == [(0, 0, 9), (1, 10, 19), (2, 20, 29)]
+    assert [(e["epoch"], e["first_step"], e["last_step"]) for e in report["epochs"]] == [
+        (0, 0, 9), (1, 10, 19), (2, 20, 29)]
     for epoch in report["epochs"]:
         steps = [s for s in streamed if s["epoch"] == epoch["epoch"]]
         assert epoch["joules"] == pytest.approx(sum(s["joules"] for s in steps), rel=1e-9)

@@ -209,9 +209,10 @@ def step_summary_rows(data: Mapping[str, Any]) -> List[Tuple[str, str]]:
         peak = max(range(len(series["joules_max"])), key=lambda point: series["joules_max"][point] or 0.0)
         counts, means = series["count"], series["joules_mean"]
         mean = sum(count * (value or 0.0) for count, value in zip(counts, means)) / max(sum(counts), 1)
+        lowest = min((value for value in series["joules_min"] if value is not None), default=None)
         rows += [
             ("Training steps", str(series["steps"])),
-            ("Energy per step", f"min {numbers.significant(min(v for v in series['joules_min'] if v is not None), 6)} J, "
+            ("Energy per step", f"min {numbers.significant(lowest, 6)} J, "
                                 f"mean {numbers.significant(mean, 6)} J, "
                                 f"max {numbers.significant(series['joules_max'][peak], 6)} J "
                                 f"(step {series['max_step'][peak]})"),

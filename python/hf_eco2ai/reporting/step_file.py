@@ -18,7 +18,7 @@ import importlib.util
 import io
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -93,7 +93,7 @@ class StepFileWriter:
         """Append one batch (columns as ``RunWriter.add_steps`` takes them) and flush it."""
         if len(index) == 0:
             return
-        kwh = joules / units.JOULES_PER_KWH * carbon.pue
+        kwh = units.kwh_from_joules(joules, carbon.pue)
         co2_kg = units.co2_kg(kwh, carbon.g_per_kwh)
         if self.file_format == "parquet":
             self._write_parquet(index, epoch, t0_s, t1_s, joules, kwh, co2_kg, flags, joules_by_channel, carbon)
@@ -228,4 +228,4 @@ def step_file_text(path: Any) -> str:
 
 
 __all__ = ["STEP_FILE_FORMATS", "StepCarbon", "StepFileWriter", "check_step_file_format", "read_step_file",
-           "step_file_path", "step_file_text", "os"]
+           "step_file_path", "step_file_text"]

@@ -150,8 +150,9 @@ class RunRecords:
             self._series.add(batch.index[training], np.column_stack(
                 [top_joules[training], (t1_s - t0_s)[training], batch.joules_by_channel[training]]))
             last = int(np.flatnonzero(is_tail)[-1])
-            self._tail = {"index": int(batch.index[last]), "epoch": None, "t0_s": float(t0_s[last]), "t1_s": float(t1_s[last]),
-                          "duration_s": float(t1_s[last] - t0_s[last]), "joules": float(top_joules[last]),
+            self._tail = {"index": int(batch.index[last]), "epoch": None, "t0_s": float(t0_s[last]),
+                          "t1_s": float(t1_s[last]), "duration_s": float(t1_s[last] - t0_s[last]),
+                          "joules": float(top_joules[last]),
                           "joules_by_channel": dict(zip(self.channel_names, batch.joules_by_channel[last].tolist())),
                           "flags": int(batch.flags[last])}
         self.steps_resolved += len(batch)

@@ -249,7 +249,7 @@ class RunStore:
                 f"store_path {str(self.path)!r} cannot be used as a run store: {error}; "
                 "give a writable file path"
             ) from error
-        if int(version) != STORE_SCHEMA_VERSION:
+        if version is None or int(version) != STORE_SCHEMA_VERSION:
             raise ConfigurationError(
                 f"store_path {str(self.path)!r} holds store schema {version}; this hf_eco2ai "
                 f"reads schema {STORE_SCHEMA_VERSION} only; use another file"

@@ -140,7 +140,7 @@ def test_the_report_series_keeps_a_spiking_step(tmp_path: Path) -> None:
 
 def test_rows_go_to_parquet_when_asked(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow", reason="the parquet extra (pyarrow) is not installed")
-    session = TrackingSession(config(tmp_path), meter=constant_meter(), store=False, step_file_format="parquet")
+    session = TrackingSession(config(tmp_path, step_file_format="parquet"), meter=constant_meter(), store=False)
     session.start()
     mark(session, 2500, log_every=500)
     report = session.stop()

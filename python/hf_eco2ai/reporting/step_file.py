@@ -23,11 +23,11 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import numpy as np
 
 from hf_eco2ai import units
+from hf_eco2ai.config import STEP_FILE_FORMATS
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter.flags import STEP_FLAG_NAMES
 from hf_eco2ai.reporting.csv_format import channel_column, step_columns
 
-STEP_FILE_FORMATS = ("csv", "parquet")
 _SUFFIXES = {"csv": ".steps.csv", "parquet": ".steps.parquet"}
 _ROWS_PER_CHUNK = 128
 

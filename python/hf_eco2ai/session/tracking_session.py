@@ -77,7 +77,8 @@ class TrackingSession:
         step_file: in ``detailed`` mode, stream every step to
             ``<output_dir>/carbon_report_<run id>.steps.csv`` (``.steps.parquet`` with
             ``step_file_format="parquet"``) while the run goes; ``False`` keeps no such file.
-        step_file_format: ``csv`` or ``parquet`` (needs pyarrow: the ``parquet`` extra).
+        step_file_format: ``csv`` or ``parquet`` (needs pyarrow: the ``parquet`` extra); ``None``
+            takes ``config.step_file_format``.
         cloud: ``"detect"`` locates this process when the intensity first needs it; a
             ``CloudLocation`` (or None: not in a cloud) found earlier is used as it is, so the
             location is never detected twice.
@@ -101,7 +102,7 @@ class TrackingSession:
         include_host: bool = True,
         environ: Optional[Mapping[str, str]] = None,
         step_file: bool = True,
-        step_file_format: str = "csv",
+        step_file_format: Optional[str] = None,
         cloud: Union[CloudLocation, None, str] = "detect",
     ) -> None:
         if config is not None and not isinstance(config, CarbonConfig):
@@ -111,7 +112,8 @@ class TrackingSession:
         if not isinstance(step_file, bool):
             raise ConfigurationError(f"step_file = {step_file!r} is invalid: expected True or False")
         self.config = CarbonConfig() if config is None else config
-        self._step_file_format = check_step_file_format(step_file_format)
+        self._step_file_format = check_step_file_format(
+            self.config.step_file_format if step_file_format is None else step_file_format)
         self._step_file_wanted = step_file and self.config.tracking_mode == "detailed"
         self.rank_info = RankInfo.from_env(environ)
         self._environ: Mapping[str, str] = os.environ if environ is None else environ

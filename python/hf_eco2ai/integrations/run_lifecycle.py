@@ -41,6 +41,9 @@ __all__ = ["RunLifecycle", "RunObserver", "RunOptions", "TRACKING_FREQUENCIES", 
 logger = logging.getLogger(__name__)
 
 TRACKING_FREQUENCIES = ("step", "epoch", "batch")
+# How long a run's end waits for the writer thread before writing the reports anyway: its queue
+# holds at most MAX_QUEUED_STEP_ROWS rows, seconds of work, so only a stuck disk reaches this.
+_WRITER_CATCH_UP_S = 120.0
 _INTEGRATION_PACKAGES = {"wandb_integration": "wandb", "mlflow_integration": "mlflow"}
 
 
@@ -395,7 +398,9 @@ class RunLifecycle:
     def _finish_outputs(self, session: TrackingSession, report: Dict[str, Any], status: str,
                         write_outputs: bool) -> Dict[str, Path]:
         """The background part of ``finish``: never raises (a run's end never fails training)."""
-        session.wait_closed()
+        if not session.wait_closed(_WRITER_CATCH_UP_S):
+            session.record_monitoring_error("store", TimeoutError(
+                f"the run store and the per-step file were still being written after {_WRITER_CATCH_UP_S:g} s"))
         if not write_outputs:
             return {}
         try:

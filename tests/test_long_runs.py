@@ -82,6 +82,11 @@ def test_the_reports_after_a_long_run_have_the_totals_of_the_per_step_file(long_
     series_joules = sum(count * mean for count, mean in zip(series["count"], series["joules_mean"]))
     assert series_joules + series["tail"]["joules"] == pytest.approx(file_joules, rel=1e-9)
     paths = write_reports(report, tmp_path / "out", ["json", "csv-summary", "markdown", "html"])
+    markdown = paths["markdown"].read_text()
+    assert "## Steps (100001)" in markdown
+    assert session.steps_file.name.replace("_", "\\_") in markdown  # Markdown escapes underscores
+    html = paths["html"].read_text()
+    assert 0 < html.count('class="bar') <= 400 and "Each bar is the mean of up to" in html
     written = json.loads(paths["json"].read_text())
     assert written["total_co2_kg"] == report["total_co2_kg"]
     assert written["energy"]["total_kwh"] == pytest.approx(file_joules / JOULES_PER_KWH * report["energy"]["pue"])

@@ -27,6 +27,7 @@ from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.cloud import CloudLocation
 from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.carbon.provenance import IntensityResult
+from hf_eco2ai.carbon.redaction import redact
 from hf_eco2ai.carbon.tables import CloudRegion, ZoneIntensity
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import APIError
@@ -66,7 +67,7 @@ class IntensityResolver:
         locate_cloud: bool = True,
     ) -> None:
         self.config = config
-        self._cloud = cloud
+        self._cloud = None if cloud is None else self._redacted(cloud)
         self._cloud_known = cloud is not None or not locate_cloud
         if live_client is None and config.co2_signal_api_token is not None and not config.offline:
             live_client = LiveIntensityClient(
@@ -89,14 +90,21 @@ class IntensityResolver:
         with self._cloud_lock:
             if not self._cloud_known:
                 config = self.config
-                self._cloud = cloud_detection.locate(
+                located = cloud_detection.locate(
                     cloud_provider=config.cloud_provider,
                     cloud_region=config.cloud_region,
                     offline=config.offline,
                     metadata_url=config.cloud_metadata_url,
                 )
+                self._cloud = None if located is None else self._redacted(located)
                 self._cloud_known = True
             return self._cloud
+
+    def _redacted(self, cloud: CloudLocation) -> CloudLocation:
+        if cloud.region is None:
+            return cloud
+        # The region may come from a metadata answer; it reaches warnings, reports and the store.
+        return dataclasses.replace(cloud, region=redact(cloud.region, (self.config.co2_signal_api_token,)))
 
     @property
     def warnings(self) -> List[Dict[str, str]]:

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from hf_eco2ai.reporting.csv_format import neutralise_formula
+
 EMISSIONS_CSV_NAME = "emissions.csv"
 EMISSIONS_COLUMNS = (
     "run_id", "project_name", "experiment_id", "model_name", "host", "rank", "world_size",
@@ -42,14 +44,11 @@ def emissions_row(report: Mapping[str, Any], status: str, report_path: Optional[
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula (OWASP: a leading
-    ``=``, ``+``, ``-``, ``@``, tab or carriage return is quoted away with an apostrophe)."""
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula (the same rule as the
+    CSV reports: ``neutralise_formula``); numbers stay numbers."""
     if value is None:
         return ""
-    text = str(value)
-    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+    return neutralise_formula(value) if isinstance(value, str) else str(value)
 
 
 def append_emissions_row(output_dir: Any, row: Mapping[str, Any]) -> Path:

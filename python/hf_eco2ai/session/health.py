@@ -31,6 +31,10 @@ class HealthLog:
         self._sensor_errors_seen: Dict[str, int] = {}
         self._strict_failure: Optional[str] = None
 
+    def replace_lock(self, lock: "threading.RLock") -> None:
+        """Use ``lock`` from now on (a forked child gives its inherited session a fresh one)."""
+        self._lock = lock
+
     @property
     def warnings(self) -> List[Dict[str, Any]]:
         """Copies of the warnings so far, in the order they were first raised."""

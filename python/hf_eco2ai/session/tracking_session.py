@@ -40,6 +40,7 @@ from hf_eco2ai.session import figures as live
 from hf_eco2ai.session.distributed import (
     RankInfo, gather_across_ranks, own_gpu_devices, process_group_is_initialised, sources_for_rank,
 )
+from hf_eco2ai.session import fork_safety
 from hf_eco2ai.session.drain import DrainPipeline
 from hf_eco2ai.session.health import HealthLog
 from hf_eco2ai.session.report_builder import REPORT_SCHEMA_VERSION, build_local_report, combine_rank_reports
@@ -135,6 +136,7 @@ class TrackingSession:
             self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded))
         self._lock = threading.RLock()
         self._health = HealthLog(self._lock)
+        fork_safety.register(self)
         self._state = "new"
         self._started_unix_s: Optional[float] = None
         self._ended_unix_s: Optional[float] = None

@@ -42,6 +42,7 @@ def _write_yaml(directory: Path, document: Any, name: str = CONFIG_FILE_NAME) ->
 # Three distinct valid values per field, one per layer; (canonical value, env text, yaml value).
 SAMPLES: Dict[str, list] = {
     "tracking_mode": [("minimal",) * 3, ("simple",) * 3, ("detailed",) * 3],
+    "step_file_format": [("parquet",) * 3, ("csv", "CSV", "csv"), ("parquet", "Parquet", "parquet")],
     "project_name": [("p-arg",) * 3, ("p-env",) * 3, ("p-yaml",) * 3],
     "experiment_id": [("e1",) * 3, ("e2",) * 3, ("e3",) * 3],
     "output_dir": [("out/a",) * 3, ("out/b",) * 3, ("out/c",) * 3],

@@ -16,6 +16,7 @@ A ``CarbonConfig`` is immutable once built, so it can be shared between threads;
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -36,6 +37,7 @@ ENV_PREFIX = "HF_ECO2AI_"
 MASK = "***"
 
 TRACKING_MODES = ("minimal", "simple", "detailed")
+STEP_FILE_FORMATS = ("csv", "parquet")
 CLOUD_PROVIDERS = ("aws", "gcp", "azure")
 INTENSITY_APIS = ("electricitymaps", "co2signal")
 SOURCE_NAMES = ("auto", "nvml", "rapl", "cpu-estimate", "synthetic")
@@ -163,6 +165,13 @@ def _choice(options: Tuple[str, ...], upper: bool = False) -> Callable[[str, Any
     return parse
 
 
+def _step_file_format(name: str, raw: Any) -> str:
+    value = _choice(STEP_FILE_FORMATS)(name, raw)
+    if value == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise _Invalid("'csv', or 'parquet' once pyarrow is installed (pip install 'hf-eco2ai[parquet]')")
+    return value
+
+
 def _iso_country(name: str, raw: Any) -> str:
     allowed = "an ISO 3166-1 alpha-2 or alpha-3 country code such as 'US', 'FR' or 'DEU'"
     if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z]{2,3}", raw.strip()):
@@ -239,6 +248,8 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("project_name", "hf-eco2ai", "tracking", "project_name", _as_text, "name of the ML project"),
     _Field("experiment_id", None, "tracking", "experiment_id", _as_text, "identifier of this experiment"),
     _Field("output_dir", "./carbon_reports", "tracking", "output_dir", _as_text, "directory for reports"),
+    _Field("step_file_format", "csv", "tracking", "step_file_format", _step_file_format,
+           "format of the per-step file streamed during a detailed run: csv, or parquet (needs pyarrow)"),
     _Field("measurement_interval", 5.0, "tracking", "measurement_interval",
            _number_in(0.0, 3600.0, "a number of seconds > 0 and <= 3600", low_open=True),
            "seconds between updates of the carbon figures, budget, stores and exporters"),
@@ -416,6 +427,8 @@ class CarbonConfig:
 
     Args (units in the names; see docs/configuration.md for the environment variables and YAML keys):
         tracking_mode: ``minimal``, ``simple`` or ``detailed`` (default).
+        step_file_format: ``csv`` (default) or ``parquet`` (needs pyarrow): the per-step file a
+            ``detailed`` run streams every step to.
         project_name, experiment_id, output_dir: identity of the run and where reports go.
         co2_signal_api_token: live-intensity API token. Secret: never shown anywhere.
         country_iso_code, region: location (ISO 3166 country; US state or Canadian province).
@@ -444,6 +457,7 @@ class CarbonConfig:
     """
 
     tracking_mode: str
+    step_file_format: str
     project_name: str
     experiment_id: Optional[str]
     output_dir: str
@@ -483,6 +497,7 @@ class CarbonConfig:
         self,
         *,
         tracking_mode: Optional[str] = None,
+        step_file_format: Optional[str] = None,
         project_name: Optional[str] = None,
         experiment_id: Optional[str] = None,
         output_dir: Optional[PathLike] = None,

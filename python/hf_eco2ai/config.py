@@ -301,8 +301,8 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("label_cleanup_enabled", True, "monitoring", "label_cleanup_enabled", _as_bool,
            "make free-text label values printable, single-line and bounded"),
     _Field("export_batch_size", 100, "monitoring", "export_batch_size", _int_at_least(1, "an integer >= 1"),
-           "accepted as in the monitoring guide; each scrape and each push already sends every series "
-           "in one exposition, so there is nothing to batch and it changes nothing"),
+           "step rows per run-store commit: the background writer commits as soon as this many are "
+           "waiting, or at its flush interval, whichever comes first"),
     _Field("compression_enabled", False, "monitoring", "compression_enabled", _as_bool,
            "gzip the endpoint's answers to scrapers that accept gzip"),
     _Field("prometheus_pushgateway_url", None, "monitoring", "pushgateway_url", _base_url("http://127.0.0.1:9091"),

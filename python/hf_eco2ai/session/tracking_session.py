@@ -290,7 +290,8 @@ class TrackingSession:
             step_file = StepFileWriter(path, self._step_file_format, self.run_id, [c.name for c in self._channels])
             self._steps_file = {"path": str(path), "format": self._step_file_format, "rows": 0}
         if self._store is not None:
-            writer = self._store.writer(on_error=self._on_store_error, step_file=step_file)
+            writer = self._store.writer(on_error=self._on_store_error, step_file=step_file,
+                                        batch_step_rows=self.config.export_batch_size)
             writer.begin_run(RunIdentity(
                 run_id=self.run_id, project_name=self.config.project_name,
                 experiment_id=self.config.experiment_id, model_name=self.model_name,

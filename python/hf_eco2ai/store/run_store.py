@@ -364,15 +364,16 @@ class RunStore:
 
     def writer(self, flush_interval_s: float = 0.5,
                on_error: Optional[Callable[[BaseException], None]] = None,
-               step_file: Optional["StepSink"] = None) -> "RunWriter":
-        """A new background writer for this file (starts its thread at once).
+               step_file: Optional["StepSink"] = None, batch_step_rows: Optional[int] = None) -> "RunWriter":
+        """A new background writer for this file (starts its thread at once); see ``RunWriter``.
 
         Raises:
             ConfigurationError: the store was opened ``read_only``.
         """
         if self.read_only:
             raise ConfigurationError(f"store_path {str(self.path)!r} was opened read-only: it has no writer")
-        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error, step_file=step_file)
+        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error, step_file=step_file,
+                         batch_step_rows=batch_step_rows)
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         connection = _connect_read_only(self.path) if self.read_only else _connect(self.path)
@@ -645,16 +646,23 @@ class RunWriter:
 
     Args:
         path: the store file, or None to stream the step file only.
+        batch_step_rows: commit as soon as this many step rows are waiting, without waiting for
+            the rest of ``flush_interval_s`` (``CarbonConfig.export_batch_size``); None waits
+            for the interval.
     """
 
     def __init__(self, path: Optional[StorePath], flush_interval_s: float = 0.5,
                  on_error: Optional[Callable[[BaseException], None]] = None,
                  max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS,
-                 step_file: Optional[StepSink] = None) -> None:
+                 step_file: Optional[StepSink] = None, batch_step_rows: Optional[int] = None) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
                 f"flush_interval_s is {flush_interval_s!r}; it must be a positive number of seconds"
             )
+        if batch_step_rows is not None and (isinstance(batch_step_rows, bool) or not isinstance(batch_step_rows, int)
+                                            or batch_step_rows < 1):
+            raise ConfigurationError(f"batch_step_rows is {batch_step_rows!r}; it must be an integer >= 1 or None")
+        self.batch_step_rows = batch_step_rows
         self.path = None if path is None else Path(path)
         self.flush_interval_s = float(flush_interval_s)
         self._on_error = on_error
@@ -761,6 +769,11 @@ class RunWriter:
 
     # The thread ---------------------------------------------------------------------------------
 
+    def _batch_is_full(self, batch: List[_Operation]) -> bool:
+        if self.batch_step_rows is None:
+            return False
+        return sum(len(payload[1]) for kind, payload in batch if kind == "steps") >= self.batch_step_rows
+
     def _run(self) -> None:
         connection: Optional[sqlite3.Connection] = None
         stopping = False
@@ -771,9 +784,10 @@ class RunWriter:
             except queue.Empty:
                 if not self._unwritten:
                     continue
-            # Batching is the point: take whatever piled up during the interval in one commit.
+            # Batching is the point: take whatever piled up during the interval in one commit, or
+            # commit early once a batch's worth of step rows is waiting.
             deadline = time.monotonic() + self.flush_interval_s
-            while batch and batch[-1][0] not in ("barrier", "close"):
+            while batch and batch[-1][0] not in ("barrier", "close") and not self._batch_is_full(batch):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

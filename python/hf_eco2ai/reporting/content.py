@@ -136,6 +136,12 @@ def comparison_rows(data: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
     return rows
 
 
+def recommendation_texts(data: Mapping[str, Any]) -> List[str]:
+    """Each recommendation's sentence, with the data it rests on."""
+    return [f"{item['text']} (source: {item['dataset']}{', ' + str(item['year']) if item.get('year') else ''})"
+            for item in data.get("recommendations", [])]
+
+
 def budget_rows(budget: Optional[Mapping[str, Any]]) -> List[Tuple[str, str]]:
     if budget is None:
         return []

@@ -217,6 +217,9 @@ def _comparisons_and_budget(data: Mapping[str, Any]) -> List[str]:
         parts.append(_table(["Comparison", "Amount", "Basis"], rows))
     else:
         parts.append('<p class="empty">No comparisons available.</p>')
+    advice = content.recommendation_texts(data)
+    if advice:
+        parts += ["<h2>Recommendations</h2>", "<ul>" + "".join(f"<li>{_e(s)}</li>" for s in advice) + "</ul>"]
     parts.append("<h2>Carbon budget</h2>")
     budget_rows = content.budget_rows(data["budget"])
     parts.append(_key_values(budget_rows) if budget_rows

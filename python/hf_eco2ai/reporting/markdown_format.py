@@ -50,6 +50,10 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
         lines += ["", "## Equivalent to", ""]
         lines += _table(["Comparison", "Amount", "Basis"], [list(row) for row in comparisons])
 
+    advice = content.recommendation_texts(prepared)
+    if advice:
+        lines += ["", "## Recommendations", ""] + [f"- {_text(sentence)}" for sentence in advice]
+
     lines += ["", "## Carbon budget", ""]
     budget_rows = content.budget_rows(prepared["budget"])
     if budget_rows:

@@ -71,6 +71,10 @@ _WINDOW: Spec = _obj({
     "name": "str", "count": "int", "duration_s": "number", "joules": "number",
     "joules_by_channel": ("map", "number?"), "energy_kwh": "number", "co2_kg": "number", "flags": "int",
 })
+_RECOMMENDATION: Spec = _obj({
+    "kind": "str", "target": "str", "current_g_per_kwh": "number", "target_g_per_kwh": "number",
+    "saving_percent": "number", "dataset": "str", "year": "int?", "text": "str",
+})
 _WARNING: Spec = _obj(
     {"code": "str", "message": "str", "channel": "str?", "t_s": "number?"}, ("channel", "t_s")
 )
@@ -92,6 +96,7 @@ TRACKING_DATA: Spec = _obj({
     "intensity": _INTENSITY,
     "total_co2_kg": "number",
     "comparisons": ("list", _COMPARISON),
+    "recommendations": ("list", _RECOMMENDATION),
     "budget": ("nullable", _BUDGET),
     "cost": ("nullable", _COST),
     "steps": ("list", _STEP),
@@ -104,7 +109,7 @@ TRACKING_DATA: Spec = _obj({
     "warnings": ("list", _WARNING),
     "config": ("map", "json"),
     "versions": ("map", "str?"),
-}, ("steps", "step_series", "steps_file", "windows"))
+}, ("steps", "step_series", "steps_file", "windows", "recommendations"))
 
 # The exact-type tests first: a long run has ~10 numbers per step and ABC checks are slow.
 def _is_integer(value: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hf_eco2ai import __version__, units
 from hf_eco2ai.carbon.comparisons import compute_comparisons
+from hf_eco2ai.carbon.recommendations import Recommendation
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.meter.channels import ChannelInfo
@@ -27,9 +28,11 @@ REPORT_SCHEMA_VERSION = 1
 def build_local_report(*, identity: Mapping[str, Any], config: CarbonConfig, channels: Sequence[ChannelInfo],
                        totals: Mapping[str, Any], records: RunRecords, intensity: IntensityResult,
                        budget_kg: Optional[float], warnings: List[Dict[str, Any]], errors_total: int,
-                       samples_total: Optional[float], steps_file: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+                       samples_total: Optional[float], steps_file: Optional[Dict[str, Any]],
+                       recommendations: Sequence[Recommendation] = ()) -> Dict[str, Any]:
     """This rank's report. ``identity`` is the ``run`` section; ``steps_file`` names the per-step
-    file (``path``, ``format``, ``rows``) or is None when steps are not kept."""
+    file (``path``, ``format``, ``rows``) or is None when steps are not kept; ``recommendations``
+    are the carbon layer's advice for this location (regions, time of day)."""
     duration_s = records.relative(totals["t_s"])
     joules_by_channel = {c.name: float(totals["joules"].get(c.name, 0.0)) for c in channels}
     it_kwh = units.kwh_from_joules(top_level_joules(channels, joules_by_channel))
@@ -54,6 +57,7 @@ def build_local_report(*, identity: Mapping[str, Any], config: CarbonConfig, cha
         "intensity": asdict(intensity),
         "total_co2_kg": co2_kg,
         "comparisons": comparisons(co2_kg, total_kwh),
+        "recommendations": [recommendation.to_dict() for recommendation in recommendations],
         "budget": None if budget_kg is None else budget_section(budget_kg, co2_kg),
         "cost": None if price is None else {
             "price_per_kwh": price, "currency": config.electricity_currency, "total": total_kwh * price,

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from hf_eco2ai.carbon.budget import CarbonBudget
 from hf_eco2ai.carbon.cloud import CloudLocation
 from hf_eco2ai.carbon.provenance import IntensityResult
+from hf_eco2ai.carbon.recommendations import Recommendation, recommendations_for
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
@@ -238,6 +239,20 @@ class TrackingSession:
     def table_intensity(self) -> IntensityResult:
         """What the packaged tables say for this location, ignoring explicit and live values."""
         return self._resolver.table_answer()
+
+    def recommendations(self) -> List[Recommendation]:
+        """Advice for lowering this run's carbon: lower-carbon regions of this cloud provider or
+        neighbouring grids (from the packaged tables), and, once the live API has answered across
+        enough hours of the day, the hour with the lowest intensity. Empty without a location, and
+        with an explicit intensity (the tables' savings would not compare with it; no location is
+        probed for it).
+
+        Raises:
+            ConfigurationError: before ``start()``.
+        """
+        if self.intensity.source == "explicit":
+            return []
+        return recommendations_for(self._resolver, self.intensity)
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -617,7 +632,7 @@ class TrackingSession:
             config=self.config, channels=self._channels, totals=self._totals(), records=self._records,
             intensity=self.intensity, budget_kg=None if self._budget is None else self._budget.budget_kg,
             warnings=warnings, errors_total=self.monitoring_errors_total, samples_total=self._samples_total,
-            steps_file=steps_file,
+            steps_file=steps_file, recommendations=self.recommendations(),
         )
 
     # Exporters -------------------------------------------------------------------------------------

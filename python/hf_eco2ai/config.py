@@ -250,9 +250,10 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("output_dir", "./carbon_reports", "tracking", "output_dir", _as_text, "directory for reports"),
     _Field("step_file_format", "csv", "tracking", "step_file_format", _step_file_format,
            "format of the per-step file streamed during a detailed run: csv, or parquet (needs pyarrow)"),
-    _Field("measurement_interval", 5.0, "tracking", "measurement_interval",
+    _Field("measurement_interval_s", 5.0, "tracking", "measurement_interval",
            _number_in(0.0, 3600.0, "a number of seconds > 0 and <= 3600", low_open=True),
-           "seconds between updates of the carbon figures, budget, stores and exporters"),
+           "seconds between updates of the carbon figures, budget, stores and exporters",
+           extra_env=(ENV_PREFIX + "MEASUREMENT_INTERVAL",)),
     _Field("offline", False, "tracking", "offline", _as_bool,
            "no network at all: no live intensity API, no cloud metadata endpoints"),
     _Field("strict", False, "tracking", "strict", _as_bool,
@@ -344,6 +345,17 @@ def _parse(field: _Field, raw: Any, origin: str) -> Any:
         return field.parse(field.name, raw)
     except _Invalid as exc:
         raise _invalid(field, raw, origin, str(exc)) from None
+
+
+# Documented spellings that name a setting without its unit.
+_ALIASES = {"measurement_interval": "measurement_interval_s"}
+
+
+def _one_of_the_spellings(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    if value is not None and alias_value is not None and value != alias_value:
+        raise ConfigurationError(
+            f"{name} = {value!r} and {alias} = {alias_value!r} name the same setting: give one of them")
+    return value if value is not None else alias_value
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -446,7 +458,8 @@ class CarbonConfig:
             compression_enabled: the Prometheus exporter's cardinality and transport settings.
         prometheus_pushgateway_url: push the run's final figures to this Pushgateway at stop.
         carbon_budget_kg, stop_on_budget_exceeded: the budget and whether exceeding it stops training.
-        measurement_interval: seconds between carbon/exporter updates.
+        measurement_interval_s: seconds between carbon/exporter updates (``measurement_interval``,
+            the eco2ai spelling, is the same setting).
         rate_hz, sources: the sensor sampler's rate and sources.
         offline: never touch the network. strict: raise instead of warn on sensor/API failures.
         log_level: level of the ``hf_eco2ai`` logger.
@@ -461,7 +474,7 @@ class CarbonConfig:
     project_name: str
     experiment_id: Optional[str]
     output_dir: str
-    measurement_interval: float
+    measurement_interval_s: float
     offline: bool
     strict: bool
     log_level: str
@@ -518,6 +531,7 @@ class CarbonConfig:
         prometheus_pushgateway_url: Optional[str] = None,
         carbon_budget_kg: Optional[float] = None,
         stop_on_budget_exceeded: Optional[bool] = None,
+        measurement_interval_s: Optional[float] = None,
         measurement_interval: Optional[float] = None,
         pue: Optional[float] = None,
         electricity_price_per_kwh: Optional[float] = None,
@@ -536,6 +550,9 @@ class CarbonConfig:
     ) -> None:
         given = dict(locals())
         del given["self"], given["config_file"]
+        given["measurement_interval_s"] = _one_of_the_spellings(
+            "measurement_interval_s", given.pop("measurement_interval_s"),
+            "measurement_interval", given.pop("measurement_interval"))
         if isinstance(given["output_dir"], os.PathLike):
             given["output_dir"] = os.fspath(given["output_dir"])
         if given["sources"] is not None and not isinstance(given["sources"], str):
@@ -569,6 +586,7 @@ class CarbonConfig:
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("_values")
+        name = _ALIASES.get(name, name)
         if values is not None and name in values:
             return values[name]
         raise AttributeError(f"CarbonConfig has no setting {name!r}{_did_you_mean(name, _BY_NAME)}")
@@ -603,6 +621,7 @@ class CarbonConfig:
 
     def origin(self, name: str) -> str:
         """Where ``name`` came from: ``argument``, ``env NAME``, ``yaml PATH (section.key)`` or ``default``."""
+        name = _ALIASES.get(name, name)
         if name not in self._origins:
             raise ConfigurationError(f"name = {name!r} is not a setting{_did_you_mean(name, _BY_NAME)}")
         return str(self._origins[name])
@@ -635,6 +654,7 @@ class CarbonConfig:
         values = dict(self._values)
         origins = dict(self._origins)
         for name, raw in changes.items():
+            name = _ALIASES.get(name, name)
             field = _BY_NAME.get(name)
             if field is None:
                 raise ConfigurationError(

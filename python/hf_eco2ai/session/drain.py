@@ -72,7 +72,7 @@ class DrainPipeline:
         batch = self.records.add_steps(steps)
         if np.any(batch.flags & FLAG_BOUNDARIES_DROPPED):
             self.health.warn_once("ring-overflow", "step boundaries were dropped because the meter's queue "
-                                  "filled up between drains; lower measurement_interval")
+                                  "filled up between drains; lower measurement_interval_s")
         if self.writer is not None and self.stream_steps:
             carbon = StepCarbon(self.pue, intensity.g_per_kwh, intensity.source, intensity.year)
             self.writer.add_steps(self.run_id, batch.index, batch.epoch, batch.t0_s, batch.t1_s,

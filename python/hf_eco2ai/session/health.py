@@ -91,7 +91,7 @@ class HealthLog:
         dropped = int(totals.get("records_dropped", 0)) + int(totals.get("boundaries_dropped", 0))
         if dropped:
             self.warn_once("ring-overflow", f"{dropped} step boundaries or records were dropped because "
-                           "the meter's queues filled up between drains; lower measurement_interval")
+                           "the meter's queues filled up between drains; lower measurement_interval_s")
 
     def raise_strict_failure(self) -> None:
         """With ``strict``, a mid-run sensor failure (seen by any drain, the background one

@@ -3,7 +3,7 @@
 Every adapter (Trainer and Lightning callbacks, ``track``, the CarbonTracker API) talks to a
 session and to nothing below it. The training loop only ever calls ``mark_step()``, which forwards
 to the meter's lock-free mark. Everything else happens in ``log``/``drain``/``epoch_end`` at log
-intervals, or on the session's background thread every ``measurement_interval`` seconds, through
+intervals, or on the session's background thread every ``measurement_interval_s`` seconds, through
 the modules beside this one:
 
 - ``drain``: the meter's records into the aggregates and out to the writer thread;
@@ -335,7 +335,7 @@ class TrackingSession:
         default) this returns once the store and the per-step file hold every row; with
         ``wait=False`` the writer thread finishes them in the background and ``wait_closed()``
         (or interpreter exit) waits for it. The time spent here does not grow with the run's
-        length beyond the records of the last ``measurement_interval``. Idempotent: later calls
+        length beyond the records of the last ``measurement_interval_s``. Idempotent: later calls
         return the same report. The report is this rank's alone (no collective call).
         """
         with self._lock:
@@ -495,7 +495,7 @@ class TrackingSession:
         return self._meter.totals() if self._meter is not None else dict(_NO_TOTALS)
 
     def _drain_periodically(self) -> None:
-        while not self._drainer_stop.wait(float(self.config.measurement_interval)):
+        while not self._drainer_stop.wait(float(self.config.measurement_interval_s)):
             try:
                 # The live API (when configured) answers from its cache or within its own timeout;
                 # asking here keeps any network wait off the training thread.

@@ -1,7 +1,7 @@
 """``hf-eco2ai serve --run RUN``: a stored run's figures on a Prometheus scrape endpoint.
 
 The run may be finished, or still running in another process: the store row is read again at
-every scrape, so a running run's figures follow its session's drains (``measurement_interval``).
+every scrape, so a running run's figures follow its session's drains (``measurement_interval_s``).
 A run that is no longer running draws no power, so its power and rate gauges are left out; its
 totals stay.
 """

@@ -163,6 +163,9 @@ def test_tracking_mode_is_machine_or_offline(config: CarbonConfig) -> None:
     with pytest.raises(ConfigurationError, match="tracking_mode = 'detailed' is invalid: expected 'machine' or 'offline'"):
         CarbonTracker(project_name="x", tracking_mode="detailed", config=config)
     assert CarbonTracker(project_name="x", tracking_mode="offline", config=config.replace(offline=False)).config.offline
+    assert CarbonTracker(project_name="x", network_mode="offline", config=config.replace(offline=False)).config.offline
+    with pytest.raises(ConfigurationError, match="network_mode = 'offline' and tracking_mode = 'machine' name the same"):
+        CarbonTracker(project_name="x", tracking_mode="machine", network_mode="offline", config=config)
 
 
 def test_forced_cloud_region_gives_cloud_table_intensity_and_recommendations(config: CarbonConfig) -> None:

@@ -34,7 +34,7 @@ from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
-TRACKING_MODES = ("machine", "offline")
+NETWORK_MODES = ("machine", "offline")
 _TABLE_SOURCES = ("cloud-region-table", "subnational-table", "country-table")
 
 
@@ -126,8 +126,10 @@ class CarbonTracker:
         cloud_provider, cloud_region: force a provider (``aws``, ``gcp``, ``azure``) and region;
             otherwise detected (environment, then metadata endpoints within 200 ms) unless offline.
         country_iso_code: the machine's country, for the intensity tables.
-        tracking_mode: ``machine`` (may use the network: live intensity, cloud detection) or
+        network_mode: ``machine`` (may use the network: live intensity, cloud detection) or
             ``offline`` (air-gapped); ``None`` keeps the configured ``offline`` setting.
+            ``tracking_mode``, the CarbonTracker API's spelling, is the same argument (it is not
+            ``CarbonConfig.tracking_mode``, the level of detail).
         config: a ``CarbonConfig`` for every other setting; the arguments above override it.
         store: passed to ``TrackingSession`` (``True``: ``<output_dir>/runs.sqlite``).
 
@@ -148,12 +150,20 @@ class CarbonTracker:
         country_iso_code: Optional[str] = None,
         tracking_mode: Optional[str] = None,
         *,
+        network_mode: Optional[str] = None,
         config: Optional[CarbonConfig] = None,
         store: StoreSetting = True,
     ) -> None:
-        if tracking_mode is not None and tracking_mode not in TRACKING_MODES:
+        if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
-                f"tracking_mode = {tracking_mode!r} is invalid: expected 'machine' or 'offline' (or None)"
+                f"network_mode = {network_mode!r} and tracking_mode = {tracking_mode!r} name the same setting: "
+                "give one of them")
+        spelling = "network_mode" if network_mode is not None else "tracking_mode"
+        network_mode = network_mode if network_mode is not None else tracking_mode
+        if network_mode is not None and network_mode not in NETWORK_MODES:
+            raise ConfigurationError(
+                f"{spelling} = {network_mode!r} is invalid: expected 'machine' or 'offline' (or None); it says "
+                "whether the tracker may use the network, not the level of detail (CarbonConfig.tracking_mode)"
             )
         overrides = {
             "project_name": project_name,
@@ -162,7 +172,7 @@ class CarbonTracker:
             "cloud_provider": cloud_provider,
             "cloud_region": cloud_region,
             "country_iso_code": country_iso_code,
-            "offline": None if tracking_mode is None else tracking_mode == "offline",
+            "offline": None if network_mode is None else network_mode == "offline",
         }
         given = {name: value for name, value in overrides.items() if value is not None}
         base = config if config is not None else CarbonConfig()

@@ -42,6 +42,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import carbon_table_inputs as inputs
 
+# The TDP table keeps only names the package's own lookup can tell apart, so the generator uses
+# the lookup's normalisation rather than a copy of it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+from hf_eco2ai.meter.cpu_tdp import normalise_cpu_name  # noqa: E402
+
 CODECARBON_VERSION = "3.3.2"
 # The year codecarbon 3.3.2 was published; its CPU list carries no date of its own.
 CODECARBON_RELEASE_YEAR = 2026
@@ -63,26 +68,9 @@ CANADA_FUEL_FACTORS = {
 # codecarbon 3.3.2's impact.csv misspells one region name.
 GCP_REGION_SPELLING_FIXES = {"me-cenrtal1": "me-central1"}
 
-# Which rows of codecarbon's 4,900-row CPU list to ship: CPUs that ML training plausibly runs on
-# (servers, workstations, desktops, and laptops of the last few generations). Old, embedded and
-# low-power parts are left out to keep the package small.
-CPU_FAMILIES_KEPT = (
-    r"AMD EPYC \S+",
-    r"AMD Ryzen Threadripper( PRO)? \S+",
-    r"AMD Ryzen [3579]( PRO)? [1-9]\d{3}(X|XT|X3D|G|GT|F)?",
-    r"AMD Ryzen [3579]( PRO)? [4-9]\d{3}(U|H|HS|HX|HX3D)",
-    r"Intel Xeon (Platinum|Gold|Silver|Bronze) \S+",
-    r"Intel Xeon E[57]-\d{4}[A-Z]* v[34]",
-    r"Intel Xeon (W-\d{4,5}[A-Z]*|w[3579]-\d{4,5}[A-Z]*)",
-    r"Intel Xeon 6\d{3}[A-Z]*(-[A-Z]+)?",
-    r"Intel Xeon E-2\d{3}[A-Z]*",
-    r"Intel Xeon CPU Max \S+",
-    r"Intel Core i[3579]-([89]\d{3}|1\d{4})(K|KF|KS|F|T)?",
-    r"Intel Core i[3579]-1\d{3,4}(U|H|HK|HX|G\d|P)",
-    r"Intel Core Ultra [579] \d{3}(K|KF|F|T|U|H|HX|V)?",
-    r"Apple M\d( Pro| Max| Ultra)?",
-)
-
+# A TDP cell must be one positive number: codecarbon 3.3.2 has four cells such as "27.29.5"
+# (two figures run together) and one 0 W row, which no estimate can use.
+TDP_CELL = re.compile(r"\d+(?:\.\d+)?")
 
 @dataclass(frozen=True)
 class UpstreamDirs:
@@ -109,21 +97,29 @@ def render_table(metadata: Sequence[Tuple[str, object]], columns: Sequence[str],
 
 
 def build_cpu_tdp(upstream: UpstreamDirs) -> str:
+    """Every usable row of codecarbon's CPU list, except names the lookup cannot tell apart.
+
+    Two rows whose names normalise alike (``normalise_cpu_name``, the lookup's own rule) but
+    whose TDPs differ are both left out: ``/proc/cpuinfo`` could not say which one a CPU is.
+    """
     source_path = upstream.codecarbon_package / "data" / "hardware" / "cpu_power.csv"
     with source_path.open(encoding="utf-8-sig", newline="") as source:
         source_rows = list(csv.DictReader(source))
-    kept = re.compile("|".join(f"(?:{pattern})" for pattern in CPU_FAMILIES_KEPT))
     watts_by_model: Dict[str, float] = {}
     for row in source_rows:
-        model = row["Name"].strip()
-        if kept.fullmatch(model):
-            watts_by_model[model] = float(row["TDP"])
-    rows = [(model, format_number(watts)) for model, watts in sorted(watts_by_model.items())]
+        cell = row["TDP"].strip()
+        if TDP_CELL.fullmatch(cell) and float(cell) > 0:
+            watts_by_model[row["Name"].strip()] = float(cell)
+    watts_by_normalised: Dict[str, Set[float]] = {}
+    for model, watts in watts_by_model.items():
+        watts_by_normalised.setdefault(normalise_cpu_name(model), set()).add(watts)
+    rows = [(model, format_number(watts)) for model, watts in sorted(watts_by_model.items())
+            if len(watts_by_normalised[normalise_cpu_name(model)]) == 1]
     metadata = (
         ("dataset", f"codecarbon {CODECARBON_VERSION} cpu_power.csv"),
         ("source", "codecarbon/data/hardware/cpu_power.csv in codecarbon "
          f"{CODECARBON_VERSION}, compiled by CodeCarbon from Intel ARK and AMD product pages; "
-         "filtered to server, workstation, desktop and recent laptop CPUs"),
+         "every row with one positive TDP, less the names that normalise alike with different TDPs"),
         ("year", CODECARBON_RELEASE_YEAR),
         ("licence", "MIT (codecarbon); TDP values are manufacturer specifications"),
         ("units", "tdp_watts: rated thermal design power of one package (socket), W"),

@@ -13,6 +13,7 @@ import pytest
 from monitoring_helpers import DASHBOARD, MONITORING_DOCS, RULES, dashboard_exprs, rule_exprs
 
 from hf_eco2ai.integrations.prometheus import CATALOGUE, NOT_EXPORTED
+from hf_eco2ai.integrations.prometheus.catalogue import TWINS
 
 PROMETHEUS_CONFIG = MONITORING_DOCS / "prometheus.yml"
 ALERTMANAGER_CONFIG = MONITORING_DOCS / "alertmanager.yml"
@@ -39,17 +40,27 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
 def test_every_metric_the_alert_rules_use_is_exported() -> None:
     used = {name for expr in rule_exprs().values() for name in METRIC_NAME.findall(expr)}
     assert used <= EXPORTED, f"alert rules use metrics the exporter does not serve: {used - EXPORTED}"
-    assert {"hf_training_co2_kg_total", "hf_training_carbon_budget_kg", "hf_training_monitoring_errors_total"} <= used
+    assert {"hf_training_emissions_grams_total", "hf_training_carbon_budget_grams",
+            "hf_training_monitoring_errors_total"} <= used
+
+
+def test_the_dashboard_and_rules_use_the_base_unit_twin_wherever_one_exists() -> None:
+    used = {name for exprs in dashboard_exprs().values() for expr in exprs for name in METRIC_NAME.findall(expr)}
+    used |= {name for expr in rule_exprs().values() for name in METRIC_NAME.findall(expr)}
+    assert used & set(TWINS) == set()
+    assert {"hf_training_energy_joules_total", "hf_training_steps_total", "hf_training_samples_total",
+            "hf_training_efficiency_ratio", "hf_training_network_latency_seconds"} <= used
 
 
 def test_the_dashboard_holds_the_guides_panels() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     panels = {panel["title"]: panel for panel in dashboard["panels"]}
     expected = {
-        "Total CO₂ Emissions": ("stat", "hf_training_co2_kg_total"),
-        "Energy Consumption Over Time": ("timeseries", "hf_training_energy_kwh_total"),
-        "Training Efficiency by Hour": ("heatmap", "hf_training_samples_per_kwh"),
-        "Live CO₂ Rate": ("gauge", "hf_training_co2_kg_total"),
+        "Total CO₂ Emissions": ("stat", "hf_training_emissions_grams_total"),
+        "Energy Consumption Over Time": ("timeseries", "hf_training_energy_joules_total"),
+        "Training Efficiency by Hour": ("heatmap", "hf_training_samples_total"),
+        "Live CO₂ Rate": ("gauge", "hf_training_emissions_grams_total"),
+        "Energy per Step": ("timeseries", "hf_training_steps_total"),
     }
     for title, (panel_type, metric) in expected.items():
         assert panels[title]["type"] == panel_type
@@ -57,9 +68,9 @@ def test_the_dashboard_holds_the_guides_panels() -> None:
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
 
 
-def test_the_live_co2_rate_converts_kg_per_second_to_kg_per_hour() -> None:
+def test_the_live_co2_rate_converts_grams_per_second_to_kg_per_hour() -> None:
     (expr,) = dashboard_exprs()["Live CO₂ Rate"]
-    assert "rate(hf_training_co2_kg_total" in expr and expr.rstrip().endswith("* 3600")
+    assert "rate(hf_training_emissions_grams_total" in expr and expr.rstrip().endswith("* 3600 / 1000")
 
 
 def test_the_rules_define_the_guides_alerts_and_the_energy_and_monitoring_ones() -> None:

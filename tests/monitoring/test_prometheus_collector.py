@@ -26,11 +26,11 @@ def samples(registry: CollectorRegistry, name: str) -> List[Dict[str, object]]:
     return found
 
 
-def test_collect_before_sampling_starts_holds_only_the_plugin_version() -> None:
+def test_collect_before_sampling_starts_holds_only_the_version_metrics() -> None:
     registry = CollectorRegistry()
     SnapshotCollector(lambda: None, registry=registry)
     names = {family.name for family in registry.collect()}
-    assert names == {"hf_training_plugin_version"}
+    assert names == {"hf_training_plugin_version", "hf_training_build_info"}
 
 
 def test_registering_does_not_call_the_provider() -> None:

@@ -83,10 +83,12 @@ def test_prometheus_scrapes_a_metered_run_and_fires_the_budget_alert(
 
     server.wait_until(f"hf_training_step_count == {STEPS}",
                       lambda: scalar(server, f"hf_training_step_count{selector}") == STEPS)
+    assert scalar(server, f"hf_training_steps_total{selector}") == STEPS
     stored_kwh = server.wait_until(
         "the final energy figure",
         lambda: scalar(server, f"hf_training_energy_kwh_total{selector} == {final.energy_kwh_total!r}"))
     assert stored_kwh > first_seen
+    assert scalar(server, f"hf_training_energy_joules_total{selector}") == pytest.approx(stored_kwh * JOULES_PER_KWH)
     (series,) = server.query(f"hf_training_energy_kwh_total{selector}")
     assert series["metric"]["instance"] == f"127.0.0.1:{live_endpoint.exporter.port}"
     assert series["metric"]["job"] == "hf-eco2ai" and series["metric"]["rank"] == "0"
@@ -117,3 +119,23 @@ def test_every_dashboard_query_is_valid_promql_and_the_carbon_panels_have_data(
             if title in ("Total CO₂ Emissions", "Live CO₂ Rate", "Energy Consumption Over Time",
                          "Carbon Budget Used", "Power by Channel"):
                 assert result, f"panel {title!r} has no data: {promql}"
+
+
+def test_prometheus_divides_one_twin_by_another_with_no_ignoring(
+    live_endpoint: LiveEndpoint, metered_run: MeterProvider
+) -> None:
+    server, project = live_endpoint.prometheus, metered_run.project_name
+    selector = f'{{project_name="{project}"}}'
+    server.wait_until("a first energy sample", lambda: scalar(server, f"hf_training_energy_joules_total{selector} > 0"))
+    # grams over joules is the intensity the provider applied, in g/J
+    grams_per_joule = scalar(
+        server, f"hf_training_emissions_grams_total{selector} / hf_training_energy_joules_total{selector}")
+    assert grams_per_joule == pytest.approx(INTENSITY_G_PER_KWH / JOULES_PER_KWH)
+    for _ in range(5):
+        metered_run.meter.mark_step()
+        time.sleep(0.05)
+    joules_per_step = server.wait_until("energy per step", lambda: scalar(
+        server, f"hf_training_energy_joules_total{selector} / hf_training_steps_total{selector}"))
+    assert joules_per_step > 0
+    used = scalar(server, f"hf_training_emissions_grams_total{selector} / hf_training_carbon_budget_grams{selector}")
+    assert used is not None and used > 0

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from monitoring_helpers import LiveEndpoint
 from tiny_training import TokenDataset, tiny_bert, training_arguments
 from transformers import Trainer, TrainerCallback
@@ -46,6 +47,12 @@ def test_a_trainer_runs_energy_and_steps_reach_prometheus_and_its_budget_alert_f
         f"max_over_time(hf_training_energy_kwh_total{selector}[5m])"
         f" - min_over_time(hf_training_energy_kwh_total{selector}[5m]) > 0"))
     assert grew["metric"]["model_name"] == "BertForSequenceClassification"
+    # the base-unit twins of the same run divide as they are, with no on()/ignoring()
+    (per_step,) = server.wait_until("joules per step", lambda: server.query(
+        f"hf_training_energy_joules_total{selector} / hf_training_steps_total{selector} > 0"))
+    assert set(per_step["metric"]) == {"project_name", "model_name", "rank", "host", "instance", "job"}
+    assert float(per_step["value"][1]) * STEPS == pytest.approx(float(server.query(
+        f"hf_training_energy_joules_total{selector}")[0]["value"][1]))
     (alert,) = server.wait_until("CarbonBudgetExceeded to fire for the run", lambda: [
         alert for alert in server.firing_alerts()
         if alert["labels"]["alertname"] == "CarbonBudgetExceeded" and alert["labels"]["project_name"] == project])

@@ -61,6 +61,25 @@ def _add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
 
 
+def _add_trace(subparsers: argparse._SubParsersAction) -> None:
+    trace = subparsers.add_parser(
+        "trace", help="write a stored run as Chrome/Perfetto trace JSON",
+        description="Writes a counter track per channel (watts) and slices for steps and windows (with "
+        "their joules) as Chrome trace JSON, on the Unix clock that torch.profiler traces use. With "
+        "--merge, adds those tracks to a torch.profiler trace so that one timeline shows kernels and power.",
+    )
+    trace.add_argument("run", help="a run id or a unique prefix of one")
+    trace.add_argument("-o", "--output", required=True, help="the trace file to write")
+    trace.add_argument("--merge", metavar="TORCH_TRACE", help="a torch.profiler Chrome trace to add the tracks to")
+    trace.add_argument("--store", help="the run store file (default: <output_dir>/runs.sqlite from CarbonConfig)")
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    from hf_eco2ai.cli.trace import write_run_trace
+
+    return write_run_trace(args.store, args.run, args.output, args.merge)
+
+
 def _run_profile(args: argparse.Namespace) -> int:
     from hf_eco2ai.cli.profile import profile_command
 
@@ -129,6 +148,7 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": _run_compare,
     "report": _run_report,
     "serve": _run_serve,
+    "trace": _run_trace,
 }
 
 
@@ -138,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(subparsers)
     _add_devices(subparsers)
     _add_store_commands(subparsers)
+    _add_trace(subparsers)
     return parser
 
 

@@ -415,6 +415,33 @@ class EnergyMeter:
             watts=_column(raw, "watts", "float64").reshape(count, len(self._channel_names)),
         )
 
+    def export_trace(
+        self,
+        path: Union[str, Path],
+        *,
+        steps: Optional[StepRecords] = None,
+        windows: Optional[WindowRecords] = None,
+        power: Optional[PowerTrace] = None,
+    ) -> Path:
+        """Writes a Chrome/Perfetto trace JSON of this meter's records; returns its path.
+
+        The trace holds a counter track per channel (watts), a slice per step and per window with
+        their joules as arguments, on the Unix clock that ``torch.profiler`` traces use (see
+        ``hf_eco2ai.reporting.chrome_trace``). Records not given are drained now, so they are gone
+        from later ``drain_*`` calls; pass what you drained to export it too. The power readings
+        are those still in the ring (at most ``ring_capacity``). Raises OSError when ``path``
+        cannot be written.
+        """
+        from hf_eco2ai.reporting.trace_sources import timeline_from_meter_records, write_timeline_trace
+
+        timeline = timeline_from_meter_records(
+            self,
+            steps if steps is not None else self.drain_steps(),
+            windows if windows is not None else self.drain_windows(),
+            power if power is not None else self.drain_trace(),
+        )
+        return write_timeline_trace(timeline, path)
+
     def info(self) -> Dict[str, Any]:
         """Which sources are active or skipped (and why), each channel with its provenance and
         observed sensor update period, the rate, and the drop and error counters."""

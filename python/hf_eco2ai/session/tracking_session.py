@@ -284,6 +284,10 @@ class TrackingSession:
                                        f"this process measures no energy: {self._nothing_to_measure_reason}")
             self._records = RunRecords([c.name for c in self._channels], [c.parent is None for c in self._channels])
             self._records.set_origin(self._totals()["first_reading_s"])
+            if self._records.origin_s is not None:
+                # Stored times count from the first reading, so the run starts then: dated on the
+                # Unix clock, they line up with other tools' traces (`hf-eco2ai trace --merge`).
+                self._started_unix_s = time.time() - (time.monotonic() - self._records.origin_s)
             self._rate_point = (time.monotonic(), 0.0)
             self._writer = self._open_writer()
             if self._meter is not None:

@@ -17,6 +17,15 @@ The cost metrics keep the guide's ``_usd`` names, but their ``currency`` label i
 it carries the configured ``electricity_currency`` (``unspecified`` when none is set), and no
 exchange rate is applied.
 
+Base-unit twins: beside each documented metric in kWh, kg, milliseconds, percent or a 0-1 score,
+and beside the two gauges that only grow, the catalogue serves a twin named by the Prometheus
+conventions (base units: joules, grams, seconds, ratios; ``_total`` on counters) with ``twin_of``
+naming the documented metric. Every run-level twin carries exactly ``RUN_LABELS`` (per-GPU twins
+add ``gpu_id`` and ``gpu_model``, the cost twin ``currency``), so that one twin divides by another
+with no ``on``/``ignoring``: ``rate(hf_training_energy_joules_total[5m]) /
+rate(hf_training_steps_total[5m])`` is joules per step. ``hf_training_build_info`` is the
+conventional twin of ``hf_training_plugin_version``. The documented names stay as they are.
+
 Label policy: every per-process series also carries ``rank`` and ``host`` so that the ranks of a
 distributed run stay apart. The guide's ``instance`` label is not emitted by the exporter:
 Prometheus attaches ``instance`` to every scraped series itself, and an exported one would be
@@ -32,6 +41,7 @@ MetricKind = Literal["counter", "gauge"]
 MetricGroup = Literal["carbon", "energy", "training", "gpu", "cost", "system"]
 
 _PROCESS = ("rank", "host")
+RUN_LABELS = ("project_name", "model_name", *_PROCESS)
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,8 @@ class MetricSpec:
 
     ``name`` is the series name as stored by Prometheus (counters include their ``_total``).
     ``documented_kind`` is the type the monitoring guide gives; it differs from ``kind`` only for
-    the three metrics explained in the module docstring.
+    the three metrics explained in the module docstring. ``twin_of`` names the documented metric
+    a base-unit twin mirrors ("" for every other metric).
     """
 
     name: str
@@ -49,6 +60,7 @@ class MetricSpec:
     help: str
     labels: Tuple[str, ...]
     documented_kind: str = ""
+    twin_of: str = ""
 
     @property
     def family_name(self) -> str:
@@ -62,6 +74,13 @@ def _spec(
     name: str, kind: MetricKind, group: MetricGroup, help_text: str, labels: Tuple[str, ...], documented: str = ""
 ) -> MetricSpec:
     return MetricSpec(name, kind, group, help_text, labels, documented or kind)
+
+
+def _twin(
+    name: str, kind: MetricKind, group: MetricGroup, help_text: str, twin_of: str, labels: Tuple[str, ...] = RUN_LABELS
+) -> MetricSpec:
+    """A metric named by the Prometheus conventions; ``twin_of`` is "" for one with no documented sibling."""
+    return MetricSpec(name, kind, group, help_text, labels, "", twin_of)
 
 
 CATALOGUE: Tuple[MetricSpec, ...] = (
@@ -146,6 +165,51 @@ CATALOGUE: Tuple[MetricSpec, ...] = (
     _spec("hf_training_energy_cost_usd", "gauge", "cost",
           "Energy cost so far at the configured electricity price, in `currency`.",
           ("project_name", "currency", *_PROCESS)),
+    # Base-unit twins of the documented metrics (see the module docstring)
+    _twin("hf_training_energy_joules_total", "counter", "energy",
+          "Energy used by this process's top-level channels since the run started, PUE applied, in joules.",
+          "hf_training_energy_kwh_total"),
+    _twin("hf_training_power_watts", "gauge", "energy",
+          "Mean power of this process's top-level channels over the last drain interval, PUE applied, in watts.",
+          "hf_training_energy_rate_kwh_per_hour"),
+    _twin("hf_training_emissions_grams_total", "counter", "carbon",
+          "CO2-equivalent emitted by this process's devices since the run started, in grams.",
+          "hf_training_co2_kg_total"),
+    _twin("hf_training_emissions_rate_grams_per_second", "gauge", "carbon",
+          "CO2-equivalent emission rate over the last drain interval, in grams per second.",
+          "hf_training_co2_rate_kg_per_hour"),
+    _twin("hf_training_carbon_budget_grams", "gauge", "carbon",
+          "Configured carbon budget of the run, in grams CO2e (absent when no budget is set).",
+          "hf_training_carbon_budget_kg"),
+    _twin("hf_training_carbon_budget_remaining_grams", "gauge", "carbon",
+          "Carbon budget left, in grams CO2e; negative once the budget is exceeded.",
+          "hf_training_carbon_budget_remaining_kg"),
+    _twin("hf_training_steps_total", "counter", "training",
+          "Optimiser steps marked since the run started.", "hf_training_step_count"),
+    _twin("hf_training_epochs_total", "counter", "training",
+          "Epochs completed since the run started.", "hf_training_epoch_count"),
+    _twin("hf_training_samples_total", "counter", "training",
+          "Training samples processed since the run started, as logged by the training loop.",
+          ""),
+    _twin("hf_training_efficiency_ratio", "gauge", "training",
+          "Power-weighted GPU utilisation as a ratio (0-1): the share of GPU power drawn while the GPUs were busy.",
+          "hf_training_efficiency_score"),
+    _twin("hf_training_gpu_memory_usage_ratio", "gauge", "gpu", "GPU memory in use, as a ratio of the total (0-1).",
+          "hf_training_gpu_memory_usage_percent", ("gpu_id", "gpu_model", *RUN_LABELS)),
+    _twin("hf_training_gpu_utilization_ratio", "gauge", "gpu",
+          "Share of the last sample period in which a kernel ran on the GPU, as a ratio (0-1).",
+          "hf_training_gpu_utilization_percent", ("gpu_id", "gpu_model", *RUN_LABELS)),
+    _twin("hf_training_energy_cost_total", "counter", "cost",
+          "Energy cost since the run started at the configured electricity price, in `currency`.",
+          "hf_training_energy_cost_usd", ("currency", *RUN_LABELS)),
+    _twin("hf_training_last_update_timestamp_seconds", "gauge", "system",
+          "When the exported figures were taken, in Unix seconds.", "hf_training_last_update_timestamp"),
+    _twin("hf_training_network_latency_seconds", "gauge", "system",
+          "Round-trip time of the last call to the live carbon-intensity API, in seconds.",
+          "hf_training_network_latency_ms", ("target", *RUN_LABELS)),
+    _twin("hf_training_build_info", "gauge", "system",
+          "Constant 1; the labels name the hf-eco2ai version and commit serving these metrics.",
+          "hf_training_plugin_version", ("version", "commit")),
     # System
     _spec("hf_training_last_update_timestamp", "gauge", "system",
           "When the exported figures were taken, in Unix seconds.",
@@ -162,6 +226,7 @@ CATALOGUE: Tuple[MetricSpec, ...] = (
 )
 
 BY_NAME: Dict[str, MetricSpec] = {spec.name: spec for spec in CATALOGUE}
+TWINS: Dict[str, MetricSpec] = {spec.twin_of: spec for spec in CATALOGUE if spec.twin_of}
 
 # Metrics from the guide's tables that are deliberately not exported, and why. An invented figure
 # would be worse than an absent one.

@@ -88,7 +88,7 @@ class SnapshotCollector(Collector):
         label_cleanup: make free-text label values printable, single-line and bounded.
         aggregate_similar_models: label a model given as a local path by its own directory name,
             so that its checkpoints share one series (see ``prometheus_labels.model_label``).
-        commit: source commit shown on ``hf_training_plugin_version``.
+        commit: source commit shown on ``hf_training_plugin_version`` and ``hf_training_build_info``.
 
     Raises:
         ConfigurationError: ``max_projects`` is not an integer >= 1.
@@ -157,7 +157,9 @@ class SnapshotCollector(Collector):
             ):
                 if value is not None:
                     add(name, labels, value)
-        add("hf_training_plugin_version", {"version": __version__, "commit": self._commit}, 1)
+        build = {"version": __version__, "commit": self._commit}
+        add("hf_training_plugin_version", build, 1)
+        add("hf_training_build_info", build, 1)
         # The exporter's own errors belong to no run, so they carry no run labels; they appear
         # once they happen, which keeps a pushed group free of series without those labels.
         for error_type, count in ((PROVIDER_ERROR, self._provider_failures),

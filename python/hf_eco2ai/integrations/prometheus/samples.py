@@ -16,6 +16,9 @@ Labels = Dict[str, str]
 Sample = Tuple[str, Labels, Optional[float]]
 
 API_LATENCY_TARGET = "carbon-intensity-api"
+JOULES_PER_KWH = 3.6e6
+GRAMS_PER_KG = 1000.0
+SECONDS_PER_HOUR = 3600.0
 UNSPECIFIED_CURRENCY = "unspecified"
 UNCLASSIFIED_ERROR = "unclassified"
 
@@ -47,6 +50,7 @@ def snapshot_samples(
     yield from _gpus(snapshot.gpus, process, label)
     yield from _cost(snapshot, project, label)
     yield from _system(snapshot, project, process)
+    yield from _base_unit_twins(snapshot, per_model, label)
 
 
 def _carbon(
@@ -141,6 +145,36 @@ def _system(snapshot: SessionSnapshot, project: Labels, process: Labels) -> Iter
         {"target": API_LATENCY_TARGET, **process},
         None if latency_s is None else latency_s * 1000.0,
     )
+
+
+def _scaled(value: Optional[float], factor: float) -> Optional[float]:
+    return None if value is None else value * factor
+
+
+def _base_unit_twins(
+    snapshot: SessionSnapshot, run: Labels, label: Callable[[Optional[object]], str]
+) -> Iterator[Sample]:
+    """The base-unit twins, all on the run's labels (``RUN_LABELS``) so that they divide cleanly."""
+    yield "hf_training_energy_joules_total", run, snapshot.energy_kwh_total * JOULES_PER_KWH
+    # kWh per hour is kW
+    yield "hf_training_power_watts", run, _scaled(snapshot.energy_rate_kwh_per_hour, 1000.0)
+    yield "hf_training_emissions_grams_total", run, snapshot.co2_kg_total * GRAMS_PER_KG
+    yield ("hf_training_emissions_rate_grams_per_second", run,
+           _scaled(snapshot.co2_rate_kg_per_hour, GRAMS_PER_KG / SECONDS_PER_HOUR))
+    yield "hf_training_carbon_budget_grams", run, _scaled(snapshot.budget_kg, GRAMS_PER_KG)
+    yield "hf_training_carbon_budget_remaining_grams", run, _scaled(snapshot.budget_remaining_kg, GRAMS_PER_KG)
+    yield "hf_training_steps_total", run, snapshot.step_count
+    yield "hf_training_epochs_total", run, snapshot.epoch_count
+    yield "hf_training_samples_total", run, snapshot.samples_total
+    yield "hf_training_efficiency_ratio", run, _power_weighted_utilisation(snapshot.gpus)
+    for gpu in snapshot.gpus:
+        labels = _gpu_labels(gpu, run, label)
+        yield "hf_training_gpu_memory_usage_ratio", labels, _scaled(_memory_percent(gpu), 0.01)
+        yield "hf_training_gpu_utilization_ratio", labels, _scaled(gpu.utilization_percent, 0.01)
+    currency = label(snapshot.electricity_currency) or UNSPECIFIED_CURRENCY
+    yield "hf_training_energy_cost_total", {**run, "currency": currency}, snapshot.cost_total
+    yield "hf_training_last_update_timestamp_seconds", run, snapshot.unix_time_s
+    yield ("hf_training_network_latency_seconds", {"target": API_LATENCY_TARGET, **run}, snapshot.api_latency_s)
 
 
 def _gpu_labels(gpu: GpuStats, process: Labels, label: Callable[[Optional[object]], str]) -> Labels:

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -120,6 +120,7 @@ class TrackingSession:
         self._warnings: List[Dict[str, Any]] = []
         self._warned: set = set()
         self._errors_by_type: Dict[str, int] = {}
+        self._anomalies_by_type: Optional[Dict[str, int]] = None
         self._sensor_errors_seen: Dict[str, int] = {}
         self._last_log_point = (0.0, 0.0, 0)
         self._rate_point: Optional[Tuple[float, float]] = None
@@ -557,6 +558,13 @@ class TrackingSession:
             **self._latest_metrics,
         }
 
+    def count_anomalies(self, anomaly_types: Sequence[str], counts: Mapping[str, int]) -> None:
+        """Training anomalies seen so far (the Tracer API's), exported as
+        ``hf_training_anomalies_total{type}``: every type in ``anomaly_types`` is exported, at 0 if
+        it has no count. Cheap; call it only when anomalies were found."""
+        with self._lock:
+            self._anomalies_by_type = {kind: int(counts.get(kind, 0)) for kind in anomaly_types}
+
     @property
     def monitoring_errors_total(self) -> int:
         return int(sum(self._errors_by_type.values()))
@@ -608,6 +616,7 @@ class TrackingSession:
                 monitoring_errors_total=self.monitoring_errors_total,
                 monitoring_errors_by_type=dict(self._errors_by_type),
                 api_latency_s=self._resolver.api_latency_s, gpus=gpus,
+                anomalies_by_type=None if self._anomalies_by_type is None else dict(self._anomalies_by_type),
             )
 
     # Reports ---------------------------------------------------------------------------------------

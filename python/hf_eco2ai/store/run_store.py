@@ -22,13 +22,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from hf_eco2ai.errors import ConfigurationError
-
-STORE_SCHEMA_VERSION = 1
+from hf_eco2ai.store.tracer_tables import SCHEMA_VERSION as STORE_SCHEMA_VERSION, upgrade_schema
 STORE_FILE_NAME = "runs.sqlite"
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -229,6 +228,7 @@ class RunStore:
                 version = connection.execute(
                     "SELECT value FROM meta WHERE key = 'schema_version'"
                 ).fetchone()[0]
+                version = upgrade_schema(connection, int(version))
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
@@ -477,6 +477,10 @@ class RunWriter:
         report_json = None if report is None else json.dumps(report, allow_nan=False)
         self._queue.put(("finish", (run_id, status, float(ended_unix_s), report_json)))
 
+    def add_rows(self, sql: str, rows: Iterable[Tuple[Any, ...]]) -> None:
+        """Queue ``executemany(sql, rows)``; ``rows`` may be a generator, consumed on the writer's thread."""
+        self._queue.put(("rows", (sql, rows)))
+
     def flush(self, timeout_s: Optional[float] = 30.0) -> bool:
         """Wait until everything queued so far is committed; False if ``timeout_s`` ran out."""
         if not self._thread.is_alive():
@@ -577,6 +581,8 @@ class RunWriter:
                         "intensity_json = COALESCE(?, intensity_json) WHERE run_id = ?",
                         (json.dumps(dict(latest)), now, None if intensity is None else json.dumps(dict(intensity)),
                          run_id))
+                elif kind == "rows":
+                    connection.executemany(*payload)
                 elif kind == "finish":
                     run_id, status, ended_unix_s, report_json = payload
                     connection.execute(

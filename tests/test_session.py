@@ -26,7 +26,7 @@ from hf_eco2ai.session.tracking_session import TrackingSession
 from hf_eco2ai.store.run_store import RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
-FLAG_TAIL = 16
+from hf_eco2ai.meter.flags import FLAG_TAIL
 
 
 def config(tmp_path: Path, **settings: Any) -> CarbonConfig:

@@ -55,7 +55,8 @@ class TrainingTracer:
     Args:
         config: the ``TracerConfig``.
         session: a running ``TrackingSession`` to attach to (the Trainer and Lightning callbacks
-            pass theirs); ``None`` creates one over ``<storage_path>/runs.sqlite`` and owns it.
+            pass theirs, and mark its steps themselves); ``None`` creates one over
+            ``<storage_path>/runs.sqlite``, owns it and marks its steps in ``step()``.
         carbon_config: the ``CarbonConfig`` of a session created here (default: the environment's,
             with ``project_name`` from ``config``).
         meter: an ``EnergyMeter`` for a session created here (tests, custom sources).
@@ -105,7 +106,6 @@ class TrainingTracer:
         self._memory_reader: Any = None
         self._finished = False
         self._report: Optional[Dict[str, Any]] = None
-        self._faults: set = set()
 
     # Lifecycle ----------------------------------------------------------------------------------
 
@@ -215,38 +215,52 @@ class TrainingTracer:
                 self._take_anomalies()
         except Exception as error:  # noqa: BLE001 - tracking never ends training
             self._fault("tracer", error)
-        self.session.mark_step()
+        if self._owns_session:
+            self.session.mark_step()
         self._step_loss = None
         self._step = step + 1
         if self._step % self.config.checkpoint_interval == 0:
             self.checkpoint()
 
-    def finish(self, status: str = "finished") -> Dict[str, Any]:
-        """Write the last checkpoint, flush every row, stop the session (when owned) and return the
-        run's report (``tracking_data`` with a ``gradients`` section). Idempotent."""
-        if self._finished:
-            return self._report or {}
-        self._finished = True
+    def close_steps(self) -> None:
+        """Write the last checkpoint (if steps went by since the previous one) and hand every row
+        to the store. ``finish`` does this; the callbacks call it before the session stops, so
+        that the last checkpoint has the run's final energy."""
         if self._step - 1 > self._last_checkpoint_step:
             self.checkpoint()
         else:
             self._flush_rows()
+
+    def finish(self, status: str = "finished", report: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Write the last checkpoint, flush every row, stop the session (when owned) and return the
+        run's report (``tracking_data`` with a ``gradients`` section: norms per layer group and the
+        anomalies), which is also kept in the store. An attached tracer is given the report the
+        lifecycle built, and adds its section to that dict. Idempotent.
+        """
+        if self._finished:
+            return self._report or {}
+        self._finished = True
+        self.close_steps()
         if self._watcher is not None:
             self._watcher.close()
-        report: Dict[str, Any] = {}
         if self._owns_session:
             report = dict(self.session.stop(status))
-            self._guard("store", lambda: self._store_report(report, status))
+        if report is not None:
+            final = report
+            self._guard("store", lambda: self._store_report(final, status))
         self._guard("store", self.storage.close)
-        self._report = report
-        return report
+        self._report = report or {}
+        return self._report
 
     def _store_report(self, report: Dict[str, Any], status: str) -> None:
         from hf_eco2ai.tracer.report_section import gradient_section
 
         self.storage.flush()
-        report["gradients"] = gradient_section(self.storage, self.run_id)
-        self.storage.finish_run(self.run_id, status, report["run"].get("ended_unix_s") or time.time(), report)
+        section = gradient_section(self.storage, self.run_id)
+        if section is not None:
+            report["gradients"] = section
+        run = report.get("run") or {}
+        self.storage.finish_run(self.run_id, status, run.get("ended_unix_s") or time.time(), report)
         self.storage.flush()
 
     # Checkpoints --------------------------------------------------------------------------------
@@ -367,10 +381,6 @@ class TrainingTracer:
             self._fault(kind, error)
 
     def _fault(self, kind: str, error: BaseException) -> None:
-        counter = getattr(self.session, "_count_error", None)
-        if counter is not None:
-            counter(f"tracer-{kind}", error)
-        elif kind not in self._faults:
-            logger.warning("hf_eco2ai tracer: the %s update failed (%s: %s); training goes on",
-                           kind, type(error).__name__, error)
-        self._faults.add(kind)
+        self.session.record_monitoring_error(
+            f"tracer-{kind}", error,
+            f"the Tracer's {kind} update failed ({type(error).__name__}: {error}); training goes on")

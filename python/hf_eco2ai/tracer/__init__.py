@@ -33,6 +33,10 @@ from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.tracer.config import ANOMALY_TYPES, TracerConfig
 from hf_eco2ai.tracer.core.tracer import TrainingTracer
 
+# The submodule ``watch`` is loaded now, so that the function ``watch`` defined below keeps the
+# name: a submodule loaded later would set the package attribute to itself.
+from hf_eco2ai.tracer import watch as _watch_module  # noqa: E402,F401  (isort: skip)
+
 if TYPE_CHECKING:
     from hf_eco2ai.tracer.analysis import AnomalyDetector, QueryEngine
     from hf_eco2ai.tracer.integrations import LightningCallback, TransformersCallback

@@ -70,7 +70,7 @@ class QueryEngine:
             counts[anomaly["type"]] = counts.get(anomaly["type"], 0) + 1
         steps_stored = int(statistics.steps.max()) + 1 if len(statistics) else 0
         steps_checkpointed = checkpoints[-1]["step"] + 1 if checkpoints else 0
-        total_norm = _total_norms(statistics)
+        total_norm = total_norms(statistics)
         return {
             "run_id": run_id, "run_name": details["run_name"], "project_name": run.project_name,
             "status": run.status, "start_time": run.started_unix_s, "end_time": run.ended_unix_s,
@@ -93,7 +93,7 @@ class QueryEngine:
                 values = statistics.loss[mask]
             else:
                 mask = statistics.has_gradients
-                values = _total_norms(statistics)[mask]
+                values = total_norms(statistics)[mask]
             return {"steps": statistics.steps[mask].tolist(),
                     "values": [float(v) if np.isfinite(v) else None for v in values.tolist()]}
         points = [(c["step"], c["metrics"][metric]) for c in storage.get_checkpoints(run_id) if metric in c["metrics"]]
@@ -216,7 +216,8 @@ class AnomalyDetector:
         return sorted(records, key=sort_key)
 
 
-def _total_norms(statistics: Any) -> np.ndarray:
+def total_norms(statistics: Any) -> np.ndarray:
+    """The L2 norm over every watched layer per step (NaN/Inf when any layer's was)."""
     if not statistics.layers:
         return np.full(len(statistics), np.nan)
     raw = statistics.gradients[:, :, 0].astype(np.float64)

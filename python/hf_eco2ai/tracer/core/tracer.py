@@ -57,8 +57,8 @@ class TrainingTracer:
         session: a running ``TrackingSession`` to attach to (the Trainer and Lightning callbacks
             pass theirs, and mark its steps themselves); ``None`` creates one over
             ``<storage_path>/runs.sqlite``, owns it and marks its steps in ``step()``.
-        carbon_config: the ``CarbonConfig`` of a session created here (default: the environment's,
-            with ``project_name`` from ``config``).
+        carbon_config: the ``CarbonConfig`` of a session created here (default: the environment's);
+            its ``project_name`` is replaced by ``config``'s.
         meter: an ``EnergyMeter`` for a session created here (tests, custom sources).
 
     Threading: ``log``, ``step``, ``watch`` and ``finish`` belong to the training thread.
@@ -77,7 +77,11 @@ class TrainingTracer:
             from hf_eco2ai.config import CarbonConfig
             from hf_eco2ai.session.tracking_session import TrackingSession
 
-            carbon = carbon_config if carbon_config is not None else CarbonConfig(project_name=config.project_name)
+            if carbon_config is None:
+                carbon = CarbonConfig(project_name=config.project_name)
+            else:
+                # The run is filed under the Tracer's project, whatever the energy config says.
+                carbon = carbon_config.replace(project_name=config.project_name)
             self.storage = StorageBackend(config)
             self.storage.delete_expired_runs(config.project_name, config.retention_days)
             session = TrackingSession(carbon, meter=meter, store=self.storage.store)

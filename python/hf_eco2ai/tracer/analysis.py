@@ -81,9 +81,9 @@ class QueryEngine:
         }
 
     def metric_curve(self, run_id: str, metric: str) -> Dict[str, List[Any]]:
-        """One metric over the run: ``{"steps": [...], "values": [...]}``. ``loss`` and
-        ``gradient_norm`` (the total over the watched layers) come from every step; other metrics
-        from the checkpoints."""
+        """One metric over the run: ``{"steps": [...], "values": [...]}``. ``loss`` (when it was
+        recorded per step) and ``gradient_norm`` (the total over the watched layers) come from
+        every step; other metrics from the checkpoints."""
         storage = self.storage
         run_id = _run_id(storage, run_id)
         if metric in ("loss", "gradient_norm"):
@@ -94,8 +94,9 @@ class QueryEngine:
             else:
                 mask = statistics.has_gradients
                 values = total_norms(statistics)[mask]
-            return {"steps": statistics.steps[mask].tolist(),
-                    "values": [float(v) if np.isfinite(v) else None for v in values.tolist()]}
+            if mask.any() or metric == "gradient_norm":
+                return {"steps": statistics.steps[mask].tolist(),
+                        "values": [float(v) if np.isfinite(v) else None for v in values.tolist()]}
         points = [(c["step"], c["metrics"][metric]) for c in storage.get_checkpoints(run_id) if metric in c["metrics"]]
         return {"steps": [step for step, _ in points], "values": [value for _, value in points]}
 

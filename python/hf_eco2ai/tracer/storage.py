@@ -9,11 +9,12 @@ thread and while a run is writing (WAL).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from hf_eco2ai.store.run_store import RunIdentity, RunStore, RunWriter
 from hf_eco2ai.tracer.config import TracerConfig
 
 __all__ = ["AnomalyRecord", "StorageBackend", "StepStatistics"]
+
+logger = logging.getLogger("hf_eco2ai.tracer")
 
 AnomalyRecord = Dict[str, Any]
 
@@ -83,17 +86,31 @@ class StorageBackend:
         ConfigurationError: the store file cannot be created or holds an unknown schema.
     """
 
-    def __init__(self, config: TracerConfig, store: Optional[RunStore] = None) -> None:
+    def __init__(self, config: TracerConfig, store: Optional[RunStore] = None,
+                 on_error: Optional[Callable[[BaseException], None]] = None) -> None:
         self.config = config
-        self.store = store if store is not None else RunStore(config.store_file)
+        # Absolute, so that the writer thread keeps the same file if the process changes directory.
+        self.store = store if store is not None else RunStore(config.store_file.absolute())
+        self.on_error = on_error
         self._writer: Optional[RunWriter] = None
+        self._write_failures = 0
 
     @property
     def writer(self) -> RunWriter:
-        """The background writer (started on first use)."""
+        """The background writer (started on first use). A failed commit goes to ``on_error``
+        (the tracer counts it in the session's monitoring errors) or is logged once."""
         if self._writer is None:
-            self._writer = self.store.writer()
+            self._writer = self.store.writer(on_error=self._write_failed)
         return self._writer
+
+    def _write_failed(self, error: BaseException) -> None:
+        if self.on_error is not None:
+            self.on_error(error)
+            return
+        self._write_failures += 1
+        if self._write_failures == 1:
+            logger.warning("hf_eco2ai tracer: a write to %s failed (%s: %s); later failures are counted only",
+                           self.store.path, type(error).__name__, error)
 
     def _committed(self) -> None:
         if not self.config.async_writes:
@@ -185,6 +202,9 @@ class StorageBackend:
         return connection
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        # Reads see this backend's own writes: what it queued is committed first.
+        if self._writer is not None:
+            self._writer.flush()
         connection = self._connect()
         try:
             return connection.execute(sql, parameters).fetchall()
@@ -193,6 +213,8 @@ class StorageBackend:
 
     def resolve_run_id(self, run_id_or_prefix: str) -> str:
         """The full run id a unique prefix names. Raises KeyError if none or several match."""
+        if self._writer is not None:
+            self._writer.flush()
         return self.store.resolve_run_id(run_id_or_prefix)
 
     def list_runs(self, project_name: Optional[str] = None) -> List[Dict[str, Any]]:

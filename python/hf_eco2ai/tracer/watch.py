@@ -71,12 +71,17 @@ class GradientWatcher:
         gradient_layers: glob patterns over parameter names (one group each), or None for one
             group per layer.
         sink: called with ``(step, row, row_view)`` for each step's row once it is on the host.
+        optimizer_hook: capture at every ``optimizer.step()`` (the global pre-hook). ``False``
+            leaves it to the caller to call ``capture()`` once the gradients are complete: an
+            optimiser that takes a closure (Lightning, LBFGS) computes them inside ``step()``,
+            after the pre-hook.
 
     Raises:
         ConfigurationError: the model has no trainable parameter, or a pattern matches none.
     """
 
-    def __init__(self, model: Any, gradient_layers: Optional[Sequence[str]], sink: RowSink) -> None:
+    def __init__(self, model: Any, gradient_layers: Optional[Sequence[str]], sink: RowSink,
+                 optimizer_hook: bool = True) -> None:
         import torch
         from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -113,7 +118,7 @@ class GradientWatcher:
             self._free_slots = [torch.empty((layers, 3), dtype=torch.float32, pin_memory=True)
                                 for _ in range(_PINNED_SLOTS)]
         self.captures = 0
-        self._hook = register_optimizer_step_pre_hook(self._before_optimizer_step)
+        self._hook = register_optimizer_step_pre_hook(self._before_optimizer_step) if optimizer_hook else None
 
     @property
     def n_layers(self) -> int:
@@ -140,7 +145,8 @@ class GradientWatcher:
             self.capture()
 
     def capture(self) -> None:
-        """Compute this step's statistics from the gradients present now (called by the hook)."""
+        """Compute this step's statistics from the gradients present now (the hook calls it; a
+        later call in the same step replaces the earlier capture)."""
         torch = self._torch
         grads = []
         groups = []

@@ -90,6 +90,7 @@ class TrainingTracer:
             self.storage = StorageBackend(config, store=store) if store is not None else StorageBackend(config)
             self.storage.delete_expired_runs(config.project_name, config.retention_days)
         self.session = session
+        self.storage.on_error = lambda error: self._fault("store", error)
         self.run_id: str = session.run_id
         self.run_name = config.run_name or f"{config.project_name}-{time.strftime('%Y%m%d-%H%M%S')}-{self.run_id[:6]}"
         self.start_time = time.time()
@@ -156,10 +157,11 @@ class TrainingTracer:
 
     # The documented calls -----------------------------------------------------------------------
 
-    def watch(self, model: Any) -> None:
+    def watch(self, model: Any, optimizer_hook: bool = True) -> None:
         """Watch ``model``'s gradients (see ``hf_eco2ai.tracer.watch``). A no-op with
         ``track_gradients=False``. Call before the first ``step()``: watching later restarts the
-        rolling loss statistics.
+        rolling loss statistics. The gradients are read at every ``optimizer.step()``; with
+        ``optimizer_hook=False`` call ``capture_gradients()`` after each backward pass instead.
 
         Raises:
             ConfigurationError: the model has no trainable parameters, or a ``gradient_layers``
@@ -172,7 +174,7 @@ class TrainingTracer:
         if self._watcher is not None:
             self._watcher.drain()
             self._watcher.close()
-        watcher = GradientWatcher(model, self.config.gradient_layers, self._on_gradient_row)
+        watcher = GradientWatcher(model, self.config.gradient_layers, self._on_gradient_row, optimizer_hook)
         if self._step > 0:
             logger.warning("hf_eco2ai tracer: watch() after %d steps: the rolling statistics start again",
                            self._step)
@@ -188,6 +190,12 @@ class TrainingTracer:
             device = watcher.device
             self._memory_reader = lambda: float(torch.cuda.max_memory_allocated(device))
         self._record_run()
+
+    def capture_gradients(self) -> None:
+        """Read the watched gradients now (once they are complete, before the optimiser step);
+        for ``watch(model, optimizer_hook=False)``."""
+        if self._watcher is not None:
+            self._guard("tracer", self._watcher.capture)
 
     def log(self, metrics: Mapping[str, Any]) -> None:
         """Record metrics of the current step. ``loss`` feeds the loss-spike detector; every

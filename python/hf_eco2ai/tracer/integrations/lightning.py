@@ -9,7 +9,7 @@ trainer.fit(model)
 It subclasses the ``Callback`` of every Lightning package installed (``lightning.pytorch`` and
 ``pytorch_lightning``), so either package's ``Trainer`` accepts it. The loss is read from the
 batch outputs at the trainer's ``log_every_n_steps`` (when Lightning reads it itself); the
-gradient statistics are taken at every optimiser step.
+gradient statistics are taken at every optimiser step, in ``on_before_optimizer_step``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class LightningCallback(Eco2AILightningTracking, *_callback_bases()):  # type: i
         carbon = energy_config(carbon_config, project,
                                Path(tracer_settings.get("storage_path", DEFAULT_STORAGE_PATH)))
         config = tracer_config(project, checkpoint_interval, tracer_settings, carbon.project_name)
-        self.tracer_observer = TracerObserver(config)
+        # Lightning's optimisers run the backward pass inside step() (a closure), so the
+        # gradients are read in on_before_optimizer_step rather than by the optimiser pre-hook.
+        self.tracer_observer = TracerObserver(config, optimizer_hook=False)
         super().__init__(carbon, tracking_frequency=tracking_frequency, meter=meter, store=config.store_file,
                          report_formats=report_formats, observers=[self.tracer_observer])
         self.tracer_config = config
@@ -87,6 +89,11 @@ class LightningCallback(Eco2AILightningTracking, *_callback_bases()):  # type: i
         """Start the run, and watch the module's gradients."""
         super().on_fit_start(trainer, pl_module)
         self.tracer_observer.watch(pl_module)
+
+    @override
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        """Read the gradients: complete, and not yet applied."""
+        self.tracer_observer.capture_gradients()
 
     @override
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -41,15 +41,16 @@ def tracer_config(project: Optional[str], checkpoint_interval: int, settings: Di
 class TracerObserver:
     """Follows one run after another; ``tracer`` is the current run's (None between runs)."""
 
-    def __init__(self, config: TracerConfig) -> None:
+    def __init__(self, config: TracerConfig, optimizer_hook: bool = True) -> None:
         self.config = config
+        self.optimizer_hook = optimizer_hook
         self.tracer: Optional[TrainingTracer] = None
         self._model: Any = None
 
     def on_run_start(self, session: Any) -> None:
         tracer = TrainingTracer(self.config, session=session).start()
         if self._model is not None:
-            tracer.watch(self._model)
+            tracer.watch(self._model, self.optimizer_hook)
         self.tracer = tracer
 
     def on_log(self, figures: Mapping[str, float], step: int) -> None:
@@ -72,7 +73,11 @@ class TracerObserver:
         """Watch ``model`` in this run and in the next ones."""
         self._model = model
         if self.tracer is not None and not self.tracer.finished:
-            self.tracer.watch(model)
+            self.tracer.watch(model, self.optimizer_hook)
+
+    def capture_gradients(self) -> None:
+        if self.tracer is not None and not self.tracer.finished:
+            self.tracer.capture_gradients()
 
     def log(self, metrics: Mapping[str, Any]) -> None:
         if self.tracer is not None and not self.tracer.finished:

@@ -118,6 +118,8 @@ class TrainingTracer:
         """Start the session (when owned) and record the run. Idempotent."""
         if self._owns_session:
             self.session.start()
+        # Every type is exported from the start, at 0, so that increase() sees the first anomaly.
+        self.session.count_anomalies(ANOMALY_TYPES, self._anomaly_counts)
         self._record_run()
         return self
 

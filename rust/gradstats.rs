@@ -614,6 +614,116 @@ impl GradientRing {
     }
 }
 
+/// Sum of squares (f64), largest |x| (NaN when any element is NaN) and NaN/Inf count of a slice,
+/// in one pass. Uses AVX2 where the CPU has it (the same code, compiled for it).
+pub fn slice_stats(values: &[f32]) -> (f64, f32, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just checked to support AVX2.
+            return unsafe { slice_stats_avx2(values) };
+        }
+    }
+    slice_stats_portable(values)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn slice_stats_avx2(values: &[f32]) -> (f64, f32, u64) {
+    slice_stats_portable(values)
+}
+
+/// Squares are summed in float32 lanes over blocks of `BLOCK` values (eight independent
+/// accumulators, so the loop vectorises) and the blocks in float64; a block whose float32 sum is
+/// not finite is summed again in float64, so huge gradients keep an exact, finite norm.
+#[inline(always)]
+fn slice_stats_portable(values: &[f32]) -> (f64, f32, u64) {
+    const LANES: usize = 8;
+    const BLOCK: usize = 256;
+    let mut total_squares = 0.0f64;
+    let mut largest = [0.0f32; LANES];
+    let mut total_nonfinite = 0u64;
+    for block in values.chunks(BLOCK) {
+        let mut squares = [0.0f32; LANES];
+        let mut nonfinite = [0u32; LANES];
+        let chunks = block.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for lane in 0..LANES {
+                let x = chunk[lane];
+                squares[lane] += x * x;
+                largest[lane] = largest[lane].max(x.abs());
+                nonfinite[lane] += u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+            }
+        }
+        let mut block_squares: f32 = squares.iter().sum();
+        for &x in rest {
+            block_squares += x * x;
+            largest[0] = largest[0].max(x.abs());
+            nonfinite[0] += u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+        }
+        total_squares += if block_squares.is_finite() {
+            f64::from(block_squares)
+        } else {
+            block.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
+        };
+        total_nonfinite += nonfinite.iter().map(|&n| u64::from(n)).sum::<u64>();
+    }
+    let mut total_largest = largest.iter().fold(0.0f32, |a, &b| a.max(b));
+    // f32::max skips NaN; a NaN element shows in the sum of squares, and then in the max too,
+    // as torch's reductions give it.
+    if total_squares.is_nan() {
+        total_largest = f32::NAN;
+    }
+    (total_squares, total_largest, total_nonfinite)
+}
+
+/// Per-group gradient figures (L2 norm, max |g|, NaN/Inf count) of slices that each belong to a
+/// group, written as one row of `STATS_PER_LAYER` floats per group; a group without any slice
+/// gets a norm of -1 (no gradient).
+pub fn group_stats(slices: &[(&[f32], usize)], n_groups: usize, row: &mut [f32]) -> CoreResult<()> {
+    if row.len() != n_groups * STATS_PER_LAYER {
+        return Err(CoreError::Config(format!(
+            "the row has {} values; {n_groups} groups need {}",
+            row.len(),
+            n_groups * STATS_PER_LAYER
+        )));
+    }
+    let mut squares = vec![0.0f64; n_groups];
+    let mut largest = vec![0.0f32; n_groups];
+    let mut nonfinite = vec![0u64; n_groups];
+    let mut present = vec![false; n_groups];
+    for &(values, group) in slices {
+        if group >= n_groups {
+            return Err(config_error(
+                "group",
+                group,
+                &format!("there are {n_groups} groups"),
+            ));
+        }
+        let (s, l, n) = slice_stats(values);
+        squares[group] += s;
+        largest[group] = if l.is_nan() || largest[group].is_nan() {
+            f32::NAN
+        } else {
+            largest[group].max(l)
+        };
+        nonfinite[group] += n;
+        present[group] = true;
+    }
+    for group in 0..n_groups {
+        let out = &mut row[group * STATS_PER_LAYER..(group + 1) * STATS_PER_LAYER];
+        out[0] = if present[group] {
+            squares[group].sqrt() as f32
+        } else {
+            -1.0
+        };
+        out[1] = largest[group];
+        out[2] = nonfinite[group] as f32;
+    }
+    Ok(())
+}
+
 /// The robust scale of a window: 1.4826 × MAD (the standard deviation for normal data), floored
 /// so that a loss that has stayed constant does not turn rounding noise into a spike.
 fn robust_scale(window: &RollingWindow, median: f64) -> f64 {
@@ -760,5 +870,28 @@ mod tests {
         assert!(error.to_string().contains("explosion_factor"));
         let mut ring = ring(2);
         assert!(ring.push_gradients(0, &[1.0, 2.0]).is_err());
+    }
+    #[test]
+    fn group_stats_fold_slices_into_their_groups() {
+        let a = [3.0f32, -4.0, f32::NAN];
+        let b = [1.0f32; 9];
+        let c = [f32::INFINITY, 2.0];
+        let mut row = vec![0.0f32; 9];
+        group_stats(&[(&a, 0), (&b, 0), (&c, 2)], 3, &mut row).unwrap();
+        assert!(row[0].is_nan() && row[1].is_nan());
+        assert_eq!(row[2], 1.0);
+        assert_eq!(row[3], -1.0);
+        assert_eq!(
+            (row[6], row[7], row[8]),
+            (f32::INFINITY, f32::INFINITY, 1.0)
+        );
+        let finite: Vec<f32> = (0..1037).map(|i| (i % 37) as f32 - 18.0).collect();
+        let (squares, largest, count) = slice_stats(&finite);
+        let expected: f64 = finite.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        assert_eq!((squares, largest, count), (expected, 18.0, 0));
+        let huge = [3e30f32; 300];
+        let (squares, _, count) = slice_stats(&huge);
+        assert_eq!(count, 0);
+        assert!((squares.sqrt() / (3e30 * 300f64.sqrt()) - 1.0).abs() < 1e-6);
     }
 }

@@ -4,7 +4,8 @@ from typing import ClassVar, Dict, List, Optional, Tuple, Union, final
 
 
 __all__ = [
-    "GradientRing", "MAX_CHANNELS", "MAX_RATE_HZ", "Meter", "SourceHandle", "cpu_estimate_source", "integrate_power_spans",
+    "GradientRing", "MAX_CHANNELS", "MAX_RATE_HZ", "Meter", "SourceHandle", "cpu_estimate_source", "gradient_group_stats_f32",
+    "integrate_power_spans",
     "monotonic_s", "nvml_gpu_stats", "nvml_source", "rapl_source", "synthetic_source",
 ]
 
@@ -78,3 +79,4 @@ def nvml_source(cuda_visible_devices: Optional[str] = None, devices: Optional[Li
 def nvml_gpu_stats(cuda_visible_devices: Optional[str] = None) -> List[Dict[str, object]]: ...
 def monotonic_s() -> float: ...
 def integrate_power_spans(times_s: List[float], watts: List[float], boundaries_s: List[float]) -> List[float]: ...
+def gradient_group_stats_f32(addresses: List[int], lengths: List[int], groups: List[int], n_groups: int, row: bytearray) -> None: ...

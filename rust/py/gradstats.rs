@@ -7,7 +7,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use crate::gradstats::{AnomalyKind, GradientRing, Thresholds, STATS_PER_LAYER};
+use crate::gradstats::{group_stats, AnomalyKind, GradientRing, Thresholds, STATS_PER_LAYER};
 use crate::py::errors::IntoPyResult;
 
 type AnomalyTuple = (u64, &'static str, usize, f64, f64, f64);
@@ -198,4 +198,66 @@ impl PyGradientRing {
     fn anomalies_dropped(&self) -> u64 {
         self.ring().anomalies_dropped()
     }
+}
+
+/// Per-group gradient figures of CPU float32 buffers, in one pass over each, written into `row`
+/// (a bytearray of `3 * n_groups` float32): L2 norm, max |g| and NaN/Inf count per group, a norm
+/// of -1 for a group without buffers.
+///
+/// `addresses[i]`/`lengths[i]` name buffer i (its address and element count) and `groups[i]` its
+/// group. The caller must keep every buffer alive, contiguous, float32 and unchanged during the
+/// call (it holds the tensors; the GIL stays held, so no other Python code runs meanwhile).
+#[pyfunction]
+pub fn gradient_group_stats_f32(
+    py: Python<'_>,
+    addresses: Vec<usize>,
+    lengths: Vec<usize>,
+    groups: Vec<usize>,
+    n_groups: usize,
+    row: &Bound<'_, PyByteArray>,
+) -> PyResult<()> {
+    if addresses.len() != lengths.len() || addresses.len() != groups.len() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "addresses, lengths and groups must pair up; got {}, {} and {}",
+            addresses.len(),
+            lengths.len(),
+            groups.len()
+        )));
+    }
+    if addresses
+        .iter()
+        .any(|&address| address == 0 || address % 4 != 0)
+    {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "every address must be a non-null, 4-byte aligned float32 buffer",
+        ));
+    }
+    // SAFETY: the caller guarantees each (address, length) is a live float32 buffer (checked
+    // non-null and aligned above) that nothing writes while the GIL is held.
+    let slices: Vec<(&[f32], usize)> = addresses
+        .iter()
+        .zip(&lengths)
+        .zip(&groups)
+        .map(|((&address, &length), &group)| {
+            (
+                unsafe { std::slice::from_raw_parts(address as *const f32, length) },
+                group,
+            )
+        })
+        .collect();
+    let mut values = vec![0.0f32; n_groups * STATS_PER_LAYER];
+    group_stats(&slices, n_groups, &mut values).into_py_result(py)?;
+    // SAFETY: the GIL is held and no Python code runs while the bytearray's bytes are written.
+    let bytes = unsafe { row.as_bytes_mut() };
+    if bytes.len() != values.len() * 4 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "row has {} bytes; {n_groups} groups need {}",
+            bytes.len(),
+            values.len() * 4
+        )));
+    }
+    for (chunk, value) in bytes.chunks_exact_mut(4).zip(values) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(())
 }

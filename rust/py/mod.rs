@@ -38,7 +38,7 @@ fn integrate_power_spans(
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use super::gradstats::PyGradientRing;
+    use super::gradstats::{gradient_group_stats_f32, PyGradientRing};
     #[pymodule_export]
     use super::meter::PyMeter;
     #[pymodule_export]

@@ -4,10 +4,12 @@ Version 2 adds, beside the energy tables of version 1:
 
 - ``tracer_runs``: a run's Tracer identity (run name, tags, notes), its watched layer names and
   the Tracer settings it ran with;
-- ``step_statistics``: one row per training step: loss, device memory (bytes) and the gradient
-  row; ``recorded`` says which were recorded (bit 0 loss, bit 1 memory), since SQLite stores a
-  NaN loss as NULL; the gradient row is (little-endian float32, norm / max |g| / NaN-Inf count per layer; a negative norm marks a
-  layer without gradient that step);
+- ``step_statistics``: per-step rows, stored as one row per batch the writer received (a
+  chunk): the steps (int64), ``recorded`` (uint8: bit 0 a loss, bit 1 a memory figure was
+  recorded), loss and device memory (float64, NaN kept), ``has_gradients`` (uint8) and the
+  gradient rows (float32, norm / max |g| / NaN-Inf count per layer; a negative norm marks a layer
+  without gradient that step), all little-endian columns. One insert per batch is what lets the
+  writer keep up with fast training loops;
 - ``checkpoints``: every ``checkpoint_interval`` steps: metrics, gradient statistics, system
   metrics (JSON) and the energy since the previous checkpoint (J, before PUE);
 - ``anomalies``: one row per anomaly (step, type, layer, value, threshold, rolling statistic),
@@ -38,13 +40,18 @@ CREATE TABLE IF NOT EXISTS tracer_runs (
 );
 CREATE TABLE IF NOT EXISTS step_statistics (
     run_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    recorded INTEGER NOT NULL,
-    loss REAL,
-    memory_bytes REAL,
-    gradient_stats BLOB,
-    PRIMARY KEY (run_id, step)
-) WITHOUT ROWID;
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    layer_count INTEGER NOT NULL,
+    steps BLOB NOT NULL,
+    recorded BLOB NOT NULL,
+    loss BLOB NOT NULL,
+    memory_bytes BLOB NOT NULL,
+    has_gradients BLOB NOT NULL,
+    gradients BLOB,
+    UNIQUE (run_id, first_step)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT NOT NULL,
     step INTEGER NOT NULL,
@@ -73,8 +80,8 @@ RUN_TABLES = ("steps", "windows", "power", "logs", "reports", "tracer_runs", "st
               "checkpoints", "anomalies", "runs")
 
 INSERT_STEP_STATISTICS = (
-    "INSERT OR REPLACE INTO step_statistics (run_id, step, recorded, loss, memory_bytes, gradient_stats) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO step_statistics (run_id, first_step, last_step, row_count, layer_count, steps, "
+    "recorded, loss, memory_bytes, has_gradients, gradients) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_CHECKPOINT = (
     "INSERT OR REPLACE INTO checkpoints (run_id, step, unix_time_s, metrics_json, gradient_stats_json, "

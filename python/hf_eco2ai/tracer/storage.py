@@ -266,28 +266,43 @@ class StorageBackend:
                 for row in rows if wanted is None or row[1] in wanted]
 
     def get_step_statistics(self, run_id: str) -> StepStatistics:
-        """A run's per-step rows (see ``StepStatistics``)."""
+        """A run's per-step rows (see ``StepStatistics``), in step order; a step stored twice
+        (a batch written again) reads once, from its latest batch."""
         details = self.get_run(run_id)
         layers: List[str] = details["layers"]
-        rows = self._read("SELECT step, recorded, loss, memory_bytes, gradient_stats FROM step_statistics "
-                          "WHERE run_id = ? ORDER BY step", (details["run_id"],))
-        count = len(rows)
-        gradients = np.full((count, len(layers), 3), np.nan, dtype=np.float32)
-        has_gradients = np.zeros(count, dtype=bool)
-        for position, row in enumerate(rows):
-            blob = row[4]
-            if blob is not None and len(blob) == len(layers) * 12:
-                gradients[position] = np.frombuffer(blob, dtype="<f4").reshape(len(layers), 3)
-                has_gradients[position] = True
-        recorded = np.array([row[1] for row in rows], dtype=np.int64)
+        rows = self._read("SELECT row_count, layer_count, steps, recorded, loss, memory_bytes, has_gradients, "
+                          "gradients FROM step_statistics WHERE run_id = ? ORDER BY first_step", (details["run_id"],))
+        width = len(layers)
+        parts: Dict[str, List[np.ndarray]] = {name: [] for name in ("steps", "recorded", "loss", "memory", "has", "grads")}
+        for count, layer_count, steps, recorded, loss, memory, has, gradients in rows:
+            parts["steps"].append(np.frombuffer(steps, dtype="<i8"))
+            parts["recorded"].append(np.frombuffer(recorded, dtype=np.uint8))
+            parts["loss"].append(np.frombuffer(loss, dtype="<f8"))
+            parts["memory"].append(np.frombuffer(memory, dtype="<f8"))
+            chunk_has = np.frombuffer(has, dtype=np.uint8).astype(bool)
+            chunk_grads = np.full((count, width, 3), np.nan, dtype=np.float32)
+            if gradients is not None and layer_count == width and width:
+                chunk_grads[:] = np.frombuffer(gradients, dtype="<f4").reshape(count, width, 3)
+            else:
+                chunk_has = np.zeros(count, dtype=bool)
+            parts["has"].append(chunk_has)
+            parts["grads"].append(chunk_grads)
+        if not rows:
+            empty = np.zeros(0)
+            return StepStatistics(layers, empty.astype(np.int64), empty, empty.astype(bool), empty,
+                                  empty.astype(bool), np.zeros((0, width, 3), dtype=np.float32), empty.astype(bool))
+        steps_all = np.concatenate(parts["steps"])
+        # The last occurrence of each step wins; the result is in step order.
+        reversed_unique = np.unique(steps_all[::-1], return_index=True)[1]
+        keep = len(steps_all) - 1 - reversed_unique
+        recorded_all = np.concatenate(parts["recorded"])[keep]
         return StepStatistics(
-            layers=layers,
-            steps=np.array([row[0] for row in rows], dtype=np.int64),
-            loss=np.array([np.nan if row[2] is None else row[2] for row in rows], dtype=np.float64),
-            loss_recorded=(recorded & tracer_tables.LOSS_RECORDED) != 0,
-            memory_bytes=np.array([np.nan if row[3] is None else row[3] for row in rows], dtype=np.float64),
-            memory_recorded=(recorded & tracer_tables.MEMORY_RECORDED) != 0,
-            gradients=gradients, has_gradients=has_gradients,
+            layers=layers, steps=steps_all[keep].astype(np.int64),
+            loss=np.concatenate(parts["loss"])[keep],
+            loss_recorded=(recorded_all & tracer_tables.LOSS_RECORDED) != 0,
+            memory_bytes=np.concatenate(parts["memory"])[keep],
+            memory_recorded=(recorded_all & tracer_tables.MEMORY_RECORDED) != 0,
+            gradients=np.concatenate(parts["grads"])[keep], has_gradients=np.concatenate(parts["has"])[keep],
         )
 
 
@@ -300,9 +315,10 @@ def _float_or_none(value: Any) -> Optional[float]:
 
 def _step_rows(run_id: str, steps: np.ndarray, recorded: np.ndarray, loss: np.ndarray, memory_bytes: np.ndarray,
                gradients: Optional[np.ndarray], has_gradients: np.ndarray) -> Iterator[Tuple[Any, ...]]:
-    # SQLite turns a NaN into NULL by itself; `recorded` keeps "NaN" apart from "not recorded".
-    has = has_gradients.tolist()
-    for step, bits, step_loss, step_memory, position in zip(
-            steps.tolist(), recorded.tolist(), loss.tolist(), memory_bytes.tolist(), range(len(steps))):
-        blob = gradients[position].tobytes() if gradients is not None and has[position] else None
-        yield (run_id, step, bits, step_loss, step_memory, blob)
+    # One row per batch: the columns as little-endian blobs (NaN survives in a blob, where SQLite
+    # would turn a NaN REAL into NULL).
+    layer_count = 0 if gradients is None else int(gradients.shape[1])
+    yield (run_id, int(steps[0]), int(steps[-1]), len(steps), layer_count, steps.astype("<i8").tobytes(),
+           recorded.astype(np.uint8).tobytes(), loss.astype("<f8").tobytes(), memory_bytes.astype("<f8").tobytes(),
+           has_gradients.astype(np.uint8).tobytes(),
+           None if gradients is None else np.ascontiguousarray(gradients, dtype="<f4").tobytes())

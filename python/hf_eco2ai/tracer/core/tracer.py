@@ -283,6 +283,8 @@ class TrainingTracer:
         """Write a checkpoint now: waits for the gradient rows still on the device, hands every
         held row to the store, and records the latest metrics, gradient statistics, system
         metrics and the energy since the previous checkpoint."""
+        if self._step == 0:
+            return
         step = self._step - 1
         self._flush_rows()
         self._guard("checkpoint", lambda: self._write_checkpoint(step))
@@ -315,9 +317,12 @@ class TrainingTracer:
             {"step": s, "loss": loss, "memory_bytes": memory} for s, loss, memory in self._recent
         ] if self.config.capture_samples else []
         self.storage.write_checkpoint(self.run_id, step, time.time(), metrics, gradient_stats, system, energy_joules)
-        numeric = {name: value for name, value in metrics.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
-        self.session.log(numeric, step=step)
+        if self._owns_session:
+            # An attached session is logged by its lifecycle, whose interval figures a log here
+            # would cut short.
+            numeric = {name: value for name, value in metrics.items()
+                       if isinstance(value, (int, float)) and not isinstance(value, bool)}
+            self.session.log(numeric, step=step)
 
     def _gradient_stats(self) -> Dict[str, Any]:
         ring = self._ring

@@ -268,7 +268,8 @@ def main() -> None:
     logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
     bench_watch(args.rounds, args.steps)
     bench_cuda_syncs(args.steps)
-    bench_store(args.store_rows, 1_000)
+    for batch_rows in (100, 1_000):  # write_buffer_size: the default, and a larger one
+        bench_store(args.store_rows, batch_rows)
 
 
 if __name__ == "__main__":

@@ -196,3 +196,15 @@ def test_a_reader_sees_consistent_figures_while_a_run_writes(tmp_path: Path) -> 
     assert errors == []
     assert seen_counts and seen_counts == sorted(seen_counts)
     assert len(storage.get_step_statistics("live-run")) == 2000
+
+
+def test_the_read_commands_read_a_version_1_store_without_changing_it(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(DATA / "store_v1.sqlite", path)
+    environment = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
+    result = subprocess.run([sys.executable, "-m", "hf_eco2ai.cli", "show", "v1-run-0001", "--store", str(path)],
+                            capture_output=True, text=True, timeout=120, env=environment)
+    assert result.returncode == 0, result.stderr
+    assert "run v1-run-0001 (finished)" in result.stdout
+    assert "gradient norms" not in result.stdout
+    assert schema_version(path) == 1

@@ -8,15 +8,12 @@ framework (``override`` comes from typing_extensions, which both depend on).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from typing_extensions import override
 
-from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.integrations.run_lifecycle import RunLifecycle, RunObserver, RunOptions
-from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS
-from hf_eco2ai.session import TrackingSession
+from hf_eco2ai.integrations.tracked_callback import TrackedRunCallback
+from hf_eco2ai.reporting.summary import final_figures
 
 
 if TYPE_CHECKING:
@@ -29,14 +26,16 @@ else:
 _VALIDATION_WINDOW = "validation"
 
 
-class Eco2AILightningTracking(_HookBase):
+class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
     """Energy and carbon tracking for ``Trainer.fit`` (options as ``Eco2AICallback``'s).
 
     Each optimiser step is marked in ``on_train_batch_end`` (once per step when gradients
     accumulate; every micro-batch is counted). At the trainer's logging interval
     (``log_every_n_steps``) the figures go through ``pl_module.log_dict`` to every logger the
     Trainer has. Validation runs inside a ``validation`` window. The report is built and written
-    at ``on_fit_end``; ``teardown`` and ``on_exception`` stop the sampler whatever happens.
+    at ``on_fit_end``, with the run's totals logged to every logger; ``teardown`` and
+    ``on_exception`` stop the sampler whatever happens. Reports and the run store go to
+    ``trainer.log_dir`` unless ``output_dir`` was set.
 
     Logged metrics (units in the names):
         ``energy/step_joules``, ``energy/interval_joules``, ``power/mean_watts``,
@@ -47,7 +46,7 @@ class Eco2AILightningTracking(_HookBase):
     Args:
         config, tracking_mode, output_dir, tracking_frequency, include_infrastructure,
         detailed_gpu_tracking, wandb_integration, mlflow_integration, meter, store,
-        report_formats, observers: as for ``hf_eco2ai.Eco2AICallback``.
+        report_formats, observers: see ``hf_eco2ai.integrations.tracked_callback.TrackedRunCallback``.
 
     Raises:
         ConfigurationError: an invalid option or a missing integration package, at construction.
@@ -61,44 +60,8 @@ class Eco2AILightningTracking(_HookBase):
         trainer.fit(model, datamodule)
     """
 
-    def __init__(
-        self,
-        config: Optional[CarbonConfig] = None,
-        tracking_mode: Optional[str] = None,
-        output_dir: Optional[str] = None,
-        tracking_frequency: str = "step",
-        include_infrastructure: bool = True,
-        detailed_gpu_tracking: bool = True,
-        wandb_integration: bool = False,
-        mlflow_integration: bool = False,
-        *,
-        meter: Any = None,
-        store: Any = True,
-        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
-        observers: Sequence[RunObserver] = (),
-    ) -> None:
-        super().__init__()
-        self.options = RunOptions.build(
-            config=config, tracking_mode=tracking_mode, output_dir=output_dir,
-            tracking_frequency=tracking_frequency, include_infrastructure=include_infrastructure,
-            detailed_gpu_tracking=detailed_gpu_tracking, wandb_integration=wandb_integration,
-            mlflow_integration=mlflow_integration, report_formats=report_formats,
-        )
-        self.lifecycle = RunLifecycle(self.options, framework="lightning", meter=meter, store=store,
-                                      observers=observers)
-        self.config = self.options.config
-        self.tracking_frequency = self.options.tracking_frequency
-        self._last_global_step = 0
-
-    @property
-    def session(self) -> Optional[TrackingSession]:
-        """The current (or last) run's session; None before ``fit``."""
-        return self.lifecycle.session
-
-    @property
-    def report_paths(self) -> Dict[str, Path]:
-        """The report files written at the end of ``fit``, by format."""
-        return self.lifecycle.report_paths
+    framework = "lightning"
+    _last_global_step = 0
 
     def _log_figures(self, trainer: Any, pl_module: Any, on_epoch: bool) -> None:
         figures = self.lifecycle.log(_training_losses(trainer.callback_metrics), int(trainer.global_step))
@@ -116,7 +79,8 @@ class Eco2AILightningTracking(_HookBase):
     @override
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start measuring; the first step opens here."""
-        self.lifecycle.start(model=pl_module, global_step=int(trainer.global_step))
+        self.lifecycle.start(model=pl_module, global_step=int(trainer.global_step),
+                             framework_output_dir=trainer.log_dir)
         self._last_global_step = int(trainer.global_step)
 
     @override
@@ -154,10 +118,14 @@ class Eco2AILightningTracking(_HookBase):
 
     @override
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """Stop measuring, build the report (combined over ranks) and write it on global rank 0."""
-        self.lifecycle.finish({"global_step_end": int(trainer.global_step),
-                               "accumulate_grad_batches": int(trainer.accumulate_grad_batches)},
-                              write_outputs=trainer.is_global_zero)
+        """Stop measuring, build the report (combined over ranks), write it on global rank 0, and
+        log the run's totals to every logger (runs shorter than the logging interval included)."""
+        report = self.lifecycle.finish({"global_step_end": int(trainer.global_step),
+                                        "accumulate_grad_batches": int(trainer.accumulate_grad_batches)},
+                                       write_outputs=trainer.is_global_zero)
+        if report:
+            for logger in trainer.loggers:
+                logger.log_metrics(final_figures(report), step=int(trainer.global_step))
 
     @override
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
@@ -168,16 +136,6 @@ class Eco2AILightningTracking(_HookBase):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Stop the sampler if the run ended without ``on_fit_end`` (interrupted, or only tested)."""
         self.lifecycle.abort("failed")
-
-    # Results -----------------------------------------------------------------------------------------
-
-    def get_carbon_report(self) -> Dict[str, Any]:
-        """The ``tracking_data`` dict: the final one after ``fit``, this process's so far during it.
-
-        Raises:
-            ConfigurationError: called before ``fit`` started.
-        """
-        return self.lifecycle.carbon_report()
 
 
 def _training_losses(callback_metrics: Any) -> Dict[str, float]:

@@ -23,8 +23,7 @@ Draining records, carbon figures, the budget and logging happen in ``on_log``, `
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -34,9 +33,7 @@ except ImportError as missing:
         f"({missing}): pip install 'hf-eco2ai[transformers]'"
     ) from missing
 
-from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.integrations.run_lifecycle import RunLifecycle, RunObserver, RunOptions
-from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS
+from hf_eco2ai.integrations.tracked_callback import TrackedRunCallback
 from hf_eco2ai.session import TrackingSession
 
 __all__ = ["Eco2AICallback"]
@@ -44,69 +41,20 @@ __all__ = ["Eco2AICallback"]
 _LOGGED_METRICS = ("loss", "eval_loss", "learning_rate")
 
 
-class Eco2AICallback(TrainerCallback):
-    """Tracks the energy and carbon of ``Trainer.train()``.
+class Eco2AICallback(TrainerCallback, TrackedRunCallback):
+    """Tracks the energy and carbon of ``Trainer.train()``; the options are ``TrackedRunCallback``'s.
 
     Args:
-        config: the settings (``CarbonConfig``); ``None`` reads them from the environment and
-            ``eco2ai.yaml``.
-        tracking_mode: overrides ``config.tracking_mode`` (``minimal``, ``simple``, ``detailed``).
-        output_dir: overrides ``config.output_dir``; reports and the run store go there.
-        tracking_frequency: ``step`` (one record per optimiser step), ``batch`` (one per
-            micro-batch when accumulating gradients) or ``epoch`` (one per epoch, and a log at
-            every epoch end).
-        include_infrastructure: also measure the node's CPU and DRAM (RAPL or the CPU estimate);
-            ``False`` measures GPUs only.
-        detailed_gpu_tracking: add per-channel power (``power/gpu:0_watts``, ...) to the logs.
-        wandb_integration, mlflow_integration: also log the figures and the final report (with
-            its provenance) to the active W&B / MLflow run.
-        meter: an ``EnergyMeter`` to use instead of one built from ``config`` (tests, custom
-            sources); it measures one ``train()``.
-        store: where the run store lives, as ``TrackingSession`` takes it.
-        report_formats: the report files written to ``output_dir`` at train end.
-        observers: further followers of the run (``hf_eco2ai.integrations.run_lifecycle.RunObserver``).
+        config, tracking_mode, output_dir, tracking_frequency, include_infrastructure,
+        detailed_gpu_tracking, wandb_integration, mlflow_integration, meter, store,
+        report_formats, observers: see ``hf_eco2ai.integrations.tracked_callback.TrackedRunCallback``.
 
     Raises:
         ConfigurationError: an invalid option, or an integration whose package is not installed
             (the message names the package to install).
     """
 
-    def __init__(
-        self,
-        config: Optional[CarbonConfig] = None,
-        tracking_mode: Optional[str] = None,
-        output_dir: Optional[str] = None,
-        tracking_frequency: str = "step",
-        include_infrastructure: bool = True,
-        detailed_gpu_tracking: bool = True,
-        wandb_integration: bool = False,
-        mlflow_integration: bool = False,
-        *,
-        meter: Any = None,
-        store: Any = True,
-        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
-        observers: Sequence[RunObserver] = (),
-    ) -> None:
-        self.options = RunOptions.build(
-            config=config, tracking_mode=tracking_mode, output_dir=output_dir,
-            tracking_frequency=tracking_frequency, include_infrastructure=include_infrastructure,
-            detailed_gpu_tracking=detailed_gpu_tracking, wandb_integration=wandb_integration,
-            mlflow_integration=mlflow_integration, report_formats=report_formats,
-        )
-        self.lifecycle = RunLifecycle(self.options, framework="transformers", meter=meter, store=store,
-                                      observers=observers)
-        self.config = self.options.config
-        self.tracking_frequency = self.options.tracking_frequency
-
-    @property
-    def session(self) -> Optional[TrackingSession]:
-        """The current (or last) run's session; None before training."""
-        return self.lifecycle.session
-
-    @property
-    def report_paths(self) -> Dict[str, Path]:
-        """The report files written at train end, by format."""
-        return self.lifecycle.report_paths
+    framework = "transformers"
 
     def install(self, trainer: Any) -> "Eco2AICallback":
         """Add this callback to ``trainer`` ahead of every other one, and return it.
@@ -124,9 +72,12 @@ class Eco2AICallback(TrainerCallback):
         return self
 
     def setup(self, args: TrainingArguments, state: TrainerState, model: Any = None) -> TrackingSession:
-        """Create and start this training run's session; idempotent within one ``train()`` call."""
+        """Create and start this training run's session; idempotent within one ``train()`` call.
+
+        Reports and the run store go to ``args.output_dir`` unless ``output_dir`` was set."""
         return self.lifecycle.start(model=model, global_step=state.global_step,
-                                    samples_per_micro_batch=int(args.train_batch_size))
+                                    samples_per_micro_batch=int(args.train_batch_size),
+                                    framework_output_dir=args.output_dir)
 
     # Hooks -------------------------------------------------------------------------------------------
 
@@ -165,19 +116,6 @@ class Eco2AICallback(TrainerCallback):
         self.lifecycle.finish({"global_step_end": state.global_step,
                                "gradient_accumulation_steps": int(args.gradient_accumulation_steps)},
                               write_outputs=state.is_world_process_zero)
-
-    # Results -----------------------------------------------------------------------------------------
-
-    def get_carbon_report(self) -> Dict[str, Any]:
-        """The ``tracking_data`` dict (docs/reports.md): ``total_co2_kg``, ``energy``, ``intensity``...
-
-        After training it is the final report (combined over ranks in a distributed job); during
-        training it is this process's report so far.
-
-        Raises:
-            ConfigurationError: called before training started.
-        """
-        return self.lifecycle.carbon_report()
 
 
 def _add_to_logs(figures: Mapping[str, float], logs: Dict[str, Any], state: TrainerState) -> None:

@@ -26,6 +26,8 @@ import sqlite3
 from typing import Iterable, List, Sequence
 
 SCHEMA_VERSION = 2
+# A version-1 file opened read-only (not upgraded) is still read: it simply has no Tracer rows.
+READABLE_OLDER_VERSIONS = (1,)
 LOSS_RECORDED = 1
 MEMORY_RECORDED = 2
 

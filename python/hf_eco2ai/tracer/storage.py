@@ -205,11 +205,13 @@ class StorageBackend:
         # Reads see this backend's own writes: what it queued is committed first.
         if self._writer is not None:
             self._writer.flush()
-        connection = self._connect()
         try:
-            return connection.execute(sql, parameters).fetchall()
-        finally:
-            connection.close()
+            return self.store.query(sql, parameters)
+        except sqlite3.OperationalError as error:
+            # A version-1 store opened read-only has no Tracer tables: no Tracer rows.
+            if "no such table" in str(error) and self.store.read_only:
+                return []
+            raise
 
     def resolve_run_id(self, run_id_or_prefix: str) -> str:
         """The full run id a unique prefix names. Raises KeyError if none or several match."""

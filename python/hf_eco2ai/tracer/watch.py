@@ -177,8 +177,8 @@ class GradientWatcher:
             self._present = torch.zeros(self.n_layers, dtype=torch.float64, device=self.device).index_add_(
                 0, self._index, torch.ones(len(groups), dtype=torch.float64, device=self.device))
         with torch.no_grad():
-            norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).double()
-            largest = torch.stack(torch._foreach_norm(grads, math.inf, dtype=torch.float32)).double()
+            norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))
+            largest = torch.stack(torch._foreach_norm(grads, math.inf, dtype=torch.float64))
             counts = self._nonfinite_counts(grads, norms, largest)
             zeros = torch.zeros(self.n_layers, dtype=torch.float64, device=self.device)
             group_norm = zeros.index_add(0, self._index, norms * norms).sqrt()
@@ -218,10 +218,10 @@ class GradientWatcher:
                 elements += grads[end].numel()
                 end += 1
             zeroed = torch._foreach_mul(grads[start:end], 0.0)
-            parts.append(torch.stack(torch._foreach_norm(zeroed, 0, dtype=torch.float32)))
+            parts.append(torch.stack(torch._foreach_norm(zeroed, 0, dtype=torch.float64)))
             del zeroed
             start = end
-        return torch.cat(parts).double()
+        return torch.cat(parts)
 
     def _wait_oldest_slot(self) -> Any:
         step, slot, event = self._in_flight.popleft()

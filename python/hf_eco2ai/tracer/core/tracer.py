@@ -90,6 +90,8 @@ class TrainingTracer:
             self.storage = StorageBackend(config, store=store) if store is not None else StorageBackend(config)
             self.storage.delete_expired_runs(config.project_name, config.retention_days)
         self.session = session
+        # A session without a store of its own records no run: the tracer's store must.
+        self._registers_run = session.store is None
         self.storage.on_error = lambda error: self._fault("store", error)
         self.run_id: str = session.run_id
         self.run_name = config.run_name or f"{config.project_name}-{time.strftime('%Y%m%d-%H%M%S')}-{self.run_id[:6]}"
@@ -126,7 +128,7 @@ class TrainingTracer:
     def _record_run(self) -> None:
         self._guard("store", lambda: self.storage.create_run(
             self.run_id, self.config.project_name, self.run_name, self.start_time, self.config.as_dict(),
-            layers=self._layers, tags=self.config.tags, notes=self.config.notes, register=False))
+            layers=self._layers, tags=self.config.tags, notes=self.config.notes, register=self._registers_run))
 
     @property
     def step_count(self) -> int:

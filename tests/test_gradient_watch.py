@@ -70,3 +70,23 @@ def test_layer_groups_follow_the_owning_module_or_the_first_matching_pattern() -
     names = ["encoder.0.weight", "encoder.0.bias", "encoder.1.weight", "head.weight", "scale"]
     assert layer_groups(names, None) == (["encoder.0", "encoder.1", "head", "scale"], [0, 0, 1, 2, 3])
     assert layer_groups(names, ["encoder.*", "*.weight"]) == (["encoder.*", "*.weight"], [0, 0, 0, 1, -1])
+
+
+def test_the_device_nan_count_equals_the_element_count_in_chunks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    # The package's `watch` is the function; the module is reached through sys.modules.
+    watch_module = sys.modules["hf_eco2ai.tracer.watch"]
+    model = model_with_gradients(torch.float32)
+    watcher = GradientWatcher(model, None, lambda *row: None, optimizer_hook=False)
+    grads = [parameter.grad for parameter in model.parameters()]
+    expected = [float((~torch.isfinite(grad)).sum()) for grad in grads]
+    # The device path counts every element in fused passes; small chunks exercise the splitting.
+    monkeypatch.setattr(watch_module, "_COUNT_CHUNK_ELEMENTS", 10)
+    watcher._on_gpu = True
+    assert watcher._nonfinite_counts(grads, None, None).tolist() == expected
+    watcher._on_gpu = False
+    norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))
+    largest = torch.stack(torch._foreach_norm(grads, float("inf"), dtype=torch.float64))
+    assert watcher._nonfinite_counts(grads, norms, largest).tolist() == expected
+    watcher.close()

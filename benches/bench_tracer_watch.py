@@ -110,12 +110,12 @@ def run_variant(name: str, steps: int, directory: str, timings: Dict[str, List[f
     if name == "wandb.watch":
         import wandb
 
-        run = wandb.init(mode="offline", dir=directory, project="bench", reinit="finish_previous")
+        wandb_run = wandb.init(mode="offline", dir=directory, project="bench", reinit="finish_previous")
         wandb.watch(model, log="gradients")
         try:
             return statistics.median(loop(model, steps, lambda loss: None))
         finally:
-            run.finish()
+            wandb_run.finish()
     run = tracer.init("bench", storage_path=directory, carbon_config=carbon_config(directory), checkpoint_interval=10_000)
     watching = name == "tracer+watch"
     if watching:

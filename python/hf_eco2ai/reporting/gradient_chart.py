@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Set, Tuple
 
 from hf_eco2ai.reporting import numbers
 from hf_eco2ai.reporting.svg_charts import ERROR_COLOUR, FRAME, PALETTE, _axes, _number, _scale, _svg_open
 
-MARKED_TYPES_SHOWN = 60
+MARKED_ANOMALIES_SHOWN = 60
 
 
 def _log_range(values: Sequence[float]) -> Tuple[float, float]:
@@ -58,18 +58,18 @@ def gradient_norm_chart(section: Mapping[str, Any]) -> str:
         width = "2.4" if index == 0 else "1.4"
         for run in (run for run in runs if run):
             if len(run) == 1:
-                x, y = run[0].split(",")
-                parts.append(f'<circle class="series point" data-layer="{escape(layer)}" cx="{x}" cy="{y}" '
+                cx, cy = run[0].split(",")
+                parts.append(f'<circle class="series point" data-layer="{escape(layer)}" cx="{cx}" cy="{cy}" '
                              f'r="2" fill="{colour}"/>')
                 continue
             parts.append(f'<polyline class="series" data-layer="{escape(layer)}" fill="none" stroke="{colour}" '
                          f'stroke-width="{width}" stroke-linejoin="round" points="{" ".join(run)}">'
                          f"<title>{escape(layer)}</title></polyline>")
     parts.append('<g class="anomalies">')
-    shown = set()
+    shown: Set[Tuple[int, str]] = set()
     for anomaly in section.get("anomalies") or []:
         key = (anomaly["step"], anomaly["type"])
-        if key in shown or len(shown) >= MARKED_TYPES_SHOWN:
+        if key in shown or len(shown) >= MARKED_ANOMALIES_SHOWN:
             continue
         shown.add(key)
         x = x_px(min(max(float(anomaly["step"]), s_low), s_high))

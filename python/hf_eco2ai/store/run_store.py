@@ -304,7 +304,7 @@ class RunStore:
                 version = connection.execute(
                     "SELECT value FROM meta WHERE key = 'schema_version'"
                 ).fetchone()[0]
-                version = upgrade_schema(connection, int(version))
+                version = upgrade_schema(connection, version)
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:

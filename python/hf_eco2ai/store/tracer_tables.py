@@ -23,7 +23,7 @@ called on a training step.
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable, List, Sequence
+from typing import Any, Iterable, List, Sequence
 
 SCHEMA_VERSION = 2
 # A version-1 file opened read-only (not upgraded) is still read: it simply has no Tracer rows.
@@ -99,13 +99,16 @@ INSERT_TRACER_RUN = (
 )
 
 
-def upgrade_schema(connection: sqlite3.Connection, version: int) -> int:
-    """Bring a store at ``version`` (1 or 2) to version 2 and return the version it is at now.
+def upgrade_schema(connection: sqlite3.Connection, version: Any) -> Any:
+    """Bring a store at ``version`` (1 or 2, as stored: text) to version 2 and return the version
+    it is at now.
 
-    Idempotent; a version it does not know is returned unchanged for the caller to refuse.
+    Idempotent; a version it does not know (another number, or damaged text) is returned
+    unchanged for the caller to refuse.
     """
-    if version not in (1, SCHEMA_VERSION):
+    if str(version).strip() not in ("1", str(SCHEMA_VERSION)):
         return version
+    version = int(version)
     connection.executescript(TRACER_SCHEMA)
     if version == 1:
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -42,7 +42,7 @@ def _flag(name: str, value: Any) -> None:
 
 @dataclass
 class TracerConfig:
-    """The settings of one traced run (seed defaults, plus the anomaly thresholds).
+    """The settings of one traced run (the documented defaults, plus the anomaly thresholds).
 
     Project metadata: ``project_name`` groups runs; ``run_name`` (default: generated from the
     project and the start time) names this one; ``tags`` and ``notes`` are kept with it.

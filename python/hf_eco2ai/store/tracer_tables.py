@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS anomalies (
 ) WITHOUT ROWID;
 """
 
+TRACER_TABLES = ("tracer_runs", "step_statistics", "checkpoints", "anomalies")
 # Every table that holds rows of a run, for deleting a run whole.
 RUN_TABLES = ("steps", "windows", "power", "logs", "reports", "tracer_runs", "step_statistics",
               "checkpoints", "anomalies", "runs")
@@ -109,7 +110,10 @@ def upgrade_schema(connection: sqlite3.Connection, version: Any) -> Any:
     if str(version).strip() not in ("1", str(SCHEMA_VERSION)):
         return version
     version = int(version)
-    connection.executescript(TRACER_SCHEMA)
+    present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    # Only a file that lacks the tables takes the write lock the script needs.
+    if not set(TRACER_TABLES) <= present:
+        connection.executescript(TRACER_SCHEMA)
     if version == 1:
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
     return SCHEMA_VERSION

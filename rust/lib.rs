@@ -7,6 +7,7 @@ pub mod channel;
 pub mod clock;
 pub mod energy;
 pub mod error;
+pub mod gradstats;
 pub mod sampler;
 pub mod sources;
 pub mod steps;

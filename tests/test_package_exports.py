@@ -43,6 +43,13 @@ DOCUMENTED_MODULES = [
     "hf_eco2ai.carbon",
     "hf_eco2ai.reporting",
     "hf_eco2ai.cli",
+    "hf_eco2ai.tracer",
+    "hf_eco2ai.tracer.config",
+    "hf_eco2ai.tracer.analysis",
+    "hf_eco2ai.tracer.storage",
+    "hf_eco2ai.tracer.integrations",
+    "hf_eco2ai.tracer.core.tracer",
+    "hf_eco2ai.tracer.watch",
 ]
 
 

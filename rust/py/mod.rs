@@ -1,6 +1,7 @@
 //! The `hf_eco2ai._core` module: everything that crosses into Python is listed here.
 
 mod errors;
+mod gradstats;
 mod meter;
 mod sources;
 
@@ -36,6 +37,8 @@ fn integrate_power_spans(
 
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use super::gradstats::{gradient_group_stats_f32, PyGradientRing};
     #[pymodule_export]
     use super::meter::PyMeter;
     #[pymodule_export]

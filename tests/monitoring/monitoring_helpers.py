@@ -56,6 +56,7 @@ def make_snapshot(**changes: Any) -> SessionSnapshot:
         api_latency_s=0.045,
         gpus=[GpuStats(0, "NVIDIA H100", "GPU-0000", temperature_c=61.0, memory_used_bytes=20 * 2**30,
                        memory_total_bytes=80 * 2**30, utilization_percent=75.0, power_watts=250.0)],
+        anomalies_by_type={"gradient_explosion": 1, "nan_or_inf": 0},
     )
     return replace(base, **changes)
 
@@ -69,7 +70,7 @@ def bare_snapshot(**changes: Any) -> SessionSnapshot:
         energy_rate_kwh_per_hour=None, co2_rate_kg_per_hour=None,
         channels=[ChannelInfo("cpu:estimate", "power", "estimated", "cpu-estimate")],
         energy_joules_by_channel={"cpu:estimate": 900.0}, power_watts_by_channel={"cpu:estimate": 15.0},
-        monitoring_errors_total=0, monitoring_errors_by_type={},
+        monitoring_errors_total=0, monitoring_errors_by_type={}, anomalies_by_type=None,
     )
     return make_snapshot(**{**bare, **changes})
 

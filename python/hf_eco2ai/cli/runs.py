@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from hf_eco2ai.cli.tracer_sections import print_curve_comparison, print_gradient_sections, tracer_json
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.store.run_store import DamagedRunError, RunStore, RunSummary, default_store_path
 from hf_eco2ai.units import joules_from_kwh
@@ -69,7 +70,8 @@ def print_runs(store: RunStore, project_name: Optional[str], limit: Optional[int
 def print_run(store: RunStore, run: str, as_json: bool) -> int:
     summary = _resolve(store, run)
     if as_json:
-        print(json.dumps({"summary": summary.__dict__, "report": store.report(summary.run_id)}, indent=2, default=str))
+        print(json.dumps({"summary": summary.__dict__, "report": store.report(summary.run_id),
+                          **tracer_json(store, summary.run_id)}, indent=2, default=str))
         return 0
     print(f"run {summary.run_id} ({summary.status})")
     print(f"  project {summary.project_name}, experiment {summary.experiment_id or '-'}, model {summary.model_name or '-'}")
@@ -81,6 +83,7 @@ def print_run(store: RunStore, run: str, as_json: bool) -> int:
               f"({intensity.get('dataset')}, {intensity.get('year') or 'year unknown'})")
     for channel in summary.channels:
         print(f"  channel {channel['name']}: {channel.get('provenance')}, {channel.get('source')}")
+    print_gradient_sections(store, summary.run_id)
     return 0
 
 
@@ -98,6 +101,7 @@ def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
             versus = f"{(kwh / baseline.energy_kwh_total - 1) * 100:+.1f} % energy"
         print(f"{summary.run_id[:12]:<14}{summary.step_count:>7}{_figure(kwh, '.6f'):>12}"
               f"{_figure(summary.co2_kg_total, '.6f'):>12}{_figure(per_step, '.2f'):>10}  {versus}")
+    print_curve_comparison(store, [summary.run_id for summary in summaries])
     return 0
 
 

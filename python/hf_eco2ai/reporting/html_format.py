@@ -7,6 +7,7 @@ from html import escape
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 from hf_eco2ai.reporting import content, numbers, svg_charts
+from hf_eco2ai.reporting.gradient_chart import gradient_parts
 from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 
@@ -271,6 +272,7 @@ def render_html(prepared: Mapping[str, Any]) -> str:
               "Figures cover only what was measured.</p>" if reason else "")
     body = [f"<h1>{_e(content.title(prepared))}</h1>", _identity(prepared), banner, _cards(prepared)]
     body += _charts(prepared)
+    body += gradient_parts(prepared)
     body += _channels(prepared)
     body += _intensity(prepared)
     body += _comparisons_and_budget(prepared)

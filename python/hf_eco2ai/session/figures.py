@@ -115,7 +115,8 @@ def latest_figures(now: LiveFigures, *, steps_resolved: int, epoch_count: int,
 def snapshot(now: LiveFigures, *, identity: Mapping[str, Any], config: CarbonConfig, channels: List[ChannelInfo],
              epoch_count: int, energy_rate_kwh_per_hour: Optional[float], samples_total: Optional[float],
              latest_metrics: Mapping[str, Optional[float]], errors_by_type: Mapping[str, int],
-             api_latency_s: Optional[float], gpus: List[GpuStats]) -> SessionSnapshot:
+             api_latency_s: Optional[float], gpus: List[GpuStats],
+             anomalies_by_type: Optional[Dict[str, int]] = None) -> SessionSnapshot:
     """The immutable copy exporters read (see ``SessionSnapshot``)."""
     kwh, co2_kg, budget_kg = now.energy_kwh_total, now.co2_kg_total, now.budget_kg
     rate, samples, price = energy_rate_kwh_per_hour, samples_total, config.electricity_price_per_kwh
@@ -134,5 +135,5 @@ def snapshot(now: LiveFigures, *, identity: Mapping[str, Any], config: CarbonCon
         learning_rate=latest_metrics["learning_rate"], cost_total=None if price is None else kwh * price,
         electricity_price_per_kwh=price, electricity_currency=config.electricity_currency,
         monitoring_errors_total=int(sum(errors_by_type.values())), monitoring_errors_by_type=dict(errors_by_type),
-        api_latency_s=api_latency_s, gpus=gpus,
+        api_latency_s=api_latency_s, gpus=gpus, anomalies_by_type=anomalies_by_type,
     )

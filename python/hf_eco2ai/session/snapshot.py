@@ -33,7 +33,8 @@ class SessionSnapshot:
     ``monitoring_errors_by_type`` splits ``monitoring_errors_total`` by kind (``"sensor"``,
     ``"store"``, ``"gpu-stats"``, ``"exporter"``, ``"pushgateway"``, ``"report-files"``,
     ``"observer-<class>"``, ...) for the exporter's ``error_type`` label; errors not in it are
-    exported as ``"unclassified"``.
+    exported as ``"unclassified"``. ``anomalies_by_type`` counts training anomalies by type when
+    gradients or losses are watched (the Tracer API), and is None otherwise.
     """
 
     run_id: str
@@ -72,3 +73,4 @@ class SessionSnapshot:
     monitoring_errors_by_type: Dict[str, int] = field(default_factory=dict)
     api_latency_s: Optional[float] = None
     gpus: List[GpuStats] = field(default_factory=list)
+    anomalies_by_type: Optional[Dict[str, int]] = None

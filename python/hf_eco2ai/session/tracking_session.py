@@ -26,7 +26,7 @@ import uuid
 import weakref
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from hf_eco2ai.carbon.budget import CarbonBudget
 from hf_eco2ai.carbon.cloud import CloudLocation
@@ -149,6 +149,7 @@ class TrackingSession:
         self._latest_metrics: Dict[str, Optional[float]] = {"loss": None, "eval_loss": None, "learning_rate": None}
         self._last_log_point = live.LogPoint()
         self._rate_point: Optional[tuple] = None
+        self._anomalies_by_type: Optional[Dict[str, int]] = None
         self._energy_rate_kwh_per_hour: Optional[float] = None
         self._final_report: Dict[str, Any] = {}
         self._drainer: Optional[threading.Thread] = None
@@ -570,6 +571,13 @@ class TrackingSession:
             "world_size": self.rank_info.world_size,
         }
 
+    def count_anomalies(self, anomaly_types: Sequence[str], counts: Mapping[str, int]) -> None:
+        """Training anomalies seen so far (the Tracer API's), exported as
+        ``hf_training_anomalies_total{type}``: every type in ``anomaly_types`` is exported, at 0 if
+        it has no count. Cheap; call it only when anomalies were found."""
+        with self._lock:
+            self._anomalies_by_type = {kind: int(counts.get(kind, 0)) for kind in anomaly_types}
+
     def snapshot(self) -> Optional[SessionSnapshot]:
         """The session's figures now, as an immutable copy; None before ``start()``.
 
@@ -592,6 +600,7 @@ class TrackingSession:
                 energy_rate_kwh_per_hour=self._energy_rate_kwh_per_hour, samples_total=self._samples_total,
                 latest_metrics=self._latest_metrics, errors_by_type=self._health.errors_by_type,
                 api_latency_s=self._resolver.api_latency_s, gpus=gpus,
+                anomalies_by_type=None if self._anomalies_by_type is None else dict(self._anomalies_by_type),
             )
 
     # Reports ---------------------------------------------------------------------------------------

@@ -24,13 +24,14 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
 from hf_eco2ai.errors import ConfigurationError
-
-STORE_SCHEMA_VERSION = 1
+from hf_eco2ai.store.tracer_tables import (
+    READABLE_OLDER_VERSIONS, SCHEMA_VERSION as STORE_SCHEMA_VERSION, upgrade_schema,
+)
 STORE_FILE_NAME = "runs.sqlite"
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -316,6 +317,7 @@ class RunStore:
                         (str(STORE_SCHEMA_VERSION),),
                     )
                     version = _stored_schema_version(connection)
+                version = upgrade_schema(connection, version)
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
@@ -331,7 +333,7 @@ class RunStore:
                 f"store_path {str(self.path)!r} is damaged: its schema_version is {str(version)[:40]!r}, "
                 f"not a number; this hf_eco2ai reads schema {STORE_SCHEMA_VERSION}"
             )
-        if int(version) != STORE_SCHEMA_VERSION:
+        if int(version) not in (STORE_SCHEMA_VERSION, *READABLE_OLDER_VERSIONS):
             raise ConfigurationError(
                 f"store_path {str(self.path)!r} holds store schema {version}; this hf_eco2ai "
                 f"reads schema {STORE_SCHEMA_VERSION} only; use another file"
@@ -361,6 +363,10 @@ class RunStore:
         if row is None:
             raise ConfigurationError(f"{where} is damaged: its meta table has no schema_version")
         self._check_version(row[0])
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        """The rows of one reading statement, on a connection of its own (read-only when the store is)."""
+        return self._read(sql, parameters)
 
     def writer(self, flush_interval_s: float = 0.5,
                on_error: Optional[Callable[[BaseException], None]] = None,
@@ -573,6 +579,19 @@ class StoreRowsDropped(RuntimeError):
         self.rows = rows
 
 
+class _ReplayableRows:
+    """Rows built on first iteration and kept, so that a retried commit inserts them again."""
+
+    def __init__(self, source: Iterable[Tuple[Any, ...]]) -> None:
+        self._source = source
+        self._rows: Optional[List[Tuple[Any, ...]]] = None
+
+    def __iter__(self) -> Iterator[Tuple[Any, ...]]:
+        if self._rows is None:
+            self._rows = list(self._source)
+        return iter(self._rows)
+
+
 def _row_count(operation: _Operation) -> int:
     kind, payload = operation
     if kind == "steps":
@@ -734,6 +753,11 @@ class RunWriter:
         writer's thread: the mapping's values must not change afterwards)."""
         # A shallow copy: the caller may add sections (``training``) to its own dict afterwards.
         self._queue.put(("finish", (run_id, status, float(ended_unix_s), None if report is None else dict(report))))
+
+    def add_rows(self, sql: str, rows: Iterable[Tuple[Any, ...]]) -> None:
+        """Queue ``executemany(sql, rows)``; ``rows`` may be a generator, run on the writer's thread
+        (once: its rows are kept for a retry)."""
+        self._queue.put(("rows", (sql, _ReplayableRows(rows))))
 
     @property
     def unwritten_rows(self) -> int:
@@ -930,6 +954,8 @@ class RunWriter:
                         "intensity_json = COALESCE(?, intensity_json) WHERE run_id = ?",
                         (json.dumps(dict(latest)), now, None if intensity is None else json.dumps(dict(intensity)),
                          run_id))
+                elif kind == "rows":
+                    connection.executemany(*payload)
                 elif kind == "finish":
                     run_id, status, ended_unix_s, report_json = payload
                     connection.execute(

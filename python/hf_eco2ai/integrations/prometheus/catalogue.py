@@ -141,6 +141,10 @@ CATALOGUE: Tuple[MetricSpec, ...] = (
     _spec("hf_training_efficiency_score", "gauge", "training",
           "Power-weighted GPU utilisation (0-1): the share of GPU power drawn while the GPUs were busy.",
           ("project_name", *_PROCESS)),
+    _spec("hf_training_anomalies_total", "counter", "training",
+          "Training anomalies flagged so far (gradient explosion, vanishing gradient, NaN/Inf, loss or "
+          "memory spike), by type; served while the Tracer API watches the run.",
+          ("type", "project_name", *_PROCESS)),
     # GPU
     _spec("hf_training_gpu_temperature_celsius", "gauge", "gpu", "GPU temperature, in degrees Celsius.",
           ("gpu_id", "gpu_model", *_PROCESS)),

@@ -103,6 +103,8 @@ def _training(snapshot: SessionSnapshot, project: Labels, per_model: Labels) -> 
     yield "hf_training_epoch_count", project, snapshot.epoch_count
     yield "hf_training_samples_per_second", project, snapshot.samples_per_second
     yield "hf_training_efficiency_score", project, _power_weighted_utilisation(snapshot.gpus)
+    for anomaly_type, count in sorted((snapshot.anomalies_by_type or {}).items()):
+        yield "hf_training_anomalies_total", {"type": anomaly_type, **project}, count
 
 
 def _gpus(gpus: List[GpuStats], process: Labels, label: Callable[[Optional[object]], str]) -> Iterator[Sample]:

@@ -1,0 +1,102 @@
+"""``StepRows``: per-step rows gathered in preallocated arrays and handed to the store in batches.
+
+A step's loss and memory are known at ``tracer.step()``; its gradient row may arrive a step or two
+later (it waits on the device). A row is handed over once no gradient row can still arrive for it:
+``write_buffer_size`` complete rows make one batch for the store's background writer. Nothing here
+allocates per step; a batch copies its arrays once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from hf_eco2ai.store.tracer_tables import LOSS_RECORDED, MEMORY_RECORDED
+
+BatchSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], None]
+
+# Steps a gradient row may lag behind tracer.step() (the watcher's pinned slots, plus one).
+MAX_GRADIENT_LAG = 5
+
+
+class StepRows:
+    """Rows of consecutive steps from ``first_step`` on.
+
+    Args:
+        n_layers: layers per gradient row (0: no gradients are watched).
+        batch_rows: rows per batch handed to ``sink`` (``write_buffer_size``).
+        sink: receives ``(steps, recorded, loss, memory_bytes, gradients or None, has_gradients)``.
+    """
+
+    def __init__(self, n_layers: int, batch_rows: int, sink: BatchSink, first_step: int = 0) -> None:
+        self.n_layers = n_layers
+        self.batch_rows = batch_rows
+        self._sink = sink
+        capacity = batch_rows + MAX_GRADIENT_LAG
+        self._steps = np.zeros(capacity, dtype=np.int64)
+        self._recorded = np.zeros(capacity, dtype=np.int64)
+        self._loss = np.full(capacity, np.nan)
+        self._memory = np.full(capacity, np.nan)
+        self._gradients = np.zeros((capacity, max(n_layers, 1), 3), dtype=np.float32) if n_layers else None
+        self._has_gradients = np.zeros(capacity, dtype=bool)
+        self._first_step = first_step
+        self._count = 0
+
+    @property
+    def pending(self) -> int:
+        return self._count
+
+    def add(self, step: int, loss: Optional[float], memory_bytes: Optional[float]) -> None:
+        """The scalars of ``step`` (the next step after the previous ``add``)."""
+        if self._count == 0:
+            self._first_step = step
+        position = self._count
+        self._steps[position] = step
+        bits = 0
+        if loss is not None:
+            self._loss[position] = loss
+            bits |= LOSS_RECORDED
+        else:
+            self._loss[position] = np.nan
+        if memory_bytes is not None:
+            self._memory[position] = memory_bytes
+            bits |= MEMORY_RECORDED
+        else:
+            self._memory[position] = np.nan
+        self._recorded[position] = bits
+        self._has_gradients[position] = False
+        self._count += 1
+        if self._gradients is None and self._count >= self.batch_rows:
+            self._hand_over(self._count)
+        elif self._count >= self.batch_rows + MAX_GRADIENT_LAG:
+            self._hand_over(self._count - MAX_GRADIENT_LAG)
+
+    def set_gradients(self, step: int, row: np.ndarray) -> bool:
+        """The gradient row of ``step``; False when that step is not held (already handed over)."""
+        position = step - self._first_step
+        if self._gradients is None or not 0 <= position < self._count or self._steps[position] != step:
+            return False
+        self._gradients[position] = row
+        self._has_gradients[position] = True
+        return True
+
+    def flush(self) -> None:
+        """Hand over every row held (call after the watcher's ``drain()``)."""
+        if self._count:
+            self._hand_over(self._count)
+
+    def _hand_over(self, rows: int) -> None:
+        if rows <= 0:
+            return
+        gradients = None if self._gradients is None else self._gradients[:rows].copy()
+        self._sink(self._steps[:rows].copy(), self._recorded[:rows].copy(), self._loss[:rows].copy(),
+                   self._memory[:rows].copy(), gradients, self._has_gradients[:rows].copy())
+        left = self._count - rows
+        for array in (self._steps, self._recorded, self._loss, self._memory, self._has_gradients):
+            array[:left] = array[rows:self._count]
+        if self._gradients is not None:
+            self._gradients[:left] = self._gradients[rows:self._count]
+        self._count = left
+        if left:
+            self._first_step = int(self._steps[0])

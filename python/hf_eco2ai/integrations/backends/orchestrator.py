@@ -93,8 +93,9 @@ class _Worker:
 
     def put(self, item: Any) -> None:
         # The common case takes no lock: deque.append is atomic, and only the worker pops.
+        # Calls (flush, stop, artifacts) are few and never dropped: the capacity bounds metrics.
         queue = self._queue
-        if self._closing or len(queue) >= self._capacity:
+        if self._closing or (len(queue) >= self._capacity and type(item) is Metric):
             self._put_contended(item)
             return
         queue.append(item)
@@ -111,7 +112,7 @@ class _Worker:
                 else:
                     self._count_dropped_locked(1, "closed")
                 return
-            if len(self._queue) >= self._capacity and not self._make_room_locked():
+            if type(item) is Metric and len(self._queue) >= self._capacity and not self._make_room_locked():
                 return
             self._queue.append(item)
             self._has_work.notify()

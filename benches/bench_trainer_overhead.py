@@ -242,7 +242,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on shared machines)")
     parser.add_argument("--cold-starts", type=int, default=3, help="fresh processes per tracker for start-up (default 3)")
     parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="1 round of a few steps, to check the benchmark runs")
     options = parser.parse_args()
+    if options.smoke:
+        options.rounds, options.steps, options.cold_starts = 1, WARMUP_STEPS + 5, 1
     torch.set_num_threads(options.threads)
     transformers.logging.set_verbosity_error()
     if options.cold_startup_of:

@@ -28,7 +28,7 @@ pytestmark = [
 ]
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")
-FLAG_TAIL = 16
+from hf_eco2ai.meter.flags import FLAG_TAIL
 
 
 def callback(tmp_path: Path, watts: float = 100.0, fail_after_s: Any = None, package: Any = None,

@@ -124,8 +124,10 @@ def test_the_file_store_works_once_opted_in(tmp_path: Path, monkeypatch: pytest.
     assert sorted(point.step for point in history) == list(range(2500))
 
 
-def test_the_active_mlflow_run_is_adopted_on_the_callers_thread(tmp_path: Path) -> None:
+def test_the_active_mlflow_run_is_adopted_on_the_callers_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default experiment keeps artifacts in ./mlruns
 
     uri = f"sqlite:///{tmp_path}/adopted.db"
     mlflow.set_tracking_uri(uri)

@@ -30,7 +30,7 @@ from hf_eco2ai import __version__
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.base import SOURCE_ENERGY, Backend, BackendRun, Metric
-from hf_eco2ai.integrations.backends.figures import run_summary, split_summary
+from hf_eco2ai.integrations.backends.figures import split_summary, start_provenance
 from hf_eco2ai.integrations.backends.orchestrator import BackendStats, Orchestrator
 from hf_eco2ai.integrations.backends.registry import create_backend
 from hf_eco2ai.session.tracking_session import TrackingSession
@@ -255,19 +255,7 @@ class Experiment:
         return self
 
     def _provenance_params(self) -> Dict[str, Any]:
-        session = self._session
-        assert session is not None
-        intensity = session.intensity
-        params: Dict[str, Any] = {
-            "hf_eco2ai/run_id": session.run_id,
-            "hf_eco2ai/experiment_id": self._id,
-            "hf_eco2ai/intensity_g_per_kwh": intensity.g_per_kwh,
-            "hf_eco2ai/intensity_source": intensity.source,
-            "hf_eco2ai/intensity_dataset": intensity.dataset,
-            "hf_eco2ai/channels": ", ".join(f"{c.name} ({c.provenance}, {c.source})" for c in session.channels),
-        }
-        if intensity.year is not None:
-            params["hf_eco2ai/intensity_year"] = intensity.year
+        params = {**start_provenance(self._session), "hf_eco2ai/experiment_id": self._id}
         if self._config.track_environment and self._settings.track_env:
             params.update({"env/python": platform.python_version(), "env/platform": platform.platform(),
                            "env/hf_eco2ai": __version__})
@@ -341,7 +329,7 @@ class Experiment:
             self._publish_energy()
         report = session.stop(status)
         self.carbon_report = report
-        numbers, texts = split_summary(run_summary(report))
+        numbers, texts = split_summary(report)
         now = time.time()
         for key, value in numbers.items():
             self._orchestrator.route_metric(Metric(key, value, self._iteration, now, SOURCE_ENERGY))

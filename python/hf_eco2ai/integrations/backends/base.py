@@ -73,8 +73,9 @@ class Backend:
     name: str = "backend"
 
     def prepare(self) -> None:
-        """Called once on the caller's thread before ``start`` is queued: read state that a
-        library keeps per thread (MLflow's active run). Must not block."""
+        """Called on the caller's thread before ``start`` is queued, and again before each batch
+        of figures a run observer routes: read state that a library keeps per thread (MLflow's
+        active run). Cheap, idempotent, must not block."""
 
     def start(self, run: BackendRun) -> None:
         """Open the destination for ``run`` (create the run, open the writer)."""
@@ -87,6 +88,10 @@ class Backend:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Record string tags (provenance, run identity)."""
+
+    def log_files(self, paths: Sequence[Path], folder: str) -> None:
+        """Attach plain files (the run's report files) under ``folder``; ignored by backends that
+        keep no files."""
 
     def log_artifact_dir(self, local_dir: Path, name: str) -> Optional[StoredArtifact]:
         """Store the files under ``local_dir`` (an artifact with its ``manifest.json``) as the next

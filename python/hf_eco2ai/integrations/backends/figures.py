@@ -1,38 +1,38 @@
 """The energy and carbon figures every backend receives, in flat ``energy/``, ``carbon/`` keys.
 
 During a run a backend gets the session's interval figures (``TrackingSession.log``) as metrics.
-At the end it gets the report's totals as metrics and its provenance (intensity source, dataset,
-year, channels) as params and tags, so that each figure in another tracker says where it came from.
+At the start it gets the measurement's provenance as params (``hf_eco2ai/...``: run id, intensity
+and its source, dataset and year, channels); at the end the report's totals as metrics and its
+provenance as tags (``reporting.summary.final_summary``), so that each figure in another tracker
+says where it came from.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
 
-
-def run_summary(report: Mapping[str, Any]) -> Dict[str, Any]:
-    """The report's headline figures and provenance as flat ``carbon/...`` keys (units in names)."""
-    intensity = report["intensity"]
-    summary: Dict[str, Any] = {
-        "carbon/total_co2_kg": report["total_co2_kg"],
-        "carbon/total_kwh": report["energy"]["total_kwh"],
-        "carbon/it_kwh": report["energy"]["it_kwh"],
-        "carbon/pue": report["energy"]["pue"],
-        "carbon/intensity_g_per_kwh": intensity["g_per_kwh"],
-        "carbon/intensity_source": intensity["source"],
-        "carbon/intensity_dataset": intensity["dataset"],
-        "carbon/duration_s": report["duration_s"],
-        "carbon/monitoring_errors_total": report["monitoring_errors_total"],
-        "carbon/channels": ", ".join(f"{c['name']} ({c['provenance']}, {c['source']})" for c in report["channels"]),
-    }
-    if intensity.get("year") is not None:
-        summary["carbon/intensity_year"] = str(intensity["year"])
-    return summary
+from hf_eco2ai.reporting.summary import final_summary
 
 
-def split_summary(summary: Mapping[str, Any]) -> Tuple[Dict[str, float], Dict[str, str]]:
-    """``run_summary`` split into numbers (metrics) and text (provenance params/tags)."""
+def split_summary(report: Mapping[str, Any]) -> Tuple[Dict[str, float], Dict[str, str]]:
+    """The report's ``final_summary`` split into numbers (metrics) and text (provenance tags)."""
+    summary = final_summary(report)
     numbers = {key: float(value) for key, value in summary.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool) and value is not None}
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
     texts = {key: str(value) for key, value in summary.items() if isinstance(value, str)}
     return numbers, texts
+
+
+def start_provenance(session: Any) -> Dict[str, Any]:
+    """A started ``TrackingSession``'s identity and provenance, as params."""
+    intensity = session.intensity
+    params: Dict[str, Any] = {
+        "hf_eco2ai/run_id": session.run_id,
+        "hf_eco2ai/intensity_g_per_kwh": intensity.g_per_kwh,
+        "hf_eco2ai/intensity_source": intensity.source,
+        "hf_eco2ai/intensity_dataset": intensity.dataset,
+        "hf_eco2ai/channels": ", ".join(f"{c.name} ({c.provenance}, {c.source})" for c in session.channels),
+    }
+    if intensity.year is not None:
+        params["hf_eco2ai/intensity_year"] = intensity.year
+    return params

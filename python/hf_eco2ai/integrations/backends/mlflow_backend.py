@@ -12,7 +12,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
 from hf_eco2ai.errors import ConfigurationError
@@ -45,8 +45,10 @@ class MlflowBackend(Backend):
             (``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``).
         experiment_name: the MLflow experiment; None uses the run's project name.
         active_run: log into the run that ``mlflow.start_run()`` made active on the calling thread
-            (the Trainer and Lightning callbacks use this) instead of creating a run; when none is
-            active at ``prepare()``, this backend logs nothing.
+            (the Trainer and Lightning callbacks use this) instead of creating a run; until one is
+            active at a ``prepare()``, this backend logs nothing.
+        artifact_location: where a new MLflow experiment keeps its artifacts; None: next to a
+            sqlite database (``<db folder>/mlartifacts``), else MLflow's default.
 
     Raises:
         ConfigurationError: mlflow is not installed (names the pip extra), or the URI is a file
@@ -56,7 +58,7 @@ class MlflowBackend(Backend):
     name = "mlflow"
 
     def __init__(self, tracking_uri: Optional[str] = None, *, experiment_name: Optional[str] = None,
-                 active_run: bool = False) -> None:
+                 active_run: bool = False, artifact_location: Optional[str] = None) -> None:
         self._mlflow = import_backend_library("mlflow", self.name)
         self._entities = import_backend_library("mlflow.entities", self.name)
         self._adopt_active_run = active_run
@@ -67,7 +69,9 @@ class MlflowBackend(Backend):
         self._client: Any = None
         self._run_id: Optional[str] = None
         self._owns_run = False
-        self._inactive = False
+        self._artifact_location = artifact_location
+        self._adopted: Optional[Tuple[str, str]] = None
+        self._run: Optional[BackendRun] = None
 
     @property
     def run_id(self) -> Optional[str]:
@@ -80,17 +84,38 @@ class MlflowBackend(Backend):
 
     def prepare(self) -> None:
         """On the caller's thread: find the active run (MLflow keeps it per thread)."""
-        if not self._adopt_active_run:
+        if not self._adopt_active_run or self._adopted is not None:
             return
         active = self._mlflow.active_run()
-        if active is None:
-            self._inactive = True
-            return
-        self._run_id = active.info.run_id
-        self._tracking_uri = self._tracking_uri or self._mlflow.get_tracking_uri()
+        if active is not None:
+            # One tuple assignment: the worker thread sees both values or neither.
+            self._adopted = (active.info.run_id, self._tracking_uri or self._mlflow.get_tracking_uri())
+
+    def _ready(self) -> bool:
+        """Whether there is a run to log into (binding an adopted one on first use)."""
+        if self._client is not None:
+            return True
+        if self._adopted is None or self._run is None:
+            return False
+        self._run_id, self._tracking_uri = self._adopted
+        self._client = self._mlflow.MlflowClient(tracking_uri=self._tracking_uri)
+        self.set_tags({"hf_eco2ai.run_id": self._run.run_id})
+        return True
+
+    def _experiment_id(self, name: str, uri: str) -> str:
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = self._artifact_location
+        parsed = urlparse(uri)
+        if location is None and parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
+            # MLflow's default is ./mlruns in whatever the working directory is.
+            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+        return self._client.create_experiment(name, artifact_location=location)
 
     def start(self, run: BackendRun) -> None:
-        if self._inactive:
+        self._run = run
+        if self._adopt_active_run:
             return
         uri = self._tracking_uri or self._mlflow.get_tracking_uri()
         check_tracking_uri(uri)
@@ -98,21 +123,15 @@ class MlflowBackend(Backend):
         self._client = self._mlflow.MlflowClient(tracking_uri=uri)
         tags = {"hf_eco2ai.run_id": run.run_id, "hf_eco2ai.project": run.project}
         tags.update({f"tag.{tag}": "true" for tag in run.tags})
-        if self._run_id is None:
-            experiment_name = self._experiment_name or run.project
-            experiment = self._client.get_experiment_by_name(experiment_name)
-            experiment_id = (experiment.experiment_id if experiment is not None
-                             else self._client.create_experiment(experiment_name))
-            created = self._client.create_run(experiment_id, run_name=run.name, tags=tags)
-            self._run_id = created.info.run_id
-            self._owns_run = True
-        else:
-            self.set_tags(tags)
+        experiment_id = self._experiment_id(self._experiment_name or run.project, uri)
+        created = self._client.create_run(experiment_id, run_name=run.name, tags=tags)
+        self._run_id = created.info.run_id
+        self._owns_run = True
         if run.params:
             self.log_params(run.params)
 
     def log_metrics(self, metrics: Sequence[Metric]) -> None:
-        if self._client is None:
+        if not self._ready():
             return
         Entity = self._entities.Metric
         rows = [Entity(key=m.name, value=m.value, timestamp=int(m.unix_time_s * 1000),
@@ -121,7 +140,7 @@ class MlflowBackend(Backend):
             self._client.log_batch(self._run_id, metrics=chunk, synchronous=True)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        if self._client is None or not params:
+        if not params or not self._ready():
             return
         Param = self._entities.Param
         rows = [Param(key, str(plain_param(value))) for key, value in params.items()]
@@ -129,19 +148,25 @@ class MlflowBackend(Backend):
             self._client.log_batch(self._run_id, params=chunk, synchronous=True)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        if self._client is None or not tags:
+        if not tags or not self._ready():
             return
         RunTag = self._entities.RunTag
         rows = [RunTag(key, str(value)) for key, value in tags.items()]
         for chunk in _chunks(rows, PARAMS_PER_BATCH):
             self._client.log_batch(self._run_id, tags=chunk, synchronous=True)
 
+    def log_files(self, paths: Sequence[Path], folder: str) -> None:
+        if not self._ready():
+            return
+        for path in paths:
+            self._client.log_artifact(self._run_id, str(path), artifact_path=folder)
+
     def _versions(self, name: str) -> List[int]:
         listed = self._client.list_artifacts(self._run_id, f"artifacts/{name}")
         return sorted(int(m.group(1)) for m in (_VERSION.match(Path(f.path).name) for f in listed) if m)
 
     def log_artifact_dir(self, local_dir: Path, name: str) -> Optional[StoredArtifact]:
-        if self._client is None:
+        if not self._ready():
             return None
         version = f"v{(self._versions(name) or [0])[-1] + 1}"
         path = f"artifacts/{name}/{version}"

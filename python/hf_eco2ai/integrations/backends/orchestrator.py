@@ -349,6 +349,15 @@ class Orchestrator:
 
     # The caller's side ---------------------------------------------------------------------------
 
+    def prepare_backends(self) -> None:
+        """Call every backend's ``prepare()`` here, on the caller's thread (an adopted MLflow run
+        that became active since the start is found this way); a failure is counted."""
+        for worker in self._workers:
+            try:
+                worker.backend.prepare()
+            except Exception as error:  # noqa: BLE001 - counted like any backend fault
+                worker._fault(error, 0)
+
     def route_metric(self, metric: Metric) -> None:
         """Queue ``metric`` for every backend and return (waits only under ``"block"`` with a full
         queue). Metrics routed before ``start()`` are delivered once it runs."""

@@ -31,8 +31,9 @@ class WandbBackend(Backend):
         dir: where the ``wandb/`` folder goes; None uses the run's output directory.
         entity: the W&B entity (team or user) for online runs.
         active_run: log into ``wandb.run`` (made by ``wandb.init()`` or the Trainer's W&B
-            callback) instead of creating a run; when none is active at ``prepare()``, this
-            backend logs nothing.
+            callback) instead of creating a run; until one is active at a ``prepare()``, this
+            backend logs nothing. Figures then join the run's current step (``commit=False``)
+            and the run's own step axis is left alone.
 
     Raises:
         ConfigurationError: wandb is not installed (names the pip extra) or ``mode`` is unknown.
@@ -54,7 +55,6 @@ class WandbBackend(Backend):
         self._adopt_active_run = active_run
         self._run: Any = None
         self._owns_run = False
-        self._inactive = False
         self._artifact_versions: Dict[str, int] = {}
 
     @property
@@ -68,12 +68,11 @@ class WandbBackend(Backend):
         return None if self._run is None else Path(self._run.settings.sync_dir)
 
     def prepare(self) -> None:
-        if self._adopt_active_run:
+        if self._adopt_active_run and self._run is None:
             self._run = self._wandb.run
-            self._inactive = self._run is None
 
     def start(self, run: BackendRun) -> None:
-        if self._inactive:
+        if self._adopt_active_run:
             return
         if self._run is None:
             directory = Path(self._dir) if self._dir is not None else run.output_dir
@@ -105,6 +104,9 @@ class WandbBackend(Backend):
             self._log_row(row, row_step)
 
     def _log_row(self, row: Dict[str, float], step: Optional[int]) -> None:
+        if not self._owns_run:
+            self._run.log(row, commit=False)
+            return
         if step is not None:
             row[ITERATION_KEY] = step
         self._run.log(row)
@@ -117,6 +119,12 @@ class WandbBackend(Backend):
         # W&B tags are labels without values; key/value provenance belongs in the summary.
         if self._run is not None and tags:
             self._run.summary.update({key: str(value) for key, value in tags.items()})
+
+    def log_files(self, paths: Sequence[Path], folder: str) -> None:
+        if self._run is None:
+            return
+        for path in paths:
+            self._run.save(str(path), base_path=str(Path(path).parent), policy="now")
 
     def log_artifact_dir(self, local_dir: Path, name: str) -> Optional[StoredArtifact]:
         if self._run is None:

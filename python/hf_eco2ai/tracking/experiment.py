@@ -495,7 +495,7 @@ class Experiment:
     def get_artifact(self, name: str, version: str = "latest",
                      backend: Optional[str] = None) -> Optional[TraceletArtifact]:
         """Retrieve an artifact (from ``backend``, or the first backend that has it), verifying
-        every file's sha256. Files are copied under ``<output_dir>/artifacts/<name>/``.
+        every file's sha256. Files are copied under ``<output_dir>/artifacts/retrieved/``.
 
         Raises:
             ArtifactChecksumError: a retrieved file differs from the checksum recorded when logged.
@@ -511,7 +511,7 @@ class Experiment:
         return None
 
     def _artifact_cache(self) -> str:
-        cache = self._output_dir / "artifacts"
+        cache = self._output_dir / "artifacts" / "retrieved"
         cache.mkdir(parents=True, exist_ok=True)
         return str(cache)
 

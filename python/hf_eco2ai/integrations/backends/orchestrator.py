@@ -17,10 +17,12 @@ their own worker (``prepare`` excepted, which runs on the thread that calls ``st
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -37,6 +39,17 @@ DEFAULT_LINGER_S = 0.05
 _IDLE_RECHECK_S = 0.1
 
 FaultHandler = Callable[[str, BaseException], None]
+
+# How long, at interpreter exit, an orchestrator that was never stopped (a run torn down without
+# its end, an experiment left open) may take to deliver what it holds.
+EXIT_DRAIN_TIMEOUT_S = 10.0
+_running: "weakref.WeakSet[Orchestrator]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_orchestrators() -> None:
+    for orchestrator in list(_running):
+        orchestrator.stop("failed", timeout_s=EXIT_DRAIN_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -345,6 +358,7 @@ class Orchestrator:
             for worker in self._workers:
                 self._launch(worker)
             self._state = "running"
+        _running.add(self)
         return self
 
     # The caller's side ---------------------------------------------------------------------------
@@ -436,6 +450,7 @@ class Orchestrator:
                 return self.stats()
             workers = self._workers
             self._state = "stopped"
+        _running.discard(self)
         for worker in workers:
             worker.put(_Call("flush", ()))
             worker.put(_Call("stop", (status,)))

@@ -7,6 +7,7 @@ this backend flushes at every ``flush()`` and when the run stops: nothing logged
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -26,11 +27,9 @@ def summary_writer_class() -> Any:
         ConfigurationError: neither is installed (names the pip extra).
     """
     if importlib.util.find_spec("torch") is not None and importlib.util.find_spec("tensorboard") is not None:
-        from torch.utils.tensorboard import SummaryWriter
-        return SummaryWriter
+        return importlib.import_module("torch.utils.tensorboard").SummaryWriter
     if importlib.util.find_spec("tensorboardX") is not None:
-        from tensorboardX import SummaryWriter
-        return SummaryWriter
+        return importlib.import_module("tensorboardX").SummaryWriter
     raise ConfigurationError(
         "backend = 'tensorboard' needs the 'tensorboard' package (with torch) or 'tensorboardX', "
         f"neither of which is installed: run `{TRACKING_EXTRA}`, or leave 'tensorboard' out of the backends"

@@ -14,9 +14,10 @@ Arms, each measured `--rounds` times in rotating order (the median is printed):
 - *log_metric, 3 backends + a slow one*: the same three plus a backend sleeping 1 s per call;
   its cost should match the 3-backend arm: a slow backend must not slow `log_metric`.
 
-Throughput: an `Orchestrator` with the 3 real backends (or 3 null ones), already started, gets
-`--calls` metrics and a `flush()`, which returns once every backend has written them all:
-metrics/s from the first metric until `flush()` returns (per backend: each received them all).
+Throughput: an `Orchestrator` with the 3 real backends (or 3 null ones, or each real one alone),
+already started, gets `--calls` metrics, one per step, and a `flush()`, which returns once every
+backend has written them all: metrics/s from the first metric until `flush()` returns. With
+several backends this is the slowest one's rate: they work in parallel.
 Correctness is printed beside each figure: what every backend received and dropped.
 """
 
@@ -91,7 +92,8 @@ def main() -> int:
     }
     costs: Dict[str, List[float]] = {"bare": [], **{name: [] for name in arms}}
     received: Dict[str, str] = {}
-    throughput: Dict[str, List[float]] = {"3 backends": [], "3 null backends": []}
+    throughput: Dict[str, List[float]] = {"3 backends": [], "3 null backends": [],
+                                          **{f"{name} alone": [] for name in real}}
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         # Warm the libraries (imports, MLflow's schema) outside every timed arm.
@@ -109,8 +111,11 @@ def main() -> int:
                 stats = run.stop()
                 received[name] = ", ".join(f"{b}: {s.delivered} delivered, {s.dropped} dropped"
                                            for b, s in stats.items())
-            for name, backends in (("3 backends", [create_backend(n, options(folder), folder) for n in real]),
-                                   ("3 null backends", [NullBackend(n) for n in ("a", "b", "c")])):
+            groups = [("3 backends", [create_backend(n, options(folder), folder) for n in real]),
+                      ("3 null backends", [NullBackend(n) for n in ("a", "b", "c")]),
+                      *[(f"{n} alone", [create_backend(n, options(folder, f"alone{round_index}"), folder)])
+                        for n in real]]
+            for name, backends in groups:
                 orchestrator = Orchestrator(backends).start(
                     BackendRun(f"t{round_index}-{name.replace(' ', '')}", "bench-tracking", "run", folder))
                 orchestrator.flush()

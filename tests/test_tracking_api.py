@@ -60,17 +60,25 @@ def carbon(tmp_path: Path) -> CarbonConfig:
     return CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(tmp_path))
 
 
+@pytest.fixture(scope="module")
+def mlflow_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow database for the module's examples (each logs to its own MLflow experiment):
+    creating a database costs seconds."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
 @pytest.fixture
-def env(clean_carbon_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # noqa: F811
+def env(clean_carbon_env: Path, mlflow_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # noqa: F811
     """A clean working directory with the settings the documented examples rely on set in the
-    environment: offline carbon figures, synthetic-free auto sources, MLflow in a sqlite file."""
+    environment: offline carbon figures for Sweden, MLflow in a sqlite file, W&B offline.
+    Yields the folder holding MLflow's database."""
     for name in [n for n in __import__("os").environ if n.startswith(("TRACELET_", "MLFLOW_", "WANDB_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HF_ECO2AI_OFFLINE", "true")
     monkeypatch.setenv("HF_ECO2AI_COUNTRY_ISO_CODE", "SE")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clean_carbon_env}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_folder}/mlflow.db")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    yield clean_carbon_env
+    yield mlflow_folder
     if tracelet.get_active_experiment() is not None:
         tracelet.stop_logging()
 
@@ -87,7 +95,7 @@ def _mlflow_run(path: Path, experiment_name: str) -> Any:
 # The documented usage examples, run as written (``import tracelet`` is ``hf_eco2ai.tracking``).
 
 def test_the_basic_usage_example_runs_as_written(env: Path) -> None:
-    (env / "model.pth").write_bytes(b"weights")
+    Path("model.pth").write_bytes(b"weights")
     example = textwrap.dedent("""
         import hf_eco2ai.tracking as tracelet
         from torch.utils.tensorboard import SummaryWriter

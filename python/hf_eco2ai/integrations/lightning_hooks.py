@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from typing_extensions import override
 
 from hf_eco2ai.integrations.tracked_callback import TrackedRunCallback
+from hf_eco2ai.reporting.summary import final_figures
 
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
     accumulate; every micro-batch is counted). At the trainer's logging interval
     (``log_every_n_steps``) the figures go through ``pl_module.log_dict`` to every logger the
     Trainer has. Validation runs inside a ``validation`` window. The report is built and written
-    at ``on_fit_end``; ``teardown`` and ``on_exception`` stop the sampler whatever happens.
+    at ``on_fit_end``, with the run's totals logged to every logger; ``teardown`` and
+    ``on_exception`` stop the sampler whatever happens. Reports and the run store go to
+    ``trainer.log_dir`` unless ``output_dir`` was set.
 
     Logged metrics (units in the names):
         ``energy/step_joules``, ``energy/interval_joules``, ``power/mean_watts``,
@@ -76,7 +79,8 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
     @override
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start measuring; the first step opens here."""
-        self.lifecycle.start(model=pl_module, global_step=int(trainer.global_step))
+        self.lifecycle.start(model=pl_module, global_step=int(trainer.global_step),
+                             framework_output_dir=trainer.log_dir)
         self._last_global_step = int(trainer.global_step)
 
     @override
@@ -114,10 +118,14 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
 
     @override
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """Stop measuring, build the report (combined over ranks) and write it on global rank 0."""
-        self.lifecycle.finish({"global_step_end": int(trainer.global_step),
-                               "accumulate_grad_batches": int(trainer.accumulate_grad_batches)},
-                              write_outputs=trainer.is_global_zero)
+        """Stop measuring, build the report (combined over ranks), write it on global rank 0, and
+        log the run's totals to every logger (runs shorter than the logging interval included)."""
+        report = self.lifecycle.finish({"global_step_end": int(trainer.global_step),
+                                        "accumulate_grad_batches": int(trainer.accumulate_grad_batches)},
+                                       write_outputs=trainer.is_global_zero)
+        if report:
+            for logger in trainer.loggers:
+                logger.log_metrics(final_figures(report), step=int(trainer.global_step))
 
     @override
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:

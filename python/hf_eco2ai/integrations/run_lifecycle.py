@@ -27,7 +27,9 @@ from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional,
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.reporting.emissions_csv import append_emissions_row, emissions_row
 from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS, REPORT_FILE_SUFFIXES, write_reports
+from hf_eco2ai.reporting.summary import summary_line
 from hf_eco2ai.session import StoreSetting, TrackingSession
 from hf_eco2ai.session.distributed import NODE_WIDE_SOURCES
 
@@ -201,6 +203,7 @@ class RunLifecycle:
         self._store = store
         self._observers: List[RunObserver] = [*options.integration_observers(), *observers]
         self.session: Optional[TrackingSession] = None
+        self._run_config = options.config
         self.report_paths: Dict[str, Path] = {}
         self._report: Optional[Dict[str, Any]] = None
         self._open_windows: Dict[str, Any] = {}
@@ -213,7 +216,9 @@ class RunLifecycle:
 
     @property
     def config(self) -> CarbonConfig:
-        return self.options.config
+        """The settings of the current (or last) run: the options' config, with ``output_dir``
+        taken from the framework when the options left it at its default."""
+        return self._run_config
 
     @property
     def running(self) -> bool:
@@ -230,16 +235,23 @@ class RunLifecycle:
 
     # Start ---------------------------------------------------------------------------------------
 
-    def start(self, *, model: Any = None, global_step: int = 0,
-              samples_per_micro_batch: Optional[int] = None) -> TrackingSession:
+    def start(self, *, model: Any = None, global_step: int = 0, samples_per_micro_batch: Optional[int] = None,
+              framework_output_dir: Any = None) -> TrackingSession:
         """Build and start this run's session; does nothing while a run is going.
+
+        ``framework_output_dir`` is where the framework writes its own outputs (the Trainer's
+        ``args.output_dir``, Lightning's ``trainer.log_dir``): reports and the run store go there
+        unless ``output_dir`` was set explicitly (argument, environment or ``eco2ai.yaml``).
 
         Raises:
             ConfigurationError: the meter given at construction already measured a run.
         """
         if self.session is not None and self.session.running:
             return self.session
-        session = TrackingSession(self.config, meter=self._meter, store=self._store,
+        self._run_config = self.options.config
+        if framework_output_dir and self._run_config.origin("output_dir") == "default":
+            self._run_config = self._run_config.replace(output_dir=str(framework_output_dir))
+        session = TrackingSession(self._run_config, meter=self._meter, store=self._store,
                                   model_name=model_name_of(model),
                                   include_host=self.options.include_infrastructure)
         self.session = session.start()
@@ -350,8 +362,10 @@ class RunLifecycle:
         }
         self._report = report
         if write_outputs:
-            self.report_paths = self._write_report_files(report)
+            self.report_paths = self._write_outputs(report, status)
             self._notify("on_run_end", report, self.report_paths)
+            main_file = self.report_paths.get("html") or next(iter(self.report_paths.values()), None)
+            logger.info("hf-eco2ai: %s", summary_line(report, main_file))
         return report
 
     def abort(self, status: str = "failed") -> None:
@@ -382,18 +396,27 @@ class RunLifecycle:
             self.close_window(name)
         self.session.stop(status)
 
-    def _write_report_files(self, report: Dict[str, Any]) -> Dict[str, Path]:
+    def _write_outputs(self, report: Dict[str, Any], status: str) -> Dict[str, Path]:
+        """The report files and the run's ``emissions.csv`` row; the run store has the report already."""
         output_dir = self.config.output_dir
         try:
-            return write_reports(report, output_dir, self.options.report_formats)
+            paths = write_reports(report, output_dir, self.options.report_formats)
         except OSError as error:
-            message = (f"could not write the report files to {output_dir} ({type(error).__name__}: {error}); "
-                       "the report is kept in the run store (hf-eco2ai report RUN) and training goes on")
-            if self.session is not None:
-                self.session.record_monitoring_error("report-files", error, message)
-            report["warnings"] = [*report.get("warnings", []), {"code": "report-files-failed", "message": message}]
-            report["monitoring_errors_total"] = report.get("monitoring_errors_total", 0) + 1
+            self._output_failed(report, error)
             return {}
+        try:
+            append_emissions_row(output_dir, emissions_row(report, status, paths.get("json")))
+        except OSError as error:
+            self._output_failed(report, error)
+        return paths
+
+    def _output_failed(self, report: Dict[str, Any], error: OSError) -> None:
+        message = (f"could not write the report files to {self.config.output_dir} ({type(error).__name__}: "
+                   f"{error}); the report is kept in the run store (hf-eco2ai report RUN) and training goes on")
+        if self.session is not None:
+            self.session.record_monitoring_error("report-files", error, message)
+        report["warnings"] = [*report.get("warnings", []), {"code": "report-files-failed", "message": message}]
+        report["monitoring_errors_total"] = report.get("monitoring_errors_total", 0) + 1
 
     def _notify(self, method: str, *args: Any) -> None:
         for observer in self._observers:

@@ -72,9 +72,12 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
         return self
 
     def setup(self, args: TrainingArguments, state: TrainerState, model: Any = None) -> TrackingSession:
-        """Create and start this training run's session; idempotent within one ``train()`` call."""
+        """Create and start this training run's session; idempotent within one ``train()`` call.
+
+        Reports and the run store go to ``args.output_dir`` unless ``output_dir`` was set."""
         return self.lifecycle.start(model=model, global_step=state.global_step,
-                                    samples_per_micro_batch=int(args.train_batch_size))
+                                    samples_per_micro_batch=int(args.train_batch_size),
+                                    framework_output_dir=args.output_dir)
 
     # Hooks -------------------------------------------------------------------------------------------
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from hf_eco2ai.reporting import numbers
 
 
 def final_summary(report: Mapping[str, Any]) -> Dict[str, Any]:
@@ -24,3 +27,26 @@ def final_summary(report: Mapping[str, Any]) -> Dict[str, Any]:
     if intensity.get("year") is not None:
         summary["carbon/intensity_year"] = str(intensity["year"])
     return summary
+
+
+def final_figures(report: Mapping[str, Any]) -> Dict[str, float]:
+    """The numeric headline figures of ``final_summary``, for loggers that take only numbers."""
+    return {key: float(value) for key, value in final_summary(report).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def summary_line(report: Mapping[str, Any], report_path: Optional[Path] = None) -> str:
+    """One line for the end of a run: energy, CO2e, the intensity with its source, and the report.
+
+    For example ``0.0123 kWh, 689 mg CO2e at 56.04 g/kWh (country-table FR, 2023); report
+    out/carbon_report_1a2b3c4d5e6f.html``.
+    """
+    intensity = report["intensity"]
+    where = " ".join(str(part) for part in (intensity["source"], intensity.get("zone") or intensity.get("country"))
+                     if part)
+    year = f", {intensity['year']}" if intensity.get("year") is not None else ""
+    line = (f"{numbers.energy_kwh(report['energy']['total_kwh'])}, {numbers.mass_kg(report['total_co2_kg'])} CO2e "
+            f"at {numbers.significant(intensity['g_per_kwh'])} g/kWh ({where}{year})")
+    if report_path is not None:
+        line += f"; report {report_path}"
+    return line

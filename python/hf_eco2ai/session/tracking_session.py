@@ -40,6 +40,7 @@ from hf_eco2ai.session.distributed import (
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
 from hf_eco2ai.meter.gpu_stats import read_gpu_stats
 from hf_eco2ai.meter.flags import FLAG_BOUNDARIES_DROPPED
+from hf_eco2ai.session import fork_safety
 from hf_eco2ai.session.run_records import RunRecords
 from hf_eco2ai.session.snapshot import SessionSnapshot
 from hf_eco2ai.store.run_store import RunIdentity, RunStore, RunWriter, default_store_path
@@ -112,6 +113,7 @@ class TrackingSession:
         self._budget = (None if self.config.carbon_budget_kg is None else CarbonBudget(
             self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded))
         self._lock = threading.RLock()
+        fork_safety.register(self)
         self._state = "new"
         self._started_unix_s: Optional[float] = None
         self._ended_unix_s: Optional[float] = None

@@ -49,6 +49,7 @@ class LocalBackend(Backend):
         self._include_energy = include_energy
         self._writer: Optional[RunWriter] = None
         self._run_id = ""
+        self._write_errors: List[BaseException] = []
 
     @property
     def artifact_root(self) -> Path:
@@ -56,11 +57,17 @@ class LocalBackend(Backend):
 
     def start(self, run: BackendRun) -> None:
         self._run_id = run.run_id
-        self._writer = self.store.writer()
+        self._writer = self.store.writer(on_error=self._write_errors.append)
 
     def _require_writer(self) -> RunWriter:
+        """The writer; a commit that failed on its thread since the last call is raised here, so
+        that the orchestrator counts it as this backend's failure."""
         if self._writer is None:
             raise ConfigurationError("the local backend was used before start(): start the run first")
+        if self._write_errors:
+            error = self._write_errors.pop(0)
+            self._write_errors.clear()
+            raise error
         return self._writer
 
     def log_metrics(self, metrics: Sequence[Metric]) -> None:
@@ -115,7 +122,9 @@ class LocalBackend(Backend):
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
+            self._require_writer()
 
     def stop(self, status: str) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._require_writer()

@@ -169,3 +169,15 @@ def test_backends_are_plain_classes_free_of_any_training_framework() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip() == "[]"
     assert issubclass(MlflowBackend, Backend)
+
+
+def test_tensorboard_points_are_on_disk_after_a_flush_before_the_run_stops(tmp_path: Path) -> None:
+    from hf_eco2ai.integrations.backends.tensorboard_backend import TensorBoardBackend
+
+    backend = TensorBoardBackend(str(tmp_path / "tb"))
+    orchestrator = Orchestrator([backend]).start(BackendRun("flushed", "p", "id", tmp_path))
+    for step in range(50):
+        orchestrator.log_metric("loss", float(step), step)
+    assert orchestrator.flush(timeout_s=30)
+    assert [event.step for event in tensorboard_scalars(tmp_path / "tb")["loss"]] == list(range(50))
+    orchestrator.stop()

@@ -40,6 +40,7 @@ def test_the_mlflow_flag_logs_into_the_users_active_run(tmp_path: Path, monkeypa
         with mlflow.start_run() as active:
             callback = Eco2AICallback(_config(tmp_path), mlflow_integration=True, meter=synthetic_meter())
             _train(tmp_path, callback)
+            report_files = callback.report_paths  # waits until the run's end has reached the observers
         client = mlflow.MlflowClient(uri)
         run = client.get_run(active.info.run_id)
         history = client.get_metric_history(active.info.run_id, "energy/step_joules")
@@ -52,7 +53,7 @@ def test_the_mlflow_flag_logs_into_the_users_active_run(tmp_path: Path, monkeypa
     assert run.data.params["hf_eco2ai/intensity_source"] == "country-table"
     assert run.data.tags["carbon/channels"] == "synthetic:0 (measured, synthetic)"
     assert run.data.tags["hf_eco2ai.run_id"] == report["run"]["run_id"]
-    assert sorted(files) == sorted(path.name for path in callback.report_paths.values())
+    assert sorted(files) == sorted(path.name for path in report_files.values())
     assert f"carbon_report_{report['run']['run_id'][:12]}.json" in files
     assert report["monitoring_errors_total"] == 0
 
@@ -65,6 +66,7 @@ def test_the_wandb_flag_logs_into_the_users_active_run(tmp_path: Path) -> None:
     try:
         callback = Eco2AICallback(_config(tmp_path), wandb_integration=True, meter=synthetic_meter())
         _train(tmp_path, callback)
+        assert callback.report_paths  # waits until the run's end has reached the observers
         run_dir = Path(run.settings.sync_dir)
     finally:
         run.finish()
@@ -152,6 +154,8 @@ def test_an_unknown_backend_is_refused_by_track_at_once(tmp_path: Path) -> None:
 def test_any_meter_is_fine_for_the_observer(tmp_path: Path) -> None:
     recorder = Recorder()
     meter = EnergyMeter(sources="synthetic")
-    with track(config=_config(tmp_path), meter=meter, report_formats=[], backends=[recorder]) as session:
+    tracker = track(config=_config(tmp_path), meter=meter, report_formats=[], backends=[recorder])
+    with tracker as session:
         session.mark_step()
+    tracker.report_paths  # waits until the run's end has reached the observers
     assert any(m.name == "carbon/total_kwh" for m in recorder.metrics)

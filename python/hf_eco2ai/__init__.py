@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     # What the lazy exports below resolve to, spelled out for type checkers and IDEs.
+    from hf_eco2ai.benchmarking.measure_energy import measure_energy
     from hf_eco2ai.carbon.impact import get_carbon_impact
     from hf_eco2ai.config import CarbonConfig
     from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
@@ -39,6 +40,7 @@ _LAZY_EXPORTS = {
     "Eco2AILightningCallback": "hf_eco2ai.integrations.lightning",
     "CarbonTracker": "hf_eco2ai.measure",
     "track": "hf_eco2ai.track_decorator",
+    "measure_energy": "hf_eco2ai.benchmarking.measure_energy",
 }
 
 __all__ = [

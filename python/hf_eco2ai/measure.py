@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hf_eco2ai.carbon.budget import BudgetStatus, CarbonBudget
 from hf_eco2ai.carbon.comparisons import Comparison, compute_comparisons, describe_comparisons
@@ -32,6 +32,7 @@ from hf_eco2ai.carbon.recommendations import Recommendation, regional_recommenda
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.integrations.backends.observer import BackendObserver, backend_factory
 from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
 NETWORK_MODES = ("machine", "offline")
@@ -132,6 +133,11 @@ class CarbonTracker:
             ``CarbonConfig.tracking_mode``, the level of detail).
         config: a ``CarbonConfig`` for every other setting; the arguments above override it.
         store: passed to ``TrackingSession`` (``True``: ``<output_dir>/runs.sqlite``).
+        backends: trackers that also receive the figures (``"mlflow"``, ``"wandb"``,
+            ``"tensorboard"``, ``"local"``, a plugin's name, or ``Backend`` objects): each named
+            session's emissions, energy and duration as ``session/<name>/...`` metrics when it
+            stops, and the run's totals, provenance and report when the last open one stops.
+        backend_options: their options (``mlflow_tracking_uri``, ``wandb_mode``...).
 
     Threading: all methods may be called from any thread; one lock serialises them.
 
@@ -153,6 +159,8 @@ class CarbonTracker:
         network_mode: Optional[str] = None,
         config: Optional[CarbonConfig] = None,
         store: StoreSetting = True,
+        backends: Sequence[Any] = (),
+        backend_options: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
@@ -193,6 +201,8 @@ class CarbonTracker:
         self._latest_by_name: Dict[str, CarbonMetrics] = {}
         self._reports: List[Dict[str, Any]] = []
         self._last_intensity: Optional[IntensityResult] = None
+        make_backends = backend_factory(backends, backend_options, self.config.output_dir)
+        self._observer = None if make_backends is None else BackendObserver(make_backends)
 
     # Identity and location ---------------------------------------------------------------------
 
@@ -284,7 +294,16 @@ class CarbonTracker:
             self._latest_session = session
             session.start()
             self._session = session
+            self._notify(session, "on_run_start", session)
         return self._session
+
+    def _notify(self, session: TrackingSession, method: str, *args: Any) -> None:
+        if self._observer is None:
+            return
+        try:
+            getattr(self._observer, method)(*args)
+        except Exception as error:  # noqa: BLE001 - a tracker backend must never fail the tracked work
+            session.record_monitoring_error("observer-BackendObserver", error)
 
     def _stop(self, name: str, failed: bool) -> CarbonMetrics:
         with self._lock:
@@ -302,9 +321,16 @@ class CarbonTracker:
             self._finished.append(metrics)
             self._latest_by_name[name] = metrics
             self._last_intensity = intensity
+            self._notify(session, "on_log", {
+                f"session/{name}/emissions_kg_co2": metrics.emissions_kg_co2,
+                f"session/{name}/energy_kwh": metrics.energy_consumed_kwh,
+                f"session/{name}/duration_s": metrics.duration_s,
+            }, len(self._finished))
             if not self._open:
-                self._reports.append(session.stop("failed" if failed else "finished"))
+                report = session.stop("failed" if failed else "finished")
+                self._reports.append(report)
                 self._session = None
+                self._notify(session, "on_run_end", report, {})
             if self._budget is not None:
                 self._budget.record_total(self.get_total_emissions())
             return metrics

@@ -25,10 +25,11 @@ from __future__ import annotations
 import contextvars
 import functools
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, TypeVar, Union, overload
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, TypeVar, Union, overload
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.integrations.backends.observer import BackendFactory, BackendObserver, backend_factory
 from hf_eco2ai.integrations.run_lifecycle import RunLifecycle, RunOptions
 from hf_eco2ai.session import TrackingSession
 
@@ -52,13 +53,16 @@ class Tracker:
     written (``<output_dir>/carbon_report_<run id>.<ext>``).
     """
 
-    def __init__(self, options: RunOptions, meter: Any, store: Any) -> None:
+    def __init__(self, options: RunOptions, meter: Any, store: Any,
+                 make_backends: Optional[BackendFactory] = None) -> None:
         self.options = options
         self.config = options.config
         self.report_formats = options.report_formats
-        self._lifecycle = RunLifecycle(options, framework="track", meter=meter, store=store)
+        observers = [] if make_backends is None else [BackendObserver(make_backends)]
+        self._lifecycle = RunLifecycle(options, framework="track", meter=meter, store=store, observers=observers)
         self._meter = meter
         self._store = store
+        self._make_backends = make_backends
         self.report: Optional[Dict[str, Any]] = None
         self._token: Optional[contextvars.Token] = None
 
@@ -95,7 +99,7 @@ class Tracker:
 
         @functools.wraps(func)
         def tracked(*args: Any, **kwargs: Any) -> Any:
-            run = Tracker(tracker.options, tracker._take_meter(), tracker._store)
+            run = Tracker(tracker.options, tracker._take_meter(), tracker._store, tracker._make_backends)
             try:
                 with run:
                     return func(*args, **kwargs)
@@ -119,19 +123,26 @@ def track(func: F) -> F: ...
 
 @overload
 def track(func: None = None, *, config: Optional[CarbonConfig] = None, meter: Any = None, store: Any = True,
-          report_formats: Sequence[str] = ("json",), **settings: Any) -> Tracker: ...
+          report_formats: Sequence[str] = ("json",), backends: Sequence[Any] = (),
+          backend_options: Optional[Mapping[str, Any]] = None, **settings: Any) -> Tracker: ...
 
 
 def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, meter: Any = None,
-          store: Any = True, report_formats: Sequence[str] = ("json",), **settings: Any) -> Union[F, Tracker]:
+          store: Any = True, report_formats: Sequence[str] = ("json",), backends: Sequence[Any] = (),
+          backend_options: Optional[Mapping[str, Any]] = None, **settings: Any) -> Union[F, Tracker]:
     """Track the energy and carbon of a function or a block.
 
     ``settings`` are ``CarbonConfig`` fields (``project_name``, ``country_iso_code``, ...) applied
     over ``config``. ``report_formats`` are written to ``output_dir`` at the end of each run
     (``json``, ``html``, ``csv``, ``csv-summary``, ``markdown``; empty writes none).
 
+    ``backends`` (``"mlflow"``, ``"wandb"``, ``"tensorboard"``, ``"local"``, a plugin's name, or
+    ``Backend`` objects) also receive each run's figures, provenance and report files, as with the
+    Tracelet API; ``backend_options`` configures them (``mlflow_tracking_uri``, ``wandb_mode``...).
+
     Raises:
-        ConfigurationError: an unknown or invalid setting (named with the fix), at once.
+        ConfigurationError: an unknown or invalid setting (named with the fix), an unknown backend
+            or one whose library is missing (naming the pip extra), at once.
     """
     if config is not None and not isinstance(config, CarbonConfig):
         raise ConfigurationError(f"config = {type(config).__name__} is invalid: expected a hf_eco2ai.CarbonConfig")
@@ -140,7 +151,7 @@ def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, me
     base = config if config is not None else CarbonConfig()
     resolved = base.replace(**settings) if settings else base
     options = RunOptions.build(config=resolved, detailed_gpu_tracking=False, report_formats=report_formats)
-    tracker = Tracker(options, meter, store)
+    tracker = Tracker(options, meter, store, backend_factory(backends, backend_options, resolved.output_dir))
     if func is not None:
         return tracker(func)
     return tracker

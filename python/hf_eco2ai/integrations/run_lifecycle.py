@@ -150,7 +150,7 @@ class RunOptions:
             if flags[flag] and not _importable(package):
                 raise ConfigurationError(
                     f"{flag} = True needs the {package!r} package, which is not installed: "
-                    f"run `pip install {package}`, or set {flag}=False"
+                    f"run `pip install 'hf-eco2ai[tracking]'` (or `pip install {package}`), or set {flag}=False"
                 )
         if isinstance(report_formats, str) or not all(fmt in REPORT_FILE_SUFFIXES for fmt in report_formats):
             raise ConfigurationError(
@@ -165,15 +165,12 @@ class RunOptions:
                    report_formats=tuple(report_formats))
 
     def integration_observers(self) -> List[RunObserver]:
-        """The observers the W&B / MLflow flags ask for: they log to the run the user has open."""
-        from hf_eco2ai.integrations.active_run_observers import MlflowActiveRunObserver, WandbActiveRunObserver
+        """The observer the W&B / MLflow flags ask for: it logs to the run the user has open,
+        through the same backend classes as every other face."""
+        from hf_eco2ai.integrations.backends.observer import active_run_observer
 
-        observers: List[RunObserver] = []
-        if self.wandb_integration:
-            observers.append(WandbActiveRunObserver())
-        if self.mlflow_integration:
-            observers.append(MlflowActiveRunObserver())
-        return observers
+        observer = active_run_observer(wandb=self.wandb_integration, mlflow=self.mlflow_integration)
+        return [] if observer is None else [observer]
 
 
 def model_name_of(model: Any) -> Optional[str]:

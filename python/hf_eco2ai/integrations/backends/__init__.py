@@ -1,0 +1,19 @@
+"""Tracking backends: one set of classes through which every face logs to other trackers.
+
+The Trainer and Lightning callbacks (``wandb_integration``/``mlflow_integration``), ``track``, the
+CarbonTracker API and the Tracelet API (``hf_eco2ai.tracking``) all log through these classes and
+the ``Orchestrator`` that feeds them. Nothing here knows a training framework; each library
+(mlflow, wandb, tensorboard) is imported only when its backend is built.
+"""
+
+from hf_eco2ai.integrations.backends.base import Backend, BackendRun, Metric, StoredArtifact, TRACKING_EXTRA
+from hf_eco2ai.integrations.backends.orchestrator import BackendStats, Orchestrator, OVERFLOW_POLICIES
+from hf_eco2ai.integrations.backends.registry import (
+    BACKEND_OPTIONS, BUILTIN_BACKENDS, ENTRY_POINT_GROUP, available_backends, create_backend,
+)
+
+__all__ = [
+    "BACKEND_OPTIONS", "BUILTIN_BACKENDS", "Backend", "BackendRun", "BackendStats", "ENTRY_POINT_GROUP",
+    "Metric", "OVERFLOW_POLICIES", "Orchestrator", "StoredArtifact", "TRACKING_EXTRA",
+    "available_backends", "create_backend",
+]

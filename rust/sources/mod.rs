@@ -7,6 +7,18 @@ pub mod synthetic;
 
 use crate::channel::{ChannelSpec, Sample};
 
+pub const SOURCE_NVML: &str = "nvml";
+pub const SOURCE_RAPL: &str = "rapl";
+pub const SOURCE_CPU_ESTIMATE: &str = "cpu-estimate";
+pub const SOURCE_SYNTHETIC: &str = "synthetic";
+/// Every source's name, as `Source::name`, `ChannelSpec::source` and Python use it.
+pub const SOURCE_NAMES: [&str; 4] = [
+    SOURCE_NVML,
+    SOURCE_RAPL,
+    SOURCE_CPU_ESTIMATE,
+    SOURCE_SYNTHETIC,
+];
+
 pub trait Source: Send {
     /// `nvml`, `rapl`, `cpu-estimate`, `synthetic`.
     fn name(&self) -> &'static str;

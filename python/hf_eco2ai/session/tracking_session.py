@@ -689,7 +689,20 @@ class TrackingSession:
             "versions": _versions(),
             "steps_marked": int(totals["steps_marked"]),
             "samples_total": self._samples_total,
+            "counter_resets": int(totals.get("counter_resets", 0)),
+            "window_estimates": self._window_estimates(),
         }
+
+    def _window_estimates(self) -> Optional[Dict[str, Any]]:
+        """Mean energy per window name for windows shorter than the sensor (None without named
+        windows or counter channels); an estimator failure is counted, never raised."""
+        if self._meter is None:
+            return None
+        try:
+            return self._meter.window_estimates_section()
+        except Exception as error:  # noqa: BLE001 - a report must not fail over an estimate
+            self._count_error("session", error)
+            return None
 
     # Exporters -------------------------------------------------------------------------------------
 

@@ -171,6 +171,13 @@ struct Engine {
     samples: [Sample; MAX_CHANNELS],
     held_boundary: Option<Boundary>,
     period_ns: u64,
+    /// Per source: its channels' positions, and when it is next due. Each source is read at the
+    /// rate its sensor warrants (`Source::read_interval_ns`), not always at the sampler's.
+    source_channels: Vec<std::ops::Range<usize>>,
+    next_due_ns: Vec<u64>,
+    /// Per channel: when it was last read, and whether that read failed.
+    read_at_ns: [u64; MAX_CHANNELS],
+    failed: [bool; MAX_CHANNELS],
 }
 
 struct Shared {
@@ -196,22 +203,71 @@ pub struct Meter {
 }
 
 impl Engine {
-    fn take_reading(&mut self, live: &LiveTotals, t_ns: u64) {
-        let mut offset = 0;
-        for source in &mut self.sources {
-            let n = source.channels().len();
-            source.read(t_ns, &mut self.samples[offset..offset + n]);
-            offset += n;
+    /// When the next source is due.
+    fn next_deadline_ns(&self) -> u64 {
+        self.next_due_ns.iter().copied().min().unwrap_or(u64::MAX)
+    }
+
+    /// The newest instant every channel has been read at: boundaries up to it can resolve.
+    fn resolvable_until_ns(&self) -> u64 {
+        self.read_at_ns[..self.integrators.len()]
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Reads the sources due at `t_ns` (every source with `all`), then integrates them.
+    fn take_reading(&mut self, live: &LiveTotals, t_ns: u64, all: bool) {
+        let mut read = [false; MAX_CHANNELS];
+        for (s, source) in self.sources.iter_mut().enumerate() {
+            if !all && self.next_due_ns[s] > t_ns {
+                continue;
+            }
+            let channels = self.source_channels[s].clone();
+            source.read(t_ns, &mut self.samples[channels.clone()]);
+            let observed = self.integrators[channels.clone()]
+                .iter()
+                .filter_map(ChannelIntegrator::observed_update_period_ns)
+                .fold(None, |slowest: Option<f64>, p| {
+                    Some(slowest.map_or(p, |q| q.max(p)))
+                });
+            let interval = source.read_interval_ns(self.period_ns, observed).max(1);
+            // The deadline this read served: its own, or now for a read forced early (or the
+            // first one, before any deadline was set).
+            let served = match self.next_due_ns[s] {
+                0 => t_ns,
+                due => due.min(t_ns),
+            };
+            let mut due = served + interval;
+            if due <= t_ns {
+                let behind = (t_ns - due) / interval + 1;
+                live.missed_ticks.fetch_add(behind, Ordering::Relaxed);
+                due += behind * interval;
+            }
+            self.next_due_ns[s] = due;
+            for i in channels {
+                read[i] = true;
+                self.read_at_ns[i] = t_ns;
+            }
         }
         let mut failures = 0;
         // A failed reading shows as NaN in the trace and the live watts, never as the last
-        // good value repeated: a dead sensor must not look like a steady one.
+        // good value repeated: a dead sensor must not look like a steady one. A channel not
+        // due this time keeps its last value.
         let mut row = TraceRow {
             t_ns,
             watts: [f64::NAN; MAX_CHANNELS],
         };
         for (i, (integrator, sample)) in self.integrators.iter_mut().zip(&self.samples).enumerate()
         {
+            if !read[i] {
+                if !self.failed[i] {
+                    row.watts[i] = integrator.watts();
+                }
+                continue;
+            }
+            self.failed[i] = false;
             if integrator.update(t_ns, sample) {
                 row.watts[i] = integrator.watts();
                 live.joules_bits[i].store(integrator.joules().to_bits(), Ordering::Release);
@@ -230,6 +286,7 @@ impl Engine {
                 }
             } else if integrator.newest_t_ns() != Some(t_ns) {
                 failures += 1;
+                self.failed[i] = true;
                 live.errors[i].fetch_add(1, Ordering::Relaxed);
             }
             live.watts_bits[i].store(row.watts[i].to_bits(), Ordering::Release);
@@ -338,7 +395,8 @@ fn run_sampler(shared: &Shared, engine: &mut Engine, started: mpsc::SyncSender<(
     for integrator in &mut engine.integrators {
         integrator.begin_span();
     }
-    engine.take_reading(live, first);
+    engine.next_due_ns.iter_mut().for_each(|due| *due = first);
+    engine.take_reading(live, first, true);
     let _ = live
         .first_reading_ns
         .compare_exchange(0, first, Ordering::AcqRel, Ordering::Relaxed);
@@ -348,26 +406,20 @@ fn run_sampler(shared: &Shared, engine: &mut Engine, started: mpsc::SyncSender<(
     shared.running.store(true, Ordering::Release);
     let _ = started.send(());
 
-    let mut deadline = first;
     loop {
-        deadline += period;
-        wait_until(deadline, &shared.stop_requested);
+        wait_until(engine.next_deadline_ns(), &shared.stop_requested);
         if shared.stop_requested.load(Ordering::Acquire) {
             break;
         }
         let now = monotonic_ns();
-        if now >= deadline + period {
-            let behind = (now - deadline) / period;
-            live.missed_ticks.fetch_add(behind, Ordering::Relaxed);
-            deadline += behind * period;
-        }
-        engine.take_reading(live, now);
-        engine.resolve_ready(live, now);
+        engine.take_reading(live, now, false);
+        let until = engine.resolvable_until_ns();
+        engine.resolve_ready(live, until);
     }
-    // A last reading so the final step resolves, then every boundary still queued.
+    // A last reading of every source so the final step resolves, then every boundary queued.
     shared.running.store(false, Ordering::Release);
     let last = monotonic_ns();
-    engine.take_reading(live, last);
+    engine.take_reading(live, last, true);
     engine.resolve_ready(live, u64::MAX);
     engine.finish(live, last);
 }
@@ -415,6 +467,14 @@ impl Meter {
             .iter()
             .map(|s| (s.name().to_string(), s.describe()))
             .collect();
+        let mut source_channels = Vec::with_capacity(sources.len());
+        let mut offset = 0;
+        for source in &sources {
+            let n = source.channels().len();
+            source_channels.push(offset..offset + n);
+            offset += n;
+        }
+        let n_sources = sources.len();
         let (records_in, records_out) = rtrb::RingBuffer::new(config.ring_capacity);
         let (trace_in, trace_out) = rtrb::RingBuffer::new(config.ring_capacity);
         let (stairs_in, stairs_out) = rtrb::RingBuffer::new(config.ring_capacity);
@@ -434,6 +494,10 @@ impl Meter {
             samples: [Sample::FAILED; MAX_CHANNELS],
             held_boundary: None,
             period_ns: (1e9 / config.rate_hz).round().max(1.0) as u64,
+            source_channels,
+            next_due_ns: vec![0; n_sources],
+            read_at_ns: [0; MAX_CHANNELS],
+            failed: [false; MAX_CHANNELS],
         };
         let shared = Arc::new(Shared {
             live: LiveTotals::new(channels.len()),
@@ -616,7 +680,7 @@ impl Meter {
         let mut t_ns = monotonic_ns();
         for _ in 0..readings {
             t_ns += period;
-            engine.take_reading(live, t_ns);
+            engine.take_reading(live, t_ns, true);
             engine.resolve_ready(live, t_ns);
         }
         Ok(())
@@ -867,6 +931,77 @@ mod tests {
         marking.store(false, Ordering::Relaxed);
         marker.join().unwrap();
         assert_eq!(phantoms, 0);
+    }
+
+    /// Constant power, read only every `interval_ns`; counts its reads.
+    struct SlowSource {
+        channels: Vec<crate::channel::ChannelSpec>,
+        interval_ns: u64,
+        reads: Arc<AtomicU64>,
+    }
+
+    impl Source for SlowSource {
+        fn name(&self) -> &'static str {
+            "cpu-estimate"
+        }
+        fn channels(&self) -> &[crate::channel::ChannelSpec] {
+            &self.channels
+        }
+        fn read(&mut self, _t_ns: u64, out: &mut [Sample]) {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            out[0] = Sample::power(20.0);
+        }
+        fn describe(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+        fn read_interval_ns(&self, sampler_period_ns: u64, _observed: Option<f64>) -> u64 {
+            sampler_period_ns.max(self.interval_ns)
+        }
+    }
+
+    #[test]
+    fn each_source_is_read_at_its_own_rate_and_steps_still_add_up() {
+        let fast = SyntheticSource::new(vec![Trace::Constant { watts: 100.0 }], None).unwrap();
+        let reads = Arc::new(AtomicU64::new(0));
+        let mut channels = fast.channels().to_vec();
+        channels[0].name = "slow:0".into();
+        let slow = SlowSource {
+            channels,
+            interval_ns: 50_000_000,
+            reads: Arc::clone(&reads),
+        };
+        let meter = Meter::new(
+            vec![Box::new(fast), Box::new(slow)],
+            MeterConfig {
+                rate_hz: 1_000.0,
+                ring_capacity: 4096,
+                boundary_capacity: 1024,
+            },
+        )
+        .unwrap();
+        meter.start().unwrap();
+        for _ in 0..30 {
+            thread::sleep(std::time::Duration::from_millis(10));
+            meter.mark();
+        }
+        meter.stop().unwrap();
+        let slow_reads = reads.load(Ordering::Relaxed);
+        let all_readings = meter.live().readings.load(Ordering::Relaxed);
+        assert!(slow_reads <= 12, "{slow_reads} reads in ~0.3 s at 20 Hz");
+        assert!(
+            all_readings > 5 * slow_reads,
+            "{all_readings} vs {slow_reads}"
+        );
+        let records = meter.drain_records();
+        assert_eq!(records.len(), 31);
+        for channel in 0..2 {
+            let sum: f64 = records.iter().map(|r| r.joules[channel]).sum();
+            let total = meter.live().joules(channel);
+            assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+        }
+        assert!(records
+            .iter()
+            .all(|r| r.flags & crate::steps::FLAG_APPROXIMATE == 0));
     }
 
     #[test]

@@ -138,6 +138,11 @@ impl Source for CpuEstimateSource {
         out[0] = Sample::power(self.watts);
     }
 
+    /// The estimate changes once per recompute period: reading it more often adds nothing.
+    fn read_interval_ns(&self, sampler_period_ns: u64, _observed: Option<f64>) -> u64 {
+        sampler_period_ns.max(RECOMPUTE_NS)
+    }
+
     fn describe(&self) -> Vec<(String, String)> {
         vec![
             ("tdp_watts".into(), format!("{}", self.tdp_watts)),

@@ -31,4 +31,15 @@ pub trait Source: Send {
 
     /// Facts for `info()`: which files or devices, which model or TDP and where it came from.
     fn describe(&self) -> Vec<(String, String)>;
+
+    /// How often this source is worth reading, given the sampler's period and the slowest
+    /// observed update period of its channels (None until seen). Reading faster than a sensor
+    /// changes costs CPU and adds nothing. Default: the sampler's period.
+    fn read_interval_ns(
+        &self,
+        sampler_period_ns: u64,
+        _observed_update_period_ns: Option<f64>,
+    ) -> u64 {
+        sampler_period_ns
+    }
 }

@@ -21,6 +21,9 @@ use crate::sources::{Source, SOURCE_NVML};
 
 const FIELD_POWER_INSTANT: FieldId = FieldId(186);
 
+/// NVML is read this many times per observed update period of its energy counter.
+const READS_PER_UPDATE_PERIOD: f64 = 10.0;
+
 /// NVML is initialised once per process and kept: init is slow, and `Device` borrows it.
 static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
 
@@ -285,6 +288,20 @@ impl Source for NvmlSource {
                 Err(_) => Sample::FAILED,
             };
         }
+    }
+
+    /// A tenth of the counter's observed update period: each stair is then located within a
+    /// twentieth of its length (for the window estimator), at a tenth of the reads a fixed
+    /// 1 kHz would cost. The sampler's own period until the update period is seen, or when it
+    /// is longer.
+    fn read_interval_ns(
+        &self,
+        sampler_period_ns: u64,
+        observed_update_period_ns: Option<f64>,
+    ) -> u64 {
+        observed_update_period_ns.map_or(sampler_period_ns, |period| {
+            sampler_period_ns.max((period / READS_PER_UPDATE_PERIOD) as u64)
+        })
     }
 
     fn describe(&self) -> Vec<(String, String)> {

@@ -216,6 +216,8 @@ class RunRecords:
         centres = (start + (np.arange(n_buckets)[keep] + 0.5) * width) if end > start else t_s[:1]
         return {
             "t_s": centres.tolist(),
-            "watts": {name: means[:, column].tolist() for column, name in enumerate(self.channel_names)},
+            # A bucket holding a failed reading (NaN) has no mean: null, as the schema allows.
+            "watts": {name: [w if np.isfinite(w) else None for w in means[:, column].tolist()]
+                      for column, name in enumerate(self.channel_names)},
             "raw_points": int(self.power_readings),
         }

@@ -312,3 +312,13 @@ def test_two_ranks_owning_two_gpus_each_add_up_to_the_truth(nvml_emulator_dir: P
     # Each of the 4 counters can lag its truth by one stair at each end.
     assert abs(combined_joules - truth) <= 4 * 2 * STAIR_S * 600.0
     assert abs(combined_joules - truth) / truth < 0.25
+
+
+def test_slow_nvml_calls_stretch_each_reading_but_lose_no_energy(nvml_emulator_dir: Path) -> None:
+    # 4 GPUs read one after another at 2 ms a call (two calls each: counter and instant power):
+    # one reading takes ~16 ms, so the last GPU is read ~12 ms after the reading's timestamp.
+    result = measure(nvml_emulator_dir, "gpus=4;latency_us=2000;scenario=constant:250", seconds=0.8, rate_hz=200.0)
+    assert result["totals"]["missed_ticks"] > 0, "readings overran the 5 ms period"
+    for gpu in range(4):
+        measured = result["totals"]["joules"][f"gpu:{gpu}"]
+        assert abs(measured - result["truth"][str(gpu)]) <= 2 * STAIR_S * 250.0 + 0.05 * 250.0

@@ -271,7 +271,9 @@ def main() -> None:
         phases = []
         for name, _, _ in PHASES:
             measured = result.get("phase_joules", {}).get(name)
-            phases.append("-" if measured is None else percent(measured, result["phase_truth"][name]))
+            stderr = result.get("phase_stderr", {}).get(name)
+            spread = "" if stderr is None else f" ± {100 * stderr / result['phase_truth'][name]:.1f}"
+            phases.append("-" if measured is None else percent(measured, result["phase_truth"][name]) + spread)
         print(f"| {arm} | {per_window_us:.1f} µs | {ratio:.3f} | {run} | {step} | " + " | ".join(phases) + " |")
     print(f"30 ms steps at 100 ms stairs, 10 ms instant power ({shaping['steps']} steps): median per-step error "
           f"{100 * shaping['linear_median_error']:.1f} % interpolated linearly, "

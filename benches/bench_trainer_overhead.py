@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,47 +233,52 @@ def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
 
 # Sampler CPU per source -------------------------------------------------------------------------
 
-SAMPLER_THREAD = "hf-eco2ai-sampl"  # the kernel keeps 15 characters of a thread's name
 EMULATOR_DIRS = ("target/nvml-emulator", "target/nvml-emulator-release")
 
 
-def thread_cpu_ns(keep: Callable[[str, int], bool]) -> int:
-    """CPU time (ns, from schedstat) of this process's threads that ``keep(name, tid)`` selects."""
+# Run in a fresh interpreter that imports neither torch nor transformers: their thread pools
+# would blur what is measured.
+SAMPLER_CPU_CHILD = """
+import sys, threading, time
+from pathlib import Path
+
+source, seconds = sys.argv[1], float(sys.argv[2])
+main_tid = threading.get_native_id()
+
+
+def thread_cpu_ns():
+    # The hf-eco2ai sampler thread by its name; for CodeCarbon, every thread but the main one.
     total = 0
     for task in Path("/proc/self/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            if keep(name, int(task.name)):
+            wanted = name == "hf-eco2ai-sampl" if source != "codecarbon" else int(task.name) != main_tid
+            if wanted:
                 total += int((task / "schedstat").read_text().split()[0])
         except (OSError, ValueError):
             continue
     return total
 
 
-def sampler_cpu_child(source: str, seconds: float) -> float:
-    """Share of a core the other threads of this process use over ``seconds`` of idle training
-    thread, with one tracker running: the hf-eco2ai sampler on ``source`` (sources= value, or
-    "codecarbon" for CodeCarbon's offline tracker with its defaults)."""
-    main_tid = threading.get_native_id()
-    others = lambda name, tid: tid != main_tid  # noqa: E731 - a one-line predicate
-    if source == "codecarbon":
-        from codecarbon import OfflineEmissionsTracker
+if source == "codecarbon":
+    from codecarbon import OfflineEmissionsTracker
 
-        tracker = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error")
-        tracker.start()
-        stop = tracker.stop
-    else:
-        from hf_eco2ai import EnergyMeter
+    tracker = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error")
+    tracker.start()
+    stop = tracker.stop
+else:
+    from hf_eco2ai import EnergyMeter
 
-        meter = EnergyMeter(sources=source, rate_hz=100.0)
-        meter.start()
-        stop = meter.stop
-    time.sleep(0.5)
-    cpu_0, wall_0 = thread_cpu_ns(others), time.monotonic()
-    time.sleep(seconds)
-    cpu_1, wall_1 = thread_cpu_ns(others), time.monotonic()
-    stop()
-    return (cpu_1 - cpu_0) * 1e-9 / (wall_1 - wall_0)
+    meter = EnergyMeter(sources=source, rate_hz=100.0)
+    meter.start()
+    stop = meter.stop
+time.sleep(0.5)
+cpu_0, wall_0 = thread_cpu_ns(), time.monotonic()
+time.sleep(seconds)
+cpu_1, wall_1 = thread_cpu_ns(), time.monotonic()
+stop()
+print((cpu_1 - cpu_0) * 1e-9 / (wall_1 - wall_0))
+"""
 
 
 def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
@@ -289,7 +293,7 @@ def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
     shares: Dict[str, Optional[float]] = {"nvml": None}
     for source, extra in arms.items():
         result = subprocess.run(
-            [sys.executable, __file__, "--sampler-cpu-of", source, "--seconds", str(seconds)],
+            [sys.executable, "-c", SAMPLER_CPU_CHILD, source, str(seconds)],
             capture_output=True, text=True, check=True, env={**os.environ, **extra},
         )
         shares[source] = float(result.stdout.strip().splitlines()[-1])
@@ -298,8 +302,7 @@ def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
 
 def print_sampler_cpu(seconds: float) -> None:
     shares = sampler_cpu_by_source(seconds)
-    print(f"
-Sampler CPU per source, {seconds:g} s each, 100 Hz, idle training thread "
+    print(f"\nSampler CPU per source, {seconds:g} s each, 100 Hz, idle training thread "
           "(share of one core used by the tracker's threads):\n")
     print("| tracker / source | CPU of its threads |")
     print("| --- | ---: |")
@@ -330,11 +333,7 @@ def main() -> None:
     parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
     parser.add_argument("--sampler-cpu", action="store_true", help="only the sampler CPU per source, against CodeCarbon")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per sampler CPU measurement (default 10)")
-    parser.add_argument("--sampler-cpu-of", help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.sampler_cpu_of:
-        print(sampler_cpu_child(options.sampler_cpu_of, options.seconds))
-        return
     if options.sampler_cpu:
         print_sampler_cpu(options.seconds)
         return

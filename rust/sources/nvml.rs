@@ -21,8 +21,9 @@ use crate::sources::{Source, SOURCE_NVML};
 
 const FIELD_POWER_INSTANT: FieldId = FieldId(186);
 
-/// NVML is read this many times per observed update period of its energy counter.
-const READS_PER_UPDATE_PERIOD: f64 = 10.0;
+/// NVML is read at most this many times per observed update period of its energy counter:
+/// enough to place each stair within 2 % of its length for the window estimator.
+const READS_PER_UPDATE_PERIOD: f64 = 50.0;
 
 /// NVML is initialised once per process and kept: init is slow, and `Device` borrows it.
 static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
@@ -290,10 +291,10 @@ impl Source for NvmlSource {
         }
     }
 
-    /// A tenth of the counter's observed update period: each stair is then located within a
-    /// twentieth of its length (for the window estimator), at a tenth of the reads a fixed
-    /// 1 kHz would cost. The sampler's own period until the update period is seen, or when it
-    /// is longer.
+    /// A fiftieth of the counter's observed update period (2 ms at 100 ms stairs): each stair is
+    /// located within 1 % of its length (for the window estimator), without the reads a 10 kHz
+    /// rate would add. The sampler's own period until the update period is seen, or when it is
+    /// longer (at the default 100 Hz, every 10 ms).
     fn read_interval_ns(
         &self,
         sampler_period_ns: u64,

@@ -113,6 +113,27 @@ result["run_truth"] = truth(totals["first_reading_s"], totals["t_s"])
 # Step 0 starts at the first reading, before the loop: compare from step 1 on.
 result["step_joules"] = steps.joules[1:, 0].tolist()
 result["step_truth"] = result["step_truth"][1:]
+# Windows of >= 1 s: consecutive steps grouped, from the records and from the stairs.
+import numpy as np
+from hf_eco2ai.meter.window_estimates import shaped_energy_at
+trace = meter.drain_trace()
+stairs = meter.stairs()
+edges, start = [], steps.t0_s[1]
+for t1 in steps.t1_s[1:]:
+    if t1 - start >= 1.0:
+        edges.append((start, t1))
+        start = t1
+long_truth = np.array([truth(a, b) for a, b in edges])
+cumulative = np.concatenate(([0.0], np.cumsum(steps.joules[:, 0])))
+at = {{t: e for t, e in zip(np.concatenate((steps.t0_s[:1], steps.t1_s)), cumulative)}}
+from_records = np.array([at[b] - at[a] for a, b in edges])
+ends = np.array(edges)
+from_stairs = (shaped_energy_at(stairs, 0, trace.t_s, trace.watts[:, 0], ends[:, 1])
+               - shaped_energy_at(stairs, 0, trace.t_s, trace.watts[:, 0], ends[:, 0]))
+inside = (ends[:, 0] > stairs.t0_s[0]) & (ends[:, 1] < stairs.t1_s[-1])
+result["long_windows"] = int(inside.sum())
+result["long_error_records"] = float(np.median(np.abs(from_records - long_truth)[inside] / long_truth[inside]))
+result["long_error_stairs"] = float(np.median(np.abs(from_stairs - long_truth)[inside] / long_truth[inside]))
 estimates = meter.estimate_windows(observed_fraction={observed_fraction!r})
 result["phase_joules"] = {{name: e.mean_joules for name, e in estimates.windows.items()}}
 result["phase_stderr"] = {{name: e.mean_joules_stderr for name, e in estimates.windows.items()}}
@@ -275,6 +296,12 @@ def main() -> None:
             spread = "" if stderr is None else f" ± {100 * stderr / result['phase_truth'][name]:.1f}"
             phases.append("-" if measured is None else percent(measured, result["phase_truth"][name]) + spread)
         print(f"| {arm} | {per_window_us:.1f} µs | {ratio:.3f} | {run} | {step} | " + " | ".join(phases) + " |")
+    for arm in ("eco2ai", "eco2ai-duty25"):
+        if "long_windows" in results.get(arm, {}):
+            r = results[arm]
+            print(f"{arm}: {r['long_windows']} windows of >= 1 s, median abs error "
+                  f"{100 * r['long_error_records']:.2f} % from step records, "
+                  f"{100 * r['long_error_stairs']:.2f} % from stairs shaped by instant power")
     print(f"30 ms steps at 100 ms stairs, 10 ms instant power ({shaping['steps']} steps): median per-step error "
           f"{100 * shaping['linear_median_error']:.1f} % interpolated linearly, "
           f"{100 * shaping['shaped_median_error']:.1f} % shaped by instant power")

@@ -9,7 +9,8 @@ the emulator for the true energy of every phase and step. Each tool runs in its 
 
 - ``bare``: the loop alone, for the cost baseline;
 - ``eco2ai``: ``EnergyMeter`` at 1 kHz, a step mark per repetition and a window per phase; per
-  phase from the window estimator (``EnergyMeter.estimate_windows``);
+  phase from the window estimator (``EnergyMeter.estimate_windows``), compared with the truth of
+  the windows as the meter stamped them;
 - ``eco2ai-duty25``: the same with the A100/H100 habit of observing only 25 % of each period;
 - ``zeus``: Zeus 0.16 ``ZeusMonitor``, ``begin_window``/``end_window`` per step and per phase;
 - ``codecarbon``: CodeCarbon 3.3.2 ``OfflineEmissionsTracker`` (GPU energy), whole run only.
@@ -134,6 +135,13 @@ inside = (ends[:, 0] > stairs.t0_s[0]) & (ends[:, 1] < stairs.t1_s[-1])
 result["long_windows"] = int(inside.sum())
 result["long_error_records"] = float(np.median(np.abs(from_records - long_truth)[inside] / long_truth[inside]))
 result["long_error_stairs"] = float(np.median(np.abs(from_stairs - long_truth)[inside] / long_truth[inside]))
+# The truth of each window as the meter stamped it (the loop's own timing brackets it a few
+# microseconds inside, more when the host preempts it between the two).
+recorded = meter.drain_windows()
+result["phase_truth"] = {{
+    name: float(np.mean([truth(a, b) for n, a, b in zip(recorded.name, recorded.t0_s, recorded.t1_s) if n == name]))
+    for name, _, _ in PHASES
+}}
 estimates = meter.estimate_windows(observed_fraction={observed_fraction!r})
 result["phase_joules"] = {{name: e.mean_joules for name, e in estimates.windows.items()}}
 result["phase_stderr"] = {{name: e.mean_joules_stderr for name, e in estimates.windows.items()}}

@@ -86,7 +86,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the workload (default 60)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="a 2 s workload, to check the benchmark runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = 2.0
 
     reason = gpu_unavailable_reason()
     if reason:

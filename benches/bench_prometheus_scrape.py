@@ -204,7 +204,10 @@ def main() -> None:
     parser.add_argument("--scrape-hz", type=float, default=50.0)
     parser.add_argument("--scraper", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-elsewhere", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="2 rounds of 20 steps, to check the benchmark runs")
     options = parser.parse_args()
+    if options.smoke:
+        options.rounds, options.steps = 2, 20
     if options.scraper:
         scraper_main(options.scrape_hz)
         return

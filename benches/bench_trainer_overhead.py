@@ -333,7 +333,11 @@ def main() -> None:
     parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
     parser.add_argument("--sampler-cpu", action="store_true", help="only the sampler CPU per source, against CodeCarbon")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per sampler CPU measurement (default 10)")
+    parser.add_argument("--smoke", action="store_true", help="1 round of a few steps, to check the benchmark runs")
     options = parser.parse_args()
+    if options.smoke:
+        options.rounds, options.steps, options.cold_starts = 1, WARMUP_STEPS + 5, 1
+        options.seconds = 0.5
     if options.sampler_cpu:
         print_sampler_cpu(options.seconds)
         return

@@ -19,6 +19,8 @@ use hf_eco2ai_core::sources::Source;
 
 const RATE_HZ: f64 = 1_000.0;
 const CPU_SECONDS: f64 = 4.0;
+// `cargo bench --bench sampler -- --smoke` checks that the benchmark runs, in well under a second.
+const SMOKE_CPU_SECONDS: f64 = 0.1;
 
 fn process_cpu_s() -> f64 {
     let mut ts = libc::timespec {
@@ -48,15 +50,15 @@ fn cpu_percent(body: impl FnOnce()) -> f64 {
     100.0 * (process_cpu_s() - cpu_before) / started.elapsed().as_secs_f64()
 }
 
-fn empty_sleep_loop_percent() -> f64 {
+fn empty_sleep_loop_percent(cpu_seconds: f64) -> f64 {
     cpu_percent(|| {
-        std::thread::spawn(|| {
+        std::thread::spawn(move || {
             let period = (1e9 / RATE_HZ) as u64;
             let slack_ns: libc::c_ulong = 50_000;
             // SAFETY: plain integer argument, this thread only.
             unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, slack_ns) };
             let mut deadline = monotonic_ns();
-            for _ in 0..(RATE_HZ * CPU_SECONDS) as u64 {
+            for _ in 0..(RATE_HZ * cpu_seconds) as u64 {
                 deadline += period;
                 sleep_until_ns(deadline);
             }
@@ -66,7 +68,7 @@ fn empty_sleep_loop_percent() -> f64 {
     })
 }
 
-fn meter_percent(source: Box<dyn Source>) -> (f64, u64) {
+fn meter_percent(source: Box<dyn Source>, cpu_seconds: f64) -> (f64, u64) {
     let meter = Meter::new(
         vec![source],
         MeterConfig {
@@ -78,7 +80,7 @@ fn meter_percent(source: Box<dyn Source>) -> (f64, u64) {
     .expect("meter");
     let percent = cpu_percent(|| {
         meter.start().expect("start");
-        std::thread::sleep(Duration::from_secs_f64(CPU_SECONDS));
+        std::thread::sleep(Duration::from_secs_f64(cpu_seconds));
         meter.stop().expect("stop");
     });
     (
@@ -105,7 +107,13 @@ fn fake_rapl_tree(root: &Path) {
 }
 
 fn main() {
-    let baseline = empty_sleep_loop_percent();
+    let smoke = std::env::args().any(|argument| argument == "--smoke");
+    let cpu_seconds = if smoke {
+        SMOKE_CPU_SECONDS
+    } else {
+        CPU_SECONDS
+    };
+    let baseline = empty_sleep_loop_percent(cpu_seconds);
     let synthetic = SyntheticSource::new(
         vec![Trace::Square {
             low_watts: 50.0,
@@ -115,13 +123,15 @@ fn main() {
         None,
     )
     .expect("synthetic source");
-    let (synthetic_percent, synthetic_missed) = meter_percent(Box::new(synthetic));
+    let (synthetic_percent, synthetic_missed) = meter_percent(Box::new(synthetic), cpu_seconds);
     let root = std::env::temp_dir().join(format!("hf-eco2ai-bench-{}", std::process::id()));
     fake_rapl_tree(&root);
-    let (rapl_percent, rapl_missed) =
-        meter_percent(Box::new(RaplSource::open(&root).expect("fake RAPL")));
+    let (rapl_percent, rapl_missed) = meter_percent(
+        Box::new(RaplSource::open(&root).expect("fake RAPL")),
+        cpu_seconds,
+    );
     fs::remove_dir_all(&root).expect("clean up");
-    println!("CPU at {RATE_HZ} Hz, % of one core, over {CPU_SECONDS} s:");
+    println!("CPU at {RATE_HZ} Hz, % of one core, over {cpu_seconds} s:");
     println!("  empty absolute-sleep loop (baseline): {baseline:.2} %");
     println!("  sampler, synthetic:                   {synthetic_percent:.2} % (x{:.2} baseline, {synthetic_missed} missed ticks)", synthetic_percent / baseline);
     println!("  sampler, fake RAPL (3 zones):         {rapl_percent:.2} % (x{:.2} baseline, {rapl_missed} missed ticks)", rapl_percent / baseline);
@@ -148,8 +158,12 @@ fn main() {
         },
     )
     .expect("meter");
-    let measured = 10_000_000;
-    meter.run_unpaced(1_000_000).expect("warm-up");
+    let (warm_up, measured) = if smoke {
+        (10_000, 100_000)
+    } else {
+        (1_000_000, 10_000_000)
+    };
+    meter.run_unpaced(warm_up).expect("warm-up");
     let before = resident_bytes();
     let started = Instant::now();
     meter.run_unpaced(measured).expect("readings");

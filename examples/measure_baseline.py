@@ -1,4 +1,4 @@
-"""Seed example "Establish Carbon Baselines" (cookbook.measure), run with hf_eco2ai.measure.
+"""The CarbonTracker API's "Establish Carbon Baselines" example, run with hf_eco2ai.measure.
 
 Writes ``carbon_baseline.json`` in the working directory, which ``measure_regression.py`` reads.
 The standard workloads are small CPU stand-ins; replace them with your own.

@@ -1,4 +1,4 @@
-"""Seed example "Team Carbon Budget Management" (cookbook.measure), run with hf_eco2ai.measure.
+"""The CarbonTracker API's "Team Carbon Budget Management" example, run with hf_eco2ai.measure.
 
 The team's experiments are small CPU workloads here so that the example runs anywhere in a
 second; put real training in ``train_baseline``/``train_optimized``. Settings (sensor source,

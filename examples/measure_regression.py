@@ -1,4 +1,4 @@
-"""Seed example "Continuous Carbon Monitoring" (cookbook.measure), run with hf_eco2ai.measure.
+"""The CarbonTracker API's "Continuous Carbon Monitoring" example, run with hf_eco2ai.measure.
 
 Reads ``carbon_baseline.json`` (written by ``measure_baseline.py``) and alerts when a workload
 emits more than 20 % above its baseline. Here ``model_training`` runs as it did for the baseline

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -92,8 +93,13 @@ class _QuietHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    closes_connections = False
+
     def _send(self, status: int, body: bytes, content_type: str, extra: Optional[Dict[str, str]] = None) -> None:
         self.send_response(status)
+        if self.closes_connections:
+            # As an HTTP/1.0 server or a proxy does: the server ends the connection after the answer.
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (extra or {}).items():
@@ -103,9 +109,22 @@ class _QuietHandler(BaseHTTPRequestHandler):
 
 
 class _LoopbackServer:
-    """Serves ``handler_class`` on a free port of 127.0.0.1 from a daemon thread until ``close()``."""
+    """Serves ``handler_class`` on a free port of 127.0.0.1 from a daemon thread until ``close()``.
+
+    ``closes_connections=True`` makes every answer carry ``Connection: close`` and end the connection.
+    """
+
+    closes_connections = False
 
     def _serve(self, handler_class: type) -> None:
+        server = self
+
+        class Closing(handler_class):  # type: ignore[valid-type, misc]
+            @property
+            def closes_connections(self) -> bool:  # type: ignore[override]
+                return server.closes_connections
+
+        handler_class = Closing
         self._httpd = _Server(("127.0.0.1", 0), handler_class)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -124,7 +143,8 @@ class IntensityServer(_LoopbackServer):
 
     ``behaviour``: ``ok``, ``401``, ``429``, ``500``, ``redirect``, ``timeout`` (stall
     ``stall_s``), ``malformed`` (broken JSON), ``html`` (wrong content type), ``echo-token``
-    (an error message that repeats the token, as a hostile or buggy server might).
+    (an error message that repeats the token, as a hostile or buggy server might), ``raw``
+    (``raw_status`` with ``raw_body`` as application/json, for hostile answers).
     """
 
     def __init__(self) -> None:
@@ -133,6 +153,9 @@ class IntensityServer(_LoopbackServer):
         self.default_intensity = 123.0
         self.is_estimated = True
         self.stall_s = 5.0
+        self.raw_status = 200
+        self.raw_body = b""
+        self.answered_zone: Optional[str] = None
         self.datetime = "2026-01-15T10:00:00.000Z"
         self.requests: List[Dict[str, Any]] = []
         server = self
@@ -166,13 +189,16 @@ class IntensityServer(_LoopbackServer):
         if behaviour == "malformed":
             handler._send(200, b'{"zone": "FR", "carbonIntensity": 10', "application/json")
             return
+        if behaviour == "raw":
+            handler._send(self.raw_status, self.raw_body, "application/json")
+            return
         if behaviour == "html":
             handler._send(200, b"<html><body>maintenance</body></html>", "text/html; charset=utf-8")
             return
         if parts.path == "/v3/carbon-intensity/latest" and "zone" in query:
             zone = query["zone"]
             body = {
-                "zone": zone,
+                "zone": self.answered_zone or zone,
                 "carbonIntensity": self.intensity_by_zone.get(zone, self.default_intensity),
                 "datetime": self.datetime,
                 "updatedAt": self.datetime,
@@ -244,3 +270,46 @@ class MetadataServer(_LoopbackServer):
                 handler._send(200, self.region.encode(), "text/plain")
                 return
         handler._send(404, b"not found", "text/plain")
+
+
+class TricklingServer:
+    """Accepts connections on 127.0.0.1 and answers with one byte every ``interval_s``, forever.
+
+    Each byte resets a per-read socket timeout, so only a deadline for the whole exchange ends it.
+    ``connections`` counts the connections accepted.
+    """
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._interval_s = interval_s
+        self._closed = threading.Event()
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self._closed.wait(self._interval_s):
+                    connection.sendall(b"X")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Iterator, Optional
 
 import pytest
@@ -60,24 +59,21 @@ def test_a_machine_outside_any_cloud_is_detected_as_none(not_a_cloud: MetadataSe
     assert len(not_a_cloud.requests) >= 3
 
 
-def test_stalled_metadata_service_costs_at_most_the_200_ms_budget() -> None:
+def test_stalled_metadata_service_is_given_up_at_the_budget_not_waited_for() -> None:
+    # The server would name its region after 1 s; detection ends at its 200 ms budget without it.
+    # How close to the budget detection returns is measured by benches/bench_deadlines.py.
     server = MetadataServer(provider="aws", region="us-east-1", stall_s=1.0)
     try:
-        started = time.monotonic()
         found = _detect(server.url)
-        elapsed = time.monotonic() - started
     finally:
         server.close()
     assert found is None
-    assert elapsed < 0.45  # the 200 ms budget plus scheduling slack on a busy machine; the stall is 1 s
 
 
-def test_closed_port_is_detected_as_none_quickly(not_a_cloud: MetadataServer) -> None:
+def test_closed_port_is_detected_as_none(not_a_cloud: MetadataServer) -> None:
     url = not_a_cloud.url
     not_a_cloud.close()
-    started = time.monotonic()
     assert _detect(url) is None
-    assert time.monotonic() - started < 0.45
 
 
 def test_offline_detects_nothing_and_sends_nothing() -> None:

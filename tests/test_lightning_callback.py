@@ -14,9 +14,9 @@ import pytorch_lightning as standalone_pl
 from lightning.pytorch.loggers import CSVLogger
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter
-from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.integrations import pytorch_lightning as standalone_integration
 from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 from hf_eco2ai.store.run_store import RunStore
 from tiny_lightning import random_loader, tiny_module
@@ -28,7 +28,6 @@ pytestmark = [
 ]
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")
-FLAG_TAIL = 16
 
 
 def callback(tmp_path: Path, watts: float = 100.0, fail_after_s: Any = None, package: Any = None,

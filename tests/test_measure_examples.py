@@ -1,4 +1,4 @@
-"""The seed's CarbonTracker examples (budget loop, baseline, regression check) run as written.
+"""The CarbonTracker API's documented examples (budget loop, baseline, regression check) run as written.
 
 Each runs in a subprocess, offline, on the synthetic 100 W source, in a scratch directory.
 """

@@ -20,13 +20,14 @@ import pytest
 
 from fake_powercap import make_tree
 from hf_eco2ai import CarbonConfig, CarbonTrackingError, ConfigurationError, EnergyMeter, generate_carbon_report
-from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
+from hf_eco2ai.carbon import tables
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 from hf_eco2ai.session.tracking_session import TrackingSession
 from hf_eco2ai.store.run_store import RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
-FLAG_TAIL = 16
+FRANCE_G_PER_KWH = tables.country("FR").g_per_kwh
 
 
 def config(tmp_path: Path, **settings: Any) -> CarbonConfig:
@@ -55,7 +56,7 @@ def test_step_records_add_up_to_the_run_total(tmp_path: Path) -> None:
     assert [step["index"] for step in report["steps"]] == list(range(61))
     step_joules = sum(step["joules"] for step in report["steps"])
     assert step_joules == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
-    assert report["total_co2_kg"] == pytest.approx(report["energy"]["total_kwh"] * 56.039 / 1000, rel=1e-9)
+    assert report["total_co2_kg"] == pytest.approx(report["energy"]["total_kwh"] * FRANCE_G_PER_KWH / 1000, rel=1e-9)
     assert json.loads(generate_carbon_report(report, "json")) == json.loads(json.dumps(report))
 
 
@@ -83,7 +84,7 @@ def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Pa
     session.stop()
     for figures in (first, second):
         assert figures["power/mean_watts"] == pytest.approx(200.0, rel=1e-6)
-        assert figures["carbon/co2_kg"] == pytest.approx(figures["energy/total_kwh"] * 56.039 / 1000, rel=1e-9)
+        assert figures["carbon/co2_kg"] == pytest.approx(figures["energy/total_kwh"] * FRANCE_G_PER_KWH / 1000, rel=1e-9)
     assert second["energy/total_kwh"] > first["energy/total_kwh"]
     assert second["carbon/samples_per_kwh"] == pytest.approx(1280 / second["energy/total_kwh"], rel=1e-9)
     kwh_from_intervals = (first["energy/interval_joules"] + second["energy/interval_joules"]) / 3.6e6 * 1.5

@@ -1,4 +1,4 @@
-"""hf_eco2ai.track_decorator: eco2ai's decorator (the seed's migration example) and a context manager."""
+"""``hf_eco2ai.track``: eco2ai's decorator (its migration example) and a context manager."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from pathlib import Path
+import sys
 from typing import Any, Tuple
 
 import pytest
@@ -19,7 +20,7 @@ from hf_eco2ai.store.run_store import RunStore
 from tiny_training import TokenDataset, tiny_bert, training_arguments
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")
-FLAG_TAIL = 16
+from hf_eco2ai.meter.flags import FLAG_TAIL
 
 
 def config(tmp_path: Path, **settings: Any) -> CarbonConfig:
@@ -179,7 +180,11 @@ def test_without_a_meter_the_configured_sources_are_measured(tmp_path: Path) -> 
     ({"mlflow_integration": True}, "pip install mlflow"),
     ({"include_infrastructure": "yes"}, "include_infrastructure"),
 ])
-def test_bad_options_are_refused_at_construction_naming_the_fix(tmp_path: Path, options: dict, named: str) -> None:
+def test_bad_options_are_refused_at_construction_naming_the_fix(tmp_path: Path, options: dict, named: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules is how Python marks a package as not importable.
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(ConfigurationError, match=named.replace("(", r"\(")):
         Eco2AICallback(config(tmp_path), **options)
 

@@ -29,6 +29,7 @@ import yaml  # type: ignore[import-untyped]
 from hf_eco2ai.carbon.bounded_http import is_loopback_host
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter import flags as meter_flags
+from hf_eco2ai.safe_yaml import UnsafeYaml, load_config_yaml
 
 CONFIG_FILE_NAME = "eco2ai.yaml"
 CONFIG_FILE_ENV = "HF_ECO2AI_CONFIG_FILE"
@@ -71,8 +72,14 @@ class _Invalid(Exception):
     """Raised by the parsers with what is allowed; turned into ConfigurationError with context."""
 
 
+_SHOWN_CHARS = 120
+
+
 def _shown(value: Any, secret: bool) -> str:
-    return "<hidden>" if secret else repr(value)
+    if secret:
+        return "<hidden>"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 # Parsers take (field name, raw value) and return the normalised value or raise _Invalid(allowed).
@@ -313,8 +320,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _invalid(field: _Field, raw: Any, origin: str, allowed: str) -> ConfigurationError:
+    hint = ""
+    if isinstance(raw, bool) and origin.startswith("yaml "):
+        hint = ("; YAML reads unquoted yes/no/on/off/y/n/true/false as booleans, so quote the value "
+                f"in the file, e.g. {field.yaml_key}: 'NO'")
     return ConfigurationError(
-        f"{field.name} = {_shown(raw, field.secret)} (from {origin}) is invalid: expected {allowed}"
+        f"{field.name} = {_shown(raw, field.secret)} (from {origin}) is invalid: expected {allowed}{hint}"
     )
 
 
@@ -343,21 +354,21 @@ def _locate_yaml(config_file: Optional[PathLike]) -> Tuple[Optional[Path], str]:
 def _read_yaml(path: Path, how_found: str) -> Dict[str, Tuple[_Field, Any]]:
     """Returns field name -> (field, raw value) from one YAML file; raises ConfigurationError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        document = load_config_yaml(path)
     except OSError as exc:
         raise ConfigurationError(
             f"config_file = {str(path)!r} (from {how_found}) cannot be read ({exc.strerror}): "
             f"expected a readable YAML file such as {CONFIG_FILE_NAME}"
         ) from None
-    try:
-        document = yaml.safe_load(text)
+    except UnsafeYaml as exc:
+        raise ConfigurationError(f"config_file = {str(path)!r} (from {how_found}) {exc}") from None
     except yaml.YAMLError as exc:
         # Only the position and the parser's own words: the offending line may hold the token.
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigurationError(
-            f"config_file = {str(path)!r} is broken YAML{where}: {problem}; "
+            f"config_file = {str(path)!r} is broken YAML{where}: {str(problem)[:200]}; "
             "expected the mapping shape shown in docs/configuration.md"
         ) from None
     if document is None:

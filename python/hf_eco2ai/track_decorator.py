@@ -29,7 +29,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, TypeVar, Union, over
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.session.tracking_session import TrackingSession
+from hf_eco2ai.integrations.run_lifecycle import RunLifecycle, RunOptions
+from hf_eco2ai.session import TrackingSession
 
 __all__ = ["track", "Tracker", "current_session"]
 
@@ -51,46 +52,41 @@ class Tracker:
     written (``<output_dir>/carbon_report_<run id>.<ext>``).
     """
 
-    def __init__(self, config: CarbonConfig, meter: Any, store: Any, report_formats: Sequence[str]) -> None:
-        self.config = config
+    def __init__(self, options: RunOptions, meter: Any, store: Any) -> None:
+        self.options = options
+        self.config = options.config
+        self.report_formats = options.report_formats
+        self._lifecycle = RunLifecycle(options, framework="track", meter=meter, store=store)
         self._meter = meter
-        self._meter_used = False
         self._store = store
-        self.report_formats = tuple(report_formats)
-        self.session: Optional[TrackingSession] = None
         self.report: Optional[Dict[str, Any]] = None
-        self.report_paths: Dict[str, Path] = {}
         self._token: Optional[contextvars.Token] = None
 
-    def _new_session(self) -> TrackingSession:
-        if self._meter is not None:
-            if self._meter_used:
-                raise ConfigurationError(
-                    "meter = the EnergyMeter given to track() was used by an earlier run; a meter measures "
-                    "one run, so leave meter out (one is built per run) or call track() again"
-                )
-            self._meter_used = True
-        return TrackingSession(self.config, meter=self._meter, store=self._store)
+    @property
+    def session(self) -> Optional[TrackingSession]:
+        """The current (or last) run's session."""
+        return self._lifecycle.session
+
+    @property
+    def report_paths(self) -> Dict[str, Path]:
+        return self._lifecycle.report_paths
 
     def __enter__(self) -> TrackingSession:
-        if self.session is not None and self.session.running:
+        if self._lifecycle.running:
             raise ConfigurationError("this track() block is already running; nest a new track(...) instead")
-        self.session = self._new_session().start()
-        self._token = _current.set(self.session)
-        return self.session
+        session = self._lifecycle.start()
+        self._token = _current.set(session)
+        return session
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        from hf_eco2ai.integrations.tracking_options import write_reports
-
-        session = self.session
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
+        session = self._lifecycle.session
         if session is None:
             return
-        self.report = session.stop("failed" if exc_type is not None else "finished")
-        if session.rank_info.rank == 0 and self.report_formats:
-            self.report_paths = write_reports(self.report, self.config.output_dir, self.report_formats)
+        self.report = self._lifecycle.finish({}, status="failed" if exc_type is not None else "finished",
+                                             write_outputs=session.rank_info.rank == 0)
 
     def __call__(self, func: F) -> F:
         if not callable(func):
@@ -99,7 +95,7 @@ class Tracker:
 
         @functools.wraps(func)
         def tracked(*args: Any, **kwargs: Any) -> Any:
-            run = Tracker(tracker.config, tracker._take_meter(), tracker._store, tracker.report_formats)
+            run = Tracker(tracker.options, tracker._take_meter(), tracker._store)
             try:
                 with run:
                     return func(*args, **kwargs)
@@ -112,10 +108,8 @@ class Tracker:
         return tracked  # type: ignore[return-value]
 
     def _take_meter(self) -> Any:
+        """The meter given to ``track`` goes to the first run; later runs build their own."""
         meter, self._meter = self._meter, None
-        if meter is None and self._meter_used:
-            return None
-        self._meter_used = self._meter_used or meter is not None
         return meter
 
 
@@ -145,7 +139,8 @@ def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, me
         raise ConfigurationError(f"report_formats = {report_formats!r} is invalid: expected a list such as ['json']")
     base = config if config is not None else CarbonConfig()
     resolved = base.replace(**settings) if settings else base
-    tracker = Tracker(resolved, meter, store, report_formats)
+    options = RunOptions.build(config=resolved, detailed_gpu_tracking=False, report_formats=report_formats)
+    tracker = Tracker(options, meter, store)
     if func is not None:
         return tracker(func)
     return tracker

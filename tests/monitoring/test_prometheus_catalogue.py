@@ -1,4 +1,4 @@
-"""The exported metrics match the monitoring guide's reference tables (seed 004)."""
+"""The exported metrics match the documented ``hf_training_*`` reference tables."""
 
 from __future__ import annotations
 

@@ -1,20 +1,22 @@
-"""One bounded HTTP request: the only network code of the carbon layer.
+"""One bounded HTTP request: the network client of the carbon layer and the Pushgateway push.
 
-urllib's timeout bounds each socket operation, not the whole exchange, and it follows redirects
-with every header (the API token included) to whatever host the redirect names. This helper
-bounds the whole exchange by one monotonic deadline, never follows redirects, and caps the body.
+urllib's timeout bounds each socket operation, not the whole exchange (a server sending one byte
+per second holds it forever), and it follows redirects with every header (the API token included)
+to whatever host the redirect names. This helper bounds the whole exchange, headers and body, by
+one monotonic deadline, never follows redirects, and caps the body.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 MAX_BODY_BYTES = 64 * 1024
@@ -68,14 +70,58 @@ def _remaining(deadline_s: float) -> float:
     return left
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads the socket with the time left to the deadline as each read's timeout.
+
+    A socket timeout alone bounds one read: a server trickling a byte at a time would never hit it.
+    """
+
+    def __init__(self, sock: socket.socket, deadline_s: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline_s = deadline_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(_remaining(self._deadline_s))
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """What ``http.client`` sees as the connection's socket: every send and read bounded by the deadline.
+
+    ``close()`` does nothing: http.client closes the socket as soon as it knows the server will
+    end the connection (HTTP/1.0, ``Connection: close``), before the body is read; ``request``
+    closes the real socket once it has the whole answer.
+    """
+
+    def __init__(self, sock: socket.socket, deadline_s: float) -> None:
+        self._sock = sock
+        self._deadline_s = deadline_s
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.settimeout(_remaining(self._deadline_s))
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline_s))
+
+    def close(self) -> None:
+        return None
+
+
 def request(
     method: str,
     url: str,
     headers: Mapping[str, str],
     deadline_s: float,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body: Optional[bytes] = None,
 ) -> HttpResponse:
-    """Sends one request and reads the whole answer before ``deadline_s`` (``time.monotonic()``).
+    """Sends one request (with ``body``, if given) and reads the whole answer before ``deadline_s``
+    (``time.monotonic()``).
 
     Redirects are returned as they are (status 3xx), never followed.
 
@@ -107,28 +153,29 @@ def request(
         else:
             connection = http.client.HTTPConnection(proxy[0], proxy[1], timeout=timeout_s)
             target = url
+    real_sock: Optional[socket.socket] = None
     try:
         connection.connect()
-        sock = connection.sock
-        assert sock is not None
-        sock.settimeout(_remaining(deadline_s))
-        connection.request(method, target, headers=dict(headers))
-        sock.settimeout(_remaining(deadline_s))
+        real_sock = connection.sock
+        assert real_sock is not None
+        connection.sock = _DeadlineSocket(real_sock, deadline_s)
+        connection.request(method, target, body=body, headers=dict(headers))
         response = connection.getresponse()
-        body = bytearray()
+        answer = bytearray()
         while True:
-            sock.settimeout(_remaining(deadline_s))
             chunk = response.read(4096)
             if not chunk:
                 break
-            body += chunk
-            if len(body) > max_body_bytes:
+            answer += chunk
+            if len(answer) > max_body_bytes:
                 raise ResponseTooLarge(f"answer longer than {max_body_bytes} bytes")
         return HttpResponse(
             status=response.status,
             content_type=response.getheader("Content-Type", "") or "",
-            body=bytes(body),
+            body=bytes(answer),
             headers={name.lower(): value for name, value in response.getheaders()},
         )
     finally:
         connection.close()
+        if real_sock is not None:
+            real_sock.close()

@@ -25,11 +25,15 @@ from urllib.parse import urlencode
 
 from hf_eco2ai.carbon import bounded_http
 from hf_eco2ai.carbon.provenance import IntensityResult
+from hf_eco2ai.carbon.redaction import redact
 from hf_eco2ai.errors import APIError, ConfigurationError
 
 MAX_TIMEOUT_S = 2.0
 MAX_PLAUSIBLE_G_PER_KWH = 3_000.0
 HISTORY_LENGTH = 7 * 24 * 12  # a week of readings at the shortest sensible cache time (5 min)
+# A carbon-intensity answer is a few hundred bytes and three levels deep.
+MAX_ANSWER_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 16
 
 DEFAULT_BASE_URLS = {
     "electricitymaps": "https://api.electricitymap.org",
@@ -125,7 +129,7 @@ class LiveIntensityClient:
         return f"LiveIntensityClient(api={self.api!r}, base_url={self.base_url!r}, token='***')"
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***")
+        return redact(text, (self._token,))
 
     def latest(self, zone: str) -> IntensityResult:
         """The zone's current intensity (``source='live-api'``, ``is_estimated`` from the API).
@@ -148,6 +152,11 @@ class LiveIntensityClient:
             except _Failure as failure:
                 self._record_failure(failure.retry_after_s)
                 raise APIError(self._redact(f"{self.dataset}: {failure.reason}")) from None
+            except Exception as unexpected:  # noqa: BLE001 - whatever the answer, the caller falls back
+                self._record_failure(None)
+                raise APIError(self._redact(
+                    f"{self.dataset}: answer for zone {zone} could not be read ({type(unexpected).__name__})"
+                )) from None
             self._consecutive_failures = 0
             self._retry_at = -math.inf
             self._cache[zone] = (self._clock(), result)
@@ -177,7 +186,9 @@ class LiveIntensityClient:
         started = time.monotonic()
         self.requests_total += 1
         try:
-            response = bounded_http.request("GET", self._url(zone), headers, deadline_s=started + self._timeout_s)
+            response = bounded_http.request(
+                "GET", self._url(zone), headers, deadline_s=started + self._timeout_s, max_body_bytes=MAX_ANSWER_BYTES
+            )
         except socket.timeout:
             raise _Failure(f"no answer for zone {zone} within {self._timeout_s:g} s") from None
         except bounded_http.ResponseTooLarge as exc:
@@ -214,9 +225,9 @@ class LiveIntensityClient:
                 f"answer for zone {zone} has content type {media_type or 'none'!r}, expected application/json"
             )
         try:
-            payload = json.loads(response.body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _Failure(f"answer for zone {zone} is malformed JSON ({type(exc).__name__})") from None
+            payload = _parse_json(response.body)
+        except ValueError as exc:
+            raise _Failure(f"answer for zone {zone} is malformed JSON ({exc})") from None
         if not isinstance(payload, dict):
             raise _Failure(f"answer for zone {zone} is a JSON {type(payload).__name__}, expected an object")
         return payload
@@ -230,21 +241,24 @@ class LiveIntensityClient:
         else:
             record = payload
             answered_zone = str(payload.get("zone") or zone)
+        # Kept in results, history, reports and the store: a server echoing the token must not put it there.
+        answered_zone = self._redact(answered_zone[:256])[:64]
         value = record.get("carbonIntensity")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _Failure(f"answer for zone {zone} has no numeric carbonIntensity")
+        # Numbers arrive as floats (see _parse_json): an enormous integer is inf, never an OverflowError.
+        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+            raise _Failure(f"answer for zone {zone} has no finite numeric carbonIntensity")
         if not 0 <= value <= MAX_PLAUSIBLE_G_PER_KWH:
-            raise _Failure(f"answer for zone {zone} has an implausible carbonIntensity of {value} g/kWh")
+            raise _Failure(f"answer for zone {zone} has an implausible carbonIntensity of {value:.6g} g/kWh")
         estimated = record.get("isEstimated")
         is_estimated = estimated if isinstance(estimated, bool) else None
         result = IntensityResult(
             g_per_kwh=float(value),
             source="live-api",
             dataset=self.dataset,
-            zone=answered_zone[:64],
+            zone=answered_zone,
             is_estimated=is_estimated,
         )
-        reading = LiveReading(answered_zone[:64], float(value), _parse_datetime(record.get("datetime")), is_estimated)
+        reading = LiveReading(answered_zone, float(value), _parse_datetime(record.get("datetime")), is_estimated)
         return result, reading
 
 
@@ -257,14 +271,60 @@ class _Failure(Exception):
 
 def _server_message(response: bounded_http.HttpResponse) -> str:
     try:
-        payload = json.loads(response.body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        payload = _parse_json(response.body)
+    except ValueError:
         return ""
     if isinstance(payload, dict):
         message = payload.get("message") or payload.get("error")
         if isinstance(message, str) and message.strip():
             return f" ({message.strip()[:200]})"
     return ""
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text``, brackets inside strings ignored."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _parse_json(body: bytes) -> Any:
+    """The JSON value of ``body``, every number as a float (``inf`` when out of range).
+
+    The nesting is checked before parsing, so no answer can exhaust the recursion limit.
+
+    Raises:
+        ValueError: not UTF-8, not JSON, NaN/Infinity literals, or nested deeper than MAX_JSON_DEPTH.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_int=float, parse_float=float, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"JSONDecodeError at character {exc.pos}") from None
 
 
 def _retry_after_s(header: Optional[str]) -> Optional[float]:

@@ -27,6 +27,7 @@ from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.cloud import CloudLocation
 from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.carbon.provenance import IntensityResult
+from hf_eco2ai.carbon.redaction import redact
 from hf_eco2ai.carbon.tables import CloudRegion, ZoneIntensity
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import APIError
@@ -70,6 +71,9 @@ class IntensityResolver:
                 offline=config.offline,
                 metadata_url=config.cloud_metadata_url,
             )
+        if cloud is not None and cloud.region is not None:
+            # The region may come from a metadata answer; it reaches warnings, reports and the store.
+            cloud = dataclasses.replace(cloud, region=redact(cloud.region, (config.co2_signal_api_token,)))
         self.cloud = cloud
         if live_client is None and config.co2_signal_api_token is not None and not config.offline:
             live_client = LiveIntensityClient(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import threading
 import time
@@ -147,4 +148,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CarbonTrackingError as error:
         print(f"hf-eco2ai {args.subcommand}: {error}", file=sys.stderr)
         return 2
+    except sqlite3.DatabaseError as error:
+        return _damaged_store(args.subcommand, error)
+
+
+def _damaged_store(subcommand: str, error: sqlite3.DatabaseError) -> int:
+    """A store file SQLite itself cannot read (a torn or overwritten page): a message, no traceback."""
+    print(f"hf-eco2ai {subcommand}: the run store cannot be read ({error}); "
+          "`sqlite3 FILE 'PRAGMA integrity_check'` says which part is damaged", file=sys.stderr)
+    return 2
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hf_eco2ai import __version__
 from hf_eco2ai.meter.energy_meter import EnergyMeter
+from hf_eco2ai.reporting.atomic import write_text_atomically
 
 JOULES_PER_KWH = 3.6e6
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -92,8 +92,9 @@ def profile_command(
 ) -> int:
     """Runs ``command`` under an EnergyMeter; prints a table and writes a JSON report.
 
-    Returns the command's exit code. Raises ConfigurationError or SensorUnavailableError before
-    the command starts if the meter cannot be built.
+    Returns the command's exit code, also when the report cannot be written (that is a warning).
+    Raises ConfigurationError or SensorUnavailableError before the command starts if the meter
+    cannot be built.
     """
     meter = EnergyMeter(sources=sources, rate_hz=rate_hz)
     started_unix_s = time.time()
@@ -122,10 +123,16 @@ def profile_command(
         "meter": {key: info[key] for key in ("rate_hz", "sources", "skipped_sources", "channels")},
         "counters": {k: v for k, v in totals.items() if isinstance(v, int)},
     }
-    path = Path(json_path) if json_path else _default_report_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(partial, path)
-    print(f"hf-eco2ai: report written to {path}", file=sys.stderr)
+    _write_report(Path(json_path) if json_path else _default_report_path(), report)
     return exit_code
+
+
+def _write_report(path: Path, report: Dict[str, Any]) -> None:
+    """Writes the JSON report; a failure is one warning on stderr, never the command's exit code."""
+    try:
+        write_text_atomically(path, json.dumps(report, indent=2) + "\n")
+    except OSError as error:
+        print(f"hf-eco2ai: warning: the report could not be written to {path} "
+              f"({error.strerror or error}); the figures are in the table above", file=sys.stderr)
+        return
+    print(f"hf-eco2ai: report written to {path}", file=sys.stderr)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.store.run_store import RunStore, RunSummary, default_store_path
+from hf_eco2ai.store.run_store import DamagedRunError, RunStore, RunSummary, default_store_path
 
 
 def open_store(store_path: Optional[str]) -> RunStore:
-    """The store named, or the default one under the configured ``output_dir``.
+    """The store named, or the default one under the configured ``output_dir``, opened read-only:
+    the read commands never change the file (nor turn another SQLite file into a store).
 
     Raises:
-        ConfigurationError: the file does not exist (names it and how to point at another).
+        ConfigurationError: the file does not exist, is empty, or is not a run store (names it
+            and how to point at another).
     """
     if store_path is None:
         from hf_eco2ai.config import CarbonConfig
@@ -28,14 +31,18 @@ def open_store(store_path: Optional[str]) -> RunStore:
             f"no run store at {str(path)!r}: runs are stored under the output_dir they ran with; "
             "pass --store PATH/runs.sqlite"
         )
-    return RunStore(path)
+    return RunStore(path, read_only=True)
+
+
+def _warn_damaged(error: DamagedRunError) -> None:
+    print(f"hf-eco2ai: warning: skipped a damaged row: {error}", file=sys.stderr)
 
 
 def _resolve(store: RunStore, run: str) -> RunSummary:
     try:
         return store.get_run(run)
     except KeyError as error:
-        raise ConfigurationError(f"run {run!r}: {error.args[0] if error.args else 'not found'}; `hf-eco2ai runs` lists them") from error
+        raise ConfigurationError(f"run {run!r}: {error.args[0] if error.args else 'not found'}; `hf-eco2ai runs` lists them") from None
 
 
 def _figure(value: Optional[float], fmt: str) -> str:
@@ -47,7 +54,7 @@ def _when(unix_s: float) -> str:
 
 
 def print_runs(store: RunStore, project_name: Optional[str], limit: Optional[int]) -> int:
-    runs = store.list_runs(project_name=project_name, limit=limit)
+    runs = store.list_runs(project_name=project_name, limit=limit, on_damaged=_warn_damaged)
     if not runs:
         print(f"no runs in {store.path}")
         return 0
@@ -93,14 +100,31 @@ def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
     return 0
 
 
+def _report_of_unfinished_run(store: RunStore, summary: RunSummary) -> Any:
+    """A run without a final report: rendered from its stored rows when its process is gone."""
+    from hf_eco2ai.reporting.interrupted import interrupted_report
+
+    if summary.status != "interrupted":
+        raise ConfigurationError(
+            f"run {summary.run_id} has no final report yet (status {summary.status}): it is still running"
+            + ("" if summary.status == "running" else " or ended without one")
+        )
+    return interrupted_report(store, summary.run_id)
+
+
 def write_report(store: RunStore, run: str, output_format: str, output_path: Optional[str]) -> int:
     from hf_eco2ai.reporting.generate import generate_carbon_report
 
     summary = _resolve(store, run)
     tracking_data: Optional[Any] = store.report(summary.run_id)
     if tracking_data is None:
-        raise ConfigurationError(f"run {summary.run_id} has no final report yet (status {summary.status}): it is still running or was interrupted")
-    text = generate_carbon_report(tracking_data, output_format=output_format, output_path=output_path)
+        tracking_data = _report_of_unfinished_run(store, summary)
+    try:
+        text = generate_carbon_report(tracking_data, output_format=output_format, output_path=output_path)
+    except OSError as error:
+        raise ConfigurationError(
+            f"--output {output_path!r} cannot be written ({error.strerror or error}): choose a writable path"
+        ) from None
     if output_path is None:
         print(text)
     else:

@@ -1,7 +1,8 @@
 """``Eco2AICallback``: energy and carbon tracking for the Hugging Face ``Trainer``.
 
 ```python
-trainer = Trainer(..., callbacks=[Eco2AICallback(CarbonConfig(country_iso_code="FR"))])
+callback = Eco2AICallback(CarbonConfig(country_iso_code="FR"))
+trainer = Trainer(..., callbacks=[callback])
 trainer.train()
 print(callback.get_carbon_report()["total_co2_kg"])
 ```
@@ -22,8 +23,7 @@ Draining records, carbon figures, the budget and logging happen in ``on_log``, `
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -33,81 +33,28 @@ except ImportError as missing:
         f"({missing}): pip install 'hf-eco2ai[transformers]'"
     ) from missing
 
-from hf_eco2ai.config import CarbonConfig
-from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.integrations.tracking_options import (
-    REPORT_FORMATS, TrackingOptions, model_name_of, write_reports,
-)
-from hf_eco2ai.session.tracking_session import TrackingSession
+from hf_eco2ai.integrations.tracked_callback import TrackedRunCallback
+from hf_eco2ai.session import TrackingSession
 
 __all__ = ["Eco2AICallback"]
 
-
-def _noop() -> None:
-    return None
+_LOGGED_METRICS = ("loss", "eval_loss", "learning_rate")
 
 
-class Eco2AICallback(TrainerCallback):
-    """Tracks the energy and carbon of ``Trainer.train()``.
+class Eco2AICallback(TrainerCallback, TrackedRunCallback):
+    """Tracks the energy and carbon of ``Trainer.train()``; the options are ``TrackedRunCallback``'s.
 
     Args:
-        config: the settings (``CarbonConfig``); ``None`` reads them from the environment and
-            ``eco2ai.yaml``.
-        tracking_mode: overrides ``config.tracking_mode`` (``minimal``, ``simple``, ``detailed``).
-        output_dir: overrides ``config.output_dir``; reports and the run store go there.
-        tracking_frequency: ``step`` (one record per optimiser step), ``batch`` (one per
-            micro-batch when accumulating gradients) or ``epoch`` (one per epoch, and a log at
-            every epoch end).
-        include_infrastructure: also measure the node's CPU and DRAM (RAPL or the CPU estimate);
-            ``False`` measures GPUs only.
-        detailed_gpu_tracking: add per-channel power (``power/gpu:0_watts``, ...) to the logs.
-        wandb_integration, mlflow_integration: also log the figures and the final report (with
-            its provenance) to the active W&B / MLflow run.
-        meter: an ``EnergyMeter`` to use instead of one built from ``config`` (tests, custom sources).
-        store: where the run store lives, as ``TrackingSession`` takes it.
-        report_formats: the report files written to ``output_dir`` at train end.
+        config, tracking_mode, output_dir, tracking_frequency, include_infrastructure,
+        detailed_gpu_tracking, wandb_integration, mlflow_integration, meter, store,
+        report_formats, observers: see ``hf_eco2ai.integrations.tracked_callback.TrackedRunCallback``.
 
     Raises:
         ConfigurationError: an invalid option, or an integration whose package is not installed
             (the message names the package to install).
     """
 
-    def __init__(
-        self,
-        config: Optional[CarbonConfig] = None,
-        tracking_mode: Optional[str] = None,
-        output_dir: Optional[str] = None,
-        tracking_frequency: str = "step",
-        include_infrastructure: bool = True,
-        detailed_gpu_tracking: bool = True,
-        wandb_integration: bool = False,
-        mlflow_integration: bool = False,
-        *,
-        meter: Any = None,
-        store: Any = True,
-        report_formats: Any = REPORT_FORMATS,
-    ) -> None:
-        self.options = TrackingOptions.build(
-            config=config, tracking_mode=tracking_mode, output_dir=output_dir,
-            tracking_frequency=tracking_frequency, include_infrastructure=include_infrastructure,
-            detailed_gpu_tracking=detailed_gpu_tracking, wandb_integration=wandb_integration,
-            mlflow_integration=mlflow_integration, report_formats=report_formats,
-        )
-        self.config = self.options.config
-        self.tracking_frequency = self.options.tracking_frequency
-        self._meter = meter
-        self._store = store
-        self.session: Optional[TrackingSession] = None
-        self._mark = _noop
-        self._substeps = 0
-        self._substeps_at_last_log = 0
-        self._step_at_start = 0
-        self._step_at_last_log = 0
-        self._samples_per_micro_batch = 0
-        self._report: Optional[Dict[str, Any]] = None
-        self.report_paths: Dict[str, Path] = {}
-
-    # Setup -------------------------------------------------------------------------------------------
+    framework = "transformers"
 
     def install(self, trainer: Any) -> "Eco2AICallback":
         """Add this callback to ``trainer`` ahead of every other one, and return it.
@@ -125,25 +72,12 @@ class Eco2AICallback(TrainerCallback):
         return self
 
     def setup(self, args: TrainingArguments, state: TrainerState, model: Any = None) -> TrackingSession:
-        """Create and start this training run's session; idempotent within one ``train()`` call."""
-        if self.session is not None and self.session.running:
-            return self.session
-        if self._meter is not None and self.session is not None:
-            raise ConfigurationError(
-                "meter = the EnergyMeter given to Eco2AICallback was used by a previous train() call; "
-                "a meter measures one run, so pass a new Eco2AICallback (or no meter) for each train()"
-            )
-        self.session = TrackingSession(self.config, meter=self._meter, store=self._store,
-                                       model_name=model_name_of(model),
-                                       include_host=self.options.include_infrastructure)
-        self.session.start()
-        self._report = None
-        self.report_paths = {}
-        self._step_at_start = self._step_at_last_log = state.global_step
-        self._substeps = self._substeps_at_last_log = 0
-        self._samples_per_micro_batch = int(args.train_batch_size)
-        self._mark = _noop if self.tracking_frequency == "epoch" else self.session.mark_step
-        return self.session
+        """Create and start this training run's session; idempotent within one ``train()`` call.
+
+        Reports and the run store go to ``args.output_dir`` unless ``output_dir`` was set."""
+        return self.lifecycle.start(model=model, global_step=state.global_step,
+                                    samples_per_micro_batch=int(args.train_batch_size),
+                                    framework_output_dir=args.output_dir)
 
     # Hooks -------------------------------------------------------------------------------------------
 
@@ -155,91 +89,37 @@ class Eco2AICallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
         """Mark the optimiser step's end. Nothing else runs here."""
-        self._mark()
+        self.lifecycle.mark_step()
 
     def on_substep_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         """Count a micro-batch inside gradient accumulation (marks it when tracking per batch)."""
-        self._substeps += 1
-        if self.tracking_frequency == "batch":
-            self._mark()
+        self.lifecycle.substep_end()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
         """Add the energy and carbon figures to ``logs`` and ``state.log_history``."""
-        session = self.session
-        if session is None or not session.running:
-            return
         logs = {} if logs is None else logs
-        # The last micro-batch of each optimiser step ends in on_step_end, the others in on_substep_end.
-        micro_batches = (state.global_step - self._step_at_last_log) + (self._substeps - self._substeps_at_last_log)
-        self._step_at_last_log, self._substeps_at_last_log = state.global_step, self._substeps
-        metrics: Dict[str, Any] = {"samples": micro_batches * self._samples_per_micro_batch}
-        for key in ("loss", "eval_loss", "learning_rate"):
-            if key in logs:
-                metrics[key] = logs[key]
-        figures = session.log(metrics, step=state.global_step, channel_power=self.options.detailed_gpu_tracking)
-        logs.update(figures)
-        if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            # The Trainer copied logs into its history before calling us: keep the two in step.
-            state.log_history[-1].update(figures)
-        self.options.log_to_integrations(figures, state.global_step)
-        if session.stop_requested:
-            control.should_training_stop = True
+        figures = self.lifecycle.log({key: logs[key] for key in _LOGGED_METRICS if key in logs}, state.global_step)
+        _add_to_logs(figures, logs, state)
+        control.should_training_stop |= self.lifecycle.stop_requested
 
     def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         """Close the epoch (its energy is reported per epoch) and check the budget."""
-        session = self.session
-        if session is None or not session.running:
-            return
-        if self.tracking_frequency == "epoch":
-            session.mark_step()
-            control.should_log = True
-        session.epoch_end()
-        if session.stop_requested:
-            control.should_training_stop = True
+        control.should_log |= self.lifecycle.epoch_end()
+        control.should_training_stop |= self.lifecycle.stop_requested
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         """Stop measuring, build the report (combined over ranks) and write it on the main process."""
-        session = self.session
-        if session is None or not session.running:
-            return
-        self._mark = _noop
-        session.stop()
-        report = session.report()
-        report["training"] = {
-            "framework": "transformers",
-            "global_step_start": self._step_at_start,
-            "global_step_end": state.global_step,
-            "optimizer_steps": state.global_step - self._step_at_start,
-            "micro_batches": state.global_step - self._step_at_start + self._substeps,
-            "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
-            "tracking_frequency": self.tracking_frequency,
-            "stopped_by_budget": session.stop_requested,
-        }
-        self._report = report
-        if state.is_world_process_zero:
-            self.report_paths = write_reports(report, self.config.output_dir, self.options.report_formats)
-            self.options.log_report_to_integrations(report, self.report_paths)
+        self.lifecycle.finish({"global_step_end": state.global_step,
+                               "gradient_accumulation_steps": int(args.gradient_accumulation_steps)},
+                              write_outputs=state.is_world_process_zero)
 
-    # Results -----------------------------------------------------------------------------------------
 
-    def get_carbon_report(self) -> Dict[str, Any]:
-        """The ``tracking_data`` dict (docs/reports.md): ``total_co2_kg``, ``energy``, ``intensity``...
-
-        After training it is the final report (combined over ranks in a distributed job); during
-        training it is this process's report so far.
-
-        Raises:
-            ConfigurationError: called before training started.
-        """
-        if self._report is not None:
-            return self._report
-        if self.session is None:
-            raise ConfigurationError(
-                "get_carbon_report() was called before training started; call it after trainer.train()"
-            )
-        return self.session.report(combine_ranks=False)
-
+def _add_to_logs(figures: Mapping[str, float], logs: Dict[str, Any], state: TrainerState) -> None:
+    logs.update(figures)
+    if figures and state.log_history and state.log_history[-1].get("step") == state.global_step:
+        # The Trainer copied logs into its history before calling us: keep the two in step.
+        state.log_history[-1].update(figures)

@@ -1,4 +1,9 @@
-"""The two CSV forms of docs/reports.md: one row per step, and a long summary table."""
+"""The two CSV forms of docs/reports.md: one row per step, and a long summary table.
+
+Text cells are neutralised against spreadsheet formula injection (OWASP "CSV Injection"): a text
+value that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``,
+so a spreadsheet shows it as text instead of evaluating it. Numbers are written as numbers.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,17 @@ def step_columns(channel_names: Sequence[str]) -> List[str]:
     return list(STEP_COLUMNS) + [channel_column(name) for name in channel_names]
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would read it as a formula.
+
+    Leading spaces are looked through: some spreadsheets strip them before evaluating.
+    """
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_TRIGGERS) else text
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -35,7 +51,10 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         # repr round-trips exactly; str() would too, but repr states the intent.
         return repr(value)
-    return value
+    if isinstance(value, int):
+        return value
+    # Names, zones and messages come from users and remote answers.
+    return neutralise_formula(str(value))
 
 
 def _new_writer(buffer: io.StringIO) -> Any:
@@ -51,7 +70,7 @@ def render_csv_steps(prepared: Mapping[str, Any]) -> str:
     run_id = prepared["run"]["run_id"]
     buffer = io.StringIO()
     writer = _new_writer(buffer)
-    writer.writerow(step_columns(channel_names))
+    writer.writerow([_cell(column) for column in step_columns(channel_names)])
     for step in prepared["steps"]:
         joules = step["joules"]
         kwh = None if joules is None or pue is None else joules / JOULES_PER_KWH * pue
@@ -143,7 +162,7 @@ def render_csv_summary(prepared: Mapping[str, Any]) -> str:
     """The long table: section, scope, metric, value, unit, note."""
     buffer = io.StringIO()
     writer = _new_writer(buffer)
-    writer.writerow(SUMMARY_COLUMNS)
+    writer.writerow([_cell(column) for column in SUMMARY_COLUMNS])
     for row in _summary_rows(prepared):
         writer.writerow([_cell(value) for value in row])
     return buffer.getvalue()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Optional
+from typing import Optional, Tuple
 
 MISSING = "—"
 
@@ -59,29 +59,28 @@ def unix_time(seconds: Optional[float]) -> str:
     return instant.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _in_readable_unit(value: Optional[float], ladder: Tuple[Tuple[float, float, str], ...]) -> str:
+    """``value`` in the first unit of ``ladder`` (threshold, factor, unit; largest first) whose
+    threshold its magnitude reaches, else the last; zero takes the base unit (factor 1)."""
+    if value is None:
+        return MISSING
+    magnitude = abs(value)
+    for threshold, factor, unit in ladder[:-1]:
+        if magnitude >= threshold or (magnitude == 0 and factor == 1):
+            return f"{significant(value * factor)} {unit}"
+    _, factor, unit = ladder[-1]
+    return f"{significant(value * factor)} {unit}"
+
+
+_MASS_LADDER_KG = ((1000.0, 1e-3, "t"), (1.0, 1.0, "kg"), (1e-3, 1e3, "g"), (0.0, 1e6, "mg"))
+_ENERGY_LADDER_KWH = ((1000.0, 1e-3, "MWh"), (1.0, 1.0, "kWh"), (1e-3, 1e3, "Wh"), (0.0, 3.6e6, "J"))
+
+
 def mass_kg(kilograms: Optional[float]) -> str:
     """A CO2e mass in the unit a person reads most easily (mg, g, kg or t)."""
-    if kilograms is None:
-        return MISSING
-    magnitude = abs(kilograms)
-    if magnitude >= 1000:
-        return f"{significant(kilograms / 1000)} t"
-    if magnitude >= 1 or magnitude == 0:
-        return f"{significant(kilograms)} kg"
-    if magnitude >= 1e-3:
-        return f"{significant(kilograms * 1e3)} g"
-    return f"{significant(kilograms * 1e6)} mg"
+    return _in_readable_unit(kilograms, _MASS_LADDER_KG)
 
 
 def energy_kwh(kwh: Optional[float]) -> str:
     """An energy in the unit a person reads most easily (J, Wh, kWh or MWh)."""
-    if kwh is None:
-        return MISSING
-    magnitude = abs(kwh)
-    if magnitude >= 1000:
-        return f"{significant(kwh / 1000)} MWh"
-    if magnitude >= 1 or magnitude == 0:
-        return f"{significant(kwh)} kWh"
-    if magnitude >= 1e-3:
-        return f"{significant(kwh * 1e3)} Wh"
-    return f"{significant(kwh * 3.6e6)} J"
+    return _in_readable_unit(kwh, _ENERGY_LADDER_KWH)

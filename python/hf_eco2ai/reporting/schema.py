@@ -17,7 +17,7 @@ from hf_eco2ai.meter.flags import STEP_FLAG_NAMES
 SCHEMA_VERSION = 1
 SECRET_MASK = "***"
 SECRET_KEY_PARTS = ("token", "secret", "password", "api_key", "apikey")
-INCOMPLETE_WARNING_CODES = frozenset({"sensor-failed"})
+INCOMPLETE_WARNING_CODES = frozenset({"sensor-failed", "run-interrupted"})
 
 
 # A small declarative schema. Leaf specs are type names, a "?" suffix meaning the value may be null.

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -39,6 +40,7 @@ from hf_eco2ai.session.distributed import (
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
 from hf_eco2ai.meter.gpu_stats import read_gpu_stats
 from hf_eco2ai.meter.flags import FLAG_BOUNDARIES_DROPPED
+from hf_eco2ai.session import fork_safety
 from hf_eco2ai.session.run_records import RunRecords
 from hf_eco2ai.session.snapshot import SessionSnapshot
 from hf_eco2ai.store.run_store import RunIdentity, RunStore, RunWriter, default_store_path
@@ -102,6 +104,8 @@ class TrackingSession:
         self.run_id = uuid.uuid4().hex
         self._left_to_local_rank_0 = False
         self._nothing_to_measure_reason: Optional[str] = None
+        if meter is not None:
+            _claim_meter_for_one_run(meter)
         self._meter = meter if meter is not None else self._build_meter(include_host, environ)
         self._store = self._open_store(store)
         self._writer: Optional[RunWriter] = None
@@ -109,6 +113,7 @@ class TrackingSession:
         self._budget = (None if self.config.carbon_budget_kg is None else CarbonBudget(
             self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded))
         self._lock = threading.RLock()
+        fork_safety.register(self)
         self._state = "new"
         self._started_unix_s: Optional[float] = None
         self._ended_unix_s: Optional[float] = None
@@ -495,11 +500,17 @@ class TrackingSession:
         if log:
             logger.warning("hf_eco2ai: %s", message)
 
-    def _count_error(self, error_type: str, error: BaseException) -> None:
+    def _count_error(self, error_type: str, error: BaseException, message: Optional[str] = None) -> None:
         with self._lock:
             self._errors_by_type[error_type] = self._errors_by_type.get(error_type, 0) + 1
-            self._warn_once(f"{error_type}-failed", f"the {error_type} update failed ({type(error).__name__}: "
-                            f"{error}); tracking goes on")
+            self._warn_once(f"{error_type}-failed", message or (
+                f"the {error_type} update failed ({type(error).__name__}: {error}); tracking goes on"))
+
+    def record_monitoring_error(self, error_type: str, error: BaseException, message: Optional[str] = None) -> None:
+        """Count a failure that the run survives (a tracker backend, the report files...): every
+        occurrence is counted under ``error_type`` in the monitoring errors; the first of each type
+        is one warning, logged and kept for the report (``message``, or one built from ``error``)."""
+        self._count_error(error_type, error, message)
 
     def _on_store_error(self, error: BaseException) -> None:
         self._count_error("store", error)
@@ -733,6 +744,18 @@ class TrackingSession:
             self._exporter.close()
         except Exception as error:  # noqa: BLE001 - closing an exporter must not fail the run's end
             self._count_error("exporter", error)
+
+
+# Meters that a session has measured with: a meter's records and totals belong to one run.
+_CLAIMED_METERS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _claim_meter_for_one_run(meter: Any) -> None:
+    if meter in _CLAIMED_METERS:
+        raise ConfigurationError(
+            "meter = this EnergyMeter already measured an earlier run; a meter measures one run: pass a new "
+            "EnergyMeter for each run, or none (a meter is then built for each run from the config)")
+    _CLAIMED_METERS.add(meter)
 
 
 def _budget_section(budget_kg: float, co2_kg: float) -> Dict[str, Any]:

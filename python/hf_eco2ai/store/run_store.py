@@ -112,6 +112,28 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can never write: no tables, no WAL switch, no new file.
+
+    ``immutable=1`` is the fallback for a store on read-only media, where SQLite cannot create the
+    WAL index it needs to read in WAL mode; such a file cannot change while it is read.
+    """
+    location = path.resolve().as_uri()
+    connection: Optional[sqlite3.Connection] = None
+    try:
+        connection = sqlite3.connect(f"{location}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                     isolation_level=None)
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as error:
+        if connection is not None:
+            connection.close()
+        if "locked" in str(error):
+            raise  # a live writer, not read-only media: reading it as immutable could see a torn state
+        connection = sqlite3.connect(f"{location}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return connection
+
+
 def _floats_to_blob(values: Sequence[float]) -> bytes:
     return np.asarray(values, dtype="<f8").tobytes()
 
@@ -131,8 +153,53 @@ def _step_rows(run_id: str, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarr
     ]
 
 
-def _json_or_none(text: Optional[str]) -> Any:
-    return None if text is None else json.loads(text)
+class DamagedRunError(ConfigurationError):
+    """A stored run's row cannot be read; the message names the run and the field."""
+
+
+# A stored time outside this range cannot be a run's (and breaks date formatting).
+_LATEST_PLAUSIBLE_UNIX_S = 4_102_444_800.0  # 2100-01-01
+
+
+def _json_field(run_id: str, field: str, text: Any, kind: type, optional: bool = True) -> Any:
+    if text is None and optional:
+        return None
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise DamagedRunError(f"run {run_id}: field {field} is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(value, kind):
+        raise DamagedRunError(f"run {run_id}: field {field} holds a JSON {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+def _time_field(run_id: str, field: str, value: Any, optional: bool = False) -> Optional[float]:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _LATEST_PLAUSIBLE_UNIX_S:
+        raise DamagedRunError(f"run {run_id}: field {field} = {str(value)[:40]!r} is not a time between 1970 and 2100")
+    return float(value)
+
+
+def _int_field(run_id: str, field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DamagedRunError(f"run {run_id}: field {field} = {str(value)[:40]!r} is not an integer")
+    return value
+
+
+def _floats_field(run_id: str, field: str, blob: Any, count: int) -> np.ndarray:
+    """``count`` little-endian doubles, one per channel; raises DamagedRunError for any other blob."""
+    if not isinstance(blob, bytes) or len(blob) != 8 * count:
+        raise DamagedRunError(f"run {run_id}: a {field} value is not {count} numbers (one per channel)")
+    return _blob_to_floats(blob)
+
+
+def _text_field(run_id: str, field: str, value: Any, optional: bool = False) -> Optional[str]:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise DamagedRunError(f"run {run_id}: field {field} = {str(value)[:40]!r} is not text")
+    return value
 
 
 def _pid_is_alive(pid: int) -> bool:
@@ -207,15 +274,22 @@ class StoredSteps:
 class RunStore:
     """Read access to a run store file, and the factory of its writers.
 
-    Creating a ``RunStore`` creates the file and its tables if they do not exist. Every method
-    opens its own connection, so one instance may be shared between threads.
+    Creating a ``RunStore`` creates the file and its tables if they do not exist. With
+    ``read_only=True`` (the CLI's read commands) nothing is ever written: the file must already be
+    a run store, and may sit on read-only media. Every method opens its own connection, so one
+    instance may be shared between threads.
 
     Raises:
-        ConfigurationError: the path cannot be opened as a store (names the path and the reason).
+        ConfigurationError: the path cannot be opened as a store, or (read-only) is not one: a
+            missing, empty or foreign file, or a damaged schema version (names the path and reason).
     """
 
-    def __init__(self, path: StorePath) -> None:
+    def __init__(self, path: StorePath, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        if read_only:
+            self._check_is_store()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = _connect(self.path)
@@ -236,19 +310,58 @@ class RunStore:
                 f"store_path {str(self.path)!r} cannot be used as a run store: {error}; "
                 "give a writable file path"
             ) from error
+        self._check_version(version)
+
+    def _check_version(self, version: Any) -> None:
+        if not str(version).strip().isdigit():
+            raise ConfigurationError(
+                f"store_path {str(self.path)!r} is damaged: its schema_version is {str(version)[:40]!r}, "
+                f"not a number; this hf_eco2ai reads schema {STORE_SCHEMA_VERSION}"
+            )
         if int(version) != STORE_SCHEMA_VERSION:
             raise ConfigurationError(
                 f"store_path {str(self.path)!r} holds store schema {version}; this hf_eco2ai "
                 f"reads schema {STORE_SCHEMA_VERSION} only; use another file"
             )
 
+    def _check_is_store(self) -> None:
+        """Read-only opening: refuses a missing or empty file, and any SQLite file without our tables."""
+        where = f"store_path {str(self.path)!r}"
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            state = "is empty" if self.path.is_file() else "does not exist"
+            raise ConfigurationError(f"{where} {state}: it is not a run store; pass --store PATH/runs.sqlite")
+        try:
+            connection = _connect_read_only(self.path)
+            try:
+                tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                missing = {"meta", "runs", "steps", "reports"} - tables
+                if missing:
+                    raise ConfigurationError(
+                        f"{where} is an SQLite file but not a run store (no {', '.join(sorted(missing))} table); "
+                        "it was left unchanged"
+                    )
+                row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as error:
+            raise ConfigurationError(f"{where} cannot be read as a run store: {error}") from None
+        if row is None:
+            raise ConfigurationError(f"{where} is damaged: its meta table has no schema_version")
+        self._check_version(row[0])
+
     def writer(self, flush_interval_s: float = 0.5,
                on_error: Optional[Callable[[BaseException], None]] = None) -> "RunWriter":
-        """A new background writer for this file (starts its thread at once)."""
+        """A new background writer for this file (starts its thread at once).
+
+        Raises:
+            ConfigurationError: the store was opened ``read_only``.
+        """
+        if self.read_only:
+            raise ConfigurationError(f"store_path {str(self.path)!r} was opened read-only: it has no writer")
         return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error)
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
-        connection = _connect(self.path)
+        connection = _connect_read_only(self.path) if self.read_only else _connect(self.path)
         try:
             return connection.execute(sql, parameters).fetchall()
         finally:
@@ -280,19 +393,35 @@ class RunStore:
     )
 
     def _summary(self, row: Tuple[Any, ...]) -> RunSummary:
-        status = row[9]
-        if status == "running" and row[4] == socket.gethostname() and not _pid_is_alive(row[5]):
+        """Raises DamagedRunError for a row that is not what the writer stores."""
+        run_id = str(row[0])[:64]
+        pid = _int_field(run_id, "pid", row[5])
+        status = _text_field(run_id, "status", row[9])
+        if status == "running" and row[4] == socket.gethostname() and not _pid_is_alive(pid):
             status = "interrupted"
         return RunSummary(
-            run_id=row[0], project_name=row[1], experiment_id=row[2], model_name=row[3],
-            host=row[4], pid=row[5], rank=row[6], local_rank=row[7], world_size=row[8],
-            status=status, started_unix_s=row[10], ended_unix_s=row[11], updated_unix_s=row[12],
-            channels=json.loads(row[13]), intensity=_json_or_none(row[14]),
-            config=_json_or_none(row[15]), latest=_json_or_none(row[16]) or {}, step_count=row[17],
+            run_id=run_id, project_name=_text_field(run_id, "project_name", row[1]) or "",
+            experiment_id=_text_field(run_id, "experiment_id", row[2], optional=True),
+            model_name=_text_field(run_id, "model_name", row[3], optional=True),
+            host=_text_field(run_id, "host", row[4]) or "", pid=pid, rank=_int_field(run_id, "rank", row[6]),
+            local_rank=_int_field(run_id, "local_rank", row[7]), world_size=_int_field(run_id, "world_size", row[8]),
+            status=status or "", started_unix_s=_time_field(run_id, "started_unix_s", row[10]) or 0.0,
+            ended_unix_s=_time_field(run_id, "ended_unix_s", row[11], optional=True),
+            updated_unix_s=_time_field(run_id, "updated_unix_s", row[12]) or 0.0,
+            channels=_json_field(run_id, "channels_json", row[13], list, optional=False),
+            intensity=_json_field(run_id, "intensity_json", row[14], dict),
+            config=_json_field(run_id, "config_json", row[15], dict),
+            latest=_json_field(run_id, "latest_json", row[16], dict) or {}, step_count=row[17],
         )
 
-    def list_runs(self, project_name: Optional[str] = None, limit: Optional[int] = None) -> List[RunSummary]:
-        """Runs, newest first; only ``project_name``'s when given; at most ``limit``."""
+    def list_runs(self, project_name: Optional[str] = None, limit: Optional[int] = None,
+                  on_damaged: Optional[Callable[[DamagedRunError], None]] = None) -> List[RunSummary]:
+        """Runs, newest first; only ``project_name``'s when given; at most ``limit``.
+
+        Raises:
+            DamagedRunError: a row cannot be read, unless ``on_damaged`` is given: then each damaged
+                row is passed to it and left out.
+        """
         sql = f"SELECT {self._SUMMARY_COLUMNS} FROM runs r"
         parameters: List[Any] = []
         if project_name is not None:
@@ -302,7 +431,15 @@ class RunStore:
         if limit is not None:
             sql += " LIMIT ?"
             parameters.append(int(limit))
-        return [self._summary(row) for row in self._read(sql, parameters)]
+        summaries = []
+        for row in self._read(sql, parameters):
+            try:
+                summaries.append(self._summary(row))
+            except DamagedRunError as damaged:
+                if on_damaged is None:
+                    raise
+                on_damaged(damaged)
+        return summaries
 
     def get_run(self, run_id_or_prefix: str) -> RunSummary:
         """One run's summary. Raises KeyError if no run (or several) match."""
@@ -330,7 +467,8 @@ class RunStore:
         channel_names = [channel["name"] for channel in summary.channels]
         by_channel = np.zeros((len(rows), len(channel_names)))
         for position, row in enumerate(rows):
-            by_channel[position, :] = _blob_to_floats(row[6])
+            by_channel[position, :] = _floats_field(summary.run_id, "steps.joules_by_channel", row[6],
+                                                    len(channel_names))
         return StoredSteps(
             channels=channel_names,
             index=np.array([row[0] for row in rows], dtype=np.int64),
@@ -353,7 +491,8 @@ class RunStore:
         )
         return [
             {"name": row[0], "t0_s": row[1], "t1_s": row[2], "joules": row[3], "flags": row[4],
-             "joules_by_channel": dict(zip(channel_names, _blob_to_floats(row[5]).tolist()))}
+             "joules_by_channel": dict(zip(channel_names, _floats_field(
+                 summary.run_id, "windows.joules_by_channel", row[5], len(channel_names)).tolist()))}
             for row in rows
         ]
 
@@ -365,7 +504,8 @@ class RunStore:
                           (summary.run_id,))
         watts: Dict[str, List[float]] = {name: [] for name in channel_names}
         for _, blob in rows:
-            for name, value in zip(channel_names, _blob_to_floats(blob).tolist()):
+            values = _floats_field(summary.run_id, "power.watts_by_channel", blob, len(channel_names))
+            for name, value in zip(channel_names, values.tolist()):
                 watts[name].append(value)
         return [row[0] for row in rows], watts
 
@@ -374,13 +514,14 @@ class RunStore:
         run_id = self.resolve_run_id(run_id_or_prefix)
         rows = self._read("SELECT unix_time_s, step, metrics_json FROM logs WHERE run_id = ? "
                           "ORDER BY unix_time_s", (run_id,))
-        return [{"unix_time_s": row[0], "step": row[1], **json.loads(row[2])} for row in rows]
+        return [{"unix_time_s": row[0], "step": row[1], **_json_field(run_id, "metrics_json", row[2], dict, optional=False)}
+                for row in rows]
 
     def report(self, run_id_or_prefix: str) -> Optional[Dict[str, Any]]:
         """The run's final ``tracking_data`` report, or None if the run never finished."""
         run_id = self.resolve_run_id(run_id_or_prefix)
         rows = self._read("SELECT report_json FROM reports WHERE run_id = ?", (run_id,))
-        return json.loads(rows[0][0]) if rows else None
+        return _json_field(run_id, "report_json", rows[0][0], dict) if rows else None
 
 
 @dataclass(frozen=True)
@@ -403,19 +544,66 @@ class RunIdentity:
 
 _Operation = Tuple[str, Any]
 
+DEFAULT_MAX_UNWRITTEN_ROWS = 100_000
+# Rows a failed commit keeps for the next try, oldest dropped first; the run's own row and its
+# latest figures are never dropped (a few per run).
+_DROPPABLE = ("steps", "windows", "power", "log")
+
+
+class StoreRowsDropped(RuntimeError):
+    """Rows that could not be written (disk full, store unwritable) and were given up."""
+
+    def __init__(self, rows: int, path: Path, cause: str) -> None:
+        super().__init__(f"{rows} row(s) could not be written to {path} and were dropped; last failure: {cause}")
+        self.rows = rows
+
+
+def _row_count(operation: _Operation) -> int:
+    kind, payload = operation
+    if kind == "steps":
+        return len(payload[1])
+    if kind == "windows":
+        return len(payload)
+    return 1
+
+
+def _bounded(operations: List[_Operation], max_rows: int) -> Tuple[List[_Operation], int]:
+    """``operations`` with the oldest droppable ones removed until at most ``max_rows`` remain,
+    and the number of rows removed. Only the newest ``latest`` of each run is kept."""
+    newest_latest = {payload[0]: position for position, (kind, payload) in enumerate(operations) if kind == "latest"}
+    kept = [operation for position, operation in enumerate(operations)
+            if operation[0] != "latest" or newest_latest[operation[1][0]] == position]
+    excess = sum(_row_count(operation) for operation in kept) - max_rows
+    dropped = 0
+    result: List[_Operation] = []
+    for operation in kept:
+        if excess > 0 and operation[0] in _DROPPABLE:
+            rows = _row_count(operation)
+            excess -= rows
+            dropped += rows
+            continue
+        result.append(operation)
+    return result, dropped
+
 
 class RunWriter:
     """A background thread that commits queued rows to the store in batches.
 
     Every ``add_*``/``update_*`` method only enqueues and returns at once (safe from any thread);
     the thread commits whatever is queued every ``flush_interval_s`` in one transaction. A failed
-    commit calls ``on_error`` (the session counts it and warns once) and the writer goes on.
+    commit (a full disk, a locked or vanished file) calls ``on_error`` with SQLite's own error (the
+    session counts it and warns once) and keeps the batch in memory: it is retried with the next
+    batch, every ``flush_interval_s``, so rows written while the disk is full are stored once space
+    returns. The rows kept are bounded by ``max_unwritten_rows``, oldest steps, windows, power
+    samples and logs given up first; rows given up, and rows still unwritten at ``close()``, are
+    counted in ``rows_dropped`` and reported to ``on_error`` as ``StoreRowsDropped``.
     ``flush()`` waits until everything enqueued before it is committed; ``close()`` flushes and
     stops the thread. Both are idempotent.
     """
 
     def __init__(self, path: StorePath, flush_interval_s: float = 0.5,
-                 on_error: Optional[Callable[[BaseException], None]] = None) -> None:
+                 on_error: Optional[Callable[[BaseException], None]] = None,
+                 max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
                 f"flush_interval_s is {flush_interval_s!r}; it must be a positive number of seconds"
@@ -427,6 +615,9 @@ class RunWriter:
         self._closed = False
         self._close_lock = threading.Lock()
         self.errors = 0
+        self.rows_dropped = 0
+        self._max_unwritten_rows = int(max_unwritten_rows)
+        self._unwritten: List[_Operation] = []
         self._thread = threading.Thread(target=self._run, name="hf-eco2ai-store-writer", daemon=True)
         self._thread.start()
 
@@ -477,13 +668,19 @@ class RunWriter:
         report_json = None if report is None else json.dumps(report, allow_nan=False)
         self._queue.put(("finish", (run_id, status, float(ended_unix_s), report_json)))
 
+    @property
+    def unwritten_rows(self) -> int:
+        """Rows kept in memory after a failed commit, waiting for the next try."""
+        return sum(_row_count(operation) for operation in list(self._unwritten))
+
     def flush(self, timeout_s: Optional[float] = 30.0) -> bool:
-        """Wait until everything queued so far is committed; False if ``timeout_s`` ran out."""
+        """Wait until everything queued so far is committed; False if ``timeout_s`` ran out or
+        the commit failed (the rows stay queued for the next try)."""
         if not self._thread.is_alive():
-            return self._queue.empty()
+            return self._queue.empty() and not self._unwritten
         done = threading.Event()
         self._queue.put(("barrier", done))
-        return done.wait(timeout_s)
+        return done.wait(timeout_s) and not self._unwritten
 
     def close(self, timeout_s: Optional[float] = 30.0) -> None:
         """Commit what is queued and stop the thread."""
@@ -504,10 +701,11 @@ class RunWriter:
             try:
                 batch.append(self._queue.get(timeout=self.flush_interval_s))
             except queue.Empty:
-                continue
+                if not self._unwritten:
+                    continue
             # Batching is the point: take whatever piled up during the interval in one commit.
             deadline = time.monotonic() + self.flush_interval_s
-            while batch[-1][0] not in ("barrier", "close"):
+            while batch and batch[-1][0] not in ("barrier", "close"):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -515,24 +713,46 @@ class RunWriter:
                     batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
+            work = self._unwritten + [operation for operation in batch if operation[0] not in ("barrier", "close")]
             try:
                 if connection is None:
                     connection = _connect(self.path)
-                self._commit(connection, batch)
+                self._commit(connection, work)
+                self._unwritten = []
             except (sqlite3.Error, OSError, ValueError) as error:
                 self.errors += 1
-                if self._on_error is not None:
-                    self._on_error(error)
+                self._report(error)
+                # A fresh connection for the next try: the file may have been replaced or remounted.
+                if connection is not None:
+                    connection.close()
+                    connection = None
+                if isinstance(error, (sqlite3.OperationalError, OSError)):
+                    self._unwritten, dropped = _bounded(work, self._max_unwritten_rows)
                 else:
-                    warnings.warn(f"hf_eco2ai run store {self.path}: a write failed: {error}",
-                                  RuntimeWarning, stacklevel=1)
+                    # Rows SQLite refuses as such (not the disk's fault) would fail every retry.
+                    self._unwritten, dropped = [], sum(_row_count(operation) for operation in work)
+                if dropped:
+                    self._drop(dropped, error)
+            stopping = any(kind == "close" for kind, _ in batch)
+            if stopping and self._unwritten:
+                # Closing: what the last try could not write is given up and counted.
+                self._drop(sum(_row_count(operation) for operation in self._unwritten), "still failing at close")
+                self._unwritten = []
             for kind, payload in batch:
                 if kind == "barrier":
                     payload.set()
-                elif kind == "close":
-                    stopping = True
         if connection is not None:
             connection.close()
+
+    def _drop(self, rows: int, cause: Any) -> None:
+        self.rows_dropped += rows
+        self._report(StoreRowsDropped(rows, self.path, str(cause)))
+
+    def _report(self, error: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error(error)
+        else:
+            warnings.warn(f"hf_eco2ai run store {self.path}: a write failed: {error}", RuntimeWarning, stacklevel=1)
 
     @staticmethod
     def _commit(connection: sqlite3.Connection, batch: List[_Operation]) -> None:
@@ -588,5 +808,11 @@ class RunWriter:
                             "VALUES (?, ?, ?)", (run_id, now, report_json))
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL among them); a second
+            # ROLLBACK would replace the real cause ("database or disk is full") with its own.
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise

@@ -7,12 +7,16 @@ the gateway holds the latest run of each process rather than an ever-growing pil
 
 from __future__ import annotations
 
-from typing import Dict
+import http.client
+import socket
+import time
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from prometheus_client import push_to_gateway
 from prometheus_client.registry import CollectorRegistry
 
+from hf_eco2ai.carbon import bounded_http
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
 from hf_eco2ai.integrations.prometheus.collector import SnapshotCollector
 from hf_eco2ai.integrations.prometheus.labels import clean_label_value
@@ -34,6 +38,29 @@ def _checked_gateway(gateway_url: str) -> str:
             "proxy in front of the Pushgateway instead), so they never reach logs or error messages"
         )
     return gateway_url.rstrip("/")
+
+
+def _deadline_handler(
+    url: str, method: str, timeout: Optional[float], headers: List[Tuple[str, str]], data: bytes
+) -> Callable[[], None]:
+    """A ``push_to_gateway`` handler whose timeout bounds the whole push, not each socket read.
+
+    urllib's timeout restarts at every byte, so a gateway trickling its answer held a push (and
+    the session's ``stop()``) for as long as it liked.
+    """
+
+    def handle() -> None:
+        deadline_s = time.monotonic() + (2.0 if timeout is None else timeout)
+        try:
+            response = bounded_http.request(method, url, dict(headers), deadline_s, body=data)
+        except socket.timeout:
+            raise OSError(f"no complete answer within {timeout:g} s") from None
+        except (ValueError, http.client.HTTPException) as error:
+            raise OSError(f"{type(error).__name__}: {error}") from None
+        if not 200 <= response.status < 300:
+            raise OSError(f"HTTP {response.status}: {response.body[:200].decode('utf-8', 'replace')}")
+
+    return handle
 
 
 def grouping_key(snapshot: SessionSnapshot, label_cleanup: bool = True) -> Dict[str, str]:
@@ -58,7 +85,8 @@ def push_snapshot(
     ``SnapshotCollector``. Call it at the end of a run (and, if wanted, at log intervals) from the session, never on the
     hot path. Raises ConfigurationError for a malformed ``gateway_url``, and CarbonTrackingError
     when the push fails (unreachable, timeout after ``timeout_s`` seconds, HTTP error); callers
-    that must not fail turn that into a warning and a counter.
+    that must not fail turn that into a warning and a counter. ``timeout_s`` bounds the whole push
+    (connect, send, answer), however slowly the gateway answers.
     """
     gateway = _checked_gateway(gateway_url)
     registry = CollectorRegistry()
@@ -66,7 +94,8 @@ def push_snapshot(
                       aggregate_similar_models=aggregate_similar_models, commit=commit)
     try:
         push_to_gateway(
-            gateway, job=job, registry=registry, grouping_key=grouping_key(snapshot, label_cleanup), timeout=timeout_s
+            gateway, job=job, registry=registry, grouping_key=grouping_key(snapshot, label_cleanup), timeout=timeout_s,
+            handler=_deadline_handler,
         )
     except OSError as error:
         raise CarbonTrackingError(f"pushing metrics to the Pushgateway at {gateway} failed: {error}") from error

@@ -7,14 +7,23 @@ leave the machine by accident. One process serves each address once: ``shared_ex
 the running exporter to every later session that asks for the same address, so a second
 ``trainer.train()`` in a notebook attaches to the endpoint instead of failing on a port its own
 process holds.
+
+Limits, so that no client can starve the training process of threads, memory or file
+descriptors: at most ``max_connections`` (default 32) connections are served at once, and one
+beyond that is answered 503 and closed at once, without a thread; a request's line and headers
+must arrive within ``header_deadline_s`` (default 5 s) of its first byte, however slowly they
+trickle; a kept-alive connection may sit idle for ``idle_keepalive_s`` (default 60 s) between
+requests; an answer must be taken within ``SEND_TIMEOUT_S``. The listen backlog is
+``LISTEN_BACKLOG`` so that a burst of connects waits in the kernel instead of being retried.
 """
 
 from __future__ import annotations
 
 import errno
 import gzip
-import socket
+import io
 import logging
+import socket
 import socketserver
 import sys
 import threading
@@ -30,24 +39,75 @@ from hf_eco2ai.integrations.prometheus.collector import Attachment, SnapshotColl
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_PORT = 65535
-IDLE_CONNECTION_TIMEOUT_S = 60.0
+DEFAULT_MAX_CONNECTIONS = 32
+DEFAULT_HEADER_DEADLINE_S = 5.0
+DEFAULT_IDLE_KEEPALIVE_S = 60.0
+SEND_TIMEOUT_S = 10.0
+LISTEN_BACKLOG = 128
+_REFUSAL = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
 # Scrapes closer together than this share one rendering of the registry.
 RENDER_TTL_S = 0.1
 
 _logger = logging.getLogger("hf_eco2ai.prometheus")
 
 
+class _RequestDeadlineReader(io.RawIOBase):
+    """Reads a connection under two whole-phase deadlines instead of a per-read timeout.
+
+    Waiting for a request's first byte may take ``idle_s``; from that byte on, the request line and
+    headers must be complete within ``header_s``. A per-read timeout restarts at every byte, so a
+    client sending one byte per interval would hold its thread forever.
+    """
+
+    def __init__(self, sock: socket.socket, idle_s: float, header_s: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._idle_s = idle_s
+        self._header_s = header_s
+        self._deadline_s = 0.0
+        self._awaiting_first_byte = True
+
+    def next_request(self) -> None:
+        self._deadline_s = time.monotonic() + self._idle_s
+        self._awaiting_first_byte = True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left_s = self._deadline_s - time.monotonic()
+        if left_s <= 0:
+            raise socket.timeout("request deadline passed")
+        self._sock.settimeout(left_s)
+        count = self._sock.recv_into(buffer)
+        if count and self._awaiting_first_byte:
+            self._awaiting_first_byte = False
+            self._deadline_s = time.monotonic() + self._header_s
+        return count
+
+
 class _MetricsHandler(BaseHTTPRequestHandler):
     """Answers every GET with the registry's exposition, in the format the Accept header asks for."""
 
     protocol_version = "HTTP/1.1"
-    timeout = IDLE_CONNECTION_TIMEOUT_S
     # Headers and body go out in two writes; with Nagle's algorithm on a kept-alive connection the
     # body would wait for the client's delayed ACK, about 40 ms per scrape.
     disable_nagle_algorithm = True
     server: "_MetricsServer"
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self._reader = _RequestDeadlineReader(self.connection, self.server.idle_keepalive_s, self.server.header_deadline_s)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.next_request()
+        super().handle_one_request()
+
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        # The reads left the socket with whatever was left of the header deadline.
+        self.connection.settimeout(SEND_TIMEOUT_S)
         body, content_type = self.server.exposition(self.headers.get("Accept", ""))
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -63,11 +123,15 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 
 
 class _MetricsServer(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+
     def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, family: socket.AddressFamily,
-                 compress: bool) -> None:
+                 compress: bool, limits: "_Limits") -> None:
         self.address_family = family
         self.registry = registry
         self.compress = compress
+        self.max_connections, self.header_deadline_s, self.idle_keepalive_s = limits
+        self.refused_connections_total = 0
         self._rendered: Dict[str, Tuple[float, bytes]] = {}
         self._render_lock = threading.Lock()
         self._connections: Set[socket.socket] = set()
@@ -103,8 +167,23 @@ class _MetricsServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
-            self._connections.add(request)
+            full = len(self._connections) >= self.max_connections
+            if not full:
+                self._connections.add(request)
+        if full:
+            self._refuse(request)
+            return
         super().process_request(request, client_address)
+
+    def _refuse(self, request: socket.socket) -> None:
+        """Answers 503 without blocking or starting a thread, then closes the connection."""
+        self.refused_connections_total += 1
+        try:
+            request.setblocking(False)
+            request.send(_REFUSAL)
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
@@ -155,7 +234,23 @@ def _check_port(port: int) -> None:
         )
 
 
-def _bind(host: str, port: int, registry: CollectorRegistry, compress: bool) -> _MetricsServer:
+_Limits = Tuple[int, float, float]
+
+
+def _check_limits(max_connections: int, header_deadline_s: float, idle_keepalive_s: float) -> _Limits:
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+        raise ConfigurationError(
+            f"max_connections={max_connections!r} is invalid: use an integer >= 1 "
+            f"(default {DEFAULT_MAX_CONNECTIONS})"
+        )
+    for name, value, default in (("header_deadline_s", header_deadline_s, DEFAULT_HEADER_DEADLINE_S),
+                                 ("idle_keepalive_s", idle_keepalive_s, DEFAULT_IDLE_KEEPALIVE_S)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ConfigurationError(f"{name}={value!r} is invalid: use seconds > 0 (default {default:g})")
+    return max_connections, float(header_deadline_s), float(idle_keepalive_s)
+
+
+def _bind(host: str, port: int, registry: CollectorRegistry, compress: bool, limits: _Limits) -> _MetricsServer:
     if not isinstance(host, str) or not host.strip():
         raise ConfigurationError(f"prometheus_host={host!r} is invalid: use an address such as 127.0.0.1")
     try:
@@ -166,7 +261,7 @@ def _bind(host: str, port: int, registry: CollectorRegistry, compress: bool) -> 
             "machine, such as 127.0.0.1 (loopback only) or 0.0.0.0 (every interface)"
         ) from None
     try:
-        return _MetricsServer((host, port), registry, family, compress)
+        return _MetricsServer((host, port), registry, family, compress, limits)
     except OSError as error:
         raise _bind_error(host, port, error) from None
 
@@ -204,10 +299,14 @@ class PrometheusExporter:
         max_projects, label_cleanup, aggregate_similar_models, commit: see ``SnapshotCollector``.
         compress: gzip answers for scrapers that accept it (``compression_enabled``): fewer bytes
             on the wire for some CPU on every scrape.
+        max_connections: connections served at once; more are answered 503 and closed.
+        header_deadline_s: time from a request's first byte to the end of its headers.
+        idle_keepalive_s: time a kept-alive connection may wait for its next request.
 
     Raises:
         ConfigurationError: the port is in use, privileged, or out of range; the host is not an
-            address of this machine; ``max_projects`` is invalid. The message names the fix.
+            address of this machine; ``max_projects`` or a limit is invalid. The message names
+            the fix.
     """
 
     def __init__(
@@ -221,15 +320,19 @@ class PrometheusExporter:
         aggregate_similar_models: bool = True,
         commit: str = "unknown",
         compress: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        header_deadline_s: float = DEFAULT_HEADER_DEADLINE_S,
+        idle_keepalive_s: float = DEFAULT_IDLE_KEEPALIVE_S,
     ) -> None:
         _check_port(port)
+        limits = _check_limits(max_connections, header_deadline_s, idle_keepalive_s)
         self.registry = CollectorRegistry() if registry is None else registry
         self.collector = SnapshotCollector(
             registry=self.registry, max_projects=max_projects, label_cleanup=label_cleanup,
             aggregate_similar_models=aggregate_similar_models, commit=commit,
         )
         try:
-            self._server = _bind(host, port, self.registry, compress)
+            self._server = _bind(host, port, self.registry, compress, limits)
         except ConfigurationError:
             self.registry.unregister(self.collector)
             raise
@@ -246,6 +349,11 @@ class PrometheusExporter:
         """The scrape URL, e.g. ``http://127.0.0.1:8000/metrics``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
+
+    @property
+    def refused_connections_total(self) -> int:
+        """Connections answered 503 because ``max_connections`` were already open."""
+        return self._server.refused_connections_total
 
     def refresh(self) -> None:
         """Drops the shared rendering, so the next scrape shows the figures as they are now."""

@@ -95,7 +95,7 @@ def serve_run(
             f"store={str(path)!r} does not exist: runs are kept in <output_dir>/runs.sqlite; "
             "pass the store file of the run to serve"
         )
-    store = RunStore(path)
+    store = RunStore(path, read_only=True)
     try:
         run_id = store.resolve_run_id(run)
     except KeyError as error:

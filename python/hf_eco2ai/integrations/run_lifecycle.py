@@ -1,0 +1,437 @@
+"""One tracked training run, written once for every adapter: options, start, counting, logging, end.
+
+The Hugging Face and Lightning callbacks and ``hf_eco2ai.track`` translate their framework's
+events into calls on a ``RunLifecycle``; each of their hooks is a line or three. Everything a run
+does between those events lives here or below, in the session:
+
+- ``start`` builds and starts the run's ``TrackingSession`` (one meter per run is the session's
+  rule) and points ``mark_step`` at its lock-free mark;
+- ``substep_end`` counts micro-batches that did not end an optimiser step (gradient
+  accumulation), so that ``log`` knows how many samples went by;
+- ``log`` drains, returns the energy and carbon figures for the framework's logs, and hands them
+  to the observers (W&B, MLflow, ...);
+- ``finish`` stops the session, builds the report (combined over ranks), writes the report files
+  and tells the observers.
+
+Nothing here imports a training framework.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from hf_eco2ai.config import CarbonConfig
+from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.reporting.emissions_csv import append_emissions_row, emissions_row
+from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS, REPORT_FILE_SUFFIXES, write_reports
+from hf_eco2ai.reporting.summary import summary_line
+from hf_eco2ai.session import StoreSetting, TrackingSession
+from hf_eco2ai.session.distributed import NODE_WIDE_SOURCES
+
+__all__ = ["RunLifecycle", "RunObserver", "RunOptions", "TRACKING_FREQUENCIES", "model_name_of"]
+
+logger = logging.getLogger(__name__)
+
+TRACKING_FREQUENCIES = ("step", "epoch", "batch")
+_INTEGRATION_PACKAGES = {"wandb_integration": "wandb", "mlflow_integration": "mlflow"}
+
+
+class RunObserver(Protocol):
+    """Something that follows a run: a tracker backend (W&B, MLflow, ...) or a face's own records.
+
+    The lifecycle calls these off the hot path, on the training thread. An exception from any of
+    them is the observer's failure, not the run's: one warning per observer and method, and a
+    count in the session's monitoring errors; training goes on.
+    """
+
+    def on_run_start(self, session: TrackingSession) -> None: ...
+
+    def on_log(self, figures: Mapping[str, float], step: int) -> None: ...
+
+    def on_run_end(self, report: Mapping[str, Any], report_paths: Mapping[str, Path]) -> None: ...
+
+
+def _noop() -> None:
+    return None
+
+
+def _importable(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # ValueError: the module is blocked (None in sys.modules)
+        return False
+
+
+def _require_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} = {value!r} is invalid: expected True or False")
+    return value
+
+
+def _without_node_wide_sources(sources: Tuple[str, ...]) -> Tuple[str, ...]:
+    """``sources`` without the node's CPU/DRAM sensors (``auto`` stays: the session then leaves
+    the host out of it)."""
+    if sources == ("auto",):
+        return sources
+    kept = tuple(source for source in sources if source not in NODE_WIDE_SOURCES)
+    if not kept:
+        raise ConfigurationError(
+            f"include_infrastructure = False leaves no source of sources = {list(sources)!r}: "
+            "add 'nvml' (GPUs) to sources, or keep include_infrastructure=True"
+        )
+    return kept
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """A run's validated options (see ``Eco2AICallback`` for what each means)."""
+
+    config: CarbonConfig
+    tracking_frequency: str = "step"
+    include_infrastructure: bool = True
+    detailed_gpu_tracking: bool = True
+    wandb_integration: bool = False
+    mlflow_integration: bool = False
+    report_formats: Tuple[str, ...] = DEFAULT_REPORT_FORMATS
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        config: Optional[CarbonConfig] = None,
+        tracking_mode: Optional[str] = None,
+        output_dir: Optional[Any] = None,
+        tracking_frequency: str = "step",
+        include_infrastructure: bool = True,
+        detailed_gpu_tracking: bool = True,
+        wandb_integration: bool = False,
+        mlflow_integration: bool = False,
+        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
+    ) -> "RunOptions":
+        """Validate everything once, at construction, with errors that name the fix.
+
+        Raises:
+            ConfigurationError: a bad value, or an integration whose package is missing.
+        """
+        if config is None:
+            config = CarbonConfig()
+        elif not isinstance(config, CarbonConfig):
+            raise ConfigurationError(
+                f"config = {type(config).__name__} is invalid: expected a hf_eco2ai.CarbonConfig or None"
+            )
+        changes = {name: value for name, value in (("tracking_mode", tracking_mode), ("output_dir", output_dir))
+                   if value is not None}
+        if changes:
+            config = config.replace(**changes)
+        if tracking_frequency not in TRACKING_FREQUENCIES:
+            raise ConfigurationError(
+                f"tracking_frequency = {tracking_frequency!r} is invalid: expected one of "
+                + ", ".join(repr(option) for option in TRACKING_FREQUENCIES)
+            )
+        flags = {
+            "include_infrastructure": include_infrastructure, "detailed_gpu_tracking": detailed_gpu_tracking,
+            "wandb_integration": wandb_integration, "mlflow_integration": mlflow_integration,
+        }
+        for name, value in flags.items():
+            _require_bool(name, value)
+        for flag, package in _INTEGRATION_PACKAGES.items():
+            if flags[flag] and not _importable(package):
+                raise ConfigurationError(
+                    f"{flag} = True needs the {package!r} package, which is not installed: "
+                    f"run `pip install {package}`, or set {flag}=False"
+                )
+        if isinstance(report_formats, str) or not all(fmt in REPORT_FILE_SUFFIXES for fmt in report_formats):
+            raise ConfigurationError(
+                f"report_formats = {report_formats!r} is invalid: expected a list drawn from "
+                + ", ".join(repr(fmt) for fmt in REPORT_FILE_SUFFIXES)
+            )
+        if not include_infrastructure:
+            config = config.replace(sources=list(_without_node_wide_sources(tuple(config.sources))))
+        return cls(config=config, tracking_frequency=tracking_frequency,
+                   include_infrastructure=include_infrastructure, detailed_gpu_tracking=detailed_gpu_tracking,
+                   wandb_integration=wandb_integration, mlflow_integration=mlflow_integration,
+                   report_formats=tuple(report_formats))
+
+    def integration_observers(self) -> List[RunObserver]:
+        """The observers the W&B / MLflow flags ask for: they log to the run the user has open."""
+        from hf_eco2ai.integrations.active_run_observers import MlflowActiveRunObserver, WandbActiveRunObserver
+
+        observers: List[RunObserver] = []
+        if self.wandb_integration:
+            observers.append(WandbActiveRunObserver())
+        if self.mlflow_integration:
+            observers.append(MlflowActiveRunObserver())
+        return observers
+
+
+def model_name_of(model: Any) -> Optional[str]:
+    """The model's hub name when it has one, else its class name; None without a model."""
+    if model is None:
+        return None
+    config = getattr(model, "config", None)
+    name = getattr(model, "name_or_path", None) or getattr(config, "_name_or_path", None)
+    return str(name) if name else type(model).__name__
+
+
+class RunLifecycle:
+    """One tracked training run, driven by an adapter's hooks.
+
+    Args:
+        options: the validated options (``RunOptions.build``).
+        framework: recorded in the report's ``training`` section (``transformers``, ``lightning``...).
+        meter: an ``EnergyMeter`` to measure with instead of one built from the config; it
+            measures one run.
+        store: the run store, as ``TrackingSession`` takes it.
+        observers: followers of the run besides those the options' integration flags attach.
+
+    Threading: every method runs on the training thread. ``mark_step`` is the hot path: while
+    running it *is* the session's lock-free mark (one clock read, one push).
+
+    A lifecycle may run several times (one ``train()`` after another); each run has its own
+    session and report.
+    """
+
+    mark_step: Callable[[], Any]
+
+    def __init__(self, options: RunOptions, *, framework: str, meter: Any = None, store: StoreSetting = True,
+                 observers: Sequence[RunObserver] = ()) -> None:
+        self.options = options
+        self.framework = framework
+        self._meter = meter
+        self._store = store
+        self._observers: List[RunObserver] = [*options.integration_observers(), *observers]
+        self.session: Optional[TrackingSession] = None
+        self._run_config = options.config
+        self.report_paths: Dict[str, Path] = {}
+        self._report: Optional[Dict[str, Any]] = None
+        self._open_windows: Dict[str, Any] = {}
+        self.mark_step = _noop
+        self.samples_per_micro_batch: Optional[int] = None
+        self._step_at_start = 0
+        self._step_at_last_log = 0
+        self._substeps = 0
+        self._substeps_at_last_log = 0
+
+    @property
+    def config(self) -> CarbonConfig:
+        """The settings of the current (or last) run: the options' config, with ``output_dir``
+        taken from the framework when the options left it at its default."""
+        return self._run_config
+
+    @property
+    def running(self) -> bool:
+        return self.session is not None and self.session.running
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once the carbon budget is spent and ``stop_on_budget_exceeded`` is set."""
+        return self.session is not None and self.session.stop_requested
+
+    def add_observer(self, observer: RunObserver) -> None:
+        """Follow the next runs with ``observer`` too (a running run's start is not replayed)."""
+        self._observers.append(observer)
+
+    # Start ---------------------------------------------------------------------------------------
+
+    def start(self, *, model: Any = None, global_step: int = 0, samples_per_micro_batch: Optional[int] = None,
+              framework_output_dir: Any = None) -> TrackingSession:
+        """Build and start this run's session; does nothing while a run is going.
+
+        ``framework_output_dir`` is where the framework writes its own outputs (the Trainer's
+        ``args.output_dir``, Lightning's ``trainer.log_dir``): reports and the run store go there
+        unless ``output_dir`` was set explicitly (argument, environment or ``eco2ai.yaml``).
+
+        Raises:
+            ConfigurationError: the meter given at construction already measured a run.
+        """
+        if self.session is not None and self.session.running:
+            return self.session
+        self._run_config = self.options.config
+        if framework_output_dir and self._run_config.origin("output_dir") == "default":
+            self._run_config = self._run_config.replace(output_dir=str(framework_output_dir))
+        session = TrackingSession(self._run_config, meter=self._meter, store=self._store,
+                                  model_name=model_name_of(model),
+                                  include_host=self.options.include_infrastructure)
+        self.session = session.start()
+        self._report = None
+        self.report_paths = {}
+        self._step_at_start = self._step_at_last_log = int(global_step)
+        self._substeps = self._substeps_at_last_log = 0
+        self.samples_per_micro_batch = samples_per_micro_batch
+        self.mark_step = _noop if self.options.tracking_frequency == "epoch" else session.mark_step
+        self._notify("on_run_start", session)
+        return session
+
+    # Between steps -------------------------------------------------------------------------------
+
+    def substep_end(self) -> None:
+        """A micro-batch ended without an optimiser step (gradient accumulation): count it, and
+        mark it when tracking per batch."""
+        self._substeps += 1
+        if self.options.tracking_frequency == "batch":
+            self.mark_step()
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> Dict[str, float]:
+        """Drain, and return the energy and carbon figures for the framework's logs.
+
+        ``metrics`` are the training loop's (``loss``, ``eval_loss``, ``learning_rate`` are kept
+        for the exporters); ``step`` is the optimiser step reached. The samples processed since
+        the previous log are counted here from the optimiser steps and micro-batches in between.
+        Observers receive the figures. Empty when no run is going.
+        """
+        session = self.session
+        if session is None or not session.running:
+            return {}
+        micro_batches = (step - self._step_at_last_log) + (self._substeps - self._substeps_at_last_log)
+        self._step_at_last_log, self._substeps_at_last_log = step, self._substeps
+        session_metrics = dict(metrics)
+        if self.samples_per_micro_batch is not None:
+            session_metrics["samples"] = micro_batches * self.samples_per_micro_batch
+        figures = session.log(session_metrics, step=step, channel_power=self.options.detailed_gpu_tracking)
+        self._notify("on_log", figures, step)
+        return figures
+
+    def epoch_end(self) -> bool:
+        """Close the epoch (its energy is reported per epoch) and check the budget.
+
+        Returns True when the adapter should log now: tracking per epoch, each epoch is a step
+        and its figures are logged at its end.
+        """
+        session = self.session
+        if session is None or not session.running:
+            return False
+        per_epoch = self.options.tracking_frequency == "epoch"
+        if per_epoch:
+            session.mark_step()
+        session.epoch_end()
+        return per_epoch
+
+    def window(self, name: str) -> ContextManager[Any]:
+        """A named window (``with lifecycle.window("evaluate"):``); does nothing when no run is going."""
+        if self.session is None or not self.session.running:
+            return contextlib.nullcontext()
+        return self.session.window(name)
+
+    def open_window(self, name: str) -> None:
+        """Open the window ``name`` for hooks that only see its start (closed by ``close_window``,
+        or by the run's end); opening it again while open does nothing."""
+        if name in self._open_windows or not self.running:
+            return
+        window = self.window(name)
+        window.__enter__()
+        self._open_windows[name] = window
+
+    def close_window(self, name: str) -> None:
+        window = self._open_windows.pop(name, None)
+        if window is not None:
+            window.__exit__(None, None, None)
+
+    # End -----------------------------------------------------------------------------------------
+
+    def finish(self, training: Mapping[str, Any], *, status: str = "finished",
+               write_outputs: bool = True) -> Dict[str, Any]:
+        """Stop measuring, build the report (combined over ranks) and write it.
+
+        ``training`` holds the framework's facts (``global_step_end`` and any of its own); the
+        lifecycle adds the framework, the step counts, the tracking frequency and whether the
+        budget stopped the run. With ``write_outputs`` (the main process) the report files are
+        written to ``output_dir`` and the observers get the final report. A report file that
+        cannot be written is one warning naming the directory: the report is still in the run
+        store and returned, and training ends normally.
+
+        With an initialised ``torch.distributed`` process group every rank must call this.
+        """
+        session = self.session
+        if session is None or not session.running:
+            return self._report if self._report is not None else {}
+        self._stop_session(status)
+        report = session.report()
+        global_step_end = int(training.get("global_step_end", self._step_at_start))
+        optimizer_steps = global_step_end - self._step_at_start
+        report["training"] = {
+            "framework": self.framework,
+            "global_step_start": self._step_at_start,
+            "optimizer_steps": optimizer_steps,
+            "micro_batches": optimizer_steps + self._substeps,
+            **training,
+            "global_step_end": global_step_end,
+            "tracking_frequency": self.options.tracking_frequency,
+            "stopped_by_budget": session.stop_requested,
+        }
+        self._report = report
+        if write_outputs:
+            self.report_paths = self._write_outputs(report, status)
+            self._notify("on_run_end", report, self.report_paths)
+            main_file = self.report_paths.get("html") or next(iter(self.report_paths.values()), None)
+            logger.info("hf-eco2ai: %s", summary_line(report, main_file))
+        return report
+
+    def abort(self, status: str = "failed") -> None:
+        """Stop measuring without writing reports (an exception, or a run torn down early). The
+        run store keeps what was measured, under ``status``."""
+        if self.running:
+            self._stop_session(status)
+
+    def carbon_report(self) -> Dict[str, Any]:
+        """The final report after ``finish``; this process's report so far during a run.
+
+        Raises:
+            ConfigurationError: no run has started yet (the message names the framework's call).
+        """
+        if self._report is not None:
+            return self._report
+        if self.session is None:
+            started_by = {"transformers": "trainer.train()", "lightning": "trainer.fit()"}.get(
+                self.framework, "the tracked run")
+            raise ConfigurationError(
+                f"get_carbon_report() was called before training started; call it after {started_by}")
+        return self.session.report(combine_ranks=False)
+
+    def _stop_session(self, status: str) -> None:
+        assert self.session is not None
+        self.mark_step = _noop
+        for name in list(self._open_windows):
+            self.close_window(name)
+        self.session.stop(status)
+
+    def _write_outputs(self, report: Dict[str, Any], status: str) -> Dict[str, Path]:
+        """The report files and the run's ``emissions.csv`` row; the run store has the report already."""
+        output_dir = self.config.output_dir
+        try:
+            paths = write_reports(report, output_dir, self.options.report_formats)
+        except OSError as error:
+            self._output_failed(report, error)
+            return {}
+        try:
+            append_emissions_row(output_dir, emissions_row(report, status, paths.get("json")))
+        except OSError as error:
+            self._output_failed(report, error)
+        return paths
+
+    def _output_failed(self, report: Dict[str, Any], error: OSError) -> None:
+        message = (f"could not write the report files to {self.config.output_dir} ({type(error).__name__}: "
+                   f"{error}); the report is kept in the run store (hf-eco2ai report RUN) and training goes on")
+        if self.session is not None:
+            self.session.record_monitoring_error("report-files", error, message)
+        report["warnings"] = [*report.get("warnings", []), {"code": "report-files-failed", "message": message}]
+        report["monitoring_errors_total"] = report.get("monitoring_errors_total", 0) + 1
+
+    def _notify(self, method: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, method)(*args)
+            except Exception as error:  # noqa: BLE001 - an observer must never fail the training run
+                self._observer_failed(observer, method, error)
+
+    def _observer_failed(self, observer: Any, method: str, error: Exception) -> None:
+        name = type(observer).__name__
+        message = f"{name}.{method} failed ({type(error).__name__}: {error}); the run goes on without it"
+        if self.session is not None:
+            self.session.record_monitoring_error(f"observer-{name}", error, message)
+        else:
+            logger.warning("hf_eco2ai: %s", message)

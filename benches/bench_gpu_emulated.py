@@ -133,8 +133,9 @@ from_stairs = (shaped_energy_at(stairs, 0, trace.t_s, trace.watts[:, 0], ends[:,
                - shaped_energy_at(stairs, 0, trace.t_s, trace.watts[:, 0], ends[:, 0]))
 inside = (ends[:, 0] > stairs.t0_s[0]) & (ends[:, 1] < stairs.t1_s[-1])
 result["long_windows"] = int(inside.sum())
-result["long_error_records"] = float(np.median(np.abs(from_records - long_truth)[inside] / long_truth[inside]))
-result["long_error_stairs"] = float(np.median(np.abs(from_stairs - long_truth)[inside] / long_truth[inside]))
+if inside.any():
+    result["long_error_records"] = float(np.median(np.abs(from_records - long_truth)[inside] / long_truth[inside]))
+    result["long_error_stairs"] = float(np.median(np.abs(from_stairs - long_truth)[inside] / long_truth[inside]))
 # The truth of each window as the meter stamped it (the loop's own timing brackets it a few
 # microseconds inside, more when the host preempts it between the two).
 recorded = meter.drain_windows()
@@ -305,7 +306,7 @@ def main() -> None:
             phases.append("-" if measured is None else percent(measured, result["phase_truth"][name]) + spread)
         print(f"| {arm} | {per_window_us:.1f} µs | {ratio:.3f} | {run} | {step} | " + " | ".join(phases) + " |")
     for arm in ("eco2ai", "eco2ai-duty25"):
-        if "long_windows" in results.get(arm, {}):
+        if "long_error_stairs" in results.get(arm, {}):
             r = results[arm]
             print(f"{arm}: {r['long_windows']} windows of >= 1 s, median abs error "
                   f"{100 * r['long_error_records']:.2f} % from step records, "

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import json
 import os
 import platform
 import statistics
@@ -198,6 +199,8 @@ class RunTiming:
     begin_end_ms: float
     other_threads_cpu: float
     facts: Dict[str, Any]
+    all_hooks_s: float = 0.0
+    train_s: float = 0.0
 
 
 def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
@@ -217,7 +220,9 @@ def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
     trainer = Trainer(model=model, args=arguments, train_dataset=RandomTokens(4096), callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    train_started = time.perf_counter()
     trainer.train()
+    train_s = time.perf_counter() - train_started
     ends = clock.step_ends[WARMUP_STEPS:]
     assert clock.first_step_begin is not None and len(ends) > 1
     return RunTiming(
@@ -228,6 +233,8 @@ def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
         begin_end_ms=sum(spent[name][0] for name in RUN_HOOKS if name in spent) * 1e3,
         other_threads_cpu=clock.other_threads_cpu_fraction(),
         facts=facts(),
+        all_hooks_s=sum(tally[0] for tally in spent.values()),
+        train_s=train_s,
     )
 
 
@@ -324,6 +331,34 @@ def cold_startup_s(tracker_name: str, threads: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def cold_run_hooks(tracker_name: str, steps: int) -> Dict[str, float]:
+    """Time inside the tracker's hooks over one whole run, the first of its process (cold)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        timing = run_once(tracker_name, steps, Path(scratch))
+    return {"hooks_s": timing.all_hooks_s, "train_s": timing.train_s}
+
+
+def cold_hooks(tracker_name: str, options: argparse.Namespace) -> Dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--cold-hooks-of", tracker_name, "--threads", str(options.threads),
+         "--steps", str(options.steps)], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def print_whole_run_hooks(results: Dict[str, List[RunTiming]], cold: Dict[str, Dict[str, float]]) -> None:
+    """Time inside each tracker's hooks over a whole run (every hook, train begin and end
+    included), warm (median over the rounds) and cold (a fresh process), beside CodeCarbon's."""
+    warm = {name: statistics.median(t.all_hooks_s for t in results[name]) for name in cold}
+    share = {name: statistics.median(t.all_hooks_s / t.train_s for t in results[name]) for name in cold}
+    print("\n| tracker | hooks over a whole run, warm | vs CodeCarbon | share of training time | "
+          "hooks over a whole run, cold process | vs CodeCarbon |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name in cold:
+        print(f"| {name} | {warm[name] * 1e3:.1f} ms | {warm[name] / warm['codecarbon']:.2f}x | "
+              f"{share[name] * 100:.2f} % | {cold[name]['hooks_s'] * 1e3:.1f} ms | "
+              f"{cold[name]['hooks_s'] / cold['codecarbon']['hooks_s']:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
@@ -333,6 +368,7 @@ def main() -> None:
     parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
     parser.add_argument("--sampler-cpu", action="store_true", help="only the sampler CPU per source, against CodeCarbon")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per sampler CPU measurement (default 10)")
+    parser.add_argument("--cold-hooks-of", help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="1 round of a few steps, to check the benchmark runs")
     options = parser.parse_args()
     if options.smoke:
@@ -343,6 +379,9 @@ def main() -> None:
         return
     torch.set_num_threads(options.threads)
     transformers.logging.set_verbosity_error()
+    if options.cold_hooks_of:
+        print(json.dumps(cold_run_hooks(options.cold_hooks_of, options.steps)))
+        return
     if options.cold_startup_of:
         with tempfile.TemporaryDirectory() as scratch:
             print(run_once(options.cold_startup_of, WARMUP_STEPS + 2, Path(scratch)).startup_s)
@@ -390,6 +429,7 @@ def main() -> None:
               f"{cold[name]:.3f} s | {cold[name] - cold['baseline']:+.3f} s |")
     if zeus_reason is not None:
         print(f"| zeus | not run: {zeus_reason} | | | | | | | | |")
+    print_whole_run_hooks(results, {name: cold_hooks(name, options) for name in names if name != "baseline"})
     eco2ai_facts = [t.facts for t in results["eco2ai"]]
     correct = all(facts["steps_recorded"] == options.steps for facts in eco2ai_facts)
     print(f"\nCorrectness: every Eco2AI run recorded one step per optimiser step: {correct}; "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-JOULES_PER_KWH = 3.6e6
+from hf_eco2ai.units import JOULES_PER_KWH
 
 PowerModel = Callable[[float], float]
 

@@ -42,10 +42,11 @@ def _write_yaml(directory: Path, document: Any, name: str = CONFIG_FILE_NAME) ->
 # Three distinct valid values per field, one per layer; (canonical value, env text, yaml value).
 SAMPLES: Dict[str, list] = {
     "tracking_mode": [("minimal",) * 3, ("simple",) * 3, ("detailed",) * 3],
+    "step_file_format": [("parquet",) * 3, ("csv", "CSV", "csv"), ("parquet", "Parquet", "parquet")],
     "project_name": [("p-arg",) * 3, ("p-env",) * 3, ("p-yaml",) * 3],
     "experiment_id": [("e1",) * 3, ("e2",) * 3, ("e3",) * 3],
     "output_dir": [("out/a",) * 3, ("out/b",) * 3, ("out/c",) * 3],
-    "measurement_interval": [(1.5, "1.5", 1.5), (2.0, "2", 2), (30.0, "30.0", 30.0)],
+    "measurement_interval_s": [(1.5, "1.5", 1.5), (2.0, "2", 2), (30.0, "30.0", 30.0)],
     "offline": [(True, "true", True), (False, "0", False), (True, "yes", True)],
     "strict": [(False, "off", False), (True, "1", True), (False, "no", False)],
     "log_level": [("DEBUG", "debug", "DEBUG"), ("INFO", "INFO", "info"), ("ERROR", "error", "ERROR")],
@@ -223,7 +224,7 @@ def test_token_never_appears_in_repr_str_explain_or_dict(origin: str, clean_env:
         ({"rate_hz": 50_000}, "rate_hz", "50000", "20000"),
         ({"sources": "gpu"}, "sources", "'gpu'", "nvml"),
         ({"sources": ["auto", "nvml"]}, "sources", "['auto', 'nvml']", "'auto' or"),
-        ({"measurement_interval": 0}, "measurement_interval", "0", "> 0"),
+        ({"measurement_interval_s": 0}, "measurement_interval_s", "0", "> 0"),
         ({"electricity_price_per_kwh": -0.1}, "electricity_price_per_kwh", "-0.1", ">= 0"),
         ({"electricity_currency": "euro"}, "electricity_currency", "'euro'", "ISO 4217"),
         ({"carbon_intensity_g_per_kwh": 5000}, "carbon_intensity_g_per_kwh", "5000", "0 to 2000"),
@@ -373,3 +374,15 @@ def test_configuration_doc_lists_every_setting_and_env_variable() -> None:
         for env_name in row["env"]:
             assert f"`{env_name}`" in text, env_name
         assert f"`{row['yaml']}`" in text, row["yaml"]
+
+
+def test_measurement_interval_keeps_its_eco2ai_spelling_as_an_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert CarbonConfig(measurement_interval=2.5).measurement_interval_s == 2.5
+    assert CarbonConfig(measurement_interval_s=2.5).measurement_interval == 2.5
+    assert CarbonConfig().replace(measurement_interval=7).measurement_interval_s == 7.0
+    monkeypatch.setenv("HF_ECO2AI_MEASUREMENT_INTERVAL", "3")
+    config = CarbonConfig()
+    assert config.measurement_interval_s == 3.0 and config.origin("measurement_interval") == "env HF_ECO2AI_MEASUREMENT_INTERVAL"
+    with pytest.raises(ConfigurationError, match="name the same setting"):
+        CarbonConfig(measurement_interval=1.0, measurement_interval_s=2.0)

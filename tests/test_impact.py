@@ -12,7 +12,8 @@ from hf_eco2ai import get_carbon_impact
 from hf_eco2ai.carbon.comparisons import (
     EQUIVALENCE_FACTORS, EQUIVALENCE_TABLE_VERSION, compute_comparisons, describe_comparisons, format_amount,
 )
-from hf_eco2ai.carbon.impact import JOULES_PER_KWH, carbon_impact_from_joules, energy_cost
+from hf_eco2ai.carbon.impact import carbon_impact_from_joules, energy_cost
+from hf_eco2ai.units import JOULES_PER_KWH
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.errors import ConfigurationError
 

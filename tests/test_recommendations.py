@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession, generate_carbon_report
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.cloud import CloudLocation
 from hf_eco2ai.carbon.live import LiveReading
@@ -91,3 +93,23 @@ def test_no_time_of_day_advice_without_enough_hours_or_without_live_data() -> No
     table_value = IntensityResult(400.0, "country-table", "OWID", zone="DE", year=2023)
     assert time_of_day_recommendation(_day_of_readings(24, low_hour=3), table_value) is None
     assert time_of_day_recommendation(_day_of_readings(24, low_hour=3), _live(155.0)) is None
+
+
+def test_a_runs_report_carries_the_regional_advice_in_every_human_format(tmp_path: Path) -> None:
+    session = TrackingSession(CarbonConfig(offline=True, country_iso_code="PL", output_dir=str(tmp_path)),
+                              meter=EnergyMeter(sources="synthetic"), store=False)
+    with session:
+        session.mark_step()
+    report = session.report()
+    advice = report["recommendations"]
+    assert advice and all(item["target_g_per_kwh"] < item["current_g_per_kwh"] for item in advice)
+    assert "## Recommendations" in generate_carbon_report(report, "markdown")
+    assert advice[0]["text"].split(" (")[0] in generate_carbon_report(report, "html").replace("&#x27;", "'")
+
+
+def test_an_explicit_intensity_gets_no_regional_advice(tmp_path: Path) -> None:
+    session = TrackingSession(CarbonConfig(offline=True, carbon_intensity_g_per_kwh=700.0, country_iso_code="PL",
+                                           output_dir=str(tmp_path)), meter=EnergyMeter(sources="synthetic"), store=False)
+    with session:
+        session.mark_step()
+    assert session.report()["recommendations"] == []

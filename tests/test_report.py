@@ -310,7 +310,7 @@ def test_something_other_than_a_dict_is_refused() -> None:
 
 
 def test_invalid_data_writes_nothing(data: Dict[str, Any], tmp_path: Path) -> None:
-    del data["steps"]
+    del data["epochs"]
     target = tmp_path / "report.json"
     with pytest.raises(ConfigurationError):
         generate_carbon_report(data, "json", output_path=target)

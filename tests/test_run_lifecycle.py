@@ -59,11 +59,12 @@ def test_observers_follow_the_run_from_start_to_the_final_report(tmp_path: Path)
     callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
                               meter=synthetic_meter(), observers=[observer])
     trainer = run_trainer(tmp_path, callback)
+    paths = callback.report_paths  # the run's end finishes in the background; this waits for it
     logged_by_trainer = [entry["step"] for entry in trainer.state.log_history if "carbon/co2_kg" in entry]
     assert observer.events[0] == "start" and observer.events[-1] == "end"
     assert observer.logged_steps == logged_by_trainer
     assert observer.final["co2"] == callback.get_carbon_report()["total_co2_kg"]
-    assert observer.final["paths"] == callback.report_paths and callback.report_paths["json"].is_file()
+    assert observer.final["paths"] == paths and paths["json"].is_file()
 
 
 def test_an_observer_failing_on_every_call_costs_one_warning_per_call_kind_and_a_count(
@@ -73,6 +74,7 @@ def test_an_observer_failing_on_every_call_costs_one_warning_per_call_kind_and_a
                               meter=synthetic_meter(), observers=[BrokenObserver(), healthy])
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
         trainer = run_trainer(tmp_path, callback)
+        assert callback.report_paths  # waits for the run's end, whose on_run_end fails too
     assert trainer.state.global_step == 12
     assert healthy.events[-1] == "end", "a failing observer must not keep the others from their calls"
     failures = [record.getMessage() for record in caplog.records if "BrokenObserver" in record.getMessage()]

@@ -93,12 +93,13 @@ def test_a_run_ends_with_one_summary_line_naming_energy_carbon_source_and_report
                               meter=synthetic_meter())
     with caplog.at_level(logging.INFO, logger="hf_eco2ai"):
         train_hf(tmp_path / "out", callback)
+        paths = callback.report_paths  # the run's end is written in the background; this waits for it
     lines = [record.getMessage() for record in caplog.records
              if record.name.startswith("hf_eco2ai") and record.levelno == logging.INFO]
     assert len(lines) == 1
     assert "kWh" in lines[0] or " J," in lines[0] or "Wh," in lines[0]
     assert "CO2e at" in lines[0] and "country-table FR" in lines[0]
-    assert str(callback.report_paths["html"]) in lines[0]
+    assert str(paths["html"]) in lines[0]
 
 
 @LIGHTNING_NOISE[0]

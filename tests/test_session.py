@@ -23,6 +23,7 @@ from hf_eco2ai import CarbonConfig, CarbonTrackingError, ConfigurationError, Ene
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
+from hf_eco2ai.reporting.step_file import read_step_file
 from hf_eco2ai.session.tracking_session import TrackingSession
 from hf_eco2ai.store.run_store import RunStore
 
@@ -39,6 +40,12 @@ def constant_meter(watts: float = 100.0, **kwargs: Any) -> EnergyMeter:
     return EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": watts}, **kwargs)
 
 
+def streamed_steps(session: TrackingSession) -> list:
+    """Every step of a stopped run, from the per-step file the writer streamed."""
+    assert session.steps_file is not None
+    return list(read_step_file(session.steps_file))
+
+
 def run_steps(session: TrackingSession, count: int, step_s: float = 0.002) -> None:
     for _ in range(count):
         time.sleep(step_s)
@@ -51,10 +58,12 @@ def test_step_records_add_up_to_the_run_total(tmp_path: Path) -> None:
     session.start()
     run_steps(session, 60)
     report = session.stop()
-    training = [step for step in report["steps"] if not step["flags"] & FLAG_TAIL]
+    steps = streamed_steps(session)
+    training = [step for step in steps if not step["flags"] & FLAG_TAIL]
     assert len(training) == 60 and report["steps_marked"] == 60
-    assert [step["index"] for step in report["steps"]] == list(range(61))
-    step_joules = sum(step["joules"] for step in report["steps"])
+    assert [step["index"] for step in steps] == list(range(61))
+    assert report["steps_file"] == {"path": str(session.steps_file), "format": "csv", "rows": 61}
+    step_joules = sum(step["joules"] for step in steps)
     assert step_joules == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
     assert report["total_co2_kg"] == pytest.approx(report["energy"]["total_kwh"] * FRANCE_G_PER_KWH / 1000, rel=1e-9)
     assert json.loads(generate_carbon_report(report, "json")) == json.loads(json.dumps(report))
@@ -67,11 +76,13 @@ def test_epochs_partition_the_steps_and_their_energy(tmp_path: Path) -> None:
         run_steps(session, 10)
         session.epoch_end()
     report = session.stop()
-    assert [(e["epoch"], e["first_step"], e["last_step"]) for e in report["epochs"]] == [(0, 0, 9), (1, 10, 19), (2, 20, 29)]
+    streamed = streamed_steps(session)
+    assert [(e["epoch"], e["first_step"], e["last_step"]) for e in report["epochs"]] == [
+        (0, 0, 9), (1, 10, 19), (2, 20, 29)]
     for epoch in report["epochs"]:
-        steps = [s for s in report["steps"] if s["epoch"] == epoch["epoch"]]
+        steps = [s for s in streamed if s["epoch"] == epoch["epoch"]]
         assert epoch["joules"] == pytest.approx(sum(s["joules"] for s in steps), rel=1e-9)
-    assert report["steps"][-1]["epoch"] is None and report["steps"][-1]["flags"] & FLAG_TAIL
+    assert streamed[-1]["epoch"] is None and streamed[-1]["flags"] & FLAG_TAIL
 
 
 def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Path) -> None:
@@ -166,7 +177,7 @@ def test_a_rapl_counter_that_stops_reading_mid_run_warns_once_and_marks_the_repo
     assert report["steps_marked"] == 60
     assert report["monitoring_errors_total"] > 0
     assert [w["channel"] for w in report["warnings"] if w["code"] == "sensor-failed"] == ["cpu:package-0"]
-    assert any(step["flags"] & FLAG_SENSOR_ERROR for step in report["steps"])
+    assert any(step["flags"] & FLAG_SENSOR_ERROR for step in streamed_steps(session))
     assert "failed during the run" in incomplete_reason(report)
     assert "incomplete" in generate_carbon_report(report, "markdown").lower()
 

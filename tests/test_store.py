@@ -9,6 +9,7 @@ import subprocess
 import sys
 import socket
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,25 @@ def test_a_killed_writer_leaves_everything_up_to_its_last_flush(tmp_path: Path) 
     assert len(steps) >= flushed
     np.testing.assert_array_equal(steps.index, np.arange(len(steps)))
     assert RunStore(path).get_run("killed").status == "interrupted"
+
+
+def test_a_full_batch_of_step_rows_is_committed_without_waiting_for_the_flush_interval(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    writer = store.writer(flush_interval_s=120.0, batch_step_rows=20)
+    writer.begin_run(identity("run-batch"))
+    add_steps(writer, "run-batch", 0, 20)
+    deadline = time.monotonic() + 60.0
+    stored = 0
+    while time.monotonic() < deadline and stored < 20:
+        time.sleep(0.05)
+        try:
+            stored = len(store.steps("run-batch").index)
+        except KeyError:  # the run's first batch is not committed yet
+            stored = 0
+    writer.close()
+    assert stored == 20, "a batch's worth of step rows reaches the disk before the 120 s flush interval"
+
+
+def test_the_batch_size_must_be_a_positive_integer(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="batch_step_rows is 0"):
+        RunStore(tmp_path / "runs.sqlite").writer(batch_step_rows=0)

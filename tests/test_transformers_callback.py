@@ -16,11 +16,17 @@ from transformers import Trainer, TrainerCallback
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter, Eco2AICallback
 from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
 from hf_eco2ai.reporting.schema import incomplete_reason
+from hf_eco2ai.reporting.step_file import read_step_file
 from hf_eco2ai.store.run_store import RunStore
 from tiny_training import TokenDataset, tiny_bert, training_arguments
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")
 from hf_eco2ai.meter.flags import FLAG_TAIL
+
+
+def all_steps(report: Any) -> list:
+    """Every step of the run, from the per-step file its report names."""
+    return list(read_step_file(report["steps_file"]["path"]))
 
 
 def config(tmp_path: Path, **settings: Any) -> CarbonConfig:
@@ -45,7 +51,7 @@ def synthetic_callback(tmp_path: Path, watts: float = 100.0, **options: Any) -> 
 
 
 def training_steps(report: dict) -> list:
-    return [step for step in report["steps"] if not step["flags"] & FLAG_TAIL]
+    return [step for step in all_steps(report) if not step["flags"] & FLAG_TAIL]
 
 
 def test_one_record_per_optimiser_step_adding_up_to_the_run_total(tmp_path: Path) -> None:
@@ -54,7 +60,7 @@ def test_one_record_per_optimiser_step_adding_up_to_the_run_total(tmp_path: Path
     report = callback.get_carbon_report()
     assert trainer.state.global_step == 24 == len(training_steps(report)) == report["training"]["optimizer_steps"]
     assert len(RunStore(tmp_path / "carbon" / "runs.sqlite").steps(report["run"]["run_id"])) == 25
-    step_joules = sum(step["joules"] for step in report["steps"])
+    step_joules = sum(step["joules"] for step in all_steps(report))
     assert step_joules == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
     assert report["run"]["model_name"] == "BertForSequenceClassification"
     assert report["total_co2_kg"] > 0
@@ -118,7 +124,7 @@ def test_evaluation_in_the_loop_and_max_steps(tmp_path: Path) -> None:
     assert trainer.state.global_step == 12 == len(training_steps(report))
     eval_logs = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     assert len(eval_logs) == 3 and all("carbon/co2_kg" in entry for entry in eval_logs)
-    assert sum(step["joules"] for step in report["steps"]) == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
+    assert sum(step["joules"] for step in all_steps(report)) == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
 
 
 def test_an_exceeded_budget_stops_training(tmp_path: Path) -> None:
@@ -142,7 +148,7 @@ def test_a_sensor_failing_mid_training_warns_once_and_training_goes_on(
     assert trainer.state.global_step == 40
     assert len([r for r in caplog.records if "failed during the run" in r.getMessage()]) == 1
     assert report["monitoring_errors_total"] > 0 and incomplete_reason(report)
-    assert any(step["flags"] & FLAG_SENSOR_ERROR for step in report["steps"])
+    assert any(step["flags"] & FLAG_SENSOR_ERROR for step in all_steps(report))
     assert "incomplete" in callback.report_paths["markdown"].read_text().lower()
 
 
@@ -169,7 +175,8 @@ def test_without_a_meter_the_configured_sources_are_measured(tmp_path: Path) -> 
     callback = Eco2AICallback(config(tmp_path), tracking_mode="minimal")
     train(tmp_path, callback, max_steps=5)
     report = callback.get_carbon_report()
-    assert report["channels"][0]["provenance"] == "estimated" and report["steps"] == []
+    assert report["channels"][0]["provenance"] == "estimated"
+    assert report["steps_file"] is None and report["step_series"] is None
     assert report["energy"]["it_kwh"] > 0
 
 

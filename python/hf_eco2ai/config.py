@@ -16,6 +16,7 @@ A ``CarbonConfig`` is immutable once built, so it can be shared between threads;
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -37,6 +38,7 @@ ENV_PREFIX = "HF_ECO2AI_"
 MASK = "***"
 
 TRACKING_MODES = ("minimal", "simple", "detailed")
+STEP_FILE_FORMATS = ("csv", "parquet")
 CLOUD_PROVIDERS = ("aws", "gcp", "azure")
 INTENSITY_APIS = ("electricitymaps", "co2signal")
 SOURCE_NAMES = ("auto",) + meter_flags.SOURCE_NAMES
@@ -164,6 +166,13 @@ def _choice(options: Tuple[str, ...], upper: bool = False) -> Callable[[str, Any
     return parse
 
 
+def _step_file_format(name: str, raw: Any) -> str:
+    value = _choice(STEP_FILE_FORMATS)(name, raw)
+    if value == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise _Invalid("'csv', or 'parquet' once pyarrow is installed (pip install 'hf-eco2ai[parquet]')")
+    return value
+
+
 def _iso_country(name: str, raw: Any) -> str:
     allowed = "an ISO 3166-1 alpha-2 or alpha-3 country code such as 'US', 'FR' or 'DEU'"
     if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z]{2,3}", raw.strip()):
@@ -240,9 +249,12 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("project_name", "hf-eco2ai", "tracking", "project_name", _as_text, "name of the ML project"),
     _Field("experiment_id", None, "tracking", "experiment_id", _as_text, "identifier of this experiment"),
     _Field("output_dir", "./carbon_reports", "tracking", "output_dir", _as_text, "directory for reports"),
-    _Field("measurement_interval", 5.0, "tracking", "measurement_interval",
+    _Field("step_file_format", "csv", "tracking", "step_file_format", _step_file_format,
+           "format of the per-step file streamed during a detailed run: csv, or parquet (needs pyarrow)"),
+    _Field("measurement_interval_s", 5.0, "tracking", "measurement_interval",
            _number_in(0.0, 3600.0, "a number of seconds > 0 and <= 3600", low_open=True),
-           "seconds between updates of the carbon figures, budget, stores and exporters"),
+           "seconds between updates of the carbon figures, budget, stores and exporters",
+           extra_env=(ENV_PREFIX + "MEASUREMENT_INTERVAL",)),
     _Field("offline", False, "tracking", "offline", _as_bool,
            "no network at all: no live intensity API, no cloud metadata endpoints"),
     _Field("strict", False, "tracking", "strict", _as_bool,
@@ -291,8 +303,8 @@ _FIELDS: Tuple[_Field, ...] = (
     _Field("label_cleanup_enabled", True, "monitoring", "label_cleanup_enabled", _as_bool,
            "make free-text label values printable, single-line and bounded"),
     _Field("export_batch_size", 100, "monitoring", "export_batch_size", _int_at_least(1, "an integer >= 1"),
-           "accepted as in the monitoring guide; each scrape and each push already sends every series "
-           "in one exposition, so there is nothing to batch and it changes nothing"),
+           "step rows per run-store commit: the background writer commits as soon as this many are "
+           "waiting, or at its flush interval, whichever comes first"),
     _Field("compression_enabled", False, "monitoring", "compression_enabled", _as_bool,
            "gzip the endpoint's answers to scrapers that accept gzip"),
     _Field("prometheus_pushgateway_url", None, "monitoring", "pushgateway_url", _base_url("http://127.0.0.1:9091"),
@@ -334,6 +346,17 @@ def _parse(field: _Field, raw: Any, origin: str) -> Any:
         return field.parse(field.name, raw)
     except _Invalid as exc:
         raise _invalid(field, raw, origin, str(exc)) from None
+
+
+# Documented spellings that name a setting without its unit.
+_ALIASES = {"measurement_interval": "measurement_interval_s"}
+
+
+def _one_of_the_spellings(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    if value is not None and alias_value is not None and value != alias_value:
+        raise ConfigurationError(
+            f"{name} = {value!r} and {alias} = {alias_value!r} name the same setting: give one of them")
+    return value if value is not None else alias_value
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -417,6 +440,8 @@ class CarbonConfig:
 
     Args (units in the names; see docs/configuration.md for the environment variables and YAML keys):
         tracking_mode: ``minimal``, ``simple`` or ``detailed`` (default).
+        step_file_format: ``csv`` (default) or ``parquet`` (needs pyarrow): the per-step file a
+            ``detailed`` run streams every step to.
         project_name, experiment_id, output_dir: identity of the run and where reports go.
         co2_signal_api_token: live-intensity API token. Secret: never shown anywhere.
         country_iso_code, region: location (ISO 3166 country; US state or Canadian province).
@@ -434,7 +459,8 @@ class CarbonConfig:
             compression_enabled: the Prometheus exporter's cardinality and transport settings.
         prometheus_pushgateway_url: push the run's final figures to this Pushgateway at stop.
         carbon_budget_kg, stop_on_budget_exceeded: the budget and whether exceeding it stops training.
-        measurement_interval: seconds between carbon/exporter updates.
+        measurement_interval_s: seconds between carbon/exporter updates (``measurement_interval``,
+            the eco2ai spelling, is the same setting).
         rate_hz, sources: the sensor sampler's rate and sources.
         offline: never touch the network. strict: raise instead of warn on sensor/API failures.
         log_level: level of the ``hf_eco2ai`` logger.
@@ -445,10 +471,11 @@ class CarbonConfig:
     """
 
     tracking_mode: str
+    step_file_format: str
     project_name: str
     experiment_id: Optional[str]
     output_dir: str
-    measurement_interval: float
+    measurement_interval_s: float
     offline: bool
     strict: bool
     log_level: str
@@ -484,6 +511,7 @@ class CarbonConfig:
         self,
         *,
         tracking_mode: Optional[str] = None,
+        step_file_format: Optional[str] = None,
         project_name: Optional[str] = None,
         experiment_id: Optional[str] = None,
         output_dir: Optional[PathLike] = None,
@@ -504,6 +532,7 @@ class CarbonConfig:
         prometheus_pushgateway_url: Optional[str] = None,
         carbon_budget_kg: Optional[float] = None,
         stop_on_budget_exceeded: Optional[bool] = None,
+        measurement_interval_s: Optional[float] = None,
         measurement_interval: Optional[float] = None,
         pue: Optional[float] = None,
         electricity_price_per_kwh: Optional[float] = None,
@@ -522,6 +551,9 @@ class CarbonConfig:
     ) -> None:
         given = dict(locals())
         del given["self"], given["config_file"]
+        given["measurement_interval_s"] = _one_of_the_spellings(
+            "measurement_interval_s", given.pop("measurement_interval_s"),
+            "measurement_interval", given.pop("measurement_interval"))
         if isinstance(given["output_dir"], os.PathLike):
             given["output_dir"] = os.fspath(given["output_dir"])
         if given["sources"] is not None and not isinstance(given["sources"], str):
@@ -555,6 +587,7 @@ class CarbonConfig:
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("_values")
+        name = _ALIASES.get(name, name)
         if values is not None and name in values:
             return values[name]
         raise AttributeError(f"CarbonConfig has no setting {name!r}{_did_you_mean(name, _BY_NAME)}")
@@ -589,6 +622,7 @@ class CarbonConfig:
 
     def origin(self, name: str) -> str:
         """Where ``name`` came from: ``argument``, ``env NAME``, ``yaml PATH (section.key)`` or ``default``."""
+        name = _ALIASES.get(name, name)
         if name not in self._origins:
             raise ConfigurationError(f"name = {name!r} is not a setting{_did_you_mean(name, _BY_NAME)}")
         return str(self._origins[name])
@@ -621,6 +655,7 @@ class CarbonConfig:
         values = dict(self._values)
         origins = dict(self._origins)
         for name, raw in changes.items():
+            name = _ALIASES.get(name, name)
             field = _BY_NAME.get(name)
             if field is None:
                 raise ConfigurationError(

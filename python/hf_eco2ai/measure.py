@@ -24,19 +24,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from hf_eco2ai.carbon import cloud as cloud_detection
 from hf_eco2ai.carbon.budget import BudgetStatus, CarbonBudget
 from hf_eco2ai.carbon.comparisons import Comparison, compute_comparisons, describe_comparisons
 from hf_eco2ai.carbon.impact import carbon_impact_from_joules
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.carbon.recommendations import Recommendation, regional_recommendations
-from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
-TRACKING_MODES = ("machine", "offline")
+NETWORK_MODES = ("machine", "offline")
 _TABLE_SOURCES = ("cloud-region-table", "subnational-table", "country-table")
 
 
@@ -128,8 +126,10 @@ class CarbonTracker:
         cloud_provider, cloud_region: force a provider (``aws``, ``gcp``, ``azure``) and region;
             otherwise detected (environment, then metadata endpoints within 200 ms) unless offline.
         country_iso_code: the machine's country, for the intensity tables.
-        tracking_mode: ``machine`` (may use the network: live intensity, cloud detection) or
+        network_mode: ``machine`` (may use the network: live intensity, cloud detection) or
             ``offline`` (air-gapped); ``None`` keeps the configured ``offline`` setting.
+            ``tracking_mode``, the CarbonTracker API's spelling, is the same argument (it is not
+            ``CarbonConfig.tracking_mode``, the level of detail).
         config: a ``CarbonConfig`` for every other setting; the arguments above override it.
         store: passed to ``TrackingSession`` (``True``: ``<output_dir>/runs.sqlite``).
 
@@ -150,12 +150,20 @@ class CarbonTracker:
         country_iso_code: Optional[str] = None,
         tracking_mode: Optional[str] = None,
         *,
+        network_mode: Optional[str] = None,
         config: Optional[CarbonConfig] = None,
         store: StoreSetting = True,
     ) -> None:
-        if tracking_mode is not None and tracking_mode not in TRACKING_MODES:
+        if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
-                f"tracking_mode = {tracking_mode!r} is invalid: expected 'machine' or 'offline' (or None)"
+                f"network_mode = {network_mode!r} and tracking_mode = {tracking_mode!r} name the same setting: "
+                "give one of them")
+        spelling = "network_mode" if network_mode is not None else "tracking_mode"
+        network_mode = network_mode if network_mode is not None else tracking_mode
+        if network_mode is not None and network_mode not in NETWORK_MODES:
+            raise ConfigurationError(
+                f"{spelling} = {network_mode!r} is invalid: expected 'machine' or 'offline' (or None); it says "
+                "whether the tracker may use the network, not the level of detail (CarbonConfig.tracking_mode)"
             )
         overrides = {
             "project_name": project_name,
@@ -164,29 +172,22 @@ class CarbonTracker:
             "cloud_provider": cloud_provider,
             "cloud_region": cloud_region,
             "country_iso_code": country_iso_code,
-            "offline": None if tracking_mode is None else tracking_mode == "offline",
+            "offline": None if network_mode is None else network_mode == "offline",
         }
         given = {name: value for name, value in overrides.items() if value is not None}
         base = config if config is not None else CarbonConfig()
         self.config = base.replace(**given) if given else base
-        self._location = cloud_detection.locate(
-            cloud_provider=self.config.cloud_provider,
-            cloud_region=self.config.cloud_region,
-            offline=self.config.offline,
-            metadata_url=self.config.cloud_metadata_url,
-        )
-        # The sessions get the detected location as settings, so that they do not detect again,
-        # and no budget: the tracker's budget spans all of its runs.
-        session_changes: Dict[str, Any] = {"carbon_budget_kg": None}
-        if self._location is not None and self._location.detected_by != "config":
-            session_changes.update(cloud_provider=self._location.provider, cloud_region=self._location.region)
-        self._session_config = self.config.replace(**session_changes)
+        # No budget for the sessions: the tracker's budget spans all of its runs.
+        self._session_config = self.config.replace(carbon_budget_kg=None)
         self._store = store
         self._budget = None if self.config.carbon_budget_kg is None else CarbonBudget(
             self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded)
         self._lock = threading.RLock()
         self._session: Optional[TrackingSession] = None
         self._next_session: Optional[TrackingSession] = TrackingSession(self._session_config, store=store)
+        # Located once, by the first run; every later run is handed the answer.
+        self._location = self._next_session.cloud_location
+        self._latest_session: TrackingSession = self._next_session
         self._open: Dict[str, _OpenSpan] = {}
         self._finished: List[CarbonMetrics] = []
         self._latest_by_name: Dict[str, CarbonMetrics] = {}
@@ -239,7 +240,7 @@ class CarbonTracker:
                 name=name,
                 started_monotonic_s=instant,
                 started_unix_s=time.time(),
-                joules_at_start=self._joules_at(session, instant),
+                joules_at_start=session.energy_at(instant),
                 parent=parent,
                 run_id=session.run_id,
             )
@@ -277,8 +278,10 @@ class CarbonTracker:
 
     def _running_session(self) -> TrackingSession:
         if self._session is None:
-            session = self._next_session or TrackingSession(self._session_config, store=self._store)
+            session = self._next_session or TrackingSession(self._session_config, store=self._store,
+                                                            cloud=self._location)
             self._next_session = None
+            self._latest_session = session
             session.start()
             self._session = session
         return self._session
@@ -290,7 +293,7 @@ class CarbonTracker:
                 return self._latest_by_name[name]
             session = self._running_session()
             instant = time.monotonic()
-            joules_at_end = self._joules_at(session, instant)
+            joules_at_end = session.energy_at(instant)
             snapshot = session.snapshot()
             assert snapshot is not None, "the session was started by _running_session"
             intensity = snapshot.intensity
@@ -345,21 +348,6 @@ class CarbonTracker:
             cost=impact.cost,
             electricity_currency=impact.electricity_currency,
         )
-
-    @staticmethod
-    def _joules_at(session: TrackingSession, instant_s: float) -> Dict[str, float]:
-        """Cumulative joules per channel at ``instant_s`` (``time.monotonic()``): the newest
-        reading carried to that instant at the power it reported. Waiting for the next reading
-        instead would make every start and stop cost up to one sampler period."""
-        meter = session.meter
-        if meter is None:
-            return {}
-        totals = meter.totals()
-        joules = {channel: float(value) for channel, value in totals["joules"].items()}
-        if totals["t_s"] is None:
-            return joules
-        gap_s = instant_s - float(totals["t_s"])
-        return {channel: value + float(totals["watts"].get(channel, 0.0)) * gap_s for channel, value in joules.items()}
 
     # Figures -------------------------------------------------------------------------------------
 
@@ -416,7 +404,7 @@ class CarbonTracker:
             if last is not None and last.source in _TABLE_SOURCES:
                 baseline = last
             elif self._location is not None or self.config.country_iso_code is not None:
-                baseline = IntensityResolver(self._session_config.replace(offline=True), cloud=self._location).table_answer()
+                baseline = self._latest_session.table_intensity()
             else:
                 return []
             return regional_recommendations(baseline, self._location)

@@ -13,7 +13,7 @@ from monitoring_helpers import LiveEndpoint, PrometheusServer, dashboard_exprs, 
 from hf_eco2ai.meter.energy_meter import EnergyMeter
 from hf_eco2ai.session.snapshot import SessionSnapshot
 
-JOULES_PER_KWH = 3.6e6
+from hf_eco2ai.units import JOULES_PER_KWH
 INTENSITY_G_PER_KWH = 400.0
 BUDGET_KG = 1e-6  # 100 W at 400 g/kWh uses it up in about 0.1 s
 STEPS = 25

@@ -12,8 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.errors import ConfigurationError
-
-JOULES_PER_KWH = 3.6e6
+from hf_eco2ai import units
 
 Intensity = Union[float, int, IntensityResult]
 
@@ -86,7 +85,7 @@ def _impact(
         pue=pue,
         it_energy_kwh=it_energy_kwh,
         energy_kwh=energy_kwh,
-        co2_kg=energy_kwh * g_per_kwh / 1000.0,
+        co2_kg=units.co2_kg(energy_kwh, g_per_kwh),
         electricity_price_per_kwh=price,
         electricity_currency=electricity_currency if price is not None else None,
         cost=None if price is None else energy_kwh * price,
@@ -139,7 +138,7 @@ def carbon_impact_from_joules(
         hours = seconds / 3600.0
         kilowatts = energy_joules / seconds / 1000.0 if seconds > 0 else None
     return _impact(
-        energy_joules / JOULES_PER_KWH, intensity, pue, electricity_price_per_kwh, electricity_currency, hours, kilowatts
+        units.kwh_from_joules(energy_joules), intensity, pue, electricity_price_per_kwh, electricity_currency, hours, kilowatts
     )
 
 

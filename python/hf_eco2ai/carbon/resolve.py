@@ -49,7 +49,9 @@ class IntensityResolver:
     Args:
         config: the settings (location, token, offline, strict, live API).
         cloud: where this process runs; ``None`` runs ``cloud.locate`` with the config's settings
-            (which costs at most 200 ms and is skipped when offline).
+            when the tables are first consulted (at most 200 ms, skipped when offline).
+        locate_cloud: ``False`` takes ``cloud`` as the answer even when it is None (the caller
+            located the process already and found no cloud).
         live_client: the live API client; ``None`` builds one when a token is set and not offline.
 
     Raises (from ``resolve``):
@@ -62,19 +64,11 @@ class IntensityResolver:
         *,
         cloud: Optional[CloudLocation] = None,
         live_client: Optional[LiveIntensityClient] = None,
+        locate_cloud: bool = True,
     ) -> None:
         self.config = config
-        if cloud is None:
-            cloud = cloud_detection.locate(
-                cloud_provider=config.cloud_provider,
-                cloud_region=config.cloud_region,
-                offline=config.offline,
-                metadata_url=config.cloud_metadata_url,
-            )
-        if cloud is not None and cloud.region is not None:
-            # The region may come from a metadata answer; it reaches warnings, reports and the store.
-            cloud = dataclasses.replace(cloud, region=redact(cloud.region, (config.co2_signal_api_token,)))
-        self.cloud = cloud
+        self._cloud = None if cloud is None else self._redacted(cloud)
+        self._cloud_known = cloud is not None or not locate_cloud
         if live_client is None and config.co2_signal_api_token is not None and not config.offline:
             live_client = LiveIntensityClient(
                 config.co2_signal_api_token,
@@ -84,9 +78,33 @@ class IntensityResolver:
             )
         self.live_client = None if config.offline else live_client
         self._lock = threading.Lock()
+        self._cloud_lock = threading.Lock()
         self._warned: Dict[str, str] = {}
         self._table_answer: Optional[IntensityResult] = None
         self.api_failures_total = 0
+
+    @property
+    def cloud(self) -> Optional[CloudLocation]:
+        """Where this process runs, located once on first use: an explicit intensity never needs
+        it, so a run that sets ``carbon_intensity_g_per_kwh`` probes nothing."""
+        with self._cloud_lock:
+            if not self._cloud_known:
+                config = self.config
+                located = cloud_detection.locate(
+                    cloud_provider=config.cloud_provider,
+                    cloud_region=config.cloud_region,
+                    offline=config.offline,
+                    metadata_url=config.cloud_metadata_url,
+                )
+                self._cloud = None if located is None else self._redacted(located)
+                self._cloud_known = True
+            return self._cloud
+
+    def _redacted(self, cloud: CloudLocation) -> CloudLocation:
+        if cloud.region is None:
+            return cloud
+        # The region may come from a metadata answer; it reaches warnings, reports and the store.
+        return dataclasses.replace(cloud, region=redact(cloud.region, (self.config.co2_signal_api_token,)))
 
     @property
     def warnings(self) -> List[Dict[str, str]]:

@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from hf_eco2ai import __version__
 from hf_eco2ai.meter.energy_meter import EnergyMeter
 from hf_eco2ai.reporting.atomic import write_text_atomically
+from hf_eco2ai.units import kwh_from_joules
 
-JOULES_PER_KWH = 3.6e6
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -62,7 +62,7 @@ def _summarise(meter: EnergyMeter, duration_s: float) -> List[Dict[str, Any]]:
                 "source": channel.source,
                 "part_of": channel.parent,
                 "joules": channel_joules,
-                "kwh": channel_joules / JOULES_PER_KWH,
+                "kwh": kwh_from_joules(channel_joules),
                 "mean_watts": channel_joules / duration_s if duration_s > 0 else None,
             }
         )

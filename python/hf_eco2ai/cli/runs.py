@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Sequence
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.store.run_store import DamagedRunError, RunStore, RunSummary, default_store_path
+from hf_eco2ai.units import joules_from_kwh
 
 
 def open_store(store_path: Optional[str]) -> RunStore:
@@ -91,7 +92,7 @@ def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
     print(f"{'run':<14}{'steps':>7}{'kWh':>12}{'kg CO2e':>12}{'J/step':>10}  vs first")
     for summary in summaries:
         kwh = summary.energy_kwh_total
-        per_step = kwh * 3.6e6 / summary.step_count if kwh is not None and summary.step_count else None
+        per_step = joules_from_kwh(kwh) / summary.step_count if kwh is not None and summary.step_count else None
         versus = ""
         if kwh is not None and baseline.energy_kwh_total:
             versus = f"{(kwh / baseline.energy_kwh_total - 1) * 100:+.1f} % energy"

@@ -10,8 +10,10 @@ does between those events lives here or below, in the session:
   accumulation), so that ``log`` knows how many samples went by;
 - ``log`` drains, returns the energy and carbon figures for the framework's logs, and hands them
   to the observers (W&B, MLflow, ...);
-- ``finish`` stops the session, builds the report (combined over ranks), writes the report files
-  and tells the observers.
+- ``finish`` stops the session and builds the report (combined over ranks) on the training
+  thread; writing the report files and telling the observers finish on a background thread
+  (``report_paths``, ``carbon_report()`` and interpreter exit wait for it), so the time a run's
+  end costs the training thread does not grow with the run's length.
 
 Nothing here imports a training framework.
 """
@@ -29,6 +31,7 @@ from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.reporting.emissions_csv import append_emissions_row, emissions_row
 from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS, REPORT_FILE_SUFFIXES, write_reports
+from hf_eco2ai.reporting.finishing import BackgroundFinish
 from hf_eco2ai.reporting.summary import summary_line
 from hf_eco2ai.session import StoreSetting, TrackingSession
 from hf_eco2ai.session.distributed import NODE_WIDE_SOURCES
@@ -38,13 +41,17 @@ __all__ = ["RunLifecycle", "RunObserver", "RunOptions", "TRACKING_FREQUENCIES", 
 logger = logging.getLogger(__name__)
 
 TRACKING_FREQUENCIES = ("step", "epoch", "batch")
+# How long a run's end waits for the writer thread before writing the reports anyway: its queue
+# holds at most MAX_QUEUED_STEP_ROWS rows, seconds of work, so only a stuck disk reaches this.
+_WRITER_CATCH_UP_S = 120.0
 _INTEGRATION_PACKAGES = {"wandb_integration": "wandb", "mlflow_integration": "mlflow"}
 
 
 class RunObserver(Protocol):
     """Something that follows a run: a tracker backend (W&B, MLflow, ...) or a face's own records.
 
-    The lifecycle calls these off the hot path, on the training thread. An exception from any of
+    The lifecycle calls these off the hot path: ``on_run_start`` and ``on_log`` on the training
+    thread, ``on_run_end`` on the thread that finishes the run's end. An exception from any of
     them is the observer's failure, not the run's: one warning per observer and method, and a
     count in the session's monitoring errors; training goes on.
     """
@@ -207,8 +214,8 @@ class RunLifecycle:
         self._observers: List[RunObserver] = [*options.integration_observers(), *observers]
         self.session: Optional[TrackingSession] = None
         self._run_config = options.config
-        self.report_paths: Dict[str, Path] = {}
         self._report: Optional[Dict[str, Any]] = None
+        self._finishing: Optional[BackgroundFinish[Dict[str, Path]]] = None
         self._open_windows: Dict[str, Any] = {}
         self.mark_step = _noop
         self.samples_per_micro_batch: Optional[int] = None
@@ -226,6 +233,25 @@ class RunLifecycle:
     @property
     def running(self) -> bool:
         return self.session is not None and self.session.running
+
+    @property
+    def report_paths(self) -> Dict[str, Path]:
+        """The report files of the last finished run, per format (empty before, or when this
+        process writes none). Waits until the run's end has finished writing them."""
+        if self._finishing is None:
+            return {}
+        return self._finishing.result()
+
+    def wait_finished(self, timeout_s: Optional[float] = None) -> bool:
+        """Wait until the last run's end is fully written (store, per-step file, report files,
+        observers); False if ``timeout_s`` ran out first."""
+        if self._finishing is None:
+            return True
+        try:
+            self._finishing.result(timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def stop_requested(self) -> bool:
@@ -259,7 +285,7 @@ class RunLifecycle:
                                   include_host=self.options.include_infrastructure)
         self.session = session.start()
         self._report = None
-        self.report_paths = {}
+        self._finishing = None
         self._step_at_start = self._step_at_last_log = int(global_step)
         self._substeps = self._substeps_at_last_log = 0
         self.samples_per_micro_batch = samples_per_micro_batch
@@ -335,21 +361,23 @@ class RunLifecycle:
 
     def finish(self, training: Mapping[str, Any], *, status: str = "finished",
                write_outputs: bool = True) -> Dict[str, Any]:
-        """Stop measuring, build the report (combined over ranks) and write it.
+        """Stop measuring and build the report (combined over ranks); write it in the background.
 
         ``training`` holds the framework's facts (``global_step_end`` and any of its own); the
         lifecycle adds the framework, the step counts, the tracking frequency and whether the
-        budget stopped the run. With ``write_outputs`` (the main process) the report files are
-        written to ``output_dir`` and the observers get the final report. A report file that
-        cannot be written is one warning naming the directory: the report is still in the run
-        store and returned, and training ends normally.
+        budget stopped the run. The time spent here does not depend on the run's length. Then,
+        on a background thread: the store and the per-step file catch up, and with
+        ``write_outputs`` (the main process) the report files are written to ``output_dir`` and
+        the observers get the final report. ``report_paths``, ``carbon_report()`` and interpreter
+        exit wait for it. A report file that cannot be written is one warning naming the
+        directory: the report is still in the run store and returned, and training ends normally.
 
         With an initialised ``torch.distributed`` process group every rank must call this.
         """
         session = self.session
         if session is None or not session.running:
             return self._report if self._report is not None else {}
-        self._stop_session(status)
+        self._stop_session(status, wait=False)
         report = session.report()
         global_step_end = int(training.get("global_step_end", self._step_at_start))
         optimizer_steps = global_step_end - self._step_at_start
@@ -364,12 +392,26 @@ class RunLifecycle:
             "stopped_by_budget": session.stop_requested,
         }
         self._report = report
-        if write_outputs:
-            self.report_paths = self._write_outputs(report, status)
-            self._notify("on_run_end", report, self.report_paths)
-            main_file = self.report_paths.get("html") or next(iter(self.report_paths.values()), None)
-            logger.info("hf-eco2ai: %s", summary_line(report, main_file))
+        self._finishing = BackgroundFinish(lambda: self._finish_outputs(session, report, status, write_outputs))
         return report
+
+    def _finish_outputs(self, session: TrackingSession, report: Dict[str, Any], status: str,
+                        write_outputs: bool) -> Dict[str, Path]:
+        """The background part of ``finish``: never raises (a run's end never fails training)."""
+        if not session.wait_closed(_WRITER_CATCH_UP_S):
+            session.record_monitoring_error("store", TimeoutError(
+                f"the run store and the per-step file were still being written after {_WRITER_CATCH_UP_S:g} s"))
+        if not write_outputs:
+            return {}
+        try:
+            paths = self._write_outputs(report, status)
+        except Exception as error:  # noqa: BLE001 - the report is still returned and stored
+            session.record_monitoring_error("report-files", error)
+            paths = {}
+        self._notify("on_run_end", report, paths)
+        main_file = paths.get("html") or next(iter(paths.values()), None)
+        logger.info("hf-eco2ai: %s", summary_line(report, main_file))
+        return paths
 
     def abort(self, status: str = "failed") -> None:
         """Stop measuring without writing reports (an exception, or a run torn down early). The
@@ -384,6 +426,7 @@ class RunLifecycle:
             ConfigurationError: no run has started yet (the message names the framework's call).
         """
         if self._report is not None:
+            self.wait_finished()
             return self._report
         if self.session is None:
             started_by = {"transformers": "trainer.train()", "lightning": "trainer.fit()"}.get(
@@ -392,12 +435,12 @@ class RunLifecycle:
                 f"get_carbon_report() was called before training started; call it after {started_by}")
         return self.session.report(combine_ranks=False)
 
-    def _stop_session(self, status: str) -> None:
+    def _stop_session(self, status: str, wait: bool = True) -> None:
         assert self.session is not None
         self.mark_step = _noop
         for name in list(self._open_windows):
             self.close_window(name)
-        self.session.stop(status)
+        self.session.stop(status, wait=wait)
 
     def _write_outputs(self, report: Dict[str, Any], status: str) -> Dict[str, Path]:
         """The report files and the run's ``emissions.csv`` row; the run store has the report already."""

@@ -136,6 +136,12 @@ def comparison_rows(data: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
     return rows
 
 
+def recommendation_texts(data: Mapping[str, Any]) -> List[str]:
+    """Each recommendation's sentence, with the data it rests on."""
+    return [f"{item['text']} (source: {item['dataset']}{', ' + str(item['year']) if item.get('year') else ''})"
+            for item in data.get("recommendations", [])]
+
+
 def budget_rows(budget: Optional[Mapping[str, Any]]) -> List[Tuple[str, str]]:
     if budget is None:
         return []
@@ -165,6 +171,69 @@ def epoch_rows(data: Mapping[str, Any]) -> List[List[str]]:
 def step_header(data: Mapping[str, Any]) -> List[str]:
     names = [channel["name"] for channel in data["channels"]]
     return ["Step", "Epoch", "t0 (s)", "Duration (s)", "Energy (J)"] + [f"{name} (J)" for name in names] + ["Flags"]
+
+
+def chart_steps(data: Mapping[str, Any]) -> Tuple[List[Mapping[str, Any]], int]:
+    """What the step chart draws, and how many steps each item stands for: the report's own steps
+    when it lists them, else one item per point of the downsampled series (its mean energy,
+    ``last_index`` ending its range) plus the tail."""
+    if "steps" in data:
+        return list(data["steps"]), 1
+    series = data.get("step_series")
+    if not series:
+        return [], 1
+    by_channel = series["joules_by_channel_mean"]
+    items: List[Mapping[str, Any]] = [
+        {"index": first, "last_index": last, "joules": mean, "flags": 0,
+         "joules_by_channel": {name: values[point] for name, values in by_channel.items()}}
+        for point, (first, last, mean) in enumerate(zip(series["first_step"], series["last_step"],
+                                                        series["joules_mean"]))
+    ]
+    if series["tail"] is not None:
+        items.append(series["tail"])
+    return items, series["steps_per_point"]
+
+
+def step_count(data: Mapping[str, Any]) -> int:
+    """How many steps the report covers (listed, or in its series and tail)."""
+    if "steps" in data:
+        return len(data["steps"])
+    series = data.get("step_series")
+    if not series:
+        return 0
+    return int(series["steps"]) + (1 if series["tail"] is not None else 0)
+
+
+def step_summary_rows(data: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """For a report whose steps live in a file: where, how many, and energy per step."""
+    series = data.get("step_series")
+    rows = []
+    steps_file = data.get("steps_file")
+    if steps_file is not None:
+        rows.append(("Every step", f"{steps_file['path']} ({steps_file['format']}, {steps_file['rows']} rows)"))
+    if series and series["count"]:
+        peak = max(range(len(series["joules_max"])), key=lambda point: series["joules_max"][point] or 0.0)
+        counts, means = series["count"], series["joules_mean"]
+        mean = sum(count * (value or 0.0) for count, value in zip(counts, means)) / max(sum(counts), 1)
+        lowest = min((value for value in series["joules_min"] if value is not None), default=None)
+        rows += [
+            ("Training steps", str(series["steps"])),
+            ("Energy per step", f"min {numbers.significant(lowest, 6)} J, "
+                                f"mean {numbers.significant(mean, 6)} J, "
+                                f"max {numbers.significant(series['joules_max'][peak], 6)} J "
+                                f"(step {series['max_step'][peak]})"),
+        ]
+    return rows
+
+
+def window_header() -> List[str]:
+    return ["Window", "Count", "Duration", "Energy (J)", "Energy (kWh, PUE)", "CO2e (kg)"]
+
+
+def window_rows(data: Mapping[str, Any]) -> List[List[str]]:
+    return [[window["name"], str(window["count"]), numbers.duration(window["duration_s"]),
+             numbers.significant(window["joules"], 6), numbers.significant(window["energy_kwh"], 6),
+             numbers.significant(window["co2_kg"], 6)] for window in data.get("windows", [])]
 
 
 def shown_steps(data: Mapping[str, Any]) -> Tuple[List[Mapping[str, Any]], int]:

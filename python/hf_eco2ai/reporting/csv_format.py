@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any, Iterator, List, Mapping, Optional, Sequence
 
 from hf_eco2ai.reporting.schema import flag_names
+from hf_eco2ai import units
 
-JOULES_PER_KWH = 3.6e6
 
 STEP_COLUMNS: Sequence[str] = (
     "run_id", "step", "epoch", "t0_s", "t1_s", "duration_s", "joules", "kwh", "co2_kg",
@@ -62,8 +63,16 @@ def _new_writer(buffer: io.StringIO) -> Any:
 
 
 def render_csv_steps(prepared: Mapping[str, Any]) -> str:
-    """One row per step; kWh and CO2 per step use the run's PUE and intensity."""
+    """One row per step; kWh and CO2 per step use the run's PUE and intensity. A report whose
+    steps live in a per-step file (``steps_file``) renders as that file's text."""
     channel_names = [channel["name"] for channel in prepared["channels"]]
+    if "steps" not in prepared:
+        steps_file = prepared.get("steps_file")
+        if steps_file is not None and Path(steps_file["path"]).exists():
+            from hf_eco2ai.reporting.step_file import step_file_text
+
+            return step_file_text(steps_file["path"])
+        return ",".join(step_columns(channel_names)) + "\r\n"
     pue = prepared["energy"]["pue"]
     intensity = prepared["intensity"]
     g_per_kwh = intensity["g_per_kwh"]
@@ -73,8 +82,8 @@ def render_csv_steps(prepared: Mapping[str, Any]) -> str:
     writer.writerow([_cell(column) for column in step_columns(channel_names)])
     for step in prepared["steps"]:
         joules = step["joules"]
-        kwh = None if joules is None or pue is None else joules / JOULES_PER_KWH * pue
-        co2_kg = None if kwh is None or g_per_kwh is None else kwh * g_per_kwh / 1000.0
+        kwh = None if joules is None or pue is None else units.kwh_from_joules(joules, pue)
+        co2_kg = None if kwh is None or g_per_kwh is None else units.co2_kg(kwh, g_per_kwh)
         by_channel = step["joules_by_channel"]
         row = [
             run_id, step["index"], step["epoch"], step["t0_s"], step["t1_s"], step["duration_s"],

@@ -19,14 +19,14 @@ from hf_eco2ai.reporting.schema import prepare_for_output, validate
 
 __all__ = ["OUTPUT_FORMATS", "generate_carbon_report"]
 
-_RENDERERS: Dict[str, Callable[[Mapping[str, Any]], str]] = {
+RENDERERS: Dict[str, Callable[[Mapping[str, Any]], str]] = {
     "json": render_json,
     "csv": render_csv_steps,
     "csv-summary": render_csv_summary,
     "markdown": render_markdown,
     "html": render_html,
 }
-OUTPUT_FORMATS = tuple(_RENDERERS)
+OUTPUT_FORMATS = tuple(RENDERERS)
 
 
 def generate_carbon_report(
@@ -44,13 +44,13 @@ def generate_carbon_report(
     Raises ``ConfigurationError`` for an unknown format or data that breaks the schema (naming the
     offending key), and ``OSError`` when the file cannot be written.
     """
-    if not isinstance(output_format, str) or output_format.lower() not in _RENDERERS:
+    if not isinstance(output_format, str) or output_format.lower() not in RENDERERS:
         raise ConfigurationError(
             f"output_format is {output_format!r}; allowed values are "
             + ", ".join(repr(name) for name in OUTPUT_FORMATS)
         )
     validate(tracking_data)
-    text = _RENDERERS[output_format.lower()](prepare_for_output(tracking_data))
+    text = RENDERERS[output_format.lower()](prepare_for_output(tracking_data))
     if output_path is not None:
         write_text_atomically(output_path, text)
     return text

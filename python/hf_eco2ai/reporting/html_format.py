@@ -163,15 +163,18 @@ def _charts(data: Mapping[str, Any]) -> List[str]:
         parts.append('<p class="empty">No power readings were recorded.</p>')
 
     parts.append("<h2>Energy per step</h2>")
-    step_svg, steps_per_bar = svg_charts.step_energy_chart(data["steps"], data["channels"])
+    steps, steps_per_item = content.chart_steps(data)
+    step_svg, items_per_bar = svg_charts.step_energy_chart(steps, data["channels"])
+    steps_per_bar = items_per_bar * steps_per_item
     if step_svg:
         stacked = [channel["name"] for channel in data["channels"] if channel["parent"] is None]
         notes = ["Bars are stacked by top-level channel, without PUE."]
         if steps_per_bar > 1:
-            notes.append(f"Each bar is the mean of {steps_per_bar} consecutive steps.")
-        if any(step["flags"] & FLAG_TAIL for step in data["steps"]):
+            notes.append(f"Each bar is the mean of {steps_per_bar} consecutive steps." if steps_per_item == 1
+                         else f"Each bar is the mean of up to {steps_per_bar} consecutive steps.")
+        if any(step["flags"] & FLAG_TAIL for step in steps):
             notes.append("The pale bar is the tail, from the last step mark to stop.")
-        if any(step["flags"] & FLAG_SENSOR_ERROR for step in data["steps"]):
+        if any(step["flags"] & FLAG_SENSOR_ERROR for step in steps):
             notes.append("Red marks show steps in which a sensor errored.")
         parts.append(f"<figure>{step_svg}{_legend(data, stacked)}"
                      f"<figcaption>{_e(' '.join(notes))}</figcaption></figure>")
@@ -214,6 +217,9 @@ def _comparisons_and_budget(data: Mapping[str, Any]) -> List[str]:
         parts.append(_table(["Comparison", "Amount", "Basis"], rows))
     else:
         parts.append('<p class="empty">No comparisons available.</p>')
+    advice = content.recommendation_texts(data)
+    if advice:
+        parts += ["<h2>Recommendations</h2>", "<ul>" + "".join(f"<li>{_e(s)}</li>" for s in advice) + "</ul>"]
     parts.append("<h2>Carbon budget</h2>")
     budget_rows = content.budget_rows(data["budget"])
     parts.append(_key_values(budget_rows) if budget_rows
@@ -225,7 +231,12 @@ def _breakdowns(data: Mapping[str, Any]) -> List[str]:
     parts: List[str] = []
     if data["epochs"]:
         parts += ["<h2>Epochs</h2>", _table(content.epoch_header(), content.epoch_rows(data), numeric=range(2, 6))]
-    if data["steps"]:
+    if data.get("windows"):
+        parts += ["<h2>Windows</h2>", _table(content.window_header(), content.window_rows(data), numeric=range(1, 6))]
+    summary = content.step_summary_rows(data)
+    if "steps" not in data and summary:
+        parts += [f"<h2>Steps ({content.step_count(data)})</h2>", _key_values(summary)]
+    if data.get("steps"):
         shown, hidden = content.shown_steps(data)
         header = content.step_header(data)
         rows: List[Union[str, Sequence[str]]] = [content.step_row(data, step) for step in shown]

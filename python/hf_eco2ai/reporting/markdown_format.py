@@ -50,6 +50,10 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
         lines += ["", "## Equivalent to", ""]
         lines += _table(["Comparison", "Amount", "Basis"], [list(row) for row in comparisons])
 
+    advice = content.recommendation_texts(prepared)
+    if advice:
+        lines += ["", "## Recommendations", ""] + [f"- {_text(sentence)}" for sentence in advice]
+
     lines += ["", "## Carbon budget", ""]
     budget_rows = content.budget_rows(prepared["budget"])
     if budget_rows:
@@ -61,7 +65,16 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
         lines += ["", "## Epochs", ""]
         lines += _table(content.epoch_header(), content.epoch_rows(prepared))
 
-    if prepared["steps"]:
+    if prepared.get("windows"):
+        lines += ["", "## Windows", ""]
+        lines += _table(content.window_header(), content.window_rows(prepared))
+
+    summary = content.step_summary_rows(prepared)
+    if "steps" not in prepared and summary:
+        lines += ["", f"## Steps ({content.step_count(prepared)})", ""]
+        lines += _table(["", "Value"], [list(row) for row in summary])
+
+    if prepared.get("steps"):
         shown, hidden = content.shown_steps(prepared)
         lines += ["", f"## Steps ({len(prepared['steps'])})", ""]
         rows = [content.step_row(prepared, step) for step in shown]

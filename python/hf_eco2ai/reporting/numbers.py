@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Optional, Tuple
 
+from hf_eco2ai.units import JOULES_PER_KWH
+
 MISSING = "—"
 
 
@@ -73,7 +75,7 @@ def _in_readable_unit(value: Optional[float], ladder: Tuple[Tuple[float, float, 
 
 
 _MASS_LADDER_KG = ((1000.0, 1e-3, "t"), (1.0, 1.0, "kg"), (1e-3, 1e3, "g"), (0.0, 1e6, "mg"))
-_ENERGY_LADDER_KWH = ((1000.0, 1e-3, "MWh"), (1.0, 1.0, "kWh"), (1e-3, 1e3, "Wh"), (0.0, 3.6e6, "J"))
+_ENERGY_LADDER_KWH = ((1000.0, 1e-3, "MWh"), (1.0, 1.0, "kWh"), (1e-3, 1e3, "Wh"), (0.0, JOULES_PER_KWH, "J"))
 
 
 def mass_kg(kilograms: Optional[float]) -> str:

@@ -58,6 +58,22 @@ _EPOCH: Spec = _obj({
 })
 _POWER_TRACE: Spec = _obj({
     "t_s": ("list", "number"), "watts": ("map", ("list", "number?")), "raw_points": "int",
+    "watts_max": ("map", ("list", "number?")),
+}, ("watts_max",))
+_STEP_SERIES: Spec = _obj({
+    "steps_per_point": "int", "steps": "int", "first_step": ("list", "int"), "last_step": ("list", "int"),
+    "count": ("list", "int"), "joules_min": ("list", "number?"), "joules_mean": ("list", "number?"),
+    "joules_max": ("list", "number?"), "max_step": ("list", "int"), "duration_s_mean": ("list", "number?"),
+    "joules_by_channel_mean": ("map", ("list", "number?")), "tail": ("nullable", _STEP),
+})
+_STEPS_FILE: Spec = _obj({"path": "str", "format": "str", "rows": "int"})
+_WINDOW: Spec = _obj({
+    "name": "str", "count": "int", "duration_s": "number", "joules": "number",
+    "joules_by_channel": ("map", "number?"), "energy_kwh": "number", "co2_kg": "number", "flags": "int",
+})
+_RECOMMENDATION: Spec = _obj({
+    "kind": "str", "target": "str", "current_g_per_kwh": "number", "target_g_per_kwh": "number",
+    "saving_percent": "number", "dataset": "str", "year": "int?", "text": "str",
 })
 _WARNING: Spec = _obj(
     {"code": "str", "message": "str", "channel": "str?", "t_s": "number?"}, ("channel", "t_s")
@@ -80,16 +96,20 @@ TRACKING_DATA: Spec = _obj({
     "intensity": _INTENSITY,
     "total_co2_kg": "number",
     "comparisons": ("list", _COMPARISON),
+    "recommendations": ("list", _RECOMMENDATION),
     "budget": ("nullable", _BUDGET),
     "cost": ("nullable", _COST),
     "steps": ("list", _STEP),
+    "step_series": ("nullable", _STEP_SERIES),
+    "steps_file": ("nullable", _STEPS_FILE),
     "epochs": ("list", _EPOCH),
+    "windows": ("list", _WINDOW),
     "power_trace": ("nullable", _POWER_TRACE),
     "monitoring_errors_total": "int",
     "warnings": ("list", _WARNING),
     "config": ("map", "json"),
     "versions": ("map", "str?"),
-})
+}, ("steps", "step_series", "steps_file", "windows", "recommendations"))
 
 # The exact-type tests first: a long run has ~10 numbers per step and ABC checks are slow.
 def _is_integer(value: Any) -> bool:

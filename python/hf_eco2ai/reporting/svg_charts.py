@@ -230,7 +230,7 @@ def _bar(group: Sequence[Mapping[str, Any]], stacked: Sequence[str]) -> _Bar:
     else:
         sums = {"": sum(max(step["joules"] or 0.0, 0.0) for step in group)}
     return _Bar(
-        first_step=group[0]["index"], last_step=group[-1]["index"],
+        first_step=group[0]["index"], last_step=group[-1].get("last_index", group[-1]["index"]),
         joules_by_channel={name: total / len(group) for name, total in sums.items()},
         tail=all(step["flags"] & FLAG_TAIL for step in group),
         sensor_error=any(step["flags"] & FLAG_SENSOR_ERROR for step in group),

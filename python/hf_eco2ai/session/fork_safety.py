@@ -27,7 +27,7 @@ def register(session: Any) -> None:
 
 def is_forked_copy(session: Any) -> bool:
     """True in a child for a session that was running in its parent when the process forked."""
-    return any(warning.get("code") == FORKED_COPY_CODE for warning in session._warnings)
+    return any(warning.get("code") == FORKED_COPY_CODE for warning in session._health.warnings)
 
 
 def _after_fork_in_child() -> None:
@@ -35,18 +35,18 @@ def _after_fork_in_child() -> None:
     # handler's lock may be held too); the warning is kept and reported by the session.
     for session in list(_sessions):
         session._lock = threading.RLock()
+        session._health.replace_lock(session._lock)
         if session._state in ("running", "stopping"):
             session.__dict__.pop("mark_step", None)
             session._state = "stopped"
             session._drainer = None
             session._writer = None
+            session._pipeline = None
             session._exporter = None
             session._final_report = {}
-            session._warnings.append({
-                "code": FORKED_COPY_CODE,
-                "message": f"this process (pid {os.getpid()}) was forked from the one running the session; "
-                           "its copy of the session measures and records nothing",
-            })
+            session._health.warn_once(
+                FORKED_COPY_CODE, f"this process (pid {os.getpid()}) was forked from the one running the session; "
+                "its copy of the session measures and records nothing", log=False)
 
 
 if hasattr(os, "register_at_fork"):

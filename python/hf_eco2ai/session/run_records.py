@@ -1,24 +1,40 @@
-"""The records of one run, kept between drains: steps, epochs and a decimated power trace.
+"""One run's aggregates, kept incrementally between drains: epochs, windows, a step series and a
+power trace, each bounded in memory however many steps the run has.
 
-``RunRecords`` takes what ``EnergyMeter.drain_steps``/``drain_trace`` return and turns it into the
-``steps``, ``epochs`` and ``power_trace`` sections of the report (docs/reports.md). Times become
+``RunRecords`` takes what ``EnergyMeter.drain_steps``/``drain_windows``/``drain_trace`` return and
+keeps only aggregates: per-epoch and per-window-name totals, a downsampled step series (at most
+``MAX_SERIES_POINTS`` buckets with min/mean/max) and a downsampled power trace. Every step itself
+is streamed to the store and the per-step file by the writer thread, never held here. Times become
 seconds since the run's first reading. Not thread-safe: the session holds its lock around it.
 """
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from hf_eco2ai.carbon.impact import JOULES_PER_KWH
+from hf_eco2ai import units
 from hf_eco2ai.meter.flags import FLAG_TAIL
+from hf_eco2ai.session.downsample import Downsampler
 
+MAX_SERIES_POINTS = 2000
 MAX_POWER_TRACE_POINTS = 2000
-# Power readings arrive at the sampler rate (100 Hz by default); binning them on arrival keeps a
-# long run's trace small while staying far finer than the report's 2,000 points need.
+# Power readings arrive at the sampler rate (100 Hz by default); binning them on arrival keeps the
+# store's trace small while staying far finer than the report's 2,000 points need.
 POWER_BIN_S = 0.2
 NO_EPOCH = -1
+
+
+def _distinct(values: np.ndarray) -> List[int]:
+    """The distinct values of an integer array, ascending. (``np.unique`` would import
+    ``numpy.ma`` on its first call, 70 ms that a run's first log should not pay.)"""
+    if len(values) == 0:
+        return []
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))].tolist()
 
 
 class _EpochTotals:
@@ -32,9 +48,19 @@ class _EpochTotals:
         self.joules_by_channel = np.zeros(n_channels)
 
 
+class _WindowTotals:
+    __slots__ = ("count", "duration_s", "joules_by_channel", "flags")
+
+    def __init__(self, n_channels: int) -> None:
+        self.count = 0
+        self.duration_s = 0.0
+        self.joules_by_channel = np.zeros(n_channels)
+        self.flags = 0
+
+
 class StepBatch:
     """One drain's steps, with run-relative times, epochs (``NO_EPOCH`` for none) and the
-    top-level sum."""
+    top-level sum (J)."""
 
     def __init__(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
                  joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
@@ -50,8 +76,12 @@ class StepBatch:
         return int(self.index.shape[0])
 
 
+def _finite_or_none(values: List[float]) -> List[Optional[float]]:
+    return [value if math.isfinite(value) else None for value in values]
+
+
 class RunRecords:
-    """Accumulates one run's step records, epoch totals and power trace.
+    """Accumulates one run's aggregates.
 
     Args:
         channel_names: the meter's channel names, in column order.
@@ -62,12 +92,15 @@ class RunRecords:
         self.channel_names = list(channel_names)
         self.top_level = np.asarray(top_level, dtype=bool)
         self.origin_s: Optional[float] = None
-        self._batches: List[StepBatch] = []
+        n_channels = len(self.channel_names)
         self._epoch_boundaries: List[int] = []
         self._epochs: Dict[int, _EpochTotals] = {}
-        self._power_t_s: List[np.ndarray] = []
-        self._power_watts: List[np.ndarray] = []
+        self._windows: Dict[str, _WindowTotals] = {}
+        # Columns: top-level joules, duration, then each channel's joules.
+        self._series = Downsampler(2 + n_channels, MAX_SERIES_POINTS, width=1.0)
+        self._power = Downsampler(max(n_channels, 1), MAX_POWER_TRACE_POINTS, width=POWER_BIN_S)
         self._pending_bin: Optional[List[Any]] = None
+        self._tail: Optional[Dict[str, Any]] = None
         self.power_readings = 0
         self.steps_resolved = 0
         self.training_steps_resolved = 0
@@ -94,16 +127,20 @@ class RunRecords:
             totals.t1_s = self.relative(now_monotonic_s)
 
     def add_steps(self, steps: Any) -> StepBatch:
-        """Take a ``StepRecords``; returns the batch as stored (relative times, epochs assigned)."""
+        """Take a ``StepRecords``; returns the batch to stream (relative times, epochs assigned).
+
+        Cost: O(len(steps)) plus O(MAX_SERIES_POINTS) at most; nothing of the batch is kept."""
         top_joules = steps.joules[:, self.top_level].sum(axis=1)
         t0_s = steps.t0_s - (self.origin_s or 0.0)
         t1_s = steps.t1_s - (self.origin_s or 0.0)
         # Whether the loop will ever end an epoch is unknown until it does, so every step gets the
-        # number of the epoch it falls in (0 before the first end); the report leaves the numbers
-        # out when no epoch ended. The tail (last mark to stop) is no training step: NO_EPOCH.
+        # number of the epoch it falls in (0 before the first end). The tail (last mark to stop)
+        # is no training step: NO_EPOCH.
         epochs = np.searchsorted(np.asarray(self._epoch_boundaries, dtype=np.int64), steps.index, side="right")
-        epochs[(steps.flags & FLAG_TAIL) != 0] = NO_EPOCH
-        for epoch in np.unique(epochs[epochs != NO_EPOCH]).tolist():
+        is_tail = (steps.flags & FLAG_TAIL) != 0
+        epochs[is_tail] = NO_EPOCH
+        training = ~is_tail
+        for epoch in _distinct(epochs[training]):
             rows = np.flatnonzero(epochs == epoch)
             totals = self._epochs.setdefault(epoch, _EpochTotals(len(self.channel_names)))
             if totals.first_step is None:
@@ -113,10 +150,30 @@ class RunRecords:
             totals.joules_by_channel += steps.joules[rows].sum(axis=0)
         batch = StepBatch(steps.index.copy(), epochs, t0_s, t1_s, top_joules, steps.flags.copy(),
                           steps.joules.copy())
-        self._batches.append(batch)
+        if training.all():
+            self._series.add(batch.index, np.column_stack([top_joules, t1_s - t0_s, batch.joules_by_channel]))
+        else:
+            self._series.add(batch.index[training], np.column_stack(
+                [top_joules[training], (t1_s - t0_s)[training], batch.joules_by_channel[training]]))
+            last = int(np.flatnonzero(is_tail)[-1])
+            self._tail = {"index": int(batch.index[last]), "epoch": None, "t0_s": float(t0_s[last]),
+                          "t1_s": float(t1_s[last]), "duration_s": float(t1_s[last] - t0_s[last]),
+                          "joules": float(top_joules[last]),
+                          "joules_by_channel": dict(zip(self.channel_names, batch.joules_by_channel[last].tolist())),
+                          "flags": int(batch.flags[last])}
         self.steps_resolved += len(batch)
-        self.training_steps_resolved += int(((batch.flags & FLAG_TAIL) == 0).sum())
+        self.training_steps_resolved += int(training.sum())
         return batch
+
+    def add_windows(self, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray,
+                    flags: np.ndarray) -> None:
+        """Add drained window records to the per-name totals."""
+        for position, name in enumerate(names):
+            totals = self._windows.setdefault(str(name), _WindowTotals(len(self.channel_names)))
+            totals.count += 1
+            totals.duration_s += float(t1_s[position] - t0_s[position])
+            totals.joules_by_channel += joules[position]
+            totals.flags |= int(flags[position])
 
     def add_power(self, t_s: np.ndarray, watts: np.ndarray) -> List[Any]:
         """Take power readings (monotonic s, W per channel); returns the finished bins
@@ -127,7 +184,7 @@ class RunRecords:
         relative = t_s - (self.origin_s or 0.0)
         bins = np.floor(relative / POWER_BIN_S).astype(np.int64)
         finished: List[Any] = []
-        for bin_index in np.unique(bins):
+        for bin_index in _distinct(bins):
             mask = bins == bin_index
             count, total = int(mask.sum()), watts[mask].sum(axis=0)
             pending = self._pending_bin
@@ -151,30 +208,11 @@ class RunRecords:
     def _close_bin(self, pending: List[Any]) -> Any:
         centre_s = (pending[0] + 0.5) * POWER_BIN_S
         mean_watts = pending[2] / pending[1]
-        self._power_t_s.append(np.array([centre_s]))
-        self._power_watts.append(mean_watts[None, :])
+        if self.channel_names:
+            self._power.add(np.array([centre_s]), mean_watts[None, :])
         return centre_s, mean_watts
 
     # Report sections ----------------------------------------------------------------------------
-
-    def step_dicts(self) -> List[Dict[str, Any]]:
-        names = self.channel_names
-        epochs_marked = self.epoch_count > 0
-        result: List[Dict[str, Any]] = []
-        for batch in self._batches:
-            epochs = ([None if e == NO_EPOCH else e for e in batch.epoch.tolist()] if epochs_marked
-                      else [None] * len(batch))
-            for index, epoch, t0, t1, joules, flags, row in zip(
-                batch.index.tolist(), epochs, batch.t0_s.tolist(), batch.t1_s.tolist(),
-                batch.joules.tolist(), batch.flags.tolist(), batch.joules_by_channel.tolist(),
-            ):
-                result.append({"index": index, "epoch": epoch, "t0_s": t0, "t1_s": t1, "duration_s": t1 - t0,
-                               "joules": joules, "joules_by_channel": dict(zip(names, row)), "flags": flags})
-        return result
-
-    def step_joules_total(self) -> float:
-        """Sum of every resolved record (the tail included), top-level channels, J."""
-        return float(sum(batch.joules.sum() for batch in self._batches))
 
     def epoch_dicts(self, pue: float, g_per_kwh: float) -> List[Dict[str, Any]]:
         names = self.channel_names
@@ -184,40 +222,71 @@ class RunRecords:
             joules = float(totals.joules_by_channel[self.top_level].sum()) if names else 0.0
             t1_s = totals.t1_s if totals.t1_s is not None else 0.0
             t0_s = totals.t0_s if totals.t0_s is not None else t1_s
-            kwh = joules / JOULES_PER_KWH * pue
+            kwh = units.kwh_from_joules(joules, pue)
             result.append({
                 "epoch": epoch, "first_step": totals.first_step, "last_step": totals.last_step,
                 "t0_s": t0_s, "t1_s": t1_s, "duration_s": t1_s - t0_s, "joules": joules,
                 "joules_by_channel": dict(zip(names, totals.joules_by_channel.tolist())),
-                "energy_kwh": kwh, "co2_kg": kwh * g_per_kwh / 1000.0,
+                "energy_kwh": kwh, "co2_kg": units.co2_kg(kwh, g_per_kwh),
             })
         return result
 
-    def power_trace(self) -> Optional[Dict[str, Any]]:
-        """Mean power per channel in at most MAX_POWER_TRACE_POINTS equal time buckets."""
-        pending = [] if self._pending_bin is None else [(
-            (self._pending_bin[0] + 0.5) * POWER_BIN_S, self._pending_bin[2] / self._pending_bin[1])]
-        t_parts = self._power_t_s + [np.array([t]) for t, _ in pending]
-        w_parts = self._power_watts + [w[None, :] for _, w in pending]
-        if not t_parts or not self.channel_names:
+    def window_dicts(self, pue: float, g_per_kwh: float) -> List[Dict[str, Any]]:
+        """One entry per window name: how many closed, their summed duration and energy."""
+        result = []
+        for name, totals in self._windows.items():
+            joules = float(totals.joules_by_channel[self.top_level].sum()) if self.channel_names else 0.0
+            kwh = units.kwh_from_joules(joules, pue)
+            result.append({
+                "name": name, "count": totals.count, "duration_s": totals.duration_s, "joules": joules,
+                "joules_by_channel": dict(zip(self.channel_names, totals.joules_by_channel.tolist())),
+                "energy_kwh": kwh, "co2_kg": units.co2_kg(kwh, g_per_kwh), "flags": totals.flags,
+            })
+        return result
+
+    def step_series(self) -> Optional[Dict[str, Any]]:
+        """The training steps (tail excluded) in at most ``MAX_SERIES_POINTS`` buckets of
+        ``steps_per_point`` consecutive steps: per bucket its step range, count, the top-level
+        joules' min/mean/max and the step where the max occurred, the mean duration and each
+        channel's mean joules. None before any step resolved."""
+        if len(self._series) == 0 and self._tail is None:
             return None
-        t_s = np.concatenate(t_parts)
-        watts = np.concatenate(w_parts)
-        n_buckets = int(min(MAX_POWER_TRACE_POINTS, len(t_s)))
-        start, end = float(t_s.min()), float(t_s.max())
-        width = (end - start) / n_buckets if end > start else 1.0
-        bucket = np.clip(((t_s - start) // width).astype(np.int64), 0, n_buckets - 1)
-        sums = np.zeros((n_buckets, watts.shape[1]))
-        counts = np.zeros(n_buckets)
-        np.add.at(sums, bucket, watts)
-        np.add.at(counts, bucket, 1)
-        keep = counts > 0
-        means = sums[keep] / counts[keep][:, None]
-        centres = (start + (np.arange(n_buckets)[keep] + 0.5) * width) if end > start else t_s[:1]
+        raw = self._series.series(["joules", "duration_s"] + self.channel_names)
+        columns: Dict[str, Dict[str, List[float]]] = raw["columns"]  # type: ignore[assignment]
         return {
-            "t_s": centres.tolist(),
+            "steps_per_point": int(self._series.width),
+            "steps": int(self._series.rows),
+            "first_step": [int(key) for key in raw["first_key"]],  # type: ignore[attr-defined]
+            "last_step": [int(key) for key in raw["last_key"]],  # type: ignore[attr-defined]
+            "count": raw["count"],
+            "joules_min": columns["joules"]["min"],
+            "joules_mean": columns["joules"]["mean"],
+            "joules_max": columns["joules"]["max"],
+            "max_step": [int(key) for key in raw["max_key"]],  # type: ignore[attr-defined]
+            "duration_s_mean": columns["duration_s"]["mean"],
+            "joules_by_channel_mean": {name: columns[name]["mean"] for name in self.channel_names},
+            "tail": self._tail,
+        }
+
+    def power_trace(self) -> Optional[Dict[str, Any]]:
+        """Mean power per channel in at most MAX_POWER_TRACE_POINTS time buckets (the open bin
+        included)."""
+        if not self.channel_names:
+            return None
+        power = self._power
+        if self._pending_bin is not None:
+            # A copy, so that asking for the report does not close the bin still filling.
+            power = power.copy()
+            pending = self._pending_bin
+            power.add(np.array([(pending[0] + 0.5) * POWER_BIN_S]), (pending[2] / pending[1])[None, :])
+        if len(power) == 0:
+            return None
+        raw = power.series(self.channel_names)
+        columns: Dict[str, Dict[str, List[float]]] = raw["columns"]  # type: ignore[assignment]
+        return {
+            "t_s": raw["mean_key"],
             # A bucket holding a failed reading (NaN) has no mean: null, as the schema allows.
-            "watts": {name: [w if np.isfinite(w) else None for w in means[:, column].tolist()]
-                      for column, name in enumerate(self.channel_names)},
+            "watts": {name: _finite_or_none(columns[name]["mean"]) for name in self.channel_names},
+            "watts_max": {name: _finite_or_none(columns[name]["max"]) for name in self.channel_names},
             "raw_points": int(self.power_readings),
         }

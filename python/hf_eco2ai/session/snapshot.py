@@ -31,7 +31,8 @@ class SessionSnapshot:
     a figure that cannot be measured on this machine is None, never zero.
     ``cost_total`` is in ``electricity_currency`` (an ISO 4217 code, None when not configured).
     ``monitoring_errors_by_type`` splits ``monitoring_errors_total`` by kind (``"sensor"``,
-    ``"intensity_api"``, ...) for the exporter's ``error_type`` label; errors not in it are
+    ``"store"``, ``"gpu-stats"``, ``"exporter"``, ``"pushgateway"``, ``"report-files"``,
+    ``"observer-<class>"``, ...) for the exporter's ``error_type`` label; errors not in it are
     exported as ``"unclassified"``.
     """
 

@@ -12,6 +12,7 @@ connection each, so they are safe from any thread.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -20,9 +21,10 @@ import sqlite3
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -134,6 +136,15 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _stored_schema_version(connection: sqlite3.Connection) -> Optional[str]:
+    """The file's schema version, or None for a file without the tables yet."""
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
+
+
 def _floats_to_blob(values: Sequence[float]) -> bytes:
     return np.asarray(values, dtype="<f8").tobytes()
 
@@ -143,14 +154,15 @@ def _blob_to_floats(blob: bytes) -> np.ndarray:
 
 
 def _step_rows(run_id: str, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-               joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> List[Tuple[Any, ...]]:
-    return [
-        (run_id, step, None if step_epoch < 0 else step_epoch, start, end, energy, step_flags,
-         _floats_to_blob(row))
-        for step, step_epoch, start, end, energy, step_flags, row in zip(
-            index.tolist(), epoch.tolist(), t0_s.tolist(), t1_s.tolist(), joules.tolist(), flags.tolist(),
-            joules_by_channel)
-    ]
+               joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> Iterator[Tuple[Any, ...]]:
+    # One conversion of each column, then one slice of a single bytes object per row: building
+    # a blob per row through numpy costs more than the SQLite insert itself.
+    width = joules_by_channel.shape[1] * 8 if joules_by_channel.ndim == 2 else 0
+    blob = np.ascontiguousarray(joules_by_channel, dtype="<f8").tobytes()
+    epochs = [None if value < 0 else value for value in epoch.tolist()]
+    offsets = range(0, len(blob), width) if width else [0] * len(index)
+    return zip([run_id] * len(index), index.tolist(), epochs, t0_s.tolist(), t1_s.tolist(), joules.tolist(),
+               flags.tolist(), [blob[offset:offset + width] for offset in offsets])
 
 
 class DamagedRunError(ConfigurationError):
@@ -294,15 +306,16 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = _connect(self.path)
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.executescript(_SCHEMA)
-                connection.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(STORE_SCHEMA_VERSION),),
-                )
-                version = connection.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()[0]
+                version = _stored_schema_version(connection)
+                if version is None:
+                    # A new file: the only case that needs the schema script (and its write lock).
+                    connection.execute("PRAGMA journal_mode = WAL")
+                    connection.executescript(_SCHEMA)
+                    connection.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(STORE_SCHEMA_VERSION),),
+                    )
+                    version = _stored_schema_version(connection)
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
@@ -350,15 +363,17 @@ class RunStore:
         self._check_version(row[0])
 
     def writer(self, flush_interval_s: float = 0.5,
-               on_error: Optional[Callable[[BaseException], None]] = None) -> "RunWriter":
-        """A new background writer for this file (starts its thread at once).
+               on_error: Optional[Callable[[BaseException], None]] = None,
+               step_file: Optional["StepSink"] = None, batch_step_rows: Optional[int] = None) -> "RunWriter":
+        """A new background writer for this file (starts its thread at once); see ``RunWriter``.
 
         Raises:
             ConfigurationError: the store was opened ``read_only``.
         """
         if self.read_only:
             raise ConfigurationError(f"store_path {str(self.path)!r} was opened read-only: it has no writer")
-        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error)
+        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error, step_file=step_file,
+                         batch_step_rows=batch_step_rows)
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         connection = _connect_read_only(self.path) if self.read_only else _connect(self.path)
@@ -586,31 +601,74 @@ def _bounded(operations: List[_Operation], max_rows: int) -> Tuple[List[_Operati
     return result, dropped
 
 
+# Step rows queued but not yet written, beyond which add_steps waits for the writer: the queue is
+# what keeps a run's memory O(1) when steps come faster than the disk takes them.
+MAX_QUEUED_STEP_ROWS = 262_144
+_ROWS_PER_INSERT = 256
+
+
+class StepSink(Protocol):
+    """Where the writer thread streams step batches besides the store (the per-step file)."""
+
+    def write(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
+              joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray, carbon: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_open_writers: "weakref.WeakSet[RunWriter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    # atexit runs before daemon threads are stopped: rows queued by a run that ended without
+    # waiting (or never stopped) still reach the disk before the interpreter goes.
+    for writer in list(_open_writers):
+        writer.close()
+
+
 class RunWriter:
     """A background thread that commits queued rows to the store in batches.
 
-    Every ``add_*``/``update_*`` method only enqueues and returns at once (safe from any thread);
-    the thread commits whatever is queued every ``flush_interval_s`` in one transaction. A failed
+    Every ``add_*``/``update_*`` method only enqueues and returns at once (safe from any thread),
+    except that ``add_steps`` waits while more than ``MAX_QUEUED_STEP_ROWS`` step rows are queued.
+    The thread commits whatever is queued every ``flush_interval_s`` in one transaction, then
+    appends the step batches to ``step_file`` when one is given (a write it fails is reported to
+    ``on_error`` and not retried). A failed
     commit (a full disk, a locked or vanished file) calls ``on_error`` with SQLite's own error (the
     session counts it and warns once) and keeps the batch in memory: it is retried with the next
     batch, every ``flush_interval_s``, so rows written while the disk is full are stored once space
     returns. The rows kept are bounded by ``max_unwritten_rows``, oldest steps, windows, power
     samples and logs given up first; rows given up, and rows still unwritten at ``close()``, are
     counted in ``rows_dropped`` and reported to ``on_error`` as ``StoreRowsDropped``.
-    ``flush()`` waits until everything enqueued before it is committed; ``close()`` flushes and
-    stops the thread. Both are idempotent.
+    ``flush()`` waits until everything enqueued before it is written; ``close()`` flushes, closes
+    the step file and stops the thread (also run at interpreter exit). Both are idempotent.
+
+    Args:
+        path: the store file, or None to stream the step file only.
+        batch_step_rows: commit as soon as this many step rows are waiting, without waiting for
+            the rest of ``flush_interval_s`` (``CarbonConfig.export_batch_size``); None waits
+            for the interval.
     """
 
-    def __init__(self, path: StorePath, flush_interval_s: float = 0.5,
+    def __init__(self, path: Optional[StorePath], flush_interval_s: float = 0.5,
                  on_error: Optional[Callable[[BaseException], None]] = None,
-                 max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS) -> None:
+                 max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS,
+                 step_file: Optional[StepSink] = None, batch_step_rows: Optional[int] = None) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
                 f"flush_interval_s is {flush_interval_s!r}; it must be a positive number of seconds"
             )
-        self.path = Path(path)
+        if batch_step_rows is not None and (isinstance(batch_step_rows, bool) or not isinstance(batch_step_rows, int)
+                                            or batch_step_rows < 1):
+            raise ConfigurationError(f"batch_step_rows is {batch_step_rows!r}; it must be an integer >= 1 or None")
+        self.batch_step_rows = batch_step_rows
+        self.path = None if path is None else Path(path)
         self.flush_interval_s = float(flush_interval_s)
         self._on_error = on_error
+        self._step_file = step_file
+        self._queued_step_rows = 0
+        self._room = threading.Condition()
         self._queue: "queue.SimpleQueue[_Operation]" = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -620,6 +678,7 @@ class RunWriter:
         self._unwritten: List[_Operation] = []
         self._thread = threading.Thread(target=self._run, name="hf-eco2ai-store-writer", daemon=True)
         self._thread.start()
+        _open_writers.add(self)
 
     # Producers ----------------------------------------------------------------------------------
 
@@ -629,12 +688,19 @@ class RunWriter:
 
     def add_steps(self, run_id: str, index: np.ndarray, epoch: np.ndarray,
                   t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray, flags: np.ndarray,
-                  joules_by_channel: np.ndarray) -> None:
+                  joules_by_channel: np.ndarray, carbon: Any = None) -> None:
         """Queue step records: columns as in ``StepRecords``, ``joules`` the top-level sum (J),
-        ``epoch`` negative for none. The arrays are kept as given (the caller must not change
-        them), so the rows are built on the writer's thread, not the caller's."""
-        if len(index):
-            self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel)))
+        ``epoch`` negative for none; ``carbon`` (a ``StepCarbon``) goes to the step file with them.
+        The arrays are kept as given (the caller must not change them), so the rows are built on
+        the writer's thread, not the caller's."""
+        rows = len(index)
+        if not rows:
+            return
+        with self._room:
+            while self._queued_step_rows > MAX_QUEUED_STEP_ROWS and self._thread.is_alive():
+                self._room.wait(self.flush_interval_s)
+            self._queued_step_rows += rows
+        self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel, carbon)))
 
     def add_windows(self, run_id: str, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray,
                     joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
@@ -664,9 +730,10 @@ class RunWriter:
 
     def finish_run(self, run_id: str, status: str, ended_unix_s: float,
                    report: Optional[Mapping[str, Any]]) -> None:
-        """Mark the run ``finished``/``failed`` and keep its final report."""
-        report_json = None if report is None else json.dumps(report, allow_nan=False)
-        self._queue.put(("finish", (run_id, status, float(ended_unix_s), report_json)))
+        """Mark the run ``finished``/``failed`` and keep its final report (serialised on the
+        writer's thread: the mapping's values must not change afterwards)."""
+        # A shallow copy: the caller may add sections (``training``) to its own dict afterwards.
+        self._queue.put(("finish", (run_id, status, float(ended_unix_s), None if report is None else dict(report))))
 
     @property
     def unwritten_rows(self) -> int:
@@ -682,16 +749,30 @@ class RunWriter:
         self._queue.put(("barrier", done))
         return done.wait(timeout_s) and not self._unwritten
 
-    def close(self, timeout_s: Optional[float] = 30.0) -> None:
-        """Commit what is queued and stop the thread."""
+    def close(self, timeout_s: Optional[float] = 30.0, wait: bool = True) -> None:
+        """Write what is queued, close the step file and stop the thread; with ``wait=False``
+        return at once and let the thread finish (``join`` waits for it)."""
         with self._close_lock:
             if self._closed:
+                if wait:
+                    self._thread.join(timeout_s)
                 return
             self._closed = True
         self._queue.put(("close", None))
+        if wait:
+            self._thread.join(timeout_s)
+
+    def join(self, timeout_s: Optional[float] = None) -> bool:
+        """Wait for the thread to end after ``close``; False if ``timeout_s`` ran out."""
         self._thread.join(timeout_s)
+        return not self._thread.is_alive()
 
     # The thread ---------------------------------------------------------------------------------
+
+    def _batch_is_full(self, batch: List[_Operation]) -> bool:
+        if self.batch_step_rows is None:
+            return False
+        return sum(len(payload[1]) for kind, payload in batch if kind == "steps") >= self.batch_step_rows
 
     def _run(self) -> None:
         connection: Optional[sqlite3.Connection] = None
@@ -703,9 +784,10 @@ class RunWriter:
             except queue.Empty:
                 if not self._unwritten:
                     continue
-            # Batching is the point: take whatever piled up during the interval in one commit.
+            # Batching is the point: take whatever piled up during the interval in one commit, or
+            # commit early once a batch's worth of step rows is waiting.
             deadline = time.monotonic() + self.flush_interval_s
-            while batch and batch[-1][0] not in ("barrier", "close"):
+            while batch and batch[-1][0] not in ("barrier", "close") and not self._batch_is_full(batch):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -713,11 +795,17 @@ class RunWriter:
                     batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
-            work = self._unwritten + [operation for operation in batch if operation[0] not in ("barrier", "close")]
+            fresh = [self._serialised(operation) for operation in batch if operation[0] not in ("barrier", "close")]
+            work = self._unwritten + fresh
             try:
-                if connection is None:
-                    connection = _connect(self.path)
-                self._commit(connection, work)
+                if self.path is not None:
+                    if connection is None:
+                        connection = _connect(self.path)
+                        # A connection that appends rows in bulk: a 32 MiB page cache, and a
+                        # checkpoint every 8,192 pages (32 MiB of WAL) instead of every 1,000.
+                        connection.execute("PRAGMA cache_size = -32768")
+                        connection.execute("PRAGMA wal_autocheckpoint = 8192")
+                    self._commit(connection, work)
                 self._unwritten = []
             except (sqlite3.Error, OSError, ValueError) as error:
                 self.errors += 1
@@ -733,6 +821,7 @@ class RunWriter:
                     self._unwritten, dropped = [], sum(_row_count(operation) for operation in work)
                 if dropped:
                     self._drop(dropped, error)
+            self._stream_steps(fresh)
             stopping = any(kind == "close" for kind, _ in batch)
             if stopping and self._unwritten:
                 # Closing: what the last try could not write is given up and counted.
@@ -741,12 +830,50 @@ class RunWriter:
             for kind, payload in batch:
                 if kind == "barrier":
                     payload.set()
+        if self._step_file is not None:
+            try:
+                self._step_file.close()
+            except (OSError, ValueError) as error:
+                self._report(error)
         if connection is not None:
             connection.close()
+        _open_writers.discard(self)
+
+    def _serialised(self, operation: _Operation) -> _Operation:
+        """A ``finish`` with its report as JSON text: a report that cannot be serialised is
+        dropped alone (and counted), not with the rows committed beside it."""
+        kind, payload = operation
+        if kind != "finish" or payload[3] is None:
+            return operation
+        try:
+            return kind, (*payload[:3], json.dumps(payload[3], allow_nan=False))
+        except (TypeError, ValueError) as error:
+            self.errors += 1
+            self._report(error)
+            return kind, (*payload[:3], None)
+
+    def _stream_steps(self, operations: List[_Operation]) -> None:
+        """Append the batch's steps to the step file, once each (a failed store commit retries
+        its rows; the file is not rewritten), and make room for the producers."""
+        written = 0
+        for kind, payload in operations:
+            if kind != "steps":
+                continue
+            written += len(payload[1])
+            if self._step_file is not None and payload[8] is not None:
+                try:
+                    self._step_file.write(*payload[1:])
+                except (OSError, ValueError) as error:
+                    self.errors += 1
+                    self._report(error)
+        if written:
+            with self._room:
+                self._queued_step_rows -= written
+                self._room.notify_all()
 
     def _drop(self, rows: int, cause: Any) -> None:
         self.rows_dropped += rows
-        self._report(StoreRowsDropped(rows, self.path, str(cause)))
+        self._report(StoreRowsDropped(rows, self.path or Path(), str(cause)))
 
     def _report(self, error: BaseException) -> None:
         if self._on_error is not None:
@@ -775,9 +902,15 @@ class RunWriter:
                          None if identity.config is None else json.dumps(identity.config)),
                     )
                 elif kind == "steps":
-                    connection.executemany(
-                        "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
-                        "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _step_rows(*payload))
+                    rows = list(_step_rows(*payload[:8]))
+                    for first in range(0, len(rows), _ROWS_PER_INSERT):
+                        connection.executemany(
+                            "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
+                            "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            rows[first:first + _ROWS_PER_INSERT])
+                        # The training thread's next log should not wait a whole switch interval
+                        # (5 ms) for the interpreter while a large batch goes in.
+                        time.sleep(0)
                 elif kind == "windows":
                     connection.executemany(
                         "INSERT INTO windows (run_id, name, t0_s, t1_s, joules, flags, "

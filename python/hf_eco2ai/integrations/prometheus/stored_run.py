@@ -1,7 +1,7 @@
 """``hf-eco2ai serve --run RUN``: a stored run's figures on a Prometheus scrape endpoint.
 
 The run may be finished, or still running in another process: the store row is read again at
-every scrape, so a running run's figures follow its session's drains (``measurement_interval``).
+every scrape, so a running run's figures follow its session's drains (``measurement_interval_s``).
 A run that is no longer running draws no power, so its power and rate gauges are left out; its
 totals stay.
 """
@@ -18,6 +18,7 @@ from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.prometheus.server import DEFAULT_HOST, PrometheusExporter
 from hf_eco2ai.session.snapshot import SessionSnapshot
 from hf_eco2ai.store.run_store import RunStore, RunSummary
+from hf_eco2ai import units
 
 
 def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
@@ -53,7 +54,7 @@ def snapshot_from_stored_run(summary: RunSummary) -> Optional[SessionSnapshot]:
         energy_joules_by_channel=dict(latest.get("energy_joules_by_channel", {})),
         power_watts_by_channel=dict(latest.get("power_watts_by_channel", {})) if running else {},
         energy_kwh_total=kwh, energy_rate_kwh_per_hour=energy_rate, co2_kg_total=co2_kg,
-        co2_rate_kg_per_hour=None if energy_rate is None else energy_rate * intensity.g_per_kwh / 1000.0,
+        co2_rate_kg_per_hour=None if energy_rate is None else units.co2_kg(energy_rate, intensity.g_per_kwh),
         intensity=intensity, pue=float(config.get("pue", 1.0)),
         budget_kg=budget_kg, budget_remaining_kg=None if budget_kg is None else budget_kg - co2_kg,
         budget_used_fraction=_ratio(co2_kg, budget_kg),

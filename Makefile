@@ -6,7 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test test-rust test-python install system-deps bench lint clean
+.PHONY: demo test test-rust test-python install system-deps bench lint clean nvml-emulator
+
+# The NVML emulator the tests load as libnvidia-ml.so.1 (tests/nvml_emulator.py), so every NVML
+# test runs on every machine, GPU or not.
+NVML_EMULATOR_DIR := target/nvml-emulator
 
 $(VENV)/.deps-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +29,16 @@ system-deps:
 demo: install
 	$(PY) examples/hf_trainer_demo.py
 
-test-rust:
-	cargo test --quiet
+nvml-emulator:
+	cargo build --quiet --release -p nvml-emulator
+	mkdir -p $(NVML_EMULATOR_DIR)
+	cp target/release/libnvml_emulator.so $(NVML_EMULATOR_DIR)/libnvidia-ml.so.1
 
-test-python: install system-deps
-	$(PY) -m pytest -q
+test-rust:
+	cargo test --quiet --workspace
+
+test-python: install system-deps nvml-emulator
+	HF_ECO2AI_NVML_EMULATOR_DIR=$(abspath $(NVML_EMULATOR_DIR)) $(PY) -m pytest -q
 
 test: lint test-rust test-python
 
@@ -37,8 +46,9 @@ bench: install
 	$(PY) benches/run_all.py
 
 lint:
-	cargo fmt --check
+	cargo fmt --all --check
 	cargo clippy --all-targets --features python -- -D warnings
+	cargo clippy --all-targets -p nvml-emulator -- -D warnings
 
 clean:
 	rm -rf target $(VENV) python/hf_eco2ai/_core*.so

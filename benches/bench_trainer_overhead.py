@@ -21,6 +21,11 @@ the first step, measured in fresh processes so that one-time costs count. ``extr
 correctness: the Eco2AI run must record exactly one step per optimiser step.
 
     python benches/bench_trainer_overhead.py [--rounds 7] [--steps 300] [--threads 1]
+
+Then the sampler's CPU per source (each source alone at 100 Hz in a fresh process, NVML on the
+emulator when built) and in total, against CodeCarbon's tracker threads; alone with:
+
+    python benches/bench_trainer_overhead.py --sampler-cpu [--seconds 10]
 """
 
 from __future__ import annotations
@@ -233,6 +238,90 @@ def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
     )
 
 
+# Sampler CPU per source -------------------------------------------------------------------------
+
+EMULATOR_DIRS = ("target/nvml-emulator", "target/nvml-emulator-release")
+
+
+# Run in a fresh interpreter that imports neither torch nor transformers: their thread pools
+# would blur what is measured.
+SAMPLER_CPU_CHILD = """
+import sys, threading, time
+from pathlib import Path
+
+source, seconds = sys.argv[1], float(sys.argv[2])
+main_tid = threading.get_native_id()
+
+
+def thread_cpu_ns():
+    # The hf-eco2ai sampler thread by its name; for CodeCarbon, every thread but the main one.
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            wanted = name == "hf-eco2ai-sampl" if source != "codecarbon" else int(task.name) != main_tid
+            if wanted:
+                total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+if source == "codecarbon":
+    from codecarbon import OfflineEmissionsTracker
+
+    tracker = OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False, log_level="error")
+    tracker.start()
+    stop = tracker.stop
+else:
+    from hf_eco2ai import EnergyMeter
+
+    meter = EnergyMeter(sources=source, rate_hz=100.0)
+    meter.start()
+    stop = meter.stop
+time.sleep(0.5)
+cpu_0, wall_0 = thread_cpu_ns(), time.monotonic()
+time.sleep(seconds)
+cpu_1, wall_1 = thread_cpu_ns(), time.monotonic()
+stop()
+print((cpu_1 - cpu_0) * 1e-9 / (wall_1 - wall_0))
+"""
+
+
+def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
+    """Each source alone at the default 100 Hz, all of "auto", and CodeCarbon, each in a fresh
+    process. NVML runs on the emulator (its per-read cost is the emulator's, not a driver's)
+    when it was built (`make nvml-emulator`)."""
+    repo = Path(__file__).resolve().parents[1]
+    emulator = next((repo / d for d in EMULATOR_DIRS if (repo / d / "libnvidia-ml.so.1").is_file()), None)
+    arms: Dict[str, Dict[str, str]] = {"cpu-estimate": {}, "synthetic": {}, "auto": {}, "codecarbon": {}}
+    if emulator is not None:
+        arms["nvml"] = {"LD_LIBRARY_PATH": str(emulator), "NVML_EMULATOR": "gpus=1;stair_ms=100"}
+    shares: Dict[str, Optional[float]] = {"nvml": None}
+    for source, extra in arms.items():
+        result = subprocess.run(
+            [sys.executable, "-c", SAMPLER_CPU_CHILD, source, str(seconds)],
+            capture_output=True, text=True, check=True, env={**os.environ, **extra},
+        )
+        shares[source] = float(result.stdout.strip().splitlines()[-1])
+    return shares
+
+
+def print_sampler_cpu(seconds: float) -> None:
+    shares = sampler_cpu_by_source(seconds)
+    print(f"\nSampler CPU per source, {seconds:g} s each, 100 Hz, idle training thread "
+          "(share of one core used by the tracker's threads):\n")
+    print("| tracker / source | CPU of its threads |")
+    print("| --- | ---: |")
+    for source in ("cpu-estimate", "synthetic", "nvml", "auto", "codecarbon"):
+        share = shares.get(source)
+        label = {"synthetic": "synthetic (read at the configured rate, as RAPL)", "nvml": "nvml (emulated GPU)",
+                 "auto": "auto (everything found here)", "codecarbon": "CodeCarbon 3.3.2 offline, defaults"}.get(
+            source, source)
+        print(f"| {label} | " + ("not run: build the emulator (make nvml-emulator)" if share is None
+                                 else f"{share * 100:.3f} % of a core") + " |")
+
+
 def cold_startup_s(tracker_name: str, threads: int) -> float:
     """Start-up in a fresh interpreter (imports done, nothing of the tracker's warmed up yet)."""
     result = subprocess.run(
@@ -277,11 +366,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on shared machines)")
     parser.add_argument("--cold-starts", type=int, default=3, help="fresh processes per tracker for start-up (default 3)")
     parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
+    parser.add_argument("--sampler-cpu", action="store_true", help="only the sampler CPU per source, against CodeCarbon")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per sampler CPU measurement (default 10)")
     parser.add_argument("--cold-hooks-of", help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="1 round of a few steps, to check the benchmark runs")
     options = parser.parse_args()
     if options.smoke:
         options.rounds, options.steps, options.cold_starts = 1, WARMUP_STEPS + 5, 1
+        options.seconds = 0.5
+    if options.sampler_cpu:
+        print_sampler_cpu(options.seconds)
+        return
     torch.set_num_threads(options.threads)
     transformers.logging.set_verbosity_error()
     if options.cold_hooks_of:
@@ -339,6 +434,7 @@ def main() -> None:
     correct = all(facts["steps_recorded"] == options.steps for facts in eco2ai_facts)
     print(f"\nCorrectness: every Eco2AI run recorded one step per optimiser step: {correct}; "
           f"channels: {eco2ai_facts[0]['channels']}.")
+    print_sampler_cpu(options.seconds)
 
 
 if __name__ == "__main__":

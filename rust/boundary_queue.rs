@@ -6,8 +6,10 @@
 //! is, so a push is one compare-and-swap on the tail plus two stores, with no lock and no
 //! allocation. When the queue is full the push fails and the caller counts a drop.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -23,6 +25,9 @@ pub struct Boundary {
     pub kind: BoundaryKind,
     /// The window's registered name; 0 for steps.
     pub name_id: u32,
+    /// Boundaries dropped (queue full) before this one was pushed, so that the record spanning
+    /// the lost marks is the one flagged, however late the boundaries are resolved.
+    pub drops_before: u32,
 }
 
 struct Slot {
@@ -42,18 +47,35 @@ pub struct BoundaryQueue {
 }
 
 // SAFETY: a slot's value is written only by the producer that won its sequence number and read
-// only by the consumer after the release store that publishes it.
+// only by the one consumer (`BoundaryConsumer`, which is not Sync and pops through `&mut`) after
+// the release store that publishes it.
 unsafe impl Sync for BoundaryQueue {}
-unsafe impl Send for BoundaryQueue {}
+
+/// The one reading end of a queue. It is not `Sync` and pops through `&mut self`, so two
+/// threads can never pop at once: the soundness of `pop` rests on the types, not on a comment.
+pub struct BoundaryConsumer {
+    queue: Arc<BoundaryQueue>,
+    _not_sync: PhantomData<Cell<()>>,
+}
 
 impl BoundaryQueue {
-    /// `capacity` is rounded up to a power of two (at least 2).
-    pub fn new(capacity: usize) -> Self {
+    /// A queue and its only consumer. `capacity` is rounded up to a power of two (at least 2).
+    pub fn with_consumer(capacity: usize) -> (Arc<BoundaryQueue>, BoundaryConsumer) {
+        let queue = Arc::new(BoundaryQueue::new(capacity));
+        let consumer = BoundaryConsumer {
+            queue: Arc::clone(&queue),
+            _not_sync: PhantomData,
+        };
+        (queue, consumer)
+    }
+
+    fn new(capacity: usize) -> Self {
         let capacity = capacity.max(2).next_power_of_two();
         let empty = Boundary {
             t_ns: 0,
             kind: BoundaryKind::Step,
             name_id: 0,
+            drops_before: 0,
         };
         let slots = (0..capacity)
             .map(|i| Slot {
@@ -103,12 +125,14 @@ impl BoundaryQueue {
             }
         }
     }
+}
 
-    /// Single consumer only: the sampler thread.
+impl BoundaryConsumer {
     #[inline]
-    pub fn pop(&self) -> Option<Boundary> {
-        let position = self.head.0.load(Ordering::Relaxed);
-        let slot = &self.slots[position & self.mask];
+    pub fn pop(&mut self) -> Option<Boundary> {
+        let queue = &*self.queue;
+        let position = queue.head.0.load(Ordering::Relaxed);
+        let slot = &queue.slots[position & queue.mask];
         let sequence = slot.sequence.load(Ordering::Acquire);
         if sequence != position + 1 {
             return None;
@@ -116,8 +140,8 @@ impl BoundaryQueue {
         // SAFETY: the sequence says a producer finished writing this slot.
         let value = unsafe { *slot.value.get() };
         slot.sequence
-            .store(position + self.mask + 1, Ordering::Release);
-        self.head.0.store(position + 1, Ordering::Relaxed);
+            .store(position + queue.mask + 1, Ordering::Release);
+        queue.head.0.store(position + 1, Ordering::Relaxed);
         Some(value)
     }
 }
@@ -125,42 +149,46 @@ impl BoundaryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn step(t_ns: u64) -> Boundary {
         Boundary {
             t_ns,
             kind: BoundaryKind::Step,
             name_id: 0,
+            drops_before: 0,
         }
     }
 
     #[test]
     fn pops_in_push_order() {
-        let queue = BoundaryQueue::new(8);
+        let (queue, mut consumer) = BoundaryQueue::with_consumer(8);
         for t in 0..5 {
             assert!(queue.push(step(t)));
         }
-        let popped: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|b| b.t_ns).collect();
+        let popped: Vec<u64> = std::iter::from_fn(|| consumer.pop())
+            .map(|b| b.t_ns)
+            .collect();
         assert_eq!(popped, vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
     fn full_queue_refuses_push_and_recovers_after_pop() {
-        let queue = BoundaryQueue::new(4);
+        let (queue, mut consumer) = BoundaryQueue::with_consumer(4);
         for t in 0..4 {
             assert!(queue.push(step(t)));
         }
         assert!(!queue.push(step(99)));
-        assert_eq!(queue.pop().unwrap().t_ns, 0);
+        assert_eq!(consumer.pop().unwrap().t_ns, 0);
         assert!(queue.push(step(4)));
-        let rest: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|b| b.t_ns).collect();
+        let rest: Vec<u64> = std::iter::from_fn(|| consumer.pop())
+            .map(|b| b.t_ns)
+            .collect();
         assert_eq!(rest, vec![1, 2, 3, 4]);
     }
 
     #[test]
     fn concurrent_producers_lose_nothing_that_was_accepted() {
-        let queue = Arc::new(BoundaryQueue::new(1 << 16));
+        let (queue, mut consumer) = BoundaryQueue::with_consumer(1 << 16);
         let producers: Vec<_> = (0..4u64)
             .map(|p| {
                 let queue = Arc::clone(&queue);
@@ -172,7 +200,9 @@ mod tests {
             })
             .collect();
         let accepted: usize = producers.into_iter().map(|h| h.join().unwrap()).sum();
-        let mut seen: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|b| b.t_ns).collect();
+        let mut seen: Vec<u64> = std::iter::from_fn(|| consumer.pop())
+            .map(|b| b.t_ns)
+            .collect();
         assert_eq!(seen.len(), accepted);
         seen.sort_unstable();
         seen.dedup();

@@ -9,13 +9,23 @@ use crate::channel::{ChannelKind, Sample};
 
 /// How many past readings a channel keeps. A boundary stamped just before a reading but pushed
 /// just after the sampler drained the queue is older than the newest reading; it still falls
-/// within these.
-const HISTORY: usize = 16;
+/// within these: 256 ms of slack at 1 kHz. A boundary older than every kept reading is resolved
+/// with the oldest one and reported as not exact, so its record is flagged approximate.
+const HISTORY: usize = 256;
 
 /// A counter delta implying more than this is no wrap and no real draw but a glitch (a torn
 /// read, a counter re-initialised under us): it is rejected rather than integrated. Far above
 /// any single GPU, CPU package or DRAM zone.
+///
+/// The power a delta implies is taken over the time the counter had to accumulate it: since its
+/// previous value was first seen, plus one update period before that. A counter that moves in
+/// stairs every 100 ms delivers a whole stair between two 1 ms readings; dividing by the sampling
+/// interval would make every stair look like tens of kilowatts.
 const MAX_PLAUSIBLE_COUNTER_WATTS: f64 = 10_000.0;
+
+/// The update period assumed before one was observed: the slowest published (NVML, 100 ms) with
+/// a wide margin.
+const ASSUMED_UPDATE_PERIOD_NS: u64 = 1_000_000_000;
 
 /// After this many implausible readings in a row the counter is taken to have been reset, and
 /// the newest value becomes the new baseline.
@@ -58,13 +68,28 @@ pub struct ChannelIntegrator {
     newest: usize,
     previous_counter: Option<u64>,
     joules: f64,
-    /// Times the raw value changed, for the observed update period.
-    change_count: u64,
-    first_change_ns: u64,
-    last_change_ns: u64,
+    /// Intervals between changes of the raw value, for the observed update period. Only
+    /// intervals inside one measured span count: a pause between runs is no update period.
+    change_intervals: u64,
+    change_intervals_ns: u64,
+    last_change_ns: Option<u64>,
+    /// When the current raw value was first seen.
+    value_since_ns: u64,
     last_raw: Option<u64>,
     counter_resets: u64,
     rejected_in_a_row: u32,
+    /// When and at what energy the counter last changed, within this span.
+    stair_anchor: Option<(u64, f64)>,
+    new_stair: Option<Stair>,
+}
+
+/// One step of a counter that moves in stairs: the energy it added between two changes.
+/// The first change of a span has no known start, so it makes no stair.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stair {
+    pub t0_ns: u64,
+    pub t1_ns: u64,
+    pub joules: f64,
 }
 
 impl ChannelIntegrator {
@@ -76,12 +101,15 @@ impl ChannelIntegrator {
             newest: 0,
             previous_counter: None,
             joules: 0.0,
-            change_count: 0,
-            first_change_ns: 0,
-            last_change_ns: 0,
+            change_intervals: 0,
+            change_intervals_ns: 0,
+            last_change_ns: None,
+            value_since_ns: 0,
             last_raw: None,
             counter_resets: 0,
             rejected_in_a_row: 0,
+            stair_anchor: None,
+            new_stair: None,
         }
     }
 
@@ -91,6 +119,14 @@ impl ChannelIntegrator {
         self.len = 0;
         self.previous_counter = None;
         self.last_raw = None;
+        self.last_change_ns = None;
+        self.stair_anchor = None;
+        self.new_stair = None;
+    }
+
+    /// The stair completed by the latest reading, once.
+    pub fn take_stair(&mut self) -> Option<Stair> {
+        self.new_stair.take()
     }
 
     pub fn joules(&self) -> f64 {
@@ -115,20 +151,33 @@ impl ChannelIntegrator {
 
     /// Mean time between changes of the raw sensor value, in ns; None until it changed twice.
     pub fn observed_update_period_ns(&self) -> Option<f64> {
-        (self.change_count >= 2).then(|| {
-            (self.last_change_ns - self.first_change_ns) as f64 / (self.change_count - 1) as f64
-        })
+        (self.change_intervals >= 1)
+            .then(|| self.change_intervals_ns as f64 / self.change_intervals as f64)
     }
 
-    fn note_raw_value(&mut self, t_ns: u64, raw: u64) {
-        if self.last_raw.is_some_and(|last| last != raw) {
-            if self.change_count == 0 {
-                self.first_change_ns = t_ns;
+    /// Returns true when the raw value changed since the previous reading.
+    fn note_raw_value(&mut self, t_ns: u64, raw: u64) -> bool {
+        let changed = self.last_raw.is_some_and(|last| last != raw);
+        if changed {
+            if let Some(previous) = self.last_change_ns {
+                self.change_intervals += 1;
+                self.change_intervals_ns += t_ns - previous;
             }
-            self.change_count += 1;
-            self.last_change_ns = t_ns;
+            self.last_change_ns = Some(t_ns);
+        }
+        if changed || self.last_raw.is_none() {
+            self.value_since_ns = t_ns;
         }
         self.last_raw = Some(raw);
+        changed
+    }
+
+    /// The longest time the counter can have been accumulating the delta seen at `t_ns`.
+    fn accumulation_ns(&self, t_ns: u64) -> u64 {
+        let update_period = self
+            .observed_update_period_ns()
+            .map_or(ASSUMED_UPDATE_PERIOD_NS, |p| (2.0 * p) as u64);
+        t_ns.saturating_sub(self.value_since_ns) + update_period
     }
 
     /// Adds one reading taken at `t_ns` (non-decreasing). Returns false when the reading was
@@ -147,8 +196,8 @@ impl ChannelIntegrator {
                 wrap_units,
             } => {
                 let delta_joules = match (self.previous_counter, previous) {
-                    (Some(prev), Some(p)) => {
-                        let seconds = (t_ns - p.t_ns) as f64 * 1e-9;
+                    (Some(prev), Some(_)) => {
+                        let seconds = self.accumulation_ns(t_ns) as f64 * 1e-9;
                         let delta = counter_delta(prev, sample.counter_units, wrap_units)
                             .map(|units| units as f64 * joules_per_unit)
                             .filter(|joules| *joules <= MAX_PLAUSIBLE_COUNTER_WATTS * seconds);
@@ -167,9 +216,22 @@ impl ChannelIntegrator {
                     _ => 0.0,
                 };
                 self.rejected_in_a_row = 0;
-                self.note_raw_value(t_ns, sample.counter_units);
+                let changed = self.note_raw_value(t_ns, sample.counter_units);
                 self.previous_counter = Some(sample.counter_units);
                 self.joules += delta_joules;
+                if changed {
+                    // The counter changed somewhere since the previous reading: the midpoint is
+                    // the unbiased guess, off by at most half a sampling interval.
+                    let change_ns = previous.map_or(t_ns, |p| p.t_ns + (t_ns - p.t_ns) / 2);
+                    if let Some((t0_ns, joules_at_t0)) = self.stair_anchor {
+                        self.new_stair = Some(Stair {
+                            t0_ns,
+                            t1_ns: change_ns,
+                            joules: self.joules - joules_at_t0,
+                        });
+                    }
+                    self.stair_anchor = Some((change_ns, self.joules));
+                }
                 if sample.power_watts.is_finite() {
                     sample.power_watts
                 } else {
@@ -180,7 +242,7 @@ impl ChannelIntegrator {
                 }
             }
             ChannelKind::Power => {
-                self.note_raw_value(t_ns, sample.power_watts.to_bits());
+                let _ = self.note_raw_value(t_ns, sample.power_watts.to_bits());
                 if let Some(p) = previous {
                     self.joules +=
                         (t_ns - p.t_ns) as f64 * 1e-9 * (p.watts + sample.power_watts) * 0.5;
@@ -383,6 +445,81 @@ mod tests {
         let whole = integrate_power_spans(&times, &watts, &[0.0, 0.49]);
         let sum: f64 = spans.iter().sum();
         assert!((sum - whole[0]).abs() <= 1e-9 * whole[0]);
+    }
+
+    #[test]
+    fn counter_stairs_read_at_high_rates_keep_all_their_energy() {
+        // 700 W in stairs every 100 ms, read every 1 ms for 5 s: each stair arrives between two
+        // readings 1 ms apart, 70 J at once.
+        let mut channel = ChannelIntegrator::new(ChannelKind::Counter {
+            joules_per_unit: 1e-3,
+            wrap_units: None,
+        });
+        for i in 0..=5_000u64 {
+            let stairs_done = i / 100;
+            channel.update(i * MS, &Sample::counter(stairs_done * 70_000, f64::NAN));
+        }
+        assert!(
+            (channel.joules() - 3_500.0).abs() < 1e-6,
+            "{}",
+            channel.joules()
+        );
+        assert_eq!(channel.counter_resets(), 0);
+    }
+
+    #[test]
+    fn counter_stairs_at_ten_kilohertz_keep_all_their_energy() {
+        let mut channel = ChannelIntegrator::new(ChannelKind::Counter {
+            joules_per_unit: 1e-3,
+            wrap_units: None,
+        });
+        // 700 W in 20 ms stairs, read every 0.1 ms for 2 s.
+        for i in 0..=20_000u64 {
+            channel.update(i * MS / 10, &Sample::counter(i / 200 * 14_000, f64::NAN));
+        }
+        assert!(
+            (channel.joules() - 1_400.0).abs() < 1e-6,
+            "{}",
+            channel.joules()
+        );
+    }
+
+    #[test]
+    fn each_counter_stair_after_the_first_is_reported_once_with_its_energy() {
+        let mut channel = ChannelIntegrator::new(ChannelKind::Counter {
+            joules_per_unit: 1e-3,
+            wrap_units: None,
+        });
+        let mut stairs = Vec::new();
+        for i in 0..=350u64 {
+            channel.update(i * MS, &Sample::counter(i / 100 * 50_000, f64::NAN));
+            stairs.extend(channel.take_stair());
+        }
+        assert_eq!(stairs.len(), 2);
+        assert!(stairs.iter().all(|s| (s.joules - 50.0).abs() < 1e-9));
+        assert_eq!(stairs[0].t1_ns, stairs[1].t0_ns);
+        assert!((stairs[1].t1_ns - stairs[1].t0_ns).abs_diff(100 * MS) < MS);
+    }
+
+    #[test]
+    fn a_pause_between_spans_is_not_an_update_period() {
+        let mut channel = ChannelIntegrator::new(ChannelKind::Counter {
+            joules_per_unit: 1e-3,
+            wrap_units: None,
+        });
+        for i in 0..=100u64 {
+            channel.update(i * MS, &Sample::counter(i / 20 * 1000, f64::NAN));
+        }
+        channel.begin_span();
+        let hour = 3_600_000 * MS;
+        for i in 0..=100u64 {
+            channel.update(
+                hour + i * MS,
+                &Sample::counter(10_000 + i / 20 * 1000, f64::NAN),
+            );
+        }
+        let period = channel.observed_update_period_ns().unwrap();
+        assert!((period - 20.0 * MS as f64).abs() < 1.0, "{period}");
     }
 
     #[test]

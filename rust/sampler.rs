@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread::{self, JoinHandle};
 
-use crate::boundary_queue::{Boundary, BoundaryKind, BoundaryQueue};
+use crate::boundary_queue::{Boundary, BoundaryConsumer, BoundaryKind, BoundaryQueue};
 use crate::channel::{ChannelSpec, Provenance, Sample, MAX_CHANNELS};
 use crate::clock::{monotonic_ns, sleep_until_ns};
-use crate::energy::ChannelIntegrator;
+use crate::energy::{ChannelIntegrator, Stair};
 use crate::error::{CoreError, CoreResult};
 use crate::sources::Source;
 use crate::steps::{HealthCounters, Record, Resolver};
@@ -40,6 +40,13 @@ fn register_fork_handler() {
 pub struct TraceRow {
     pub t_ns: u64,
     pub watts: [f64; MAX_CHANNELS],
+}
+
+/// A stair of one counter channel (see [`Stair`]), for estimating windows shorter than it.
+#[derive(Clone, Copy, Debug)]
+pub struct StairRow {
+    pub channel: u32,
+    pub stair: Stair,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +82,7 @@ pub struct LiveTotals {
     watts_bits: Vec<AtomicU64>,
     update_period_ns_bits: Vec<AtomicU64>,
     errors: Vec<AtomicU64>,
+    counter_resets: Vec<AtomicU64>,
     pub first_reading_ns: AtomicU64,
     pub last_reading_ns: AtomicU64,
     pub readings: AtomicU64,
@@ -85,6 +93,11 @@ pub struct LiveTotals {
     pub sensor_errors: AtomicU64,
     pub steps_marked: AtomicU64,
     pub steps_resolved: AtomicU64,
+    pub stairs_dropped: AtomicU64,
+    /// Boundaries stamped before the run they reached (a mark racing `stop()`), discarded.
+    pub stale_boundaries: AtomicU64,
+    /// Windows opened deeper than the deepest tracked level, or closed with no matching open.
+    pub windows_not_recorded: AtomicU64,
 }
 
 fn atomics(n: usize) -> Vec<AtomicU64> {
@@ -98,6 +111,7 @@ impl LiveTotals {
             watts_bits: atomics(n),
             update_period_ns_bits: atomics(n),
             errors: atomics(n),
+            counter_resets: atomics(n),
             first_reading_ns: AtomicU64::new(0),
             last_reading_ns: AtomicU64::new(0),
             readings: AtomicU64::new(0),
@@ -108,7 +122,15 @@ impl LiveTotals {
             sensor_errors: AtomicU64::new(0),
             steps_marked: AtomicU64::new(0),
             steps_resolved: AtomicU64::new(0),
+            stairs_dropped: AtomicU64::new(0),
+            stale_boundaries: AtomicU64::new(0),
+            windows_not_recorded: AtomicU64::new(0),
         }
+    }
+
+    /// Times the counter of `channel` went backwards or jumped implausibly and was rebaselined.
+    pub fn counter_resets(&self, channel: usize) -> u64 {
+        self.counter_resets[channel].load(Ordering::Relaxed)
     }
 
     pub fn joules(&self, channel: usize) -> f64 {
@@ -142,24 +164,36 @@ struct Engine {
     sources: Vec<Box<dyn Source>>,
     integrators: Vec<ChannelIntegrator>,
     resolver: Resolver,
+    boundaries: BoundaryConsumer,
     records_in: rtrb::Producer<Record>,
     trace_in: rtrb::Producer<TraceRow>,
+    stairs_in: rtrb::Producer<StairRow>,
     samples: [Sample; MAX_CHANNELS],
     held_boundary: Option<Boundary>,
     period_ns: u64,
+    /// Per source: its channels' positions, and when it is next due. Each source is read at the
+    /// rate its sensor warrants (`Source::read_interval_ns`), not always at the sampler's.
+    source_channels: Vec<std::ops::Range<usize>>,
+    next_due_ns: Vec<u64>,
+    /// Per channel: when it was last read, and whether that read failed.
+    read_at_ns: [u64; MAX_CHANNELS],
+    failed: [bool; MAX_CHANNELS],
 }
 
 struct Shared {
     channels: Vec<ChannelSpec>,
     source_facts: Vec<(String, Vec<(String, String)>)>,
     config: MeterConfig,
-    boundaries: BoundaryQueue,
+    boundaries: Arc<BoundaryQueue>,
     live: LiveTotals,
     running: AtomicBool,
     stop_requested: AtomicBool,
+    /// Set when the sampler thread panicked: the meter cannot run again.
+    died: Mutex<Option<String>>,
     engine: Mutex<Engine>,
     records_out: Mutex<rtrb::Consumer<Record>>,
     trace_out: Mutex<rtrb::Consumer<TraceRow>>,
+    stairs_out: Mutex<rtrb::Consumer<StairRow>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -169,36 +203,96 @@ pub struct Meter {
 }
 
 impl Engine {
-    fn take_reading(&mut self, live: &LiveTotals, t_ns: u64) {
-        let mut offset = 0;
-        for source in &mut self.sources {
-            let n = source.channels().len();
-            source.read(t_ns, &mut self.samples[offset..offset + n]);
-            offset += n;
-        }
-        let mut failures = 0;
-        for (i, (integrator, sample)) in self.integrators.iter_mut().zip(&self.samples).enumerate()
-        {
-            if integrator.update(t_ns, sample) {
-                live.joules_bits[i].store(integrator.joules().to_bits(), Ordering::Release);
-                live.watts_bits[i].store(integrator.watts().to_bits(), Ordering::Release);
-                if let Some(period) = integrator.observed_update_period_ns() {
-                    live.update_period_ns_bits[i].store(period.to_bits(), Ordering::Relaxed);
-                }
-            } else if integrator.newest_t_ns() != Some(t_ns) {
-                failures += 1;
-                live.errors[i].fetch_add(1, Ordering::Relaxed);
+    /// When the next source is due.
+    fn next_deadline_ns(&self) -> u64 {
+        self.next_due_ns.iter().copied().min().unwrap_or(u64::MAX)
+    }
+
+    /// The newest instant every channel has been read at: boundaries up to it can resolve.
+    fn resolvable_until_ns(&self) -> u64 {
+        self.read_at_ns[..self.integrators.len()]
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Reads the sources due at `t_ns` (every source with `all`), then integrates them.
+    fn take_reading(&mut self, live: &LiveTotals, t_ns: u64, all: bool) {
+        let mut read = [false; MAX_CHANNELS];
+        for (s, source) in self.sources.iter_mut().enumerate() {
+            if !all && self.next_due_ns[s] > t_ns {
+                continue;
+            }
+            let channels = self.source_channels[s].clone();
+            source.read(t_ns, &mut self.samples[channels.clone()]);
+            let observed = self.integrators[channels.clone()]
+                .iter()
+                .filter_map(ChannelIntegrator::observed_update_period_ns)
+                .fold(None, |slowest: Option<f64>, p| {
+                    Some(slowest.map_or(p, |q| q.max(p)))
+                });
+            let interval = source.read_interval_ns(self.period_ns, observed).max(1);
+            // The deadline this read served: its own, or now for a read forced early (or the
+            // first one, before any deadline was set).
+            let served = match self.next_due_ns[s] {
+                0 => t_ns,
+                due => due.min(t_ns),
+            };
+            let mut due = served + interval;
+            if due <= t_ns {
+                let behind = (t_ns - due) / interval + 1;
+                live.missed_ticks.fetch_add(behind, Ordering::Relaxed);
+                due += behind * interval;
+            }
+            self.next_due_ns[s] = due;
+            for i in channels {
+                read[i] = true;
+                self.read_at_ns[i] = t_ns;
             }
         }
-        if failures > 0 {
-            live.sensor_errors.fetch_add(failures, Ordering::Relaxed);
-        }
+        let mut failures = 0;
+        // A failed reading shows as NaN in the trace and the live watts, never as the last
+        // good value repeated: a dead sensor must not look like a steady one. A channel not
+        // due this time keeps its last value.
         let mut row = TraceRow {
             t_ns,
             watts: [f64::NAN; MAX_CHANNELS],
         };
-        for (slot, integrator) in row.watts.iter_mut().zip(&self.integrators) {
-            *slot = integrator.watts();
+        for (i, (integrator, sample)) in self.integrators.iter_mut().zip(&self.samples).enumerate()
+        {
+            if !read[i] {
+                if !self.failed[i] {
+                    row.watts[i] = integrator.watts();
+                }
+                continue;
+            }
+            self.failed[i] = false;
+            if integrator.update(t_ns, sample) {
+                row.watts[i] = integrator.watts();
+                live.joules_bits[i].store(integrator.joules().to_bits(), Ordering::Release);
+                if let Some(period) = integrator.observed_update_period_ns() {
+                    live.update_period_ns_bits[i].store(period.to_bits(), Ordering::Relaxed);
+                }
+                live.counter_resets[i].store(integrator.counter_resets(), Ordering::Relaxed);
+                if let Some(stair) = integrator.take_stair() {
+                    let stair_row = StairRow {
+                        channel: i as u32,
+                        stair,
+                    };
+                    if self.stairs_in.push(stair_row).is_err() {
+                        live.stairs_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            } else if integrator.newest_t_ns() != Some(t_ns) {
+                failures += 1;
+                self.failed[i] = true;
+                live.errors[i].fetch_add(1, Ordering::Relaxed);
+            }
+            live.watts_bits[i].store(row.watts[i].to_bits(), Ordering::Release);
+        }
+        if failures > 0 {
+            live.sensor_errors.fetch_add(failures, Ordering::Relaxed);
         }
         if self.trace_in.push(row).is_err() {
             live.trace_dropped.fetch_add(1, Ordering::Relaxed);
@@ -223,10 +317,10 @@ impl Engine {
     }
 
     /// Resolves every queued boundary stamped no later than `up_to_ns`.
-    fn resolve_ready(&mut self, queue: &BoundaryQueue, live: &LiveTotals, up_to_ns: u64) {
+    fn resolve_ready(&mut self, live: &LiveTotals, up_to_ns: u64) {
         let min_resolvable_ns = self.min_resolvable_ns();
         loop {
-            let boundary = match self.held_boundary.take().or_else(|| queue.pop()) {
+            let boundary = match self.held_boundary.take().or_else(|| self.boundaries.pop()) {
                 Some(b) => b,
                 None => return,
             };
@@ -243,6 +337,10 @@ impl Engine {
                 live.steps_resolved
                     .store(self.resolver.steps_resolved(), Ordering::Relaxed);
             }
+            live.stale_boundaries
+                .store(self.resolver.stale_boundaries(), Ordering::Relaxed);
+            live.windows_not_recorded
+                .store(self.resolver.windows_not_recorded(), Ordering::Relaxed);
         }
     }
 
@@ -297,7 +395,8 @@ fn run_sampler(shared: &Shared, engine: &mut Engine, started: mpsc::SyncSender<(
     for integrator in &mut engine.integrators {
         integrator.begin_span();
     }
-    engine.take_reading(live, first);
+    engine.next_due_ns.iter_mut().for_each(|due| *due = first);
+    engine.take_reading(live, first, true);
     let _ = live
         .first_reading_ns
         .compare_exchange(0, first, Ordering::AcqRel, Ordering::Relaxed);
@@ -307,28 +406,39 @@ fn run_sampler(shared: &Shared, engine: &mut Engine, started: mpsc::SyncSender<(
     shared.running.store(true, Ordering::Release);
     let _ = started.send(());
 
-    let mut deadline = first;
     loop {
-        deadline += period;
-        wait_until(deadline, &shared.stop_requested);
+        wait_until(engine.next_deadline_ns(), &shared.stop_requested);
         if shared.stop_requested.load(Ordering::Acquire) {
             break;
         }
         let now = monotonic_ns();
-        if now >= deadline + period {
-            let behind = (now - deadline) / period;
-            live.missed_ticks.fetch_add(behind, Ordering::Relaxed);
-            deadline += behind * period;
-        }
-        engine.take_reading(live, now);
-        engine.resolve_ready(&shared.boundaries, live, now);
+        engine.take_reading(live, now, false);
+        let until = engine.resolvable_until_ns();
+        engine.resolve_ready(live, until);
     }
-    // A last reading so the final step resolves, then every boundary still queued.
+    // A last reading of every source so the final step resolves, then every boundary queued.
     shared.running.store(false, Ordering::Release);
     let last = monotonic_ns();
-    engine.take_reading(live, last);
-    engine.resolve_ready(&shared.boundaries, live, u64::MAX);
+    engine.take_reading(live, last, true);
+    engine.resolve_ready(live, u64::MAX);
     engine.finish(live, last);
+}
+
+/// Marks the meter stopped if the sampler thread unwinds, so that `running` and `mark()` tell
+/// the truth after a panic, and records why for the next `start()`.
+struct StopOnUnwind<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for StopOnUnwind<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.shared.running.store(false, Ordering::Release);
+            *self.shared.died.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+                "the sampler thread panicked; this meter cannot run again: create a new one".into(),
+            );
+        }
+    }
 }
 
 impl Meter {
@@ -357,8 +467,19 @@ impl Meter {
             .iter()
             .map(|s| (s.name().to_string(), s.describe()))
             .collect();
+        let mut source_channels = Vec::with_capacity(sources.len());
+        let mut offset = 0;
+        for source in &sources {
+            let n = source.channels().len();
+            source_channels.push(offset..offset + n);
+            offset += n;
+        }
+        let n_sources = sources.len();
         let (records_in, records_out) = rtrb::RingBuffer::new(config.ring_capacity);
         let (trace_in, trace_out) = rtrb::RingBuffer::new(config.ring_capacity);
+        let (stairs_in, stairs_out) = rtrb::RingBuffer::new(config.ring_capacity);
+        let (boundaries, boundary_consumer) =
+            BoundaryQueue::with_consumer(config.boundary_capacity);
         let engine = Engine {
             integrators: channels
                 .iter()
@@ -366,23 +487,31 @@ impl Meter {
                 .collect(),
             resolver: Resolver::new(channels.len(), any_estimated),
             sources,
+            boundaries: boundary_consumer,
             records_in,
             trace_in,
+            stairs_in,
             samples: [Sample::FAILED; MAX_CHANNELS],
             held_boundary: None,
             period_ns: (1e9 / config.rate_hz).round().max(1.0) as u64,
+            source_channels,
+            next_due_ns: vec![0; n_sources],
+            read_at_ns: [0; MAX_CHANNELS],
+            failed: [false; MAX_CHANNELS],
         };
         let shared = Arc::new(Shared {
             live: LiveTotals::new(channels.len()),
             channels,
             source_facts,
             config,
-            boundaries: BoundaryQueue::new(config.boundary_capacity),
+            boundaries,
             running: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
+            died: Mutex::new(None),
             engine: Mutex::new(engine),
             records_out: Mutex::new(records_out),
             trace_out: Mutex::new(trace_out),
+            stairs_out: Mutex::new(stairs_out),
             thread: Mutex::new(None),
         });
         Ok(Meter {
@@ -428,6 +557,9 @@ impl Meter {
                     .into(),
             ));
         }
+        if let Some(reason) = self.died() {
+            return Err(CoreError::Thread(reason));
+        }
         let mut thread_slot = self.shared.thread.lock().expect("thread slot lock");
         if thread_slot.is_some() {
             return Ok(());
@@ -438,13 +570,17 @@ impl Meter {
         let handle = thread::Builder::new()
             .name("hf-eco2ai-sampler".into())
             .spawn(move || {
+                let _guard = StopOnUnwind { shared: &shared };
                 let mut engine = shared.engine.lock().expect("sampler engine lock");
                 run_sampler(&shared, &mut engine, started_tx);
             })
             .map_err(|e| CoreError::Thread(format!("cannot start the sampler thread: {e}")))?;
-        started_rx.recv().map_err(|_| {
-            CoreError::Thread("the sampler thread died before its first reading".into())
-        })?;
+        if started_rx.recv().is_err() {
+            let _ = handle.join();
+            return Err(CoreError::Thread(self.died().unwrap_or_else(|| {
+                "the sampler thread ended before its first reading".into()
+            })));
+        }
         *thread_slot = Some(handle);
         Ok(())
     }
@@ -458,11 +594,22 @@ impl Meter {
         let handle = self.shared.thread.lock().expect("thread slot lock").take();
         if let Some(handle) = handle {
             self.shared.stop_requested.store(true, Ordering::Release);
-            handle
-                .join()
-                .map_err(|_| CoreError::Thread("the sampler thread panicked".into()))?;
+            handle.join().map_err(|_| {
+                CoreError::Thread(
+                    "the sampler thread panicked; the energy up to its last reading is kept".into(),
+                )
+            })?;
         }
         Ok(())
+    }
+
+    /// Why the sampler thread died, if it panicked.
+    pub fn died(&self) -> Option<String> {
+        self.shared
+            .died
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     #[inline]
@@ -470,10 +617,12 @@ impl Meter {
         if !self.shared.running.load(Ordering::Relaxed) || !self.in_owner_process() {
             return false;
         }
+        let live = &self.shared.live;
         let boundary = Boundary {
             t_ns: monotonic_ns(),
             kind,
             name_id,
+            drops_before: live.boundaries_dropped.load(Ordering::Relaxed) as u32,
         };
         if self.shared.boundaries.push(boundary) {
             true
@@ -522,14 +671,17 @@ impl Meter {
                 "run_unpaced needs a stopped meter".into(),
             ));
         }
+        if let Some(reason) = self.died() {
+            return Err(CoreError::Thread(reason));
+        }
         let mut engine = self.shared.engine.lock().expect("sampler engine lock");
         let live = &self.shared.live;
         let period = engine.period_ns;
         let mut t_ns = monotonic_ns();
         for _ in 0..readings {
             t_ns += period;
-            engine.take_reading(live, t_ns);
-            engine.resolve_ready(&self.shared.boundaries, live, t_ns);
+            engine.take_reading(live, t_ns, true);
+            engine.resolve_ready(live, t_ns);
         }
         Ok(())
     }
@@ -541,6 +693,12 @@ impl Meter {
 
     pub fn drain_trace(&self) -> Vec<TraceRow> {
         let mut consumer = self.shared.trace_out.lock().expect("trace lock");
+        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    }
+
+    /// Counter stairs completed since the last drain, every counter channel interleaved.
+    pub fn drain_stairs(&self) -> Vec<StairRow> {
+        let mut consumer = self.shared.stairs_out.lock().expect("stairs lock");
         std::iter::from_fn(|| consumer.pop().ok()).collect()
     }
 }
@@ -626,6 +784,224 @@ mod tests {
         thread::sleep(std::time::Duration::from_millis(10));
         meter.stop().unwrap();
         assert!(meter.live().joules(0) > first);
+    }
+
+    /// A source that panics on its `reads_before_panic`-th read, as a buggy driver binding might.
+    struct PanickingSource {
+        channels: Vec<crate::channel::ChannelSpec>,
+        reads_before_panic: u32,
+    }
+
+    impl Source for PanickingSource {
+        fn name(&self) -> &'static str {
+            "synthetic"
+        }
+        fn channels(&self) -> &[crate::channel::ChannelSpec] {
+            &self.channels
+        }
+        fn read(&mut self, _t_ns: u64, out: &mut [Sample]) {
+            assert!(self.reads_before_panic > 0, "sensor binding bug");
+            self.reads_before_panic -= 1;
+            out[0] = Sample::power(10.0);
+        }
+        fn describe(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+
+    fn panicking_meter(reads_before_panic: u32) -> Meter {
+        let source = PanickingSource {
+            channels: SyntheticSource::new(vec![Trace::Constant { watts: 1.0 }], None)
+                .unwrap()
+                .channels()
+                .to_vec(),
+            reads_before_panic,
+        };
+        Meter::new(
+            vec![Box::new(source)],
+            MeterConfig {
+                rate_hz: 1_000.0,
+                ring_capacity: 64,
+                boundary_capacity: 64,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_panicking_sampler_stops_reporting_running_and_refuses_marks() {
+        let meter = panicking_meter(5);
+        meter.start().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while meter.is_running() && std::time::Instant::now() < deadline {
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!meter.is_running());
+        assert!(!meter.mark());
+        let err = meter.start().unwrap_err();
+        assert!(
+            matches!(err, CoreError::Thread(ref m) if m.contains("panicked")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_sampler_that_panics_before_its_first_reading_says_so() {
+        let meter = panicking_meter(0);
+        let err = meter.start().unwrap_err();
+        assert!(
+            matches!(err, CoreError::Thread(ref m) if m.contains("panicked")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_dead_sensor_shows_as_nan_in_the_trace_and_live_watts() {
+        let source =
+            SyntheticSource::new(vec![Trace::Constant { watts: 50.0 }], Some(0.02)).unwrap();
+        let meter = Meter::new(
+            vec![Box::new(source)],
+            MeterConfig {
+                rate_hz: 500.0,
+                ring_capacity: 1024,
+                boundary_capacity: 64,
+            },
+        )
+        .unwrap();
+        meter.start().unwrap();
+        thread::sleep(std::time::Duration::from_millis(80));
+        assert!(meter.live().watts(0).is_nan());
+        meter.mark();
+        meter.stop().unwrap();
+        let trace = meter.drain_trace();
+        assert_eq!(trace[0].watts[0], 50.0);
+        assert!(trace.last().unwrap().watts[0].is_nan());
+        let records = meter.drain_records();
+        assert_ne!(records[0].flags & crate::steps::FLAG_SENSOR_ERROR, 0);
+    }
+
+    #[test]
+    fn only_the_record_that_absorbed_dropped_marks_carries_the_drop_flag() {
+        let source = SyntheticSource::new(vec![Trace::Constant { watts: 1.0 }], None).unwrap();
+        let meter = Meter::new(
+            vec![Box::new(source)],
+            MeterConfig {
+                rate_hz: 5.0,
+                ring_capacity: 64,
+                boundary_capacity: 4,
+            },
+        )
+        .unwrap();
+        meter.start().unwrap();
+        // Six marks long before the next tick: the queue holds four.
+        let accepted: Vec<bool> = (0..6).map(|_| meter.mark()).collect();
+        assert_eq!(accepted, vec![true, true, true, true, false, false]);
+        meter.stop().unwrap();
+        let dropped: Vec<bool> = meter
+            .drain_records()
+            .iter()
+            .map(|r| r.flags & crate::steps::FLAG_BOUNDARIES_DROPPED != 0)
+            .collect();
+        assert_eq!(dropped, vec![false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_mark_racing_stop_never_becomes_a_phantom_step_of_the_next_run() {
+        let meter = Arc::new(constant_meter(1.0, 2_000.0, 1 << 16));
+        let marking = Arc::new(AtomicBool::new(true));
+        let marker = {
+            let (meter, marking) = (Arc::clone(&meter), Arc::clone(&marking));
+            thread::spawn(move || {
+                while marking.load(Ordering::Relaxed) {
+                    meter.mark();
+                }
+            })
+        };
+        let mut phantoms = 0;
+        for _ in 0..200 {
+            meter.start().unwrap();
+            meter.stop().unwrap();
+            let records = meter.drain_records();
+            let begin = records.first().map_or(0, |r| r.t0_ns);
+            phantoms += records
+                .iter()
+                .filter(|r| r.flags & FLAG_TAIL == 0 && r.t1_ns == begin)
+                .count();
+        }
+        marking.store(false, Ordering::Relaxed);
+        marker.join().unwrap();
+        assert_eq!(phantoms, 0);
+    }
+
+    /// Constant power, read only every `interval_ns`; counts its reads.
+    struct SlowSource {
+        channels: Vec<crate::channel::ChannelSpec>,
+        interval_ns: u64,
+        reads: Arc<AtomicU64>,
+    }
+
+    impl Source for SlowSource {
+        fn name(&self) -> &'static str {
+            "cpu-estimate"
+        }
+        fn channels(&self) -> &[crate::channel::ChannelSpec] {
+            &self.channels
+        }
+        fn read(&mut self, _t_ns: u64, out: &mut [Sample]) {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            out[0] = Sample::power(20.0);
+        }
+        fn describe(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+        fn read_interval_ns(&self, sampler_period_ns: u64, _observed: Option<f64>) -> u64 {
+            sampler_period_ns.max(self.interval_ns)
+        }
+    }
+
+    #[test]
+    fn each_source_is_read_at_its_own_rate_and_steps_still_add_up() {
+        let fast = SyntheticSource::new(vec![Trace::Constant { watts: 100.0 }], None).unwrap();
+        let reads = Arc::new(AtomicU64::new(0));
+        let mut channels = fast.channels().to_vec();
+        channels[0].name = "slow:0".into();
+        let slow = SlowSource {
+            channels,
+            interval_ns: 50_000_000,
+            reads: Arc::clone(&reads),
+        };
+        let meter = Meter::new(
+            vec![Box::new(fast), Box::new(slow)],
+            MeterConfig {
+                rate_hz: 1_000.0,
+                ring_capacity: 4096,
+                boundary_capacity: 1024,
+            },
+        )
+        .unwrap();
+        meter.start().unwrap();
+        for _ in 0..30 {
+            thread::sleep(std::time::Duration::from_millis(10));
+            meter.mark();
+        }
+        meter.stop().unwrap();
+        let slow_reads = reads.load(Ordering::Relaxed);
+        let all_readings = meter.live().readings.load(Ordering::Relaxed);
+        assert!(slow_reads <= 12, "{slow_reads} reads in ~0.3 s at 20 Hz");
+        assert!(
+            all_readings > 5 * slow_reads,
+            "{all_readings} vs {slow_reads}"
+        );
+        let records = meter.drain_records();
+        assert_eq!(records.len(), 31);
+        for channel in 0..2 {
+            let sum: f64 = records.iter().map(|r| r.joules[channel]).sum();
+            let total = meter.live().joules(channel);
+            assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+        }
+        assert!(records
+            .iter()
+            .all(|r| r.flags & crate::steps::FLAG_APPROXIMATE == 0));
     }
 
     #[test]

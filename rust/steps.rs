@@ -15,9 +15,36 @@ pub const FLAG_BOUNDARIES_DROPPED: u32 = 4;
 pub const FLAG_SENSOR_ERROR: u32 = 8;
 pub const FLAG_TAIL: u32 = 16;
 pub const FLAG_WINDOW_UNCLOSED: u32 = 32;
+/// A boundary reached the sampler after the readings around it were discarded: its energy is
+/// the nearest kept reading's, an approximation.
+pub const FLAG_APPROXIMATE: u32 = 64;
+/// A window whose nesting was broken: windows opened inside it beyond the deepest tracked level
+/// were not recorded, or it was closed while a window opened inside it was still open.
+pub const FLAG_WINDOW_NESTING: u32 = 128;
 
-/// Deepest window nesting tracked; deeper windows are flagged and not recorded.
-const MAX_WINDOW_DEPTH: usize = 64;
+/// Every flag: its constant's name, its bit and the short name reports print, in bit order.
+pub const FLAGS: [(&str, u32, &str); 8] = [
+    ("FLAG_ESTIMATED", FLAG_ESTIMATED, "estimated"),
+    (
+        "FLAG_SHORTER_THAN_UPDATE_PERIOD",
+        FLAG_SHORTER_THAN_UPDATE_PERIOD,
+        "sub-period",
+    ),
+    (
+        "FLAG_BOUNDARIES_DROPPED",
+        FLAG_BOUNDARIES_DROPPED,
+        "dropped-boundaries",
+    ),
+    ("FLAG_SENSOR_ERROR", FLAG_SENSOR_ERROR, "sensor-error"),
+    ("FLAG_TAIL", FLAG_TAIL, "tail"),
+    ("FLAG_WINDOW_UNCLOSED", FLAG_WINDOW_UNCLOSED, "unclosed"),
+    ("FLAG_APPROXIMATE", FLAG_APPROXIMATE, "approximate"),
+    ("FLAG_WINDOW_NESTING", FLAG_WINDOW_NESTING, "nesting"),
+];
+
+/// Deepest window nesting tracked; windows opened deeper are not recorded, and the innermost
+/// tracked window is flagged `FLAG_WINDOW_NESTING`.
+pub const MAX_WINDOW_DEPTH: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -45,6 +72,8 @@ struct OpenSpan {
     joules: [f64; MAX_CHANNELS],
     errors_at_open: u64,
     drops_at_open: u64,
+    approximate: bool,
+    extra_flags: u32,
 }
 
 /// Counters the resolver compares at both ends of a span to flag it.
@@ -68,7 +97,12 @@ pub struct Resolver {
     next_step_index: u64,
     step: Option<OpenSpan>,
     windows: Vec<OpenSpan>,
+    /// Windows opened beyond MAX_WINDOW_DEPTH and not closed yet: the next closes are theirs.
+    untracked_windows: u64,
+    run_start_ns: u64,
     last_boundary_ns: u64,
+    stale_boundaries: u64,
+    windows_not_recorded: u64,
 }
 
 impl Resolver {
@@ -80,12 +114,27 @@ impl Resolver {
             next_step_index: 0,
             step: None,
             windows: Vec::with_capacity(MAX_WINDOW_DEPTH),
+            untracked_windows: 0,
+            run_start_ns: 0,
             last_boundary_ns: 0,
+            stale_boundaries: 0,
+            windows_not_recorded: 0,
         }
     }
 
     pub fn steps_resolved(&self) -> u64 {
         self.next_step_index
+    }
+
+    /// Boundaries stamped before the run they reached began (a mark racing `stop()`): discarded,
+    /// so they never become a phantom step of the next run.
+    pub fn stale_boundaries(&self) -> u64 {
+        self.stale_boundaries
+    }
+
+    /// Windows opened deeper than MAX_WINDOW_DEPTH, or closed with no matching open.
+    pub fn windows_not_recorded(&self) -> u64 {
+        self.windows_not_recorded
     }
 
     fn energy_at(&self, channels: &[ChannelIntegrator], t_ns: u64) -> ([f64; MAX_CHANNELS], bool) {
@@ -106,12 +155,15 @@ impl Resolver {
         t_ns: u64,
         health: HealthCounters,
     ) -> OpenSpan {
+        let (joules, exact) = self.energy_at(channels, t_ns);
         OpenSpan {
             name_id,
             t_ns,
-            joules: self.energy_at(channels, t_ns).0,
+            joules,
             errors_at_open: health.sensor_errors,
             drops_at_open: health.boundaries_dropped,
+            approximate: !exact,
+            extra_flags: 0,
         }
     }
 
@@ -123,18 +175,21 @@ impl Resolver {
         kind: RecordKind,
         index: u64,
         extra_flags: u32,
-    ) -> (Record, [f64; MAX_CHANNELS]) {
+    ) -> (Record, [f64; MAX_CHANNELS], bool) {
         let SpanEnd {
             t_ns,
             health,
             min_update_period_ns,
         } = *at;
-        let (end, _) = self.energy_at(channels, t_ns);
+        let (end, exact) = self.energy_at(channels, t_ns);
         let mut joules = [0.0; MAX_CHANNELS];
         for i in 0..self.n_channels {
             joules[i] = end[i] - open.joules[i];
         }
-        let mut flags = self.static_flags | extra_flags;
+        let mut flags = self.static_flags | extra_flags | open.extra_flags;
+        if open.approximate || !exact {
+            flags |= FLAG_APPROXIMATE;
+        }
         if ((t_ns - open.t_ns) as f64) < min_update_period_ns {
             flags |= FLAG_SHORTER_THAN_UPDATE_PERIOD;
         }
@@ -153,12 +208,13 @@ impl Resolver {
             t1_ns: t_ns,
             joules,
         };
-        (record, end)
+        (record, end, exact)
     }
 
     /// Opens step 0 at the run's first reading.
     pub fn begin(&mut self, channels: &[ChannelIntegrator], t_ns: u64, health: HealthCounters) {
         self.step = Some(self.open_span(channels, 0, t_ns, health));
+        self.run_start_ns = t_ns;
         self.last_boundary_ns = t_ns;
     }
 
@@ -172,8 +228,18 @@ impl Resolver {
         health: HealthCounters,
         min_update_period_ns: f64,
     ) -> Option<Record> {
+        if boundary.t_ns < self.run_start_ns {
+            self.stale_boundaries += 1;
+            return None;
+        }
         let t_ns = boundary.t_ns.max(self.last_boundary_ns);
         self.last_boundary_ns = t_ns;
+        // The drops that count for this boundary are those before it was pushed, not those
+        // seen by the time it is resolved.
+        let health = HealthCounters {
+            boundaries_dropped: u64::from(boundary.drops_before),
+            ..health
+        };
         let at = SpanEnd {
             t_ns,
             health,
@@ -183,7 +249,7 @@ impl Resolver {
             BoundaryKind::Step => {
                 let open = self.step?;
                 let index = self.next_step_index;
-                let (record, end) =
+                let (record, end, end_exact) =
                     self.close_span(&open, channels, &at, RecordKind::Step, index, 0);
                 self.next_step_index += 1;
                 // The next step starts from the very value this one ended on, so that step
@@ -194,6 +260,8 @@ impl Resolver {
                     joules: end,
                     errors_at_open: health.sensor_errors,
                     drops_at_open: health.boundaries_dropped,
+                    approximate: !end_exact,
+                    extra_flags: 0,
                 });
                 Some(record)
             }
@@ -201,18 +269,49 @@ impl Resolver {
                 if self.windows.len() < MAX_WINDOW_DEPTH {
                     let span = self.open_span(channels, boundary.name_id, t_ns, health);
                     self.windows.push(span);
+                } else {
+                    self.untracked_windows += 1;
+                    self.windows_not_recorded += 1;
+                    if let Some(innermost) = self.windows.last_mut() {
+                        innermost.extra_flags |= FLAG_WINDOW_NESTING;
+                    }
                 }
                 None
             }
             BoundaryKind::WindowClose => {
-                let position = self
+                // Windows nest: while untracked windows are open, this close is one of theirs,
+                // never an outer window that happens to share the name.
+                if self.untracked_windows > 0 {
+                    self.untracked_windows -= 1;
+                    return None;
+                }
+                let Some(position) = self
                     .windows
                     .iter()
-                    .rposition(|w| w.name_id == boundary.name_id)?;
+                    .rposition(|w| w.name_id == boundary.name_id)
+                else {
+                    self.windows_not_recorded += 1;
+                    return None;
+                };
                 let open = self.windows.remove(position);
+                let crossed = position != self.windows.len();
+                if crossed {
+                    // Windows opened inside this one outlive it: their nesting is broken too.
+                    for inner in &mut self.windows[position..] {
+                        inner.extra_flags |= FLAG_WINDOW_NESTING;
+                    }
+                }
+                let extra = if crossed { FLAG_WINDOW_NESTING } else { 0 };
                 Some(
-                    self.close_span(&open, channels, &at, RecordKind::Window, position as u64, 0)
-                        .0,
+                    self.close_span(
+                        &open,
+                        channels,
+                        &at,
+                        RecordKind::Window,
+                        position as u64,
+                        extra,
+                    )
+                    .0,
                 )
             }
         }
@@ -234,6 +333,7 @@ impl Resolver {
             health,
             min_update_period_ns,
         };
+        self.untracked_windows = 0;
         while let Some(open) = self.windows.pop() {
             let depth = self.windows.len() as u64;
             emit(
@@ -276,6 +376,7 @@ mod tests {
             t_ns: t_ms * MS,
             kind,
             name_id,
+            drops_before: 0,
         }
     }
 
@@ -380,6 +481,131 @@ mod tests {
         let records = run(10.0, &marks, 200, 20.0 * MS as f64);
         assert_ne!(records[0].flags & FLAG_SHORTER_THAN_UPDATE_PERIOD, 0);
         assert_eq!(records[1].flags & FLAG_SHORTER_THAN_UPDATE_PERIOD, 0);
+    }
+
+    #[test]
+    fn the_drop_flag_lands_on_the_record_that_absorbed_the_lost_marks() {
+        // Marks at 100, 200, 300 reached the queue; two more after 300 were dropped.
+        let mut marks: Vec<_> = [100, 200, 300]
+            .iter()
+            .map(|&t| boundary(BoundaryKind::Step, t, 0))
+            .collect();
+        marks.push(Boundary {
+            drops_before: 0,
+            ..boundary(BoundaryKind::Step, 400, 0)
+        });
+        let mut channels = [ChannelIntegrator::new(ChannelKind::Power)];
+        let mut resolver = Resolver::new(1, false);
+        let mut records = Vec::new();
+        for t in (0..=1_000).step_by(10) {
+            channels[0].update(t * MS, &Sample::power(1.0));
+        }
+        resolver.begin(&channels, 0, HealthCounters::default());
+        // Resolved late, after both drops were counted.
+        let late = HealthCounters {
+            sensor_errors: 0,
+            boundaries_dropped: 2,
+        };
+        for mark in &marks {
+            records.extend(resolver.resolve(*mark, &channels, late, 0.0));
+        }
+        resolver.finish(&channels, 1_000 * MS, late, 0.0, |r| records.push(r));
+        let dropped: Vec<bool> = records
+            .iter()
+            .map(|r| r.flags & FLAG_BOUNDARIES_DROPPED != 0)
+            .collect();
+        assert_eq!(dropped, vec![false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_boundary_older_than_the_kept_readings_is_flagged_approximate() {
+        let mut channels = [ChannelIntegrator::new(ChannelKind::Power)];
+        let mut resolver = Resolver::new(1, false);
+        channels[0].update(0, &Sample::power(1.0));
+        resolver.begin(&channels, 0, HealthCounters::default());
+        // 10 kHz for 1 s: the readings around 5 ms are long gone when its boundary arrives.
+        for i in 1..=10_000u64 {
+            channels[0].update(i * MS / 10, &Sample::power(1.0));
+        }
+        let late = boundary(BoundaryKind::Step, 5, 0);
+        let record = resolver
+            .resolve(late, &channels, HealthCounters::default(), 0.0)
+            .unwrap();
+        assert_ne!(record.flags & FLAG_APPROXIMATE, 0);
+        let on_time = boundary(BoundaryKind::Step, 999, 0);
+        let mut next = resolver
+            .resolve(on_time, &channels, HealthCounters::default(), 0.0)
+            .unwrap();
+        // The step that starts at the late boundary is approximate too; the one after is exact.
+        assert_ne!(next.flags & FLAG_APPROXIMATE, 0);
+        next = resolver
+            .resolve(
+                boundary(BoundaryKind::Step, 1_000, 0),
+                &channels,
+                HealthCounters::default(),
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(next.flags & FLAG_APPROXIMATE, 0);
+    }
+
+    #[test]
+    fn a_boundary_stamped_before_the_run_began_is_discarded_not_a_phantom_step() {
+        let mut channels = [ChannelIntegrator::new(ChannelKind::Power)];
+        channels[0].update(500 * MS, &Sample::power(1.0));
+        let mut resolver = Resolver::new(1, false);
+        resolver.begin(&channels, 500 * MS, HealthCounters::default());
+        let stale = boundary(BoundaryKind::Step, 400, 0);
+        assert!(resolver
+            .resolve(stale, &channels, HealthCounters::default(), 0.0)
+            .is_none());
+        assert_eq!(resolver.steps_resolved(), 0);
+        assert_eq!(resolver.stale_boundaries(), 1);
+    }
+
+    #[test]
+    fn windows_nested_too_deep_are_counted_and_flag_the_innermost_kept_one() {
+        let depth = MAX_WINDOW_DEPTH + 3;
+        let mut boundaries = Vec::new();
+        // Every window has the same name: a close must pair with its own open, innermost first.
+        for level in 0..depth {
+            boundaries.push(boundary(BoundaryKind::WindowOpen, 10 + level as u64, 7));
+        }
+        for level in 0..depth {
+            boundaries.push(boundary(BoundaryKind::WindowClose, 200 + level as u64, 7));
+        }
+        let windows: Vec<_> = run(10.0, &boundaries, 1_000, 0.0)
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Window)
+            .collect();
+        assert_eq!(windows.len(), MAX_WINDOW_DEPTH);
+        // The first record closed is the innermost tracked window, closed by the close that
+        // matches it (the 4th), not by the first close of the untracked ones.
+        let innermost = &windows[0];
+        assert_eq!(innermost.index, MAX_WINDOW_DEPTH as u64 - 1);
+        assert_eq!(innermost.t1_ns, (200 + 3) * MS);
+        assert_ne!(innermost.flags & FLAG_WINDOW_NESTING, 0);
+        assert!(windows[1..]
+            .iter()
+            .all(|w| w.flags & FLAG_WINDOW_NESTING == 0));
+        // The outermost closes last, at its own close.
+        assert_eq!(windows.last().unwrap().t1_ns, (200 + depth as u64 - 1) * MS);
+    }
+
+    #[test]
+    fn a_window_closed_across_an_inner_open_window_is_flagged() {
+        let boundaries = [
+            boundary(BoundaryKind::WindowOpen, 100, 1),
+            boundary(BoundaryKind::WindowOpen, 200, 2),
+            boundary(BoundaryKind::WindowClose, 300, 1),
+            boundary(BoundaryKind::WindowClose, 400, 2),
+        ];
+        let windows: Vec<_> = run(10.0, &boundaries, 1_000, 0.0)
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Window)
+            .collect();
+        assert_eq!(windows.len(), 2);
+        assert!(windows.iter().all(|w| w.flags & FLAG_WINDOW_NESTING != 0));
     }
 
     #[test]

@@ -55,6 +55,9 @@ def test_a_wrapping_counter_never_yields_a_negative_or_huge_step(tmp_path_factor
     writer = threading.Thread(target=counter)
     writer.start()
     meter = EnergyMeter(sources="rapl", rapl_root=root, rate_hz=500)
+    # The writer thread waits for the GIL while the meter is built; let it catch up before the
+    # first reading, or step 0 would hold energy written late, not energy of the step.
+    time.sleep(0.02)
     try:
         with meter:
             for _ in range(40):

@@ -29,6 +29,7 @@ import yaml  # type: ignore[import-untyped]
 
 from hf_eco2ai.carbon.bounded_http import is_loopback_host
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.meter import flags as meter_flags
 from hf_eco2ai.safe_yaml import UnsafeYaml, load_config_yaml
 
 CONFIG_FILE_NAME = "eco2ai.yaml"
@@ -40,7 +41,7 @@ TRACKING_MODES = ("minimal", "simple", "detailed")
 STEP_FILE_FORMATS = ("csv", "parquet")
 CLOUD_PROVIDERS = ("aws", "gcp", "azure")
 INTENSITY_APIS = ("electricitymaps", "co2signal")
-SOURCE_NAMES = ("auto", "nvml", "rapl", "cpu-estimate", "synthetic")
+SOURCE_NAMES = ("auto",) + meter_flags.SOURCE_NAMES
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_RATE_HZ = 20_000.0
 MAX_INTENSITY_G_PER_KWH = 2_000.0

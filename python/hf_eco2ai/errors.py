@@ -19,5 +19,10 @@ class SensorUnavailableError(CarbonTrackingError, RuntimeError):
     """A sensor source that was asked for by name cannot run here. The message says how to fix it."""
 
 
+class SamplerError(CarbonTrackingError, RuntimeError):
+    """The sampler thread could not start, stopped by a fault, or the meter was used after
+    ``fork()``. The message says what to do (usually: create a new ``EnergyMeter``)."""
+
+
 class APIError(CarbonTrackingError):
     """The live carbon-intensity API failed while ``strict=True``. Never contains the API token."""

@@ -1,7 +1,6 @@
 //! Maps the core's errors to the exception classes of `hf_eco2ai.errors`, so Python callers
 //! catch the same classes whichever layer raised.
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::error::CoreError;
@@ -21,7 +20,7 @@ pub fn to_py(py: Python<'_>, error: CoreError) -> PyErr {
     match error {
         CoreError::Config(m) => raise(py, "ConfigurationError", &m),
         CoreError::Unavailable(m) => raise(py, "SensorUnavailableError", &m),
-        CoreError::Thread(m) => PyRuntimeError::new_err(m),
+        CoreError::Thread(m) => raise(py, "SamplerError", &m),
     }
 }
 

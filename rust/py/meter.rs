@@ -15,16 +15,38 @@ pub struct PyMeter {
     inner: Meter,
 }
 
-fn bytes_of<'py, T: Copy>(
+/// One column of little-endian values, written straight into the Python bytes object.
+fn column<'py, T, const N: usize>(
     py: Python<'py>,
-    values: impl Iterator<Item = T>,
-    to_bytes: impl Fn(T) -> Vec<u8>,
-) -> Bound<'py, PyBytes> {
-    let mut buffer = Vec::new();
-    for value in values {
-        buffer.extend_from_slice(&to_bytes(value));
-    }
-    PyBytes::new(py, &buffer)
+    values: impl ExactSizeIterator<Item = T>,
+    to_bytes: impl Fn(T) -> [u8; N],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut values = values;
+    PyBytes::new_with(py, values.len() * N, |buffer| {
+        for chunk in buffer.chunks_exact_mut(N) {
+            if let Some(value) = values.next() {
+                chunk.copy_from_slice(&to_bytes(value));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The per-channel joules of each row, row-major, in one column.
+fn joules_column<'py>(
+    py: Python<'py>,
+    rows: &[[f64; crate::channel::MAX_CHANNELS]],
+    n_channels: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, rows.len() * n_channels * 8, |buffer| {
+        for (chunk, value) in buffer
+            .chunks_exact_mut(8)
+            .zip(rows.iter().flat_map(|r| &r[..n_channels]))
+        {
+            chunk.copy_from_slice(&value.to_le_bytes());
+        }
+        Ok(())
+    })
 }
 
 #[pymethods]
@@ -87,52 +109,34 @@ impl PyMeter {
         let n_channels = self.inner.channels().len();
         let columns = PyDict::new(py);
         columns.set_item("count", records.len())?;
-        columns.set_item(
-            "kind",
-            bytes_of(py, records.iter().map(|r| r.kind as u8), |v| vec![v]),
-        )?;
+        columns.set_item("kind", column(py, records.iter(), |r| [r.kind as u8])?)?;
         columns.set_item(
             "index",
-            bytes_of(py, records.iter().map(|r| r.index), |v| {
-                v.to_le_bytes().to_vec()
-            }),
+            column(py, records.iter(), |r| r.index.to_le_bytes())?,
         )?;
         columns.set_item(
             "name_id",
-            bytes_of(py, records.iter().map(|r| r.name_id), |v| {
-                v.to_le_bytes().to_vec()
-            }),
+            column(py, records.iter(), |r| r.name_id.to_le_bytes())?,
         )?;
         columns.set_item(
             "flags",
-            bytes_of(py, records.iter().map(|r| r.flags), |v| {
-                v.to_le_bytes().to_vec()
-            }),
+            column(py, records.iter(), |r| r.flags.to_le_bytes())?,
         )?;
         columns.set_item(
             "t0_s",
-            bytes_of(py, records.iter().map(|r| ns_to_s(r.t0_ns)), |v| {
-                v.to_le_bytes().to_vec()
-            }),
+            column(py, records.iter(), |r| ns_to_s(r.t0_ns).to_le_bytes())?,
         )?;
         columns.set_item(
             "t1_s",
-            bytes_of(py, records.iter().map(|r| ns_to_s(r.t1_ns)), |v| {
-                v.to_le_bytes().to_vec()
-            }),
+            column(py, records.iter(), |r| ns_to_s(r.t1_ns).to_le_bytes())?,
         )?;
-        columns.set_item(
-            "joules",
-            bytes_of(
-                py,
-                records.iter().flat_map(|r| r.joules[..n_channels].to_vec()),
-                |v| v.to_le_bytes().to_vec(),
-            ),
-        )?;
+        let joules: Vec<_> = records.iter().map(|r| r.joules).collect();
+        columns.set_item("joules", joules_column(py, &joules, n_channels)?)?;
         Ok(columns)
     }
 
     /// Power readings since the last drain: `t_s` and `watts` (rows × channels) as raw columns.
+    /// A failed reading is NaN.
     fn drain_trace<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let rows = py.detach(|| self.inner.drain_trace());
         let n_channels = self.inner.channels().len();
@@ -140,17 +144,33 @@ impl PyMeter {
         columns.set_item("count", rows.len())?;
         columns.set_item(
             "t_s",
-            bytes_of(py, rows.iter().map(|r| ns_to_s(r.t_ns)), |v| {
-                v.to_le_bytes().to_vec()
-            }),
+            column(py, rows.iter(), |r| ns_to_s(r.t_ns).to_le_bytes())?,
+        )?;
+        let watts: Vec<_> = rows.iter().map(|r| r.watts).collect();
+        columns.set_item("watts", joules_column(py, &watts, n_channels)?)?;
+        Ok(columns)
+    }
+
+    /// Counter stairs since the last drain: `channel` (u32), `t0_s`, `t1_s`, `joules`.
+    fn drain_stairs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rows = py.detach(|| self.inner.drain_stairs());
+        let columns = PyDict::new(py);
+        columns.set_item("count", rows.len())?;
+        columns.set_item(
+            "channel",
+            column(py, rows.iter(), |r| r.channel.to_le_bytes())?,
         )?;
         columns.set_item(
-            "watts",
-            bytes_of(
-                py,
-                rows.iter().flat_map(|r| r.watts[..n_channels].to_vec()),
-                |v| v.to_le_bytes().to_vec(),
-            ),
+            "t0_s",
+            column(py, rows.iter(), |r| ns_to_s(r.stair.t0_ns).to_le_bytes())?,
+        )?;
+        columns.set_item(
+            "t1_s",
+            column(py, rows.iter(), |r| ns_to_s(r.stair.t1_ns).to_le_bytes())?,
+        )?;
+        columns.set_item(
+            "joules",
+            column(py, rows.iter(), |r| r.stair.joules.to_le_bytes())?,
         )?;
         Ok(columns)
     }
@@ -186,10 +206,14 @@ impl PyMeter {
         let joules = PyDict::new(py);
         let watts = PyDict::new(py);
         let errors = PyDict::new(py);
+        let resets = PyDict::new(py);
+        let mut resets_total = 0;
         for (i, channel) in self.inner.channels().iter().enumerate() {
             joules.set_item(&channel.name, live.joules(i))?;
             watts.set_item(&channel.name, live.watts(i))?;
             errors.set_item(&channel.name, live.errors(i))?;
+            resets.set_item(&channel.name, live.counter_resets(i))?;
+            resets_total += live.counter_resets(i);
         }
         let totals = PyDict::new(py);
         let first = live.first_reading_ns.load(Ordering::Acquire);
@@ -199,6 +223,8 @@ impl PyMeter {
         totals.set_item("joules", joules)?;
         totals.set_item("watts", watts)?;
         totals.set_item("errors_by_channel", errors)?;
+        totals.set_item("counter_resets_by_channel", resets)?;
+        totals.set_item("counter_resets", resets_total)?;
         for (key, counter) in [
             ("readings", &live.readings),
             ("missed_ticks", &live.missed_ticks),
@@ -208,6 +234,9 @@ impl PyMeter {
             ("sensor_errors", &live.sensor_errors),
             ("steps_marked", &live.steps_marked),
             ("steps_resolved", &live.steps_resolved),
+            ("stairs_dropped", &live.stairs_dropped),
+            ("stale_boundaries", &live.stale_boundaries),
+            ("windows_not_recorded", &live.windows_not_recorded),
         ] {
             totals.set_item(key, counter.load(Ordering::Relaxed))?;
         }

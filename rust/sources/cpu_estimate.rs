@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::channel::{ChannelKind, ChannelSpec, Provenance, Sample};
 use crate::error::{CoreError, CoreResult};
-use crate::sources::Source;
+use crate::sources::{Source, SOURCE_CPU_ESTIMATE};
 
 /// Share of TDP an idle package still draws; a round figure, documented as an assumption.
 pub const IDLE_FRACTION: f64 = 0.1;
@@ -85,7 +85,7 @@ impl CpuEstimateSource {
                 name: "cpu:estimate".into(),
                 kind: ChannelKind::Power,
                 provenance: Provenance::Estimated,
-                source: "cpu-estimate",
+                source: SOURCE_CPU_ESTIMATE,
                 parent: None,
             }],
             previous: None,
@@ -112,7 +112,7 @@ impl CpuEstimateSource {
 
 impl Source for CpuEstimateSource {
     fn name(&self) -> &'static str {
-        "cpu-estimate"
+        SOURCE_CPU_ESTIMATE
     }
 
     fn channels(&self) -> &[ChannelSpec] {
@@ -136,6 +136,11 @@ impl Source for CpuEstimateSource {
             }
         }
         out[0] = Sample::power(self.watts);
+    }
+
+    /// The estimate changes once per recompute period: reading it more often adds nothing.
+    fn read_interval_ns(&self, sampler_period_ns: u64, _observed: Option<f64>) -> u64 {
+        sampler_period_ns.max(RECOMPUTE_NS)
     }
 
     fn describe(&self) -> Vec<(String, String)> {

@@ -17,9 +17,13 @@ use nvml_wrapper::{Device, Nvml};
 
 use crate::channel::{ChannelKind, ChannelSpec, Provenance, Sample};
 use crate::error::{CoreError, CoreResult};
-use crate::sources::Source;
+use crate::sources::{Source, SOURCE_NVML};
 
 const FIELD_POWER_INSTANT: FieldId = FieldId(186);
+
+/// NVML is read at most this many times per observed update period of its energy counter:
+/// enough to place each stair within 2 % of its length for the window estimator.
+const READS_PER_UPDATE_PERIOD: f64 = 50.0;
 
 /// NVML is initialised once per process and kept: init is slow, and `Device` borrows it.
 static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
@@ -64,6 +68,9 @@ pub fn parse_visible_devices(value: Option<&str>) -> Option<Vec<VisibleDevice>> 
                 break;
             }
             devices.push(VisibleDevice::Index(index as u32));
+        } else if looks_like_uuid(entry) {
+            // CUDA also takes a GPU UUID without its `GPU-` prefix.
+            devices.push(VisibleDevice::Uuid(format!("GPU-{entry}")));
         } else {
             break;
         }
@@ -71,65 +78,80 @@ pub fn parse_visible_devices(value: Option<&str>) -> Option<Vec<VisibleDevice>> 
     Some(devices)
 }
 
-fn mig_error(what: &str) -> CoreError {
-    CoreError::Unavailable(format!(
-        "nvml: {what} is a MIG instance; NVML reports no per-instance energy, so it cannot be \
-         measured. Measure the whole GPU (disable MIG) or use sources=\"cpu-estimate\" for the host"
-    ))
+/// A (prefix of a) UUID written without `GPU-`: hex digits and dashes, with a dash or a letter
+/// so that it is no index.
+fn looks_like_uuid(entry: &str) -> bool {
+    !entry.is_empty()
+        && entry.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && entry.chars().any(|c| c == '-' || c.is_ascii_alphabetic())
 }
 
-fn resolve_device(nvml: &'static Nvml, entry: &VisibleDevice) -> CoreResult<Device<'static>> {
-    match entry {
-        VisibleDevice::Mig(uuid) => Err(mig_error(uuid)),
-        VisibleDevice::Index(index) => nvml.device_by_index(*index).map_err(|e| {
-            CoreError::Unavailable(format!("nvml: CUDA_VISIBLE_DEVICES names GPU {index}: {e}"))
-        }),
-        VisibleDevice::Uuid(prefix) => {
-            let count = nvml
-                .device_count()
-                .map_err(|e| CoreError::Unavailable(format!("nvml: {e}")))?;
-            let matches: Vec<Device<'static>> = (0..count)
-                .filter_map(|i| nvml.device_by_index(i).ok())
-                .filter(|d| d.uuid().is_ok_and(|u| u.starts_with(prefix.as_str())))
-                .collect();
-            match matches.len() {
-                1 => Ok(matches.into_iter().next().expect("one match")),
-                0 => Err(CoreError::Unavailable(format!(
-                    "nvml: no GPU has UUID {prefix}"
-                ))),
-                _ => Err(CoreError::Config(format!(
-                    "CUDA_VISIBLE_DEVICES entry {prefix} matches several GPUs"
-                ))),
-            }
-        }
-    }
+fn mig_reason(what: &str) -> String {
+    format!(
+        "nvml: {what} is a MIG instance or a GPU in MIG mode; NVML reports no per-instance energy, \
+         so it cannot be measured. Measure the whole GPU (disable MIG) or use sources=\"cpu-estimate\" \
+         for the host"
+    )
 }
 
-/// The GPUs this process may use, in the order CUDA numbers them (`gpu:0` is `cuda:0`).
-fn visible_devices(
-    nvml: &'static Nvml,
-    cuda_visible_devices: Option<&str>,
-) -> CoreResult<Vec<Device<'static>>> {
-    let devices = match parse_visible_devices(cuda_visible_devices) {
-        None => {
-            let count = nvml
-                .device_count()
-                .map_err(|e| CoreError::Unavailable(format!("nvml: {e}")))?;
-            (0..count)
-                .map(|i| resolve_device(nvml, &VisibleDevice::Index(i)))
-                .collect::<CoreResult<Vec<_>>>()?
-        }
-        Some(entries) => entries
-            .iter()
-            .map(|e| resolve_device(nvml, e))
-            .collect::<CoreResult<Vec<_>>>()?,
+/// The GPUs CUDA_VISIBLE_DEVICES lets this process see, in CUDA's order (`gpu:0` is `cuda:0`),
+/// and the entries that cannot be measured, each with its position and why.
+struct Visible {
+    devices: Vec<(usize, Device<'static>)>,
+    unmeasurable: Vec<(usize, String)>,
+}
+
+fn device_count(nvml: &'static Nvml) -> CoreResult<u32> {
+    nvml.device_count()
+        .map_err(|e| CoreError::Unavailable(format!("nvml: {e}")))
+}
+
+fn visible_devices(nvml: &'static Nvml, cuda_visible_devices: Option<&str>) -> CoreResult<Visible> {
+    let count = device_count(nvml)?;
+    let entries = parse_visible_devices(cuda_visible_devices)
+        .unwrap_or_else(|| (0..count).map(VisibleDevice::Index).collect());
+    let mut visible = Visible {
+        devices: Vec::new(),
+        unmeasurable: Vec::new(),
     };
-    for device in &devices {
+    for (position, entry) in entries.iter().enumerate() {
+        let device = match entry {
+            VisibleDevice::Mig(uuid) => {
+                visible.unmeasurable.push((position, mig_reason(uuid)));
+                continue;
+            }
+            // CUDA stops at the first entry naming no GPU, and so do we: later entries are
+            // invisible to the process, whatever they say.
+            VisibleDevice::Index(index) if *index >= count => break,
+            VisibleDevice::Index(index) => nvml.device_by_index(*index).map_err(|e| {
+                CoreError::Unavailable(format!("nvml: CUDA_VISIBLE_DEVICES names GPU {index}: {e}"))
+            })?,
+            VisibleDevice::Uuid(prefix) => {
+                let matches: Vec<Device<'static>> = (0..count)
+                    .filter_map(|i| nvml.device_by_index(i).ok())
+                    .filter(|d| d.uuid().is_ok_and(|u| u.starts_with(prefix.as_str())))
+                    .collect();
+                match matches.len() {
+                    0 => break,
+                    1 => matches.into_iter().next().expect("one match"),
+                    _ => {
+                        return Err(CoreError::Config(format!(
+                            "CUDA_VISIBLE_DEVICES entry {prefix} matches several GPUs"
+                        )))
+                    }
+                }
+            }
+        };
         if device.mig_mode().is_ok_and(|mode| mode.current == 1) {
-            return Err(mig_error(&device.uuid().unwrap_or_else(|_| "a GPU".into())));
+            let uuid = device.uuid().unwrap_or_else(|_| "unknown UUID".into());
+            visible
+                .unmeasurable
+                .push((position, mig_reason(&format!("GPU {position} ({uuid})"))));
+            continue;
         }
+        visible.devices.push((position, device));
     }
-    Ok(devices)
+    Ok(visible)
 }
 
 pub struct NvmlSource {
@@ -145,37 +167,59 @@ impl NvmlSource {
         selection: Option<&[String]>,
     ) -> CoreResult<Self> {
         let nvml = nvml()?;
-        let visible = visible_devices(nvml, cuda_visible_devices)?;
+        let Visible {
+            devices: visible,
+            unmeasurable,
+        } = visible_devices(nvml, cuda_visible_devices)?;
         let mut chosen: Vec<(usize, Device<'static>)> = Vec::new();
         match selection {
-            None => chosen.extend(visible.into_iter().enumerate()),
+            None => chosen.extend(visible),
             Some(wanted) => {
-                let mut visible: Vec<Option<Device<'static>>> =
+                let mut visible: Vec<Option<(usize, Device<'static>)>> =
                     visible.into_iter().map(Some).collect();
+                let slots = visible.len() + unmeasurable.len();
                 for item in wanted {
-                    let position = match item.parse::<usize>() {
-                        Ok(p) if p < visible.len() => p,
-                        Ok(p) => {
-                            return Err(CoreError::Config(format!(
-                                "devices={wanted:?}: GPU {p} is not visible to this process ({} visible)",
-                                visible.len()
-                            )))
-                        }
-                        Err(_) => visible
+                    let by_position = item.parse::<usize>().ok();
+                    if let Some((_, reason)) =
+                        unmeasurable.iter().find(|(p, _)| by_position == Some(*p))
+                    {
+                        return Err(CoreError::Unavailable(reason.clone()));
+                    }
+                    let found = match by_position {
+                        Some(p) => visible
                             .iter()
-                            .position(|d| d.as_ref().is_some_and(|d| d.uuid().is_ok_and(|u| u.starts_with(item.as_str()))))
-                            .ok_or_else(|| CoreError::Config(format!("devices={wanted:?}: no visible GPU has UUID {item}")))?,
+                            .position(|d| d.as_ref().is_some_and(|(q, _)| *q == p))
+                            .ok_or_else(|| {
+                                CoreError::Config(format!(
+                                    "devices={wanted:?}: GPU {p} is not visible to this process ({slots} visible)"
+                                ))
+                            })?,
+                        None => visible
+                            .iter()
+                            .position(|d| {
+                                d.as_ref().is_some_and(|(_, d)| {
+                                    d.uuid().is_ok_and(|u| u.starts_with(item.as_str()))
+                                })
+                            })
+                            .ok_or_else(|| {
+                                CoreError::Config(format!(
+                                    "devices={wanted:?}: no visible GPU has UUID {item}"
+                                ))
+                            })?,
                     };
-                    if let Some(device) = visible[position].take() {
-                        chosen.push((position, device));
+                    if let Some(device) = visible[found].take() {
+                        chosen.push(device);
                     }
                 }
             }
         }
         if chosen.is_empty() {
-            return Err(CoreError::Unavailable(
-                "nvml: no GPU is visible to this process (CUDA_VISIBLE_DEVICES)".into(),
-            ));
+            let mut reason =
+                "nvml: no GPU is visible to this process (CUDA_VISIBLE_DEVICES)".to_string();
+            for (_, why) in &unmeasurable {
+                reason = format!("{reason}; {why}");
+            }
+            return Err(CoreError::Unavailable(reason));
         }
         let mut channels = Vec::new();
         let mut facts = Vec::new();
@@ -196,10 +240,15 @@ impl NvmlSource {
                     wrap_units: None,
                 },
                 provenance: Provenance::Measured,
-                source: "nvml",
+                source: SOURCE_NVML,
                 parent: None,
             });
             devices.push(device);
+        }
+        if selection.is_none() {
+            for (position, why) in unmeasurable {
+                facts.push((format!("skipped gpu:{position}"), why));
+            }
         }
         Ok(NvmlSource {
             devices,
@@ -226,7 +275,7 @@ fn instant_watts(device: &Device<'static>) -> f64 {
 
 impl Source for NvmlSource {
     fn name(&self) -> &'static str {
-        "nvml"
+        SOURCE_NVML
     }
 
     fn channels(&self) -> &[ChannelSpec] {
@@ -240,6 +289,20 @@ impl Source for NvmlSource {
                 Err(_) => Sample::FAILED,
             };
         }
+    }
+
+    /// A fiftieth of the counter's observed update period (2 ms at 100 ms stairs): each stair is
+    /// located within 1 % of its length (for the window estimator), without the reads a 10 kHz
+    /// rate would add. The sampler's own period until the update period is seen, or when it is
+    /// longer (at the default 100 Hz, every 10 ms).
+    fn read_interval_ns(
+        &self,
+        sampler_period_ns: u64,
+        observed_update_period_ns: Option<f64>,
+    ) -> u64 {
+        observed_update_period_ns.map_or(sampler_period_ns, |period| {
+            sampler_period_ns.max((period / READS_PER_UPDATE_PERIOD) as u64)
+        })
     }
 
     fn describe(&self) -> Vec<(String, String)> {
@@ -262,11 +325,11 @@ pub struct GpuStat {
 
 pub fn gpu_stats(cuda_visible_devices: Option<&str>) -> CoreResult<Vec<GpuStat>> {
     let nvml = nvml()?;
-    let devices = visible_devices(nvml, cuda_visible_devices)?;
+    let devices = visible_devices(nvml, cuda_visible_devices)?.devices;
     Ok(devices
         .iter()
-        .enumerate()
         .map(|(index, device)| {
+            let index = *index;
             let memory = device.memory_info().ok();
             let watts = instant_watts(device);
             GpuStat {
@@ -306,5 +369,9 @@ mod tests {
             Some(vec![VisibleDevice::Index(0)])
         );
         assert_eq!(parse_visible_devices(Some("")), Some(vec![]));
+        assert_eq!(
+            parse_visible_devices(Some("e0000000-0000,zz")),
+            Some(vec![VisibleDevice::Uuid("GPU-e0000000-0000".into())])
+        );
     }
 }

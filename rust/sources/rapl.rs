@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::channel::{ChannelKind, ChannelSpec, Provenance, Sample};
 use crate::error::{CoreError, CoreResult};
-use crate::sources::Source;
+use crate::sources::{Source, SOURCE_RAPL};
 
 struct Zone {
     energy_file: File,
@@ -138,7 +138,7 @@ impl RaplSource {
                     wrap_units,
                 },
                 provenance: Provenance::Measured,
-                source: "rapl",
+                source: SOURCE_RAPL,
                 parent,
             });
             zones.push(Zone {
@@ -163,7 +163,7 @@ impl RaplSource {
 
 impl Source for RaplSource {
     fn name(&self) -> &'static str {
-        "rapl"
+        SOURCE_RAPL
     }
 
     fn channels(&self) -> &[ChannelSpec] {

@@ -2,7 +2,7 @@
 
 use crate::channel::{ChannelKind, ChannelSpec, Provenance, Sample};
 use crate::error::{CoreError, CoreResult};
-use crate::sources::Source;
+use crate::sources::{Source, SOURCE_SYNTHETIC};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Trace {
@@ -100,7 +100,7 @@ impl SyntheticSource {
                 name: format!("synthetic:{i}"),
                 kind: ChannelKind::Power,
                 provenance: Provenance::Measured,
-                source: "synthetic",
+                source: SOURCE_SYNTHETIC,
                 parent: None,
             })
             .collect();
@@ -120,7 +120,7 @@ impl SyntheticSource {
 
 impl Source for SyntheticSource {
     fn name(&self) -> &'static str {
-        "synthetic"
+        SOURCE_SYNTHETIC
     }
 
     fn channels(&self) -> &[ChannelSpec] {

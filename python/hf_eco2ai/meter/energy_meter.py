@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import warnings
 import weakref
 from contextlib import ContextDecorator
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from hf_eco2ai import _core
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
-from hf_eco2ai.meter.flags import FLAG_TAIL
+from hf_eco2ai.meter.flags import FLAG_TAIL, FLAG_WINDOW_NESTING, FLAG_WINDOW_UNCLOSED, SOURCE_NAMES
 
 if TYPE_CHECKING:
     import numpy as np
 
-KNOWN_SOURCES = ("auto", "nvml", "rapl", "cpu-estimate", "synthetic")
+    from hf_eco2ai.meter.window_estimates import CounterStairs, WindowEstimates
+
+KNOWN_SOURCES = ("auto",) + SOURCE_NAMES
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 DEFAULT_PROC_STAT = "/proc/stat"
 # CodeCarbon's fallback for a CPU missing from every table: a documented assumption, flagged.
@@ -31,6 +34,9 @@ FALLBACK_WATTS_PER_LOGICAL_CPU = 4.0
 
 
 _RECORD_KIND_STEP = 0
+# Stairs and windows kept for the window estimator: enough for hours at 100 ms stairs and
+# thousands of windows per minute, bounded so a long run cannot grow without limit.
+MAX_RETAINED_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -262,6 +268,7 @@ class EnergyMeter:
 
         handles = self._open_auto(include_host) if names == ["auto"] else [self._open(name) for name in names]
         self._core = _core.Meter(handles, float(rate_hz), ring_capacity, boundary_capacity)
+        self._note_unmeasurable_gpus()
         self.mark_step = self._core.mark
         self._channels = [ChannelInfo(*fields) for fields in self._core.channels()]
         self._channel_names = [c.name for c in self._channels]
@@ -270,6 +277,8 @@ class EnergyMeter:
         self._drain_lock = threading.Lock()
         self._pending_steps: List[Dict[str, np.ndarray]] = []
         self._pending_windows: List[Dict[str, Any]] = []
+        self._retained_stairs: List[Dict[str, np.ndarray]] = []
+        self._retained_windows: List[Dict[str, np.ndarray]] = []
         _live_meters.add(self)
 
     def _open(self, name: str) -> Any:
@@ -297,6 +306,16 @@ class EnergyMeter:
             reasons = "; ".join(f"{n}: {r}" for n, r in self.skipped_sources.items())
             raise SensorUnavailableError(f"sources='auto' found nothing to measure ({reasons})")
         return handles
+
+    def _note_unmeasurable_gpus(self) -> None:
+        """GPUs the NVML source left out (MIG) while measuring the others: one warning each,
+        and an entry in ``skipped_sources`` naming the GPU and the fix."""
+        for source, facts in self._core.source_facts():
+            for key, reason in facts:
+                if key.startswith("skipped "):
+                    label = f"{source}:{key[len('skipped '):]}"
+                    self.skipped_sources[label] = reason
+                    warnings.warn(f"{label} is not measured: {reason}", RuntimeWarning, stacklevel=3)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -348,6 +367,7 @@ class EnergyMeter:
         return dict(self._core.totals())
 
     def _pull(self) -> None:
+        self._pull_stairs()
         raw = self._core.drain_records()
         count = raw["count"]
         if count == 0:
@@ -366,6 +386,28 @@ class EnergyMeter:
         steps = kind == _RECORD_KIND_STEP
         self._pending_steps.append({k: v[steps] for k, v in columns.items()})
         self._pending_windows.append({k: v[~steps] for k, v in columns.items()})
+        # Only windows whose span is certain feed the estimator.
+        sound = ~steps & ((columns["flags"] & (FLAG_WINDOW_UNCLOSED | FLAG_WINDOW_NESTING)) == 0)
+        if np.any(sound):
+            self._retain(self._retained_windows, {k: columns[k][sound] for k in ("name_id", "t0_s", "t1_s")})
+
+    @staticmethod
+    def _retain(chunks: List[Dict[str, np.ndarray]], chunk: Dict[str, np.ndarray]) -> None:
+        chunks.append(chunk)
+        rows = sum(len(c["t0_s"]) for c in chunks)
+        while len(chunks) > 1 and rows > MAX_RETAINED_ROWS:
+            rows -= len(chunks.pop(0)["t0_s"])
+
+    def _pull_stairs(self) -> None:
+        raw = self._core.drain_stairs()
+        if raw["count"] == 0:
+            return
+        self._retain(self._retained_stairs, {
+            "channel": _column(raw, "channel", "uint32"),
+            "t0_s": _column(raw, "t0_s", "float64"),
+            "t1_s": _column(raw, "t1_s", "float64"),
+            "joules": _column(raw, "joules", "float64"),
+        })
 
     @staticmethod
     def _concat(chunks: List[Dict[str, np.ndarray]], key: str, empty: np.ndarray) -> np.ndarray:
@@ -442,16 +484,77 @@ class EnergyMeter:
         )
         return write_timeline_trace(timeline, path)
 
+    def stairs(self) -> CounterStairs:
+        """Every counter stair kept so far (the newest MAX_RETAINED_ROWS): when each counter
+        channel changed and by how many joules. Does not drain records."""
+        from hf_eco2ai.meter.window_estimates import CounterStairs
+
+        with self._drain_lock:
+            self._pull_stairs()
+            chunks = list(self._retained_stairs)
+        np = _numpy()
+        return CounterStairs(
+            channels=list(self._channel_names),
+            channel=self._concat(chunks, "channel", np.empty(0, np.uint32)),
+            t0_s=self._concat(chunks, "t0_s", np.empty(0)),
+            t1_s=self._concat(chunks, "t1_s", np.empty(0)),
+            joules=self._concat(chunks, "joules", np.empty(0)),
+        )
+
+    def estimate_windows(self, observed_fraction: float = 1.0, names: Optional[Sequence[str]] = None) -> WindowEstimates:
+        """Mean joules and watts per window name, for windows shorter than the sensor's update
+        period, estimated over every repetition so far (see ``hf_eco2ai.meter.window_estimates``).
+
+        Uses the counter channels' stairs (NVML GPUs) and every closed window with sound nesting.
+        ``observed_fraction``: the share of each update period the sensor observes (about 0.25
+        on A100/H100, published). Does not drain records.
+
+        Raises:
+            ConfigurationError: ``observed_fraction`` outside (0, 1].
+        """
+        from hf_eco2ai.meter.window_estimates import estimate_windows
+
+        stairs = self.stairs()
+        with self._drain_lock:
+            self._pull()
+            chunks = list(self._retained_windows)
+        np = _numpy()
+        name_ids = self._concat(chunks, "name_id", np.empty(0, np.uint32))
+        return estimate_windows(
+            stairs,
+            [self._window_names.get(int(i), f"window-{int(i)}") for i in name_ids],
+            self._concat(chunks, "t0_s", np.empty(0)),
+            self._concat(chunks, "t1_s", np.empty(0)),
+            observed_fraction=observed_fraction,
+            names=names,
+        )
+
+    def window_estimates_section(self) -> Optional[Dict[str, Any]]:
+        """The report's ``window_estimates`` section, or None when the run has no named windows
+        or no counter stairs to estimate them from."""
+        if not self._window_ids or not any(c.kind == "counter" for c in self._channels):
+            return None
+        estimates = self.estimate_windows()
+        if estimates.stairs_used == 0 and not estimates.notes:
+            return None
+        return estimates.as_dict()
+
     def info(self) -> Dict[str, Any]:
-        """Which sources are active or skipped (and why), each channel with its provenance and
-        observed sensor update period, the rate, and the drop and error counters."""
+        """Which sources are active or skipped (and why), each channel with its provenance,
+        observed sensor update period and counter resets, the rate, and the drop and error
+        counters."""
         periods = self._core.update_periods_s()
+        totals = self.totals()
+        resets = totals.get("counter_resets_by_channel", {})
         return {
             "rate_hz": self._core.rate_hz,
             "ring_capacity": self._core.ring_capacity,
             "boundary_capacity": self._core.boundary_capacity,
             "running": self.running,
-            "sources": [{"name": name, **dict(facts)} for name, facts in self._core.source_facts()],
+            "sources": [
+                {"name": name, **{k: v for k, v in facts if not k.startswith("skipped ")}}
+                for name, facts in self._core.source_facts()
+            ],
             "skipped_sources": dict(self.skipped_sources),
             "channels": [
                 {
@@ -461,9 +564,11 @@ class EnergyMeter:
                     "source": c.source,
                     "parent": c.parent,
                     "observed_update_period_s": period,
+                    "counter_resets": int(resets.get(c.name, 0)),
                 }
                 for c, period in zip(self._channels, periods)
             ],
-            "totals": self.totals(),
+            "counter_resets": int(totals.get("counter_resets", 0)),
+            "totals": totals,
         }
 

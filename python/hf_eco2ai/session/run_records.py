@@ -10,6 +10,8 @@ seconds since the run's first reading. Not thread-safe: the session holds its lo
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -72,6 +74,10 @@ class StepBatch:
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
+
+
+def _finite_or_none(values: List[float]) -> List[Optional[float]]:
+    return [value if math.isfinite(value) else None for value in values]
 
 
 class RunRecords:
@@ -279,7 +285,8 @@ class RunRecords:
         columns: Dict[str, Dict[str, List[float]]] = raw["columns"]  # type: ignore[assignment]
         return {
             "t_s": raw["mean_key"],
-            "watts": {name: columns[name]["mean"] for name in self.channel_names},
-            "watts_max": {name: columns[name]["max"] for name in self.channel_names},
+            # A bucket holding a failed reading (NaN) has no mean: null, as the schema allows.
+            "watts": {name: _finite_or_none(columns[name]["mean"]) for name in self.channel_names},
+            "watts_max": {name: _finite_or_none(columns[name]["max"]) for name in self.channel_names},
             "raw_points": int(self.power_readings),
         }

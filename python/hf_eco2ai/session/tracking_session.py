@@ -640,13 +640,29 @@ class TrackingSession:
                 f"local rank {self.rank_info.local_rank} leaves RAPL and the CPU estimate to local rank 0, "
                 "so that the node is counted once")})
         steps_file = None if self._steps_file is None else {**self._steps_file, "rows": self._records.steps_resolved}
-        return build_local_report(
+        report = build_local_report(
             identity={**self._identity(), "started_unix_s": self._started_unix_s, "ended_unix_s": self._ended_unix_s},
             config=self.config, channels=self._channels, totals=self._totals(), records=self._records,
             intensity=self.intensity, budget_kg=None if self._budget is None else self._budget.budget_kg,
             warnings=warnings, errors_total=self.monitoring_errors_total, samples_total=self._samples_total,
             steps_file=steps_file, recommendations=self.recommendations(),
         )
+        # The meter layer's own figures: counter resets, and the energy of windows shorter than
+        # the sensor (docs/gpu.md).
+        report["counter_resets"] = int(self._totals().get("counter_resets", 0))
+        report["window_estimates"] = self._window_estimates()
+        return report
+
+    def _window_estimates(self) -> Optional[Dict[str, Any]]:
+        """Mean energy per window name for windows shorter than the sensor (None without named
+        windows or counter channels); an estimator failure is counted, never raised."""
+        if self._meter is None:
+            return None
+        try:
+            return self._meter.window_estimates_section()
+        except Exception as error:  # noqa: BLE001 - a report must not fail over an estimate
+            self._count_error("session", error)
+            return None
 
     # Exporters -------------------------------------------------------------------------------------
 

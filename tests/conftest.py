@@ -1,0 +1,39 @@
+"""Shared fixtures: the NVML emulator, and the rule that `gpu` tests need a real NVIDIA GPU."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from nvml_emulator import build_emulator
+
+
+def _real_gpu_count() -> int:
+    """GPUs the real driver reports in this process's environment; 0 without a driver. The
+    emulator is never on the default search path, so this is the hardware."""
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return 0
+    if hasattr(nvml, "nvml_emulator_origin_s") or nvml.nvmlInit_v2() != 0:
+        return 0
+    count = ctypes.c_uint(0)
+    nvml.nvmlDeviceGetCount_v2(ctypes.byref(count))
+    return int(count.value)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_items and _real_gpu_count() == 0:
+        reason = "needs a real NVIDIA GPU (NVML found none); every NVML path runs on the emulator instead"
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def nvml_emulator_dir() -> Path:
+    """The folder holding the emulator as libnvidia-ml.so.1 (built with cargo when stale)."""
+    return build_emulator()

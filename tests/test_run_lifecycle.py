@@ -133,3 +133,18 @@ def test_a_callback_given_a_meter_refuses_a_second_train_but_builds_its_own_with
     first = (run_trainer(tmp_path / "c", without_meter, max_steps=3), without_meter.get_carbon_report()["run"]["run_id"])
     run_trainer(tmp_path / "d", without_meter, max_steps=3)
     assert without_meter.get_carbon_report()["run"]["run_id"] != first[1]
+
+
+def test_phase_windows_open_forward_backward_and_optimizer_windows_in_every_step(tmp_path: Path) -> None:
+    callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+                              meter=synthetic_meter(), phase_windows=True)
+    run_trainer(tmp_path, callback, max_steps=6)
+    counts = {window["name"]: window["count"] for window in callback.get_carbon_report()["windows"]}
+    assert counts["forward"] >= 6 and counts["optimizer"] == 6 and counts["backward"] >= 6
+
+
+def test_without_phase_windows_no_phase_window_is_recorded(tmp_path: Path) -> None:
+    callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+                              meter=synthetic_meter())
+    run_trainer(tmp_path, callback, max_steps=3)
+    assert not {"forward", "backward", "optimizer"} & {w["name"] for w in callback.get_carbon_report()["windows"]}

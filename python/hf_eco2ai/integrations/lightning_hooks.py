@@ -81,6 +81,7 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
         """Start measuring; the first step opens here."""
         self.lifecycle.start(model=pl_module, global_step=int(trainer.global_step),
                              framework_output_dir=trainer.log_dir)
+        self.lifecycle.watch_phases(pl_module, trainer.optimizers[0] if trainer.optimizers else None)
         self._last_global_step = int(trainer.global_step)
 
     @override

@@ -26,7 +26,7 @@ still open.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ContextManager, Dict, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, List, Mapping, Optional
 
 PHASES = ("forward", "backward", "optimizer")
 
@@ -59,8 +59,13 @@ class PhaseWindows:
 
     def _after_forward(self, module: Any, args: Any, output: Any) -> None:
         self._exit("forward")
+        # A hook on the output tensor rather than a module backward hook: models that return a
+        # mapping (transformers' ModelOutput) get no module backward hooks at all.
+        tensor = _first_tensor_needing_grad(output)
+        if tensor is not None:
+            tensor.register_hook(self._gradient_reached_output)
 
-    def _before_backward(self, module: Any, grad_output: Any) -> None:
+    def _gradient_reached_output(self, grad: Any) -> None:
         self._enter("backward")
 
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -77,6 +82,24 @@ class PhaseWindows:
         self._handles.clear()
         for phase in list(self._open):
             self._exit(phase)
+
+
+def _first_tensor_needing_grad(value: Any) -> Any:
+    """The first tensor in ``value`` (a tensor, a sequence or a mapping of them) that gradients
+    will flow through, or None (in evaluation, under ``torch.no_grad``)."""
+    if getattr(value, "requires_grad", False) and hasattr(value, "register_hook"):
+        return value
+    if isinstance(value, Mapping):
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _first_tensor_needing_grad(item)
+        if found is not None:
+            return found
+    return None
 
 
 def attach_phase_windows(model: Any, optimizer: Optional[Any],
@@ -107,7 +130,6 @@ def attach_phase_windows(model: Any, optimizer: Optional[Any],
     phases = PhaseWindows(window_factory)
     phases._handles.append(model.register_forward_pre_hook(phases._before_forward))
     phases._handles.append(model.register_forward_hook(phases._after_forward))
-    phases._handles.append(model.register_full_backward_pre_hook(phases._before_backward))
     if optimizer is not None:
         phases._handles.append(optimizer.register_step_pre_hook(phases._before_step))
         phases._handles.append(optimizer.register_step_post_hook(phases._after_step))

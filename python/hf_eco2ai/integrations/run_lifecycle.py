@@ -105,6 +105,7 @@ class RunOptions:
     wandb_integration: bool = False
     mlflow_integration: bool = False
     report_formats: Tuple[str, ...] = DEFAULT_REPORT_FORMATS
+    phase_windows: bool = False
 
     @classmethod
     def build(
@@ -119,6 +120,7 @@ class RunOptions:
         wandb_integration: bool = False,
         mlflow_integration: bool = False,
         report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
+        phase_windows: bool = False,
     ) -> "RunOptions":
         """Validate everything once, at construction, with errors that name the fix.
 
@@ -143,6 +145,7 @@ class RunOptions:
         flags = {
             "include_infrastructure": include_infrastructure, "detailed_gpu_tracking": detailed_gpu_tracking,
             "wandb_integration": wandb_integration, "mlflow_integration": mlflow_integration,
+            "phase_windows": phase_windows,
         }
         for name, value in flags.items():
             _require_bool(name, value)
@@ -162,7 +165,7 @@ class RunOptions:
         return cls(config=config, tracking_frequency=tracking_frequency,
                    include_infrastructure=include_infrastructure, detailed_gpu_tracking=detailed_gpu_tracking,
                    wandb_integration=wandb_integration, mlflow_integration=mlflow_integration,
-                   report_formats=tuple(report_formats))
+                   report_formats=tuple(report_formats), phase_windows=phase_windows)
 
     def integration_observers(self) -> List[RunObserver]:
         """The observer the W&B / MLflow flags ask for: it logs to the run the user has open,
@@ -214,6 +217,7 @@ class RunLifecycle:
         self._report: Optional[Dict[str, Any]] = None
         self._finishing: Optional[BackgroundFinish[Dict[str, Path]]] = None
         self._open_windows: Dict[str, Any] = {}
+        self._phase_windows: Any = None
         self.mark_step = _noop
         self.samples_per_micro_batch: Optional[int] = None
         self._step_at_start = 0
@@ -289,6 +293,22 @@ class RunLifecycle:
         self.mark_step = _noop if self.options.tracking_frequency == "epoch" else session.mark_step
         self._notify("on_run_start", session)
         return session
+
+    def watch_phases(self, model: Any, optimizer: Any) -> None:
+        """With the ``phase_windows`` option, open ``forward``, ``backward`` and ``optimizer``
+        windows around each phase of the model's training steps (torch hooks, taken off at the
+        run's end), so the report's ``window_estimates`` can say what each phase costs even when
+        it is shorter than the sensor's update period. Does nothing without the option, a run
+        or a model."""
+        if not self.options.phase_windows or not self.running or model is None or self._phase_windows is not None:
+            return
+        from hf_eco2ai.integrations.phase_windows import attach_phase_windows
+
+        assert self.session is not None
+        # Accelerate and similar wrappers keep the torch optimizer, whose step carries the hooks.
+        inner = getattr(optimizer, "optimizer", None)
+        self._phase_windows = attach_phase_windows(model, inner if hasattr(inner, "register_step_pre_hook")
+                                                   else optimizer, self.session.window)
 
     # Between steps -------------------------------------------------------------------------------
 
@@ -435,6 +455,9 @@ class RunLifecycle:
     def _stop_session(self, status: str, wait: bool = True) -> None:
         assert self.session is not None
         self.mark_step = _noop
+        if self._phase_windows is not None:
+            self._phase_windows, phase_windows = None, self._phase_windows
+            phase_windows.remove()
         for name in list(self._open_windows):
             self.close_window(name)
         self.session.stop(status, wait=wait)

@@ -34,6 +34,9 @@ class TrackedRunCallback:
         store: where the run store lives, as ``TrackingSession`` takes it.
         report_formats: the report files written to ``output_dir`` at the end of a run.
         observers: further followers of the run (``hf_eco2ai.integrations.run_lifecycle.RunObserver``).
+        phase_windows: open ``forward``, ``backward`` and ``optimizer`` windows around each phase
+            of every step (torch hooks), so the report's ``window_estimates`` estimates each
+            phase's energy, also for phases shorter than the GPU's energy counter update period.
 
     Raises:
         ConfigurationError: an invalid option, or an integration whose package is not installed
@@ -57,12 +60,13 @@ class TrackedRunCallback:
         store: Any = True,
         report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
         observers: Sequence[RunObserver] = (),
+        phase_windows: bool = False,
     ) -> None:
         self.options = RunOptions.build(
             config=config, tracking_mode=tracking_mode, output_dir=output_dir,
             tracking_frequency=tracking_frequency, include_infrastructure=include_infrastructure,
             detailed_gpu_tracking=detailed_gpu_tracking, wandb_integration=wandb_integration,
-            mlflow_integration=mlflow_integration, report_formats=report_formats,
+            mlflow_integration=mlflow_integration, report_formats=report_formats, phase_windows=phase_windows,
         )
         self.lifecycle = RunLifecycle(self.options, framework=self.framework, meter=meter, store=store,
                                       observers=observers)

@@ -85,6 +85,7 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
                        model: Any = None, **kwargs: Any) -> None:
         """Start measuring: the first step opens here."""
         self.setup(args, state, model)
+        self.lifecycle.watch_phases(model, kwargs.get("optimizer"))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:

@@ -45,7 +45,11 @@ test: lint test-rust test-python
 bench: install
 	$(PY) benches/run_all.py
 
-lint:
+# Rust: rustfmt and clippy; Python: ruff (lint and format) and mypy on the package.
+lint: install
+	$(PY) -m ruff check python tests benches examples scripts
+	$(PY) -m ruff format --check python tests benches examples scripts
+	$(PY) -m mypy
 	cargo fmt --all --check
 	cargo clippy --all-targets --features python -- -D warnings
 	cargo clippy --all-targets -p nvml-emulator -- -D warnings

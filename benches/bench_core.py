@@ -105,7 +105,9 @@ def codecarbon_anchor_ms() -> Tuple[float, float]:
     from codecarbon import OfflineEmissionsTracker
 
     with tempfile.TemporaryDirectory() as scratch:
-        tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=scratch, log_level="error", save_to_file=False)
+        tracker = OfflineEmissionsTracker(
+            country_iso_code="FRA", output_dir=scratch, log_level="error", save_to_file=False
+        )
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         started = time.perf_counter()
         tracker.start()
@@ -132,22 +134,53 @@ def main() -> None:
     smoke = parser.parse_args().smoke
     rows = []
     mark_ns, clock_ns, noop_ns = bench_mark_step(batches=10 if smoke else 1_000)
-    rows.append(("mark_step() median per call (10^6 calls)", f"{mark_ns:.0f} ns",
-                 f"perf_counter_ns() {clock_ns:.0f} ns, empty call {noop_ns:.0f} ns; ratio to perf_counter_ns {mark_ns / clock_ns:.2f}",
-                 mark_ns <= 300))
+    rows.append(
+        (
+            "mark_step() median per call (10^6 calls)",
+            f"{mark_ns:.0f} ns",
+            f"perf_counter_ns() {clock_ns:.0f} ns, empty call {noop_ns:.0f} ns; ratio to perf_counter_ns {mark_ns / clock_ns:.2f}",
+            mark_ns <= 300,
+        )
+    )
 
-    sustained = (highest_sustained_rate([1_000], seconds=0.2) if smoke
-                 else highest_sustained_rate([1_000, 2_000, 5_000, 10_000, 20_000]))
+    sustained = (
+        highest_sustained_rate([1_000], seconds=0.2)
+        if smoke
+        else highest_sustained_rate([1_000, 2_000, 5_000, 10_000, 20_000])
+    )
     clean = [rate for rate, achieved, _, dropped in sustained if dropped == 0 and achieved >= 0.99 * rate]
-    detail = "; ".join(f"{rate:g} Hz: {achieved:.0f}/s, {missed} missed ticks, {dropped} dropped" for rate, achieved, missed, dropped in sustained)
-    rows.append(("highest rate without drops, >= 99 % of ticks (2 s each)", f"{max(clean) if clean else 0:g} Hz", detail, bool(clean) and max(clean) >= 5_000))
+    detail = "; ".join(
+        f"{rate:g} Hz: {achieved:.0f}/s, {missed} missed ticks, {dropped} dropped"
+        for rate, achieved, missed, dropped in sustained
+    )
+    rows.append(
+        (
+            "highest rate without drops, >= 99 % of ticks (2 s each)",
+            f"{max(clean) if clean else 0:g} Hz",
+            detail,
+            bool(clean) and max(clean) >= 5_000,
+        )
+    )
 
     latency = start_latency_ms(runs=3 if smoke else 100)
-    rows.append(("start() to first reading, median of 100", f"{latency:.2f} ms", "start() returns after the first reading", latency <= 20))
+    rows.append(
+        (
+            "start() to first reading, median of 100",
+            f"{latency:.2f} ms",
+            "start() returns after the first reading",
+            latency <= 20,
+        )
+    )
 
     bare_ms, profiled_ms = profile_overhead_ms(runs=1 if smoke else 15)
-    rows.append(("`hf-eco2ai profile -- true` vs bare `true`", f"+{profiled_ms - bare_ms:.0f} ms",
-                 f"median of 15 interleaved: {profiled_ms:.0f} ms vs {bare_ms:.1f} ms", profiled_ms - bare_ms < 150))
+    rows.append(
+        (
+            "`hf-eco2ai profile -- true` vs bare `true`",
+            f"+{profiled_ms - bare_ms:.0f} ms",
+            f"median of 15 interleaved: {profiled_ms:.0f} ms vs {bare_ms:.1f} ms",
+            profiled_ms - bare_ms < 150,
+        )
+    )
 
     ours_start, ours_stop = ours_start_stop_ms()
     try:
@@ -156,7 +189,14 @@ def main() -> None:
         ratio = f"; start ratio CodeCarbon/ours {cc_start / ours_start:.0f}x"
     except ImportError:
         anchor, ratio = "CodeCarbon not installed (pip install codecarbon==3.3.2)", ""
-    rows.append(("EnergyMeter() + start(), stop() (sources=auto)", f"{ours_start:.1f} ms, {ours_stop:.1f} ms", anchor + ratio, True))
+    rows.append(
+        (
+            "EnergyMeter() + start(), stop() (sources=auto)",
+            f"{ours_start:.1f} ms, {ours_stop:.1f} ms",
+            anchor + ratio,
+            True,
+        )
+    )
 
     print("| figure | result | baseline / detail | target met |")
     print("| --- | --- | --- | --- |")

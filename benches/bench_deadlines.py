@@ -107,8 +107,10 @@ def main() -> None:
     for name, deadline_s, wait, trickle in arms:
         elapsed_s, all_failed = measure(rounds if name != "cloud" else rounds * 10, deadline_s, wait, trickle)
         median_s, worst_s = statistics.median(elapsed_s), max(elapsed_s)
-        print(f"{name:8s} deadline {deadline_s:.2f} s  median {median_s:.3f} s ({median_s / deadline_s:.2f}x)  "
-              f"worst {worst_s:.3f} s ({worst_s / deadline_s:.2f}x)  no-answer-every-time={all_failed}")
+        print(
+            f"{name:8s} deadline {deadline_s:.2f} s  median {median_s:.3f} s ({median_s / deadline_s:.2f}x)  "
+            f"worst {worst_s:.3f} s ({worst_s / deadline_s:.2f}x)  no-answer-every-time={all_failed}"
+        )
 
 
 if __name__ == "__main__":

@@ -124,14 +124,18 @@ def main() -> int:
         if not keep.any():
             continue
         stats = summarise(list((power[keep] - counter[keep]) / counter[keep]))
-        print(f"| {window_s * 1000:g} ms | {stats['n']} | {stats['median_abs_pct']:.1f} % | {stats['p90_abs_pct']:.1f} % "
-              f"| {stats['max_abs_pct']:.1f} % | {stats['mean_signed_pct']:+.1f} % |")
+        print(
+            f"| {window_s * 1000:g} ms | {stats['n']} | {stats['median_abs_pct']:.1f} % | {stats['p90_abs_pct']:.1f} % "
+            f"| {stats['max_abs_pct']:.1f} % | {stats['mean_signed_pct']:+.1f} % |"
+        )
 
     changes = np.nonzero(np.diff(watts))[0]
     power_period = float(np.median(np.diff(t_s[changes + 1]))) if len(changes) > 2 else float("nan")
     counter_period = meter.info()["channels"][0]["observed_update_period_s"]
-    print(f"observed update period: energy counter {counter_period * 1000 if counter_period else float('nan'):.1f} ms, "
-          f"instant power {power_period * 1000:.1f} ms (median between changes)")
+    print(
+        f"observed update period: energy counter {counter_period * 1000 if counter_period else float('nan'):.1f} ms, "
+        f"instant power {power_period * 1000:.1f} ms (median between changes)"
+    )
     print(f"meter: {meter.totals()['readings']} readings, {meter.totals()['missed_ticks']} missed ticks")
     return 0
 

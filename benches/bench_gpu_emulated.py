@@ -39,7 +39,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY_NAME = "libnvidia-ml.so.1"
@@ -230,8 +230,12 @@ print(json.dumps({{
 
 def build_emulator() -> Path:
     out_dir = REPO / "target" / "nvml-emulator-release"
-    subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "nvml-emulator", "--target-dir",
-                    str(REPO / "target")], cwd=REPO, check=True, timeout=900)
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "-p", "nvml-emulator", "--target-dir", str(REPO / "target")],
+        cwd=REPO,
+        check=True,
+        timeout=900,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "target" / "release" / "libnvml_emulator.so", out_dir / LIBRARY_NAME)
     # CodeCarbon looks for NVIDIA GPUs only where `nvidia-smi --help` runs: the emulated machine
@@ -244,12 +248,17 @@ def build_emulator() -> Path:
 
 def run_arm(library_dir: Path, arm: str, reps: int, duty: float = 1.0, instant_ms: int = 100) -> Dict[str, Any]:
     config = f"gpus=1;stair_ms=100;instant_ms={instant_ms};duty={duty};scenario=constant:{IDLE_WATTS}"
-    env = dict(os.environ, NVML_EMULATOR=config, PATH=os.pathsep.join([str(library_dir), os.environ.get("PATH", "")]),
-               LD_LIBRARY_PATH=os.pathsep.join(filter(None, [str(library_dir), os.environ.get("LD_LIBRARY_PATH")])),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "python"), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        NVML_EMULATOR=config,
+        PATH=os.pathsep.join([str(library_dir), os.environ.get("PATH", "")]),
+        LD_LIBRARY_PATH=os.pathsep.join(filter(None, [str(library_dir), os.environ.get("LD_LIBRARY_PATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "python"), os.environ.get("PYTHONPATH")])),
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)
     code = CHILD_PRELUDE.format(phases=PHASES, idle=IDLE_WATTS, reps=reps) + textwrap.dedent(
-        ARMS[arm.replace("-duty25", "")].format(observed_fraction=duty))
+        ARMS[arm.replace("-duty25", "")].format(observed_fraction=duty)
+    )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(f"arm {arm} failed:\n{result.stderr[-4000:]}")
@@ -287,10 +296,15 @@ def main() -> None:
 
     bare = results["bare"]
     truth_by_phase = bare["phase_truth"]
-    print(f"phase program x {reps} repetitions, 100 ms stairs; truth per phase (J): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in truth_by_phase.items()))
-    print("| tool | tracker time per window | loop time vs bare | whole run | per step (median abs) | "
-          + " | ".join(f"{name} (mean)" for name, _, _ in PHASES) + " |")
+    print(
+        f"phase program x {reps} repetitions, 100 ms stairs; truth per phase (J): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in truth_by_phase.items())
+    )
+    print(
+        "| tool | tracker time per window | loop time vs bare | whole run | per step (median abs) | "
+        + " | ".join(f"{name} (mean)" for name, _, _ in PHASES)
+        + " |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in PHASES) + " |")
     for arm, result in results.items():
         per_window_us = 1e6 * result["tracker_s"] / result["calls"]
@@ -308,12 +322,16 @@ def main() -> None:
     for arm in ("eco2ai", "eco2ai-duty25"):
         if "long_error_stairs" in results.get(arm, {}):
             r = results[arm]
-            print(f"{arm}: {r['long_windows']} windows of >= 1 s, median abs error "
-                  f"{100 * r['long_error_records']:.2f} % from step records, "
-                  f"{100 * r['long_error_stairs']:.2f} % from stairs shaped by instant power")
-    print(f"30 ms steps at 100 ms stairs, 10 ms instant power ({shaping['steps']} steps): median per-step error "
-          f"{100 * shaping['linear_median_error']:.1f} % interpolated linearly, "
-          f"{100 * shaping['shaped_median_error']:.1f} % shaped by instant power")
+            print(
+                f"{arm}: {r['long_windows']} windows of >= 1 s, median abs error "
+                f"{100 * r['long_error_records']:.2f} % from step records, "
+                f"{100 * r['long_error_stairs']:.2f} % from stairs shaped by instant power"
+            )
+    print(
+        f"30 ms steps at 100 ms stairs, 10 ms instant power ({shaping['steps']} steps): median per-step error "
+        f"{100 * shaping['linear_median_error']:.1f} % interpolated linearly, "
+        f"{100 * shaping['shaped_median_error']:.1f} % shaped by instant power"
+    )
     for arm, package in skipped.items():
         print(f"skipped {arm}: {package} is not installed (pip install 'hf-eco2ai[bench]')")
 

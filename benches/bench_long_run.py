@@ -66,8 +66,9 @@ def drive_hooks(steps: int, workdir: Path, step_s: float) -> Dict[str, Any]:
     arguments = TrainingArguments(output_dir=str(workdir / "trainer"), report_to=[], use_cpu=True)
     state, control = TrainerState(), TrainerControl()
     state.max_steps = steps
-    callback = Eco2AICallback(CarbonConfig(sources="cpu-estimate", country_iso_code="FR", offline=True,
-                                           output_dir=str(workdir / "reports")))
+    callback = Eco2AICallback(
+        CarbonConfig(sources="cpu-estimate", country_iso_code="FR", offline=True, output_dir=str(workdir / "reports"))
+    )
     rss_before = rss_mib()
     started = time.perf_counter()
     callback.on_train_begin(arguments, state, control)
@@ -101,10 +102,15 @@ def drive_hooks(steps: int, workdir: Path, step_s: float) -> Dict[str, Any]:
     expected_rows = steps + 1  # every step and the tail
     it_joules = report["energy"]["it_kwh"] * 3.6e6
     return {
-        "steps": steps, "begin_s": begin_s, "end_s": end_s, "background_s": background_s,
-        "log_median_s": statistics.median(log_s) if log_s else None, "log_max_s": max(log_s) if log_s else None,
+        "steps": steps,
+        "begin_s": begin_s,
+        "end_s": end_s,
+        "background_s": background_s,
+        "log_median_s": statistics.median(log_s) if log_s else None,
+        "log_max_s": max(log_s) if log_s else None,
         "rss_growth_mib": rss_after - rss_before,
-        "json_bytes": paths["json"].stat().st_size, "csv_bytes": paths["csv"].stat().st_size,
+        "json_bytes": paths["json"].stat().st_size,
+        "csv_bytes": paths["csv"].stat().st_size,
         "store_bytes": store_path.stat().st_size,
         "every_step_kept": file_rows == expected_rows and store_rows == expected_rows,
         "file_energy_matches": abs(file_joules - it_joules) <= 1e-6 * max(it_joules, 1e-9),
@@ -116,8 +122,12 @@ def drive_session(marks: List[int]) -> Dict[str, float]:
     from hf_eco2ai import CarbonConfig, EnergyMeter
     from hf_eco2ai.session import TrackingSession
 
-    session = TrackingSession(CarbonConfig(country_iso_code="FR", offline=True), store=False, step_file=False,
-                              meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 100.0}))
+    session = TrackingSession(
+        CarbonConfig(country_iso_code="FR", offline=True),
+        store=False,
+        step_file=False,
+        meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 100.0}),
+    )
     session.start()
     mark, log = session.mark_step, session.log
     rss: Dict[str, float] = {}
@@ -150,9 +160,16 @@ def store_rows_per_s(rows: int) -> float:
         started = time.perf_counter()
         for first in range(0, rows, 1000):
             part = slice(first, first + 1000)
-            writer.add_steps(run_id, index[part], np.zeros(len(index[part]), dtype=np.int64), t0_s[part],
-                             t0_s[part] + 1e-3, joules_by_channel[part].sum(axis=1),
-                             np.zeros(len(index[part]), dtype=np.uint32), joules_by_channel[part])
+            writer.add_steps(
+                run_id,
+                index[part],
+                np.zeros(len(index[part]), dtype=np.int64),
+                t0_s[part],
+                t0_s[part] + 1e-3,
+                joules_by_channel[part].sum(axis=1),
+                np.zeros(len(index[part]), dtype=np.uint32),
+                joules_by_channel[part],
+            )
         writer.flush(None)
         elapsed_s = time.perf_counter() - started
         writer.close()
@@ -194,25 +211,38 @@ def main() -> None:
     memory = in_fresh_process("--session-marks", f"{first_marks},{options.marks}")
     rows_per_s = store_rows_per_s(options.store_rows)
 
-    print(f"\nCommand: `python benches/{Path(__file__).name} --max-steps {options.max_steps} --marks {options.marks} "
-          f"--store-rows {options.store_rows} --step-us {options.step_us:g}`")
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, Python "
-          f"{platform.python_version()}; load average at the end {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"\nCommand: `python benches/{Path(__file__).name} --max-steps {options.max_steps} --marks {options.marks} "
+        f"--store-rows {options.store_rows} --step-us {options.step_us:g}`"
+    )
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, Python "
+        f"{platform.python_version()}; load average at the end {os.getloadavg()[0]:.2f}\n"
+    )
     baseline_end_s = runs[0]["end_s"]
-    print("| steps | on_train_begin | on_train_end (training thread) | vs 10^3 steps | on_log median / max "
-          "(1,000 new steps) | end written in the background | RSS growth | JSON report | per-step CSV | "
-          "store | every step kept | file adds up |")
+    print(
+        "| steps | on_train_begin | on_train_end (training thread) | vs 10^3 steps | on_log median / max "
+        "(1,000 new steps) | end written in the background | RSS growth | JSON report | per-step CSV | "
+        "store | every step kept | file adds up |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | :---: |")
     for run in runs:
-        log = ("–" if run["log_median_s"] is None
-               else f"{run['log_median_s'] * 1e6:.0f} µs / {run['log_max_s'] * 1e3:.1f} ms")
-        print(f"| {run['steps']:,} | {run['begin_s'] * 1e3:.1f} ms | {run['end_s'] * 1e3:.1f} ms | "
-              f"{run['end_s'] / baseline_end_s:.2f}x | {log} | {run['background_s']:.2f} s | "
-              f"{run['rss_growth_mib']:+.1f} MiB | {run['json_bytes'] / 1e6:.2f} MB | {run['csv_bytes'] / 1e6:.1f} MB | "
-              f"{run['store_bytes'] / 1e6:.1f} MB | {run['every_step_kept']} | {run['file_energy_matches']} |")
+        log = (
+            "–"
+            if run["log_median_s"] is None
+            else f"{run['log_median_s'] * 1e6:.0f} µs / {run['log_max_s'] * 1e3:.1f} ms"
+        )
+        print(
+            f"| {run['steps']:,} | {run['begin_s'] * 1e3:.1f} ms | {run['end_s'] * 1e3:.1f} ms | "
+            f"{run['end_s'] / baseline_end_s:.2f}x | {log} | {run['background_s']:.2f} s | "
+            f"{run['rss_growth_mib']:+.1f} MiB | {run['json_bytes'] / 1e6:.2f} MB | {run['csv_bytes'] / 1e6:.1f} MB | "
+            f"{run['store_bytes'] / 1e6:.1f} MB | {run['every_step_kept']} | {run['file_energy_matches']} |"
+        )
     low, high = memory[str(first_marks)], memory[str(options.marks)]
-    print(f"\nSession memory (synthetic source, no store or per-step file): RSS {low:.1f} MiB after {first_marks:,} "
-          f"marks, {high:.1f} MiB after {options.marks:,}: growth {high - low:+.1f} MiB.")
+    print(
+        f"\nSession memory (synthetic source, no store or per-step file): RSS {low:.1f} MiB after {first_marks:,} "
+        f"marks, {high:.1f} MiB after {options.marks:,}: growth {high - low:+.1f} MiB."
+    )
     print(f"Run store batched writer: {rows_per_s:,.0f} step rows/s (1,000-row batches, 3 channels).")
 
 

@@ -31,8 +31,9 @@ from monitoring_helpers import make_snapshot  # noqa: E402
 
 from hf_eco2ai.integrations.prometheus import CATALOGUE, SnapshotCollector  # noqa: E402
 
-TWIN_FAMILIES: Set[str] = {spec.family_name for spec in CATALOGUE
-                           if spec.twin_of or spec.name == "hf_training_samples_total"}
+TWIN_FAMILIES: Set[str] = {
+    spec.family_name for spec in CATALOGUE if spec.twin_of or spec.name == "hf_training_samples_total"
+}
 
 
 class DocumentedOnlyCollector(SnapshotCollector):
@@ -67,13 +68,13 @@ def main() -> int:
     with_twins, baseline = registry_of(SnapshotCollector), registry_of(DocumentedOnlyCollector)
     served = {family.name for family in text_string_to_metric_families(generate_latest(with_twins).decode())}
     served_baseline = {family.name for family in text_string_to_metric_families(generate_latest(baseline).decode())}
-    correct = ({spec.family_name for spec in CATALOGUE} <= served and not TWIN_FAMILIES & served_baseline)
+    correct = {spec.family_name for spec in CATALOGUE} <= served and not TWIN_FAMILIES & served_baseline
 
     twin_us: List[float] = []
     baseline_us: List[float] = []
     for round_index in range(rounds):
         arms = [(with_twins, twin_us), (baseline, baseline_us)]
-        for registry, figures in (arms if round_index % 2 == 0 else arms[::-1]):
+        for registry, figures in arms if round_index % 2 == 0 else arms[::-1]:
             figures.append(cpu_us_per_render(registry, renders))
     ratios = [twins / base for twins, base in zip(twin_us, baseline_us)]
     print(f"rendering CPU time per scrape, median of {rounds} rounds x {renders} renders per arm:")

@@ -56,8 +56,13 @@ class Scraper:
     """
 
     def __init__(self, hz: float) -> None:
-        self.process = subprocess.Popen([sys.executable, __file__, "--scraper", "--scrape-hz", str(hz)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--scraper", "--scrape-hz", str(hz)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
 
     def start(self, url: str) -> None:
         self._send(f"go {url}")
@@ -79,8 +84,9 @@ def scraper_main(hz: float) -> None:
     """The scraper process: `go URL` scrapes URL at hz on absolute deadlines until `stop`, which
     prints the period's tally as one JSON line; end of input exits."""
     commands: "queue.Queue[str]" = queue.Queue()
-    threading.Thread(target=lambda: [commands.put(line.strip()) for line in sys.stdin] + [commands.put("exit")],
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: [commands.put(line.strip()) for line in sys.stdin] + [commands.put("exit")], daemon=True
+    ).start()
     period_s = 1.0 / hz
     while True:
         command = commands.get()
@@ -116,8 +122,13 @@ def make_step() -> Callable[[], None]:
     import torch
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 512), torch.nn.ReLU(),
-                                torch.nn.Linear(512, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(512, 1024),
+        torch.nn.ReLU(),
+        torch.nn.Linear(1024, 512),
+        torch.nn.ReLU(),
+        torch.nn.Linear(512, 10),
+    )
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
     inputs, targets = torch.randn(128, 512), torch.randint(0, 10, (128,))
 
@@ -133,8 +144,14 @@ def started_session(output_dir: str, port: Optional[int]) -> Any:
     """A running TrackingSession on a synthetic meter; with ``port``, its exporter serves there."""
     from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 
-    config = CarbonConfig(project_name="bench", offline=True, country_iso_code="FR", output_dir=output_dir,
-                          prometheus_enabled=port is not None, prometheus_port=port or 8000)
+    config = CarbonConfig(
+        project_name="bench",
+        offline=True,
+        country_iso_code="FR",
+        output_dir=output_dir,
+        prometheus_enabled=port is not None,
+        prometheus_port=port or 8000,
+    )
     return TrackingSession(config, meter=EnergyMeter(sources="synthetic", rate_hz=100), store=False).start()
 
 
@@ -147,8 +164,9 @@ def serve_elsewhere_main(port: int) -> None:
         session.stop()
 
 
-def tracked_run(step: Callable[[], None], steps: int, arm: str, scraper: Scraper, elsewhere_url: str,
-                output_dir: str) -> Tuple[float, Dict[str, float]]:
+def tracked_run(
+    step: Callable[[], None], steps: int, arm: str, scraper: Scraper, elsewhere_url: str, output_dir: str
+) -> Tuple[float, Dict[str, float]]:
     """Steps/s of one run tracked by a TrackingSession, and the scraper's tally (empty in ``none``).
 
     ``exporter``: this process serves the session on an endpoint, scraped throughout; ``none``: no
@@ -185,8 +203,10 @@ def server_cpu_per_scrape_us(scrapes: int = 2000) -> float:
     with tempfile.TemporaryDirectory() as output_dir:
         port = free_port()
         session = started_session(output_dir, port)
-        client = (f"import http.client\nc = http.client.HTTPConnection('127.0.0.1', {port})\n"
-                  f"for _ in range({scrapes}):\n    c.request('GET', '/metrics'); c.getresponse().read()\n")
+        client = (
+            f"import http.client\nc = http.client.HTTPConnection('127.0.0.1', {port})\n"
+            f"for _ in range({scrapes}):\n    c.request('GET', '/metrics'); c.getresponse().read()\n"
+        )
         cpu_before = time.process_time()
         subprocess.run([sys.executable, "-c", client], check=True)
         cpu_s = time.process_time() - cpu_before
@@ -222,8 +242,12 @@ def main() -> None:
     for _ in range(50):
         step()
     elsewhere_port = free_port()
-    elsewhere = subprocess.Popen([sys.executable, __file__, "--serve-elsewhere", str(elsewhere_port)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    elsewhere = subprocess.Popen(
+        [sys.executable, __file__, "--serve-elsewhere", str(elsewhere_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert elsewhere.stdout is not None and elsewhere.stdout.readline().strip() == "ready"
     scraper = Scraper(options.scrape_hz)
     arms = ("exporter", "none", "elsewhere")
@@ -233,9 +257,13 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as output_dir:
             for round_index in range(options.rounds):
-                order = arms[round_index % 3:] + arms[:round_index % 3]
-                runs = {arm: tracked_run(step, options.steps, arm, scraper,
-                                         f"http://127.0.0.1:{elsewhere_port}/metrics", output_dir) for arm in order}
+                order = arms[round_index % 3 :] + arms[: round_index % 3]
+                runs = {
+                    arm: tracked_run(
+                        step, options.steps, arm, scraper, f"http://127.0.0.1:{elsewhere_port}/metrics", output_dir
+                    )
+                    for arm in order
+                }
                 rate = {arm: runs[arm][0] for arm in arms}
                 for key in ratios:
                     numerator, denominator = key.split("/")
@@ -245,8 +273,10 @@ def main() -> None:
                     scrape_rates.append(tally["ok"] / tally["seconds"])
                     failures += int(tally["failed"])
                 final_seen += int(runs["exporter"][1]["last_step_count"] == options.steps)
-                print(f"round {round_index + 1}: " + ", ".join(f"{arm} {rate[arm]:.1f} steps/s" for arm in arms),
-                      flush=True)
+                print(
+                    f"round {round_index + 1}: " + ", ".join(f"{arm} {rate[arm]:.1f} steps/s" for arm in arms),
+                    flush=True,
+                )
         cpu_us = server_cpu_per_scrape_us()
     finally:
         scraper.close()
@@ -254,7 +284,9 @@ def main() -> None:
     print()
     print("| figure | result | detail | target met |")
     print("| --- | --- | --- | --- |")
-    setting = f"median of {options.rounds} interleaved rounds, {options.steps} steps each, scraped at {options.scrape_hz:g}/s"
+    setting = (
+        f"median of {options.rounds} interleaved rounds, {options.steps} steps each, scraped at {options.scrape_hz:g}/s"
+    )
     meaning = {
         "exporter/none": "training throughput, endpoint in the training process scraped, relative to no endpoint",
         "elsewhere/none": "the same, the scraped endpoint in another process (the scraping traffic's own cost here)",
@@ -265,10 +297,12 @@ def main() -> None:
         low, _, high = statistics.quantiles(values, n=4)
         target = ("yes" if median >= 0.99 else "NO") if key == "exporter/none" else "-"
         print(f"| {meaning[key]} ({setting}) | {median:.4f} | quartiles {low:.4f}-{high:.4f} | {target} |")
-    print(f"| CPU time per scrape in the serving process (2000 back-to-back scrapes, one connection) | "
-          f"{cpu_us:.0f} us | {options.scrape_hz:g} scrapes/s = {cpu_us * options.scrape_hz / 1e4:.2f} % of one core; "
-          f"{statistics.median(scrape_rates):.1f} scrapes/s achieved, {failures} failed; final step count seen in "
-          f"{final_seen}/{options.rounds} runs | - |")
+    print(
+        f"| CPU time per scrape in the serving process (2000 back-to-back scrapes, one connection) | "
+        f"{cpu_us:.0f} us | {options.scrape_hz:g} scrapes/s = {cpu_us * options.scrape_hz / 1e4:.2f} % of one core; "
+        f"{statistics.median(scrape_rates):.1f} scrapes/s achieved, {failures} failed; final step count seen in "
+        f"{final_seen}/{options.rounds} runs | - |"
+    )
 
 
 if __name__ == "__main__":

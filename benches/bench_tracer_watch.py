@@ -61,17 +61,24 @@ def mlp(device: str = "cpu") -> torch.nn.Module:
 
 
 def carbon_config(directory: str) -> CarbonConfig:
-    return CarbonConfig(project_name="bench", carbon_intensity_g_per_kwh=100.0, sources=["cpu-estimate"],
-                        output_dir=directory)
+    return CarbonConfig(
+        project_name="bench", carbon_intensity_g_per_kwh=100.0, sources=["cpu-estimate"], output_dir=directory
+    )
 
 
-def loop(model: torch.nn.Module, steps: int, after_step: Callable[[torch.Tensor], None],
-         device: str = "cpu") -> List[float]:
+def loop(
+    model: torch.nn.Module, steps: int, after_step: Callable[[torch.Tensor], None], device: str = "cpu"
+) -> List[float]:
     """Step times (s). ``after_step`` gets the loss (a tensor) once the optimiser has stepped."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(BATCH, WIDTH, generator=generator).to(device),
-                torch.randint(0, 10, (BATCH,), generator=generator).to(device)) for _ in range(16)]
+    batches = [
+        (
+            torch.randn(BATCH, WIDTH, generator=generator).to(device),
+            torch.randint(0, 10, (BATCH,), generator=generator).to(device),
+        )
+        for _ in range(16)
+    ]
     times = []
     for step in range(steps):
         features, labels = batches[step % len(batches)]
@@ -116,7 +123,9 @@ def run_variant(name: str, steps: int, directory: str, timings: Dict[str, List[f
             return statistics.median(loop(model, steps, lambda loss: None))
         finally:
             wandb_run.finish()
-    run = tracer.init("bench", storage_path=directory, carbon_config=carbon_config(directory), checkpoint_interval=10_000)
+    run = tracer.init(
+        "bench", storage_path=directory, carbon_config=carbon_config(directory), checkpoint_interval=10_000
+    )
     watching = name == "tracer+watch"
     if watching:
         tracer.watch(model)
@@ -151,27 +160,36 @@ def bench_watch(rounds: int, steps: int) -> None:
     timings: Dict[str, List[float]] = {}
     with tempfile.TemporaryDirectory() as directory:
         for round_index in range(rounds):
-            order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
+            order = variants[round_index % len(variants) :] + variants[: round_index % len(variants)]
             this_round = {name: run_variant(name, steps, directory, timings) for name in order}
             for name in variants:
                 ratios[name].append(this_round[name] / this_round["baseline"])
                 medians[name].append(this_round[name])
             watch_ratios.append(this_round["tracer+watch"] / this_round["tracer"])
-    print(f"\nwatch() overhead: {LAYERS}-layer MLP (width {WIDTH}, batch {BATCH}) on the CPU, "
-          f"{torch.get_num_threads()} thread(s), {rounds} rounds x {steps} steps")
+    print(
+        f"\nwatch() overhead: {LAYERS}-layer MLP (width {WIDTH}, batch {BATCH}) on the CPU, "
+        f"{torch.get_num_threads()} thread(s), {rounds} rounds x {steps} steps"
+    )
     print(f"{'variant':<16}{'step (ms)':>11}{'vs baseline':>13}")
     for name in variants:
-        print(f"{name:<16}{statistics.median(medians[name]) * 1e3:>11.3f}{(statistics.median(ratios[name]) - 1) * 100:>+12.2f}%")
+        print(
+            f"{name:<16}{statistics.median(medians[name]) * 1e3:>11.3f}{(statistics.median(ratios[name]) - 1) * 100:>+12.2f}%"
+        )
     print(f"watch() alone (tracer+watch vs tracer): {(statistics.median(watch_ratios) - 1) * 100:+.2f}% per step")
     for name, seconds in timings.items():
         print(f"time in {name}: median {statistics.median(seconds) * 1e6:.1f} us per call ({len(seconds)} calls)")
     # The direct cost is steadier than step-time ratios on a busy machine: the time watch() adds
     # inside the step (the capture, and step() handing the row over) against the plain step.
-    added_s = (statistics.median(timings["capture"]) + statistics.median(timings["tracer+watch step()"])
-               - statistics.median(timings["tracer step()"]))
+    added_s = (
+        statistics.median(timings["capture"])
+        + statistics.median(timings["tracer+watch step()"])
+        - statistics.median(timings["tracer step()"])
+    )
     baseline_s = statistics.median(medians["baseline"])
-    print(f"watch() direct cost: {added_s * 1e6:.0f} us per step = {added_s / baseline_s * 100:.2f}% of the "
-          f"baseline step ({baseline_s * 1e3:.2f} ms)")
+    print(
+        f"watch() direct cost: {added_s * 1e6:.0f} us per step = {added_s / baseline_s * 100:.2f}% of the "
+        f"baseline step ({baseline_s * 1e3:.2f} ms)"
+    )
     print("correct: every watched step has its gradient row in the store")
 
 
@@ -181,8 +199,9 @@ def bench_cuda_syncs(steps: int) -> None:
         return
     with tempfile.TemporaryDirectory() as directory:
         model = mlp("cuda")
-        run = tracer.init("bench-gpu", storage_path=directory, carbon_config=carbon_config(directory),
-                          checkpoint_interval=10_000)
+        run = tracer.init(
+            "bench-gpu", storage_path=directory, carbon_config=carbon_config(directory), checkpoint_interval=10_000
+        )
         tracer.watch(model)
         counted = {"capture": 0, "step": 0}
         watcher = run._watcher
@@ -194,6 +213,7 @@ def bench_cuda_syncs(steps: int) -> None:
                     warnings.simplefilter("always")
                     function()
                 counted[name] += sum("synchroniz" in str(w.message) for w in caught)
+
             return wrapped
 
         watcher.capture = count("capture", original_capture)
@@ -212,9 +232,11 @@ def bench_cuda_syncs(steps: int) -> None:
             torch.cuda.set_sync_debug_mode("default")
             tracer.finish()
         rows = run.storage.get_step_statistics(run.run_id)
-        print(f"\nCUDA ({torch.cuda.get_device_name()}): {steps} steps, synchronising calls inside capture(): "
-              f"{counted['capture']}, inside step(): {counted['step']}; rows with gradients: "
-              f"{int(rows.has_gradients.sum())} of {len(rows)}")
+        print(
+            f"\nCUDA ({torch.cuda.get_device_name()}): {steps} steps, synchronising calls inside capture(): "
+            f"{counted['capture']}, inside step(): {counted['step']}; rows with gradients: "
+            f"{int(rows.has_gradients.sum())} of {len(rows)}"
+        )
 
 
 def loop_without_sync(model: torch.nn.Module, steps: int, after_step: Callable[[torch.Tensor], None]) -> None:
@@ -248,9 +270,11 @@ def bench_store(rows_total: int, batch_rows: int) -> None:
         elapsed = time.perf_counter() - start
         stored = len(storage.get_step_statistics("bench-run"))
         storage.close()
-    print(f"\nstore: {rows_total} step rows ({LAYERS}-layer gradient rows) in batches of {batch_rows}: "
-          f"{rows_total / elapsed:,.0f} rows/s committed (enqueueing took {enqueued * 1e3:.1f} ms on the "
-          f"training thread); correct: {stored == rows_total}")
+    print(
+        f"\nstore: {rows_total} step rows ({LAYERS}-layer gradient rows) in batches of {batch_rows}: "
+        f"{rows_total / elapsed:,.0f} rows/s committed (enqueueing took {enqueued * 1e3:.1f} ms on the "
+        f"training thread); correct: {stored == rows_total}"
+    )
 
 
 def main() -> None:

@@ -58,17 +58,23 @@ def bare(name: str, value: float, iteration: int) -> None:
 
 
 def options(folder: Path, label: str = "orchestrator") -> Dict[str, Any]:
-    return {"mlflow_tracking_uri": f"sqlite:///{folder}/mlflow.db", "wandb_mode": "offline",
-            "tensorboard_log_dir": str(folder / "tb" / label)}
+    return {
+        "mlflow_tracking_uri": f"sqlite:///{folder}/mlflow.db",
+        "wandb_mode": "offline",
+        "tensorboard_log_dir": str(folder / "tb" / label),
+    }
 
 
 def experiment(folder: Path, backends: List[Any], label: str) -> Experiment:
     return Experiment(
-        label, backend=backends, project="bench-tracking",
+        label,
+        backend=backends,
+        project="bench-tracking",
         settings=TraceletSettings(metrics_interval=3600.0, track_git=False),
         options=options(folder, label),
         carbon_config=CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(folder)),
-        meter=EnergyMeter(sources="synthetic"))
+        meter=EnergyMeter(sources="synthetic"),
+    )
 
 
 def per_call_ns(call: Callable[[str, float, int], None], calls: int) -> float:
@@ -95,12 +101,17 @@ def main() -> int:
         "log_metric, 3 backends + a slow one": lambda folder, label: [*real, SleepyBackend()],
         "log_metric, 4 null backends": lambda folder, label: [NullBackend(n) for n in ("a", "b", "c", "d")],
         "log_metric, 3 null backends + a slow one": lambda folder, label: [
-            *[NullBackend(n) for n in ("a", "b", "c")], SleepyBackend()],
+            *[NullBackend(n) for n in ("a", "b", "c")],
+            SleepyBackend(),
+        ],
     }
     costs: Dict[str, List[float]] = {"bare": [], **{name: [] for name in arms}}
     received: Dict[str, str] = {}
-    throughput: Dict[str, List[float]] = {"3 backends": [], "3 null backends": [],
-                                          **{f"{name} alone": [] for name in real}}
+    throughput: Dict[str, List[float]] = {
+        "3 backends": [],
+        "3 null backends": [],
+        **{f"{name} alone": [] for name in real},
+    }
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         # Warm the libraries (imports, MLflow's schema) outside every timed arm.
@@ -109,22 +120,25 @@ def main() -> int:
         warm.stop()
         for round_index in range(rounds):
             names = list(arms)
-            names = names[round_index % len(names):] + names[:round_index % len(names)]
+            names = names[round_index % len(names) :] + names[: round_index % len(names)]
             costs["bare"].append(per_call_ns(bare, calls))
             for name in names:
                 label = f"r{round_index}-{name.replace(' ', '').replace(',', '-').replace('+', 'plus')}"
                 run = experiment(folder, arms[name](folder, label), label).start()
                 costs[name].append(per_call_ns(run.log_metric, calls))
                 stats = run.stop()
-                received[name] = ", ".join(f"{b}: {s.delivered} delivered, {s.dropped} dropped"
-                                           for b, s in stats.items())
-            groups = [("3 backends", [create_backend(n, options(folder), folder) for n in real]),
-                      ("3 null backends", [NullBackend(n) for n in ("a", "b", "c")]),
-                      *[(f"{n} alone", [create_backend(n, options(folder, f"alone{round_index}"), folder)])
-                        for n in real]]
+                received[name] = ", ".join(
+                    f"{b}: {s.delivered} delivered, {s.dropped} dropped" for b, s in stats.items()
+                )
+            groups = [
+                ("3 backends", [create_backend(n, options(folder), folder) for n in real]),
+                ("3 null backends", [NullBackend(n) for n in ("a", "b", "c")]),
+                *[(f"{n} alone", [create_backend(n, options(folder, f"alone{round_index}"), folder)]) for n in real],
+            ]
             for name, backends in groups:
                 orchestrator = Orchestrator(backends).start(
-                    BackendRun(f"t{round_index}-{name.replace(' ', '')}", "bench-tracking", "run", folder))
+                    BackendRun(f"t{round_index}-{name.replace(' ', '')}", "bench-tracking", "run", folder)
+                )
                 orchestrator.flush()
                 started = time.perf_counter()
                 for step in range(calls):
@@ -134,7 +148,8 @@ def main() -> int:
                 stats = orchestrator.stop()
                 throughput[name].append(calls / elapsed_s)
                 received[f"throughput, {name}"] = ", ".join(
-                    f"{b}: {s.delivered} delivered, {s.dropped} dropped" for b, s in stats.items())
+                    f"{b}: {s.delivered} delivered, {s.dropped} dropped" for b, s in stats.items()
+                )
 
     bare_ns = statistics.median(costs["bare"])
     print(f"calls per arm: {calls}, rounds: {rounds} (median shown)")
@@ -142,13 +157,17 @@ def main() -> int:
     for name, values in costs.items():
         median = statistics.median(values)
         print(f"{name:<40} {median:>10.0f} {median / bare_ns:>8.1f}")
-    for slow, fast in (("3 backends + a slow one", "3 backends + a null one"),
-                       ("3 null backends + a slow one", "4 null backends")):
+    for slow, fast in (
+        ("3 backends + a slow one", "3 backends + a null one"),
+        ("3 null backends + a slow one", "4 null backends"),
+    ):
         ratio = statistics.median(costs[f"log_metric, {slow}"]) / statistics.median(costs[f"log_metric, {fast}"])
         print(f"slow backend / null backend as the 4th ({fast}): {ratio:.2f}")
     for name, values in throughput.items():
-        print(f"orchestrator throughput, {name}: {statistics.median(values):,.0f} metrics/s "
-              "(first metric routed until every backend has written them all)")
+        print(
+            f"orchestrator throughput, {name}: {statistics.median(values):,.0f} metrics/s "
+            "(first metric routed until every backend has written them all)"
+        )
     print("correctness:")
     for name, text in received.items():
         print(f"  {name}: {text}")

@@ -53,8 +53,20 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 VOCABULARY = 256
 SEQUENCE_LENGTH = 32
 WARMUP_STEPS = 20
-HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_step_begin", "on_step_end",
-         "on_substep_end", "on_pre_optimizer_step", "on_optimizer_step", "on_log", "on_evaluate", "on_save")
+HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_step_begin",
+    "on_step_end",
+    "on_substep_end",
+    "on_pre_optimizer_step",
+    "on_optimizer_step",
+    "on_log",
+    "on_evaluate",
+    "on_save",
+)
 
 
 class RandomTokens(torch.utils.data.Dataset):
@@ -107,7 +119,9 @@ def time_hooks(callback: Any) -> Dict[str, List[float]]:
             continue
         spent[name] = [0.0, 0]
 
-        def timed(*args: Any, _hook: Callable[..., Any] = hook, _tally: List[float] = spent[name], **kwargs: Any) -> Any:
+        def timed(
+            *args: Any, _hook: Callable[..., Any] = hook, _tally: List[float] = spent[name], **kwargs: Any
+        ) -> Any:
             started = time.perf_counter()
             try:
                 return _hook(*args, **kwargs)
@@ -133,9 +147,12 @@ def eco2ai_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[str,
 
     def facts() -> Dict[str, Any]:
         report = callback.get_carbon_report()
-        return {"steps_recorded": report["training"]["optimizer_steps"] if report["steps_marked"] ==
-                report["training"]["optimizer_steps"] else -1,
-                "channels": ", ".join(f"{c['name']} ({c['provenance']})" for c in report["channels"])}
+        return {
+            "steps_recorded": report["training"]["optimizer_steps"]
+            if report["steps_marked"] == report["training"]["optimizer_steps"]
+            else -1,
+            "channels": ", ".join(f"{c['name']} ({c['provenance']})" for c in report["channels"]),
+        }
 
     return callback, facts
 
@@ -150,8 +167,9 @@ def codecarbon_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[
 
         def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.tracker is None and state.is_local_process_zero:
-                self.tracker = OfflineEmissionsTracker(country_iso_code="FRA", output_dir=str(workdir),
-                                                       log_level="error")
+                self.tracker = OfflineEmissionsTracker(
+                    country_iso_code="FRA", output_dir=str(workdir), log_level="error"
+                )
 
     return OfflineCodeCarbonCallback(), dict
 
@@ -162,8 +180,10 @@ def zeus_unavailable_reason() -> Optional[str]:
     from zeus.device.gpu import nvml_is_available
 
     if not nvml_is_available():
-        return ("no NVIDIA GPU/NVML here: ZeusMonitor would open no device (and no RAPL), so its windows "
-                "would time nothing but their own bookkeeping; its real per-step cost is the NVML reads")
+        return (
+            "no NVIDIA GPU/NVML here: ZeusMonitor would open no device (and no RAPL), so its windows "
+            "would time nothing but their own bookkeeping; its real per-step cost is the NVML reads"
+        )
     return None
 
 
@@ -186,7 +206,10 @@ def zeus_tracker(workdir: Path) -> Tuple[Optional[Any], Callable[[], Dict[str, A
 
 
 TRACKERS: Dict[str, Callable[[Path], Tuple[Optional[Any], Callable[[], Dict[str, Any]]]]] = {
-    "baseline": no_tracker, "eco2ai": eco2ai_tracker, "codecarbon": codecarbon_tracker, "zeus": zeus_tracker,
+    "baseline": no_tracker,
+    "eco2ai": eco2ai_tracker,
+    "codecarbon": codecarbon_tracker,
+    "zeus": zeus_tracker,
 }
 
 
@@ -205,12 +228,30 @@ class RunTiming:
 
 def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCABULARY, n_positions=SEQUENCE_LENGTH, n_embd=64, n_layer=2,
-                                       n_head=4, n_inner=128, bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=VOCABULARY,
+            n_positions=SEQUENCE_LENGTH,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_inner=128,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
     model.loss_type = "ForCausalLM"
     arguments = TrainingArguments(
-        output_dir=str(workdir / "trainer"), per_device_train_batch_size=8, max_steps=steps, logging_steps=50,
-        save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True, dataloader_pin_memory=False, seed=0,
+        output_dir=str(workdir / "trainer"),
+        per_device_train_batch_size=8,
+        max_steps=steps,
+        logging_steps=50,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_pin_memory=False,
+        seed=0,
     )
     clock = StepClock()
     constructed = time.perf_counter()
@@ -301,7 +342,10 @@ def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
     for source, extra in arms.items():
         result = subprocess.run(
             [sys.executable, "-c", SAMPLER_CPU_CHILD, source, str(seconds)],
-            capture_output=True, text=True, check=True, env={**os.environ, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **extra},
         )
         shares[source] = float(result.stdout.strip().splitlines()[-1])
     return shares
@@ -309,24 +353,38 @@ def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
 
 def print_sampler_cpu(seconds: float) -> None:
     shares = sampler_cpu_by_source(seconds)
-    print(f"\nSampler CPU per source, {seconds:g} s each, 100 Hz, idle training thread "
-          "(share of one core used by the tracker's threads):\n")
+    print(
+        f"\nSampler CPU per source, {seconds:g} s each, 100 Hz, idle training thread "
+        "(share of one core used by the tracker's threads):\n"
+    )
     print("| tracker / source | CPU of its threads |")
     print("| --- | ---: |")
     for source in ("cpu-estimate", "synthetic", "nvml", "auto", "codecarbon"):
         share = shares.get(source)
-        label = {"synthetic": "synthetic (read at the configured rate, as RAPL)", "nvml": "nvml (emulated GPU)",
-                 "auto": "auto (everything found here)", "codecarbon": "CodeCarbon 3.3.2 offline, defaults"}.get(
-            source, source)
-        print(f"| {label} | " + ("not run: build the emulator (make nvml-emulator)" if share is None
-                                 else f"{share * 100:.3f} % of a core") + " |")
+        label = {
+            "synthetic": "synthetic (read at the configured rate, as RAPL)",
+            "nvml": "nvml (emulated GPU)",
+            "auto": "auto (everything found here)",
+            "codecarbon": "CodeCarbon 3.3.2 offline, defaults",
+        }.get(source, source)
+        print(
+            f"| {label} | "
+            + (
+                "not run: build the emulator (make nvml-emulator)"
+                if share is None
+                else f"{share * 100:.3f} % of a core"
+            )
+            + " |"
+        )
 
 
 def cold_startup_s(tracker_name: str, threads: int) -> float:
     """Start-up in a fresh interpreter (imports done, nothing of the tracker's warmed up yet)."""
     result = subprocess.run(
         [sys.executable, __file__, "--cold-startup-of", tracker_name, "--threads", str(threads)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -340,8 +398,20 @@ def cold_run_hooks(tracker_name: str, steps: int) -> Dict[str, float]:
 
 def cold_hooks(tracker_name: str, options: argparse.Namespace) -> Dict[str, float]:
     result = subprocess.run(
-        [sys.executable, __file__, "--cold-hooks-of", tracker_name, "--threads", str(options.threads),
-         "--steps", str(options.steps)], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            __file__,
+            "--cold-hooks-of",
+            tracker_name,
+            "--threads",
+            str(options.threads),
+            "--steps",
+            str(options.steps),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -350,23 +420,33 @@ def print_whole_run_hooks(results: Dict[str, List[RunTiming]], cold: Dict[str, D
     included), warm (median over the rounds) and cold (a fresh process), beside CodeCarbon's."""
     warm = {name: statistics.median(t.all_hooks_s for t in results[name]) for name in cold}
     share = {name: statistics.median(t.all_hooks_s / t.train_s for t in results[name]) for name in cold}
-    print("\n| tracker | hooks over a whole run, warm | vs CodeCarbon | share of training time | "
-          "hooks over a whole run, cold process | vs CodeCarbon |")
+    print(
+        "\n| tracker | hooks over a whole run, warm | vs CodeCarbon | share of training time | "
+        "hooks over a whole run, cold process | vs CodeCarbon |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name in cold:
-        print(f"| {name} | {warm[name] * 1e3:.1f} ms | {warm[name] / warm['codecarbon']:.2f}x | "
-              f"{share[name] * 100:.2f} % | {cold[name]['hooks_s'] * 1e3:.1f} ms | "
-              f"{cold[name]['hooks_s'] / cold['codecarbon']['hooks_s']:.2f}x |")
+        print(
+            f"| {name} | {warm[name] * 1e3:.1f} ms | {warm[name] / warm['codecarbon']:.2f}x | "
+            f"{share[name] * 100:.2f} % | {cold[name]['hooks_s'] * 1e3:.1f} ms | "
+            f"{cold[name]['hooks_s'] / cold['codecarbon']['hooks_s']:.2f}x |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps per run (default 300)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on shared machines)")
-    parser.add_argument("--cold-starts", type=int, default=3, help="fresh processes per tracker for start-up (default 3)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: steadier on shared machines)"
+    )
+    parser.add_argument(
+        "--cold-starts", type=int, default=3, help="fresh processes per tracker for start-up (default 3)"
+    )
     parser.add_argument("--cold-startup-of", help=argparse.SUPPRESS)
-    parser.add_argument("--sampler-cpu", action="store_true", help="only the sampler CPU per source, against CodeCarbon")
+    parser.add_argument(
+        "--sampler-cpu", action="store_true", help="only the sampler CPU per source, against CodeCarbon"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per sampler CPU measurement (default 10)")
     parser.add_argument("--cold-hooks-of", help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="1 round of a few steps, to check the benchmark runs")
@@ -396,44 +476,58 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         run_once("baseline", options.steps, Path(scratch) / "warmup")
         for round_index in range(options.rounds):
-            order = names[round_index % len(names):] + names[:round_index % len(names)]
+            order = names[round_index % len(names) :] + names[: round_index % len(names)]
             timings = {name: run_once(name, options.steps, Path(scratch) / f"{round_index}-{name}") for name in order}
             for name in names:
                 results[name].append(timings[name])
                 ratios[name].append(timings[name].steps_per_s / timings["baseline"].steps_per_s)
-            print(f"round {round_index + 1}/{options.rounds}: " + ", ".join(
-                f"{name} {timings[name].steps_per_s:.1f} steps/s" for name in names), file=sys.stderr, flush=True)
+            print(
+                f"round {round_index + 1}/{options.rounds}: "
+                + ", ".join(f"{name} {timings[name].steps_per_s:.1f} steps/s" for name in names),
+                file=sys.stderr,
+                flush=True,
+            )
 
     cold: Dict[str, float] = {}
     for name in names:
         cold[name] = statistics.median(cold_startup_s(name, options.threads) for _ in range(options.cold_starts))
         print(f"cold start-up of {name}: {cold[name]:.3f} s", file=sys.stderr, flush=True)
-    print(f"\nCommand: `python benches/{Path(__file__).name} --rounds {options.rounds} --steps {options.steps} "
-          f"--threads {options.threads}`")
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"torch {torch.__version__} on CPU with {options.threads} thread(s), transformers {transformers.__version__}, "
-          f"Python {platform.python_version()}; load average at the end {os.getloadavg()[0]:.2f}\n")
-    print("| tracker | median steps/s | throughput vs baseline (median of per-round ratios) | overhead | "
-          "in its step hooks | in on_log, per log | in train begin + end | CPU of other threads | "
-          "start-up, cold process | start-up beyond baseline |")
+    print(
+        f"\nCommand: `python benches/{Path(__file__).name} --rounds {options.rounds} --steps {options.steps} "
+        f"--threads {options.threads}`"
+    )
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__} on CPU with {options.threads} thread(s), transformers {transformers.__version__}, "
+        f"Python {platform.python_version()}; load average at the end {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| tracker | median steps/s | throughput vs baseline (median of per-round ratios) | overhead | "
+        "in its step hooks | in on_log, per log | in train begin + end | CPU of other threads | "
+        "start-up, cold process | start-up beyond baseline |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in names:
         ratio = statistics.median(ratios[name])
         runs = results[name]
-        print(f"| {name} | {statistics.median(t.steps_per_s for t in runs):.1f} | {ratio:.4f} "
-              f"(min {min(ratios[name]):.3f}, max {max(ratios[name]):.3f}) | {(1 - ratio) * 100:+.2f} % | "
-              f"{statistics.median(t.step_hooks_us_per_step for t in runs):.1f} µs/step | "
-              f"{statistics.median(t.log_hook_ms_per_log for t in runs):.2f} ms | "
-              f"{statistics.median(t.begin_end_ms for t in runs):.0f} ms | "
-              f"{statistics.median(t.other_threads_cpu for t in runs) * 100:.2f} % of a core | "
-              f"{cold[name]:.3f} s | {cold[name] - cold['baseline']:+.3f} s |")
+        print(
+            f"| {name} | {statistics.median(t.steps_per_s for t in runs):.1f} | {ratio:.4f} "
+            f"(min {min(ratios[name]):.3f}, max {max(ratios[name]):.3f}) | {(1 - ratio) * 100:+.2f} % | "
+            f"{statistics.median(t.step_hooks_us_per_step for t in runs):.1f} µs/step | "
+            f"{statistics.median(t.log_hook_ms_per_log for t in runs):.2f} ms | "
+            f"{statistics.median(t.begin_end_ms for t in runs):.0f} ms | "
+            f"{statistics.median(t.other_threads_cpu for t in runs) * 100:.2f} % of a core | "
+            f"{cold[name]:.3f} s | {cold[name] - cold['baseline']:+.3f} s |"
+        )
     if zeus_reason is not None:
         print(f"| zeus | not run: {zeus_reason} | | | | | | | | |")
     print_whole_run_hooks(results, {name: cold_hooks(name, options) for name in names if name != "baseline"})
     eco2ai_facts = [t.facts for t in results["eco2ai"]]
     correct = all(facts["steps_recorded"] == options.steps for facts in eco2ai_facts)
-    print(f"\nCorrectness: every Eco2AI run recorded one step per optimiser step: {correct}; "
-          f"channels: {eco2ai_facts[0]['channels']}.")
+    print(
+        f"\nCorrectness: every Eco2AI run recorded one step per optimiser step: {correct}; "
+        f"channels: {eco2ai_facts[0]['channels']}."
+    )
     print_sampler_cpu(options.seconds)
 
 

@@ -65,16 +65,28 @@ class ProgressLines(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
-            print(f"  step {state.global_step:>5}  loss {logs['loss']:.3f}  "
-                  f"{logs.get('power/mean_watts', float('nan')):6.1f} W  "
-                  f"{logs.get('energy/step_joules', float('nan')):7.3f} J/step  "
-                  f"{energy_kwh(logs['energy/total_kwh']):>14}  {mass_kg(logs['carbon/co2_kg'])} CO2e")
+            print(
+                f"  step {state.global_step:>5}  loss {logs['loss']:.3f}  "
+                f"{logs.get('power/mean_watts', float('nan')):6.1f} W  "
+                f"{logs.get('energy/step_joules', float('nan')):7.3f} J/step  "
+                f"{energy_kwh(logs['energy/total_kwh']):>14}  {mass_kg(logs['carbon/co2_kg'])} CO2e"
+            )
 
 
 def build_model() -> GPT2LMHeadModel:
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCABULARY, n_positions=SEQUENCE_LENGTH, n_embd=64, n_layer=2,
-                                       n_head=4, n_inner=128, bos_token_id=0, eos_token_id=0))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=VOCABULARY,
+            n_positions=SEQUENCE_LENGTH,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_inner=128,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
     model.loss_type = "ForCausalLM"
     return model
 
@@ -83,35 +95,45 @@ def print_summary(report: Dict[str, Any], callback: Eco2AICallback, losses: List
     run, energy, intensity = report["run"], report["energy"], report["intensity"]
     training = report["training"]
     print(f"\nRun {run['run_id'][:12]} of project {run['project_name']!r} ({run['model_name']}, {run['host']})")
-    print(f"  duration        {significant(report['duration_s'])} s, {training['optimizer_steps']} optimiser steps"
-          + (f", loss {losses[0]:.2f} -> {losses[-1]:.2f}" if len(losses) > 1 else ""))
+    print(
+        f"  duration        {significant(report['duration_s'])} s, {training['optimizer_steps']} optimiser steps"
+        + (f", loss {losses[0]:.2f} -> {losses[-1]:.2f}" if len(losses) > 1 else "")
+    )
     print("  energy per channel (joules are the sensor's, before PUE):")
     for channel in report["channels"]:
         figures = energy["by_channel"][channel["name"]]
         inside = f", inside {channel['parent']}" if channel["parent"] else ""
-        print(f"    {channel['name']:<16} {channel['provenance']:<9} via {channel['source']:<12} "
-              f"{significant(figures['joules']):>10} J  mean {significant(figures['mean_watts'])} W{inside}")
+        print(
+            f"    {channel['name']:<16} {channel['provenance']:<9} via {channel['source']:<12} "
+            f"{significant(figures['joules']):>10} J  mean {significant(figures['mean_watts'])} W{inside}"
+        )
     meter = callback.session.meter
     for source in meter.info()["sources"] if meter is not None else []:
         if "tdp_origin" in source:
             print(f"    {source['name']}: {source['model']}, TDP {source['tdp_watts']} W ({source['tdp_origin']})")
-    for name, reason in (meter.skipped_sources.items() if meter is not None else []):
+    for reason in meter.skipped_sources.values() if meter is not None else []:
         print(f"    not measured: {reason}")
     print(f"  energy total    {energy_kwh(energy['total_kwh'])} (PUE {energy['pue']:g})")
     year = f", {intensity['year']}" if intensity["year"] is not None else ""
-    print(f"  grid intensity  {significant(intensity['g_per_kwh'])} gCO2e/kWh: {intensity['source']} "
-          f"{intensity['zone'] or intensity['country']}{year} ({intensity['dataset']})")
+    print(
+        f"  grid intensity  {significant(intensity['g_per_kwh'])} gCO2e/kWh: {intensity['source']} "
+        f"{intensity['zone'] or intensity['country']}{year} ({intensity['dataset']})"
+    )
     print(f"  emissions       {mass_kg(report['total_co2_kg'])} CO2e")
     equivalents = [c.text for c in compute_comparisons(report["total_co2_kg"], energy["total_kwh"])]
     print(f"    = {'; '.join(equivalents)} (factors and their sources are in the reports)")
     steps = [step["joules"] for step in report["steps"] if not step["flags"] & 16]
     if steps:
-        print(f"  per step        mean {significant(statistics.fmean(steps))} J, median "
-              f"{significant(statistics.median(steps))} J, over {len(steps)} steps "
-              f"(+ tail {significant(report['steps'][-1]['joules'])} J after the last step)")
+        print(
+            f"  per step        mean {significant(statistics.fmean(steps))} J, median "
+            f"{significant(statistics.median(steps))} J, over {len(steps)} steps "
+            f"(+ tail {significant(report['steps'][-1]['joules'])} J after the last step)"
+        )
     if report["samples_total"]:
-        print(f"  samples         {int(report['samples_total'])}, "
-              f"{significant(report['samples_total'] / energy['total_kwh'])} samples/kWh")
+        print(
+            f"  samples         {int(report['samples_total'])}, "
+            f"{significant(report['samples_total'] / energy['total_kwh'])} samples/kWh"
+        )
     for warning in report["warnings"]:
         print(f"  note: {warning['message']}")
     print("  reports:")
@@ -127,21 +149,40 @@ def main() -> None:
     parser.add_argument("--output-dir", default="carbon_reports", help="where reports and the run store go")
     options = parser.parse_args()
 
-    config = CarbonConfig(project_name="hf-eco2ai-demo", experiment_id="tiny-gpt2", output_dir=options.output_dir,
-                          country_iso_code=options.country, offline=True)
+    config = CarbonConfig(
+        project_name="hf-eco2ai-demo",
+        experiment_id="tiny-gpt2",
+        output_dir=options.output_dir,
+        country_iso_code=options.country,
+        offline=True,
+    )
     carbon_callback = Eco2AICallback(config)
     model = build_model()
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    print(f"hf-eco2ai demo: a tiny GPT-2 ({parameters / 1e6:.2f} M parameters, random weights) learns synthetic "
-          f"sequences for about {options.seconds:g} s")
+    print(
+        f"hf-eco2ai demo: a tiny GPT-2 ({parameters / 1e6:.2f} M parameters, random weights) learns synthetic "
+        f"sequences for about {options.seconds:g} s"
+    )
     with tempfile.TemporaryDirectory() as checkpoints:
         arguments = TrainingArguments(
-            output_dir=checkpoints, per_device_train_batch_size=16, learning_rate=3e-3, num_train_epochs=1000,
-            max_steps=100_000, logging_steps=100, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+            output_dir=checkpoints,
+            per_device_train_batch_size=16,
+            learning_rate=3e-3,
+            num_train_epochs=1000,
+            max_steps=100_000,
+            logging_steps=100,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            seed=0,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
-        trainer = Trainer(model=model, args=arguments, train_dataset=ArithmeticSequences(4096),
-                          callbacks=[carbon_callback, ProgressLines(), StopAfter(options.seconds)])
+        trainer = Trainer(
+            model=model,
+            args=arguments,
+            train_dataset=ArithmeticSequences(4096),
+            callbacks=[carbon_callback, ProgressLines(), StopAfter(options.seconds)],
+        )
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         print(f"training on {arguments.device}; the sampler runs beside it, each step is one mark")

@@ -73,15 +73,21 @@ class StopAfter(pl.Callback):
 
 def print_summary(report: Dict[str, Any], callback: Eco2AILightningCallback, log_dir: str) -> None:
     run, energy, intensity, training = report["run"], report["energy"], report["intensity"], report["training"]
-    print(f"\nRun {run['run_id'][:12]} ({run['model_name']}): {significant(report['duration_s'])} s, "
-          f"{training['optimizer_steps']} optimiser steps")
+    print(
+        f"\nRun {run['run_id'][:12]} ({run['model_name']}): {significant(report['duration_s'])} s, "
+        f"{training['optimizer_steps']} optimiser steps"
+    )
     for channel in report["channels"]:
         figures = energy["by_channel"][channel["name"]]
-        print(f"  {channel['name']:<14} {channel['provenance']:<9} ({channel['source']}) "
-              f"{significant(figures['joules'])} J, mean {significant(figures['mean_watts'])} W")
+        print(
+            f"  {channel['name']:<14} {channel['provenance']:<9} ({channel['source']}) "
+            f"{significant(figures['joules'])} J, mean {significant(figures['mean_watts'])} W"
+        )
     year = f", {intensity['year']}" if intensity["year"] is not None else ""
-    print(f"  energy {energy_kwh(energy['total_kwh'])} x {significant(intensity['g_per_kwh'])} gCO2e/kWh "
-          f"({intensity['source']} {intensity['country']}{year}, {intensity['dataset']})")
+    print(
+        f"  energy {energy_kwh(energy['total_kwh'])} x {significant(intensity['g_per_kwh'])} gCO2e/kWh "
+        f"({intensity['source']} {intensity['country']}{year}, {intensity['dataset']})"
+    )
     print(f"  = {mass_kg(report['total_co2_kg'])} CO2e")
     print(f"  per-step figures logged to {log_dir}/metrics.csv; reports:")
     for output_format, path in callback.report_paths.items():
@@ -95,14 +101,27 @@ def main() -> None:
     parser.add_argument("--output-dir", default="carbon_reports", help="where reports and the run store go")
     options = parser.parse_args()
 
-    callback = Eco2AILightningCallback(CarbonConfig(
-        project_name="hf-eco2ai-lightning-demo", output_dir=options.output_dir,
-        country_iso_code=options.country, offline=True))
+    callback = Eco2AILightningCallback(
+        CarbonConfig(
+            project_name="hf-eco2ai-lightning-demo",
+            output_dir=options.output_dir,
+            country_iso_code=options.country,
+            offline=True,
+        )
+    )
     logger = CSVLogger(options.output_dir, name="lightning_demo")
-    trainer = pl.Trainer(max_epochs=1000, log_every_n_steps=20, callbacks=[callback, StopAfter(options.seconds)],
-                         logger=logger, enable_checkpointing=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1000,
+        log_every_n_steps=20,
+        callbacks=[callback, StopAfter(options.seconds)],
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     loader = torch.utils.data.DataLoader(arithmetic_sequences(2048), batch_size=32, shuffle=True)
-    print(f"hf-eco2ai Lightning demo: a tiny causal Transformer learns synthetic sequences for about {options.seconds:g} s")
+    print(
+        f"hf-eco2ai Lightning demo: a tiny causal Transformer learns synthetic sequences for about {options.seconds:g} s"
+    )
     trainer.fit(TinyLanguageModel(), loader)
     print_summary(callback.get_carbon_report(), callback, logger.log_dir)
 

@@ -7,10 +7,9 @@ The standard workloads are small CPU stand-ins; replace them with your own.
 import json
 
 import numpy as np
+from example_workload import busy_cpu
 
 from hf_eco2ai.measure import CarbonTracker
-
-from example_workload import busy_cpu
 
 
 def preprocess_data():
@@ -40,7 +39,7 @@ def establish_carbon_baseline():
         ("data_preprocessing", preprocess_data),
         ("model_training", train_baseline_model),
         ("model_evaluation", evaluate_model),
-        ("hyperparameter_search", run_hp_search)
+        ("hyperparameter_search", run_hp_search),
     ]
 
     for workload_name, workload_func in standard_workloads:
@@ -57,7 +56,7 @@ def establish_carbon_baseline():
         baseline_metrics[workload_name] = {
             "mean_emissions_g": np.mean(emissions_samples),
             "std_emissions_g": np.std(emissions_samples),
-            "samples": emissions_samples
+            "samples": emissions_samples,
         }
 
     # Save baseline for future comparison

@@ -7,9 +7,9 @@ country, offline mode) come from the environment or eco2ai.yaml, see docs/config
 
 import time
 
-from hf_eco2ai.measure import CarbonTracker
-
 from example_workload import busy_cpu
+
+from hf_eco2ai.measure import CarbonTracker
 
 
 def train_baseline():
@@ -30,7 +30,9 @@ class TeamCarbonBudget:
 
     def track_experiment(self, experiment_name, experiment_func):
         if self.current_usage_kg >= self.monthly_budget_kg:
-            raise Exception(f"⛔ Carbon budget exceeded! Used {self.current_usage_kg:.2f}/{self.monthly_budget_kg:.2f}kg CO2")
+            raise Exception(
+                f"⛔ Carbon budget exceeded! Used {self.current_usage_kg:.2f}/{self.monthly_budget_kg:.2f}kg CO2"
+            )
 
         with self.tracker.start_tracking(experiment_name):
             result = experiment_func()
@@ -53,7 +55,7 @@ class TeamCarbonBudget:
             "used_kg": self.current_usage_kg,
             "remaining_kg": remaining_kg,
             "remaining_percent": remaining_percent,
-            "days_remaining_at_current_rate": self._estimate_days_remaining()
+            "days_remaining_at_current_rate": self._estimate_days_remaining(),
         }
 
     def _estimate_days_remaining(self):

@@ -7,9 +7,9 @@ and ``model_evaluation`` is made three times slower, so only the second one shou
 
 import json
 
-from hf_eco2ai.measure import CarbonTracker
-
 from example_workload import busy_cpu
+
+from hf_eco2ai.measure import CarbonTracker
 
 
 class ContinuousCarbonMonitor:
@@ -44,7 +44,7 @@ class ContinuousCarbonMonitor:
 
     def alert_carbon_regression(self, workload_name, current, baseline):
         increase_percent = ((current - baseline) / baseline) * 100
-        print(f"🚨 CARBON REGRESSION ALERT:")
+        print("🚨 CARBON REGRESSION ALERT:")
         print(f"   Workload: {workload_name}")
         print(f"   Current: {current:.6f}g CO2 (+{increase_percent:.1f}%)")
         print(f"   Baseline: {baseline:.6f}g CO2")

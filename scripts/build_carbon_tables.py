@@ -61,8 +61,14 @@ GRAMS_PER_POUND = 453.59237
 # Fuel names of canada_energy_mix.json -> keys of carbon_intensity_per_source.json. Tidal power has
 # no factor of its own; its lifecycle emissions are of the same order as run-of-river hydro.
 CANADA_FUEL_FACTORS = {
-    "naturalGas": "natural_gas", "petroleum": "petroleum", "coal": "coal", "nuclear": "nuclear",
-    "hydro": "hydroelectricity", "tidal": "hydroelectricity", "wind": "wind", "solar": "solar",
+    "naturalGas": "natural_gas",
+    "petroleum": "petroleum",
+    "coal": "coal",
+    "nuclear": "nuclear",
+    "hydro": "hydroelectricity",
+    "tidal": "hydroelectricity",
+    "wind": "wind",
+    "solar": "solar",
     "biomass": "biomass",
 }
 # codecarbon 3.3.2's impact.csv misspells one region name.
@@ -71,6 +77,7 @@ GCP_REGION_SPELLING_FIXES = {"me-cenrtal1": "me-central1"}
 # A TDP cell must be one positive number: codecarbon 3.3.2 has four cells such as "27.29.5"
 # (two figures run together) and one 0 W row, which no estimate can use.
 TDP_CELL = re.compile(r"\d+(?:\.\d+)?")
+
 
 @dataclass(frozen=True)
 class UpstreamDirs:
@@ -113,13 +120,19 @@ def build_cpu_tdp(upstream: UpstreamDirs) -> str:
     watts_by_normalised: Dict[str, Set[float]] = {}
     for model, watts in watts_by_model.items():
         watts_by_normalised.setdefault(normalise_cpu_name(model), set()).add(watts)
-    rows = [(model, format_number(watts)) for model, watts in sorted(watts_by_model.items())
-            if len(watts_by_normalised[normalise_cpu_name(model)]) == 1]
+    rows = [
+        (model, format_number(watts))
+        for model, watts in sorted(watts_by_model.items())
+        if len(watts_by_normalised[normalise_cpu_name(model)]) == 1
+    ]
     metadata = (
         ("dataset", f"codecarbon {CODECARBON_VERSION} cpu_power.csv"),
-        ("source", "codecarbon/data/hardware/cpu_power.csv in codecarbon "
-         f"{CODECARBON_VERSION}, compiled by CodeCarbon from Intel ARK and AMD product pages; "
-         "every row with one positive TDP, less the names that normalise alike with different TDPs"),
+        (
+            "source",
+            "codecarbon/data/hardware/cpu_power.csv in codecarbon "
+            f"{CODECARBON_VERSION}, compiled by CodeCarbon from Intel ARK and AMD product pages; "
+            "every row with one positive TDP, less the names that normalise alike with different TDPs",
+        ),
         ("year", CODECARBON_RELEASE_YEAR),
         ("licence", "MIT (codecarbon); TDP values are manufacturer specifications"),
         ("units", "tdp_watts: rated thermal design power of one package (socket), W"),
@@ -157,17 +170,27 @@ def build_countries(upstream: UpstreamDirs) -> str:
     for alpha3, country in mix.items():
         if alpha3 not in alpha2_by_alpha3:
             raise SystemExit(f"global_energy_mix.json has {alpha3!r}, which is no ISO 3166-1 alpha-3 code")
-        rows.append((alpha2_by_alpha3[alpha3], alpha3, country["country_name"],
-                     format_number(country["carbon_intensity"]), str(country["year"])))
+        rows.append(
+            (
+                alpha2_by_alpha3[alpha3],
+                alpha3,
+                country["country_name"],
+                format_number(country["carbon_intensity"]),
+                str(country["year"]),
+            )
+        )
     rows.sort()
     years = sorted({int(row[4]) for row in rows})
     metadata = (
         ("dataset", "Our World in Data electricity carbon intensity (Ember, Energy Institute)"),
-        ("source", "carbon_intensity and year of each country in codecarbon/data/private_infra/"
-         f"global_energy_mix.json (codecarbon {CODECARBON_VERSION}), compiled from Our World in "
-         "Data's energy dataset, which takes Ember and the Energy Institute Statistical Review; "
-         "lifecycle gCO2eq per kWh generated. ISO 3166-1 alpha-2 codes from pycountry "
-         f"{PYCOUNTRY_VERSION} (Debian iso-codes)"),
+        (
+            "source",
+            "carbon_intensity and year of each country in codecarbon/data/private_infra/"
+            f"global_energy_mix.json (codecarbon {CODECARBON_VERSION}), compiled from Our World in "
+            "Data's energy dataset, which takes Ember and the Energy Institute Statistical Review; "
+            "lifecycle gCO2eq per kWh generated. ISO 3166-1 alpha-2 codes from pycountry "
+            f"{PYCOUNTRY_VERSION} (Debian iso-codes)",
+        ),
         ("year", years[-1]),
         ("years", f"each row's year column; {years[0]}-{years[-1]}, most rows 2022 or 2023"),
         ("licence", "CC BY 4.0 (Our World in Data); compilation MIT (codecarbon)"),
@@ -188,19 +211,28 @@ def build_world_average(upstream: UpstreamDirs) -> str:
     share_of_main_year = 100.0 * twh_by_year[main_year] / total_twh
     metadata = (
         ("dataset", "World average: generation-weighted mean of the Our World in Data country table"),
-        ("source", "sum(carbon_intensity x total_TWh) / sum(total_TWh) over every country of "
-         "codecarbon/data/private_infra/global_energy_mix.json (codecarbon "
-         f"{CODECARBON_VERSION}; Our World in Data). Chosen over the fixed figures of other tools "
-         "(CodeCarbon 475 from IEA 2019, carbontracker 445, eco2ai 436.5) because it is the same "
-         "data, method and year as countries.csv, so a fallback is comparable with a country "
-         f"figure; {share_of_main_year:.0f}% of the generation weighed is from {main_year}"),
+        (
+            "source",
+            "sum(carbon_intensity x total_TWh) / sum(total_TWh) over every country of "
+            "codecarbon/data/private_infra/global_energy_mix.json (codecarbon "
+            f"{CODECARBON_VERSION}; Our World in Data). Chosen over the fixed figures of other tools "
+            "(CodeCarbon 475 from IEA 2019, carbontracker 445, eco2ai 436.5) because it is the same "
+            "data, method and year as countries.csv, so a fallback is comparable with a country "
+            f"figure; {share_of_main_year:.0f}% of the generation weighed is from {main_year}",
+        ),
         ("year", main_year),
         ("licence", "CC BY 4.0 (Our World in Data); compilation MIT (codecarbon)"),
         ("units", "g_per_kwh: grams CO2-equivalent per kWh; generation_twh: TWh weighed"),
         ("generated-by", GENERATOR),
     )
-    row = ("WORLD", "World", format_number(round(weighted / total_twh, 1)), str(main_year),
-           str(len(mix)), format_number(round(total_twh, 1)))
+    row = (
+        "WORLD",
+        "World",
+        format_number(round(weighted / total_twh, 1)),
+        str(main_year),
+        str(len(mix)),
+        format_number(round(total_twh, 1)),
+    )
     return render_table(metadata, ("zone", "name", "g_per_kwh", "year", "countries", "generation_twh"), [row])
 
 
@@ -218,18 +250,34 @@ def build_us_states(upstream: UpstreamDirs) -> str:
         zone = f"US-{code}"
         name = _place_name(key)
         g_per_kwh = round(state["emissions"] * GRAMS_PER_POUND / 1000.0, 1)
-        rows.append((zone, "US", code, name, _aliases(zone, name), format_number(g_per_kwh),
-                     str(source_note["year"]), format_number(state["emissions"])))
+        rows.append(
+            (
+                zone,
+                "US",
+                code,
+                name,
+                _aliases(zone, name),
+                format_number(g_per_kwh),
+                str(source_note["year"]),
+                format_number(state["emissions"]),
+            )
+        )
     rows.sort()
     metadata = (
         ("dataset", f"EPA eGRID{source_note['year']} state CO2e output emission rates"),
-        ("source", f"{source_note['name']} (field {source_note['field']}, {source_note['url']}), "
-         f"as compiled in codecarbon/data/private_infra/2023/usa_emissions.json (codecarbon "
-         f"{CODECARBON_VERSION}); converted from lb/MWh with 1 lb = 453.59237 g"),
+        (
+            "source",
+            f"{source_note['name']} (field {source_note['field']}, {source_note['url']}), "
+            f"as compiled in codecarbon/data/private_infra/2023/usa_emissions.json (codecarbon "
+            f"{CODECARBON_VERSION}); converted from lb/MWh with 1 lb = 453.59237 g",
+        ),
         ("year", source_note["year"]),
         ("licence", "Public domain (US EPA); compilation MIT (codecarbon)"),
-        ("units", "g_per_kwh: grams CO2-equivalent per kWh generated in the state (operational, "
-         "not lifecycle); egrid_lbs_per_mwh: the upstream figure before conversion"),
+        (
+            "units",
+            "g_per_kwh: grams CO2-equivalent per kWh generated in the state (operational, "
+            "not lifecycle); egrid_lbs_per_mwh: the upstream figure before conversion",
+        ),
         ("generated-by", GENERATOR),
     )
     return render_table(metadata, SUBNATIONAL_COLUMNS + ("egrid_lbs_per_mwh",), rows)
@@ -247,20 +295,34 @@ def build_canada_provinces(upstream: UpstreamDirs) -> str:
         code = inputs.CANADA_PROVINCE_CODES[key]
         zone = f"CA-{code}"
         name = _place_name(key)
-        rows.append((zone, "CA", code, name, _aliases(zone, name),
-                     format_number(round(weighted / sum(shares.values()), 1)), "2023"))
+        rows.append(
+            (
+                zone,
+                "CA",
+                code,
+                name,
+                _aliases(zone, name),
+                format_number(round(weighted / sum(shares.values()), 1)),
+                "2023",
+            )
+        )
     rows.sort()
     metadata = (
         ("dataset", "Canada Energy Regulator, Canada's Energy Future 2023, provincial generation mix"),
-        ("source", "generation shares per fuel from codecarbon/data/private_infra/2023/"
-         f"canada_energy_mix.json (codecarbon {CODECARBON_VERSION}; Canada Energy Regulator, "
-         "Canada's Energy Future Data Appendices, doi:10.35002/zjr8-8x75), each multiplied by its "
-         "lifecycle factor from codecarbon's carbon_intensity_per_source.json (coal 995, "
-         "petroleum 816, natural gas 743, biomass 230, solar 48, nuclear 29, hydro and wind 26; "
-         "tidal counted as hydro) and divided by the sum of the shares"),
+        (
+            "source",
+            "generation shares per fuel from codecarbon/data/private_infra/2023/"
+            f"canada_energy_mix.json (codecarbon {CODECARBON_VERSION}; Canada Energy Regulator, "
+            "Canada's Energy Future Data Appendices, doi:10.35002/zjr8-8x75), each multiplied by its "
+            "lifecycle factor from codecarbon's carbon_intensity_per_source.json (coal 995, "
+            "petroleum 816, natural gas 743, biomass 230, solar 48, nuclear 29, hydro and wind 26; "
+            "tidal counted as hydro) and divided by the sum of the shares",
+        ),
         ("year", 2023),
-        ("licence", "Open Government Licence - Canada (Canada Energy Regulator); factors and "
-         "compilation MIT (codecarbon)"),
+        (
+            "licence",
+            "Open Government Licence - Canada (Canada Energy Regulator); factors and compilation MIT (codecarbon)",
+        ),
         ("units", "g_per_kwh: grams CO2-equivalent per kWh generated in the province (lifecycle)"),
         ("generated-by", GENERATOR),
     )
@@ -278,18 +340,29 @@ def build_nordic_zones(upstream: UpstreamDirs) -> str:
         zone = f"{country}-{code}"
         name = zone_data["description"]
         years.add(zone_data["year"])
-        rows.append((zone, country, code, name, _aliases(zone, name),
-                     format_number(zone_data["emission_factor"]), str(zone_data["year"])))
+        rows.append(
+            (
+                zone,
+                country,
+                code,
+                name,
+                _aliases(zone, name),
+                format_number(zone_data["emission_factor"]),
+                str(zone_data["year"]),
+            )
+        )
     rows.sort()
     metadata = (
         ("dataset", f"ENTSO-E {max(years)} bidding-zone generation mix (Sweden, Norway)"),
-        ("source", "SE1-SE4 and NO1-NO5 from codecarbon/data/private_infra/nordic_emissions.json "
-         f"(codecarbon {CODECARBON_VERSION}): ENTSO-E Transparency Platform actual generation per "
-         "production type (A75), full year, each type weighted by codecarbon's per-fuel lifecycle "
-         "factor; types without a factor count as 0, so low-coverage zones (SE4) are lower bounds"),
+        (
+            "source",
+            "SE1-SE4 and NO1-NO5 from codecarbon/data/private_infra/nordic_emissions.json "
+            f"(codecarbon {CODECARBON_VERSION}): ENTSO-E Transparency Platform actual generation per "
+            "production type (A75), full year, each type weighted by codecarbon's per-fuel lifecycle "
+            "factor; types without a factor count as 0, so low-coverage zones (SE4) are lower bounds",
+        ),
         ("year", max(years)),
-        ("licence", "ENTSO-E Transparency Platform data, reuse with attribution; derived values "
-         "MIT (codecarbon)"),
+        ("licence", "ENTSO-E Transparency Platform data, reuse with attribution; derived values MIT (codecarbon)"),
         ("units", "g_per_kwh: grams CO2-equivalent per kWh generated in the bidding zone"),
         ("generated-by", GENERATOR),
     )
@@ -301,18 +374,33 @@ def build_china_provinces(upstream: UpstreamDirs) -> str:
     rows = []
     for zone, province in china["data"].items():
         name = province["description"]
-        rows.append((zone, "CN", zone.split("-", 1)[1], name, _aliases(zone, name, province["names"]),
-                     format_number(province["emission_factor"]), str(province["year"])))
+        rows.append(
+            (
+                zone,
+                "CN",
+                zone.split("-", 1)[1],
+                name,
+                _aliases(zone, name, province["names"]),
+                format_number(province["emission_factor"]),
+                str(province["year"]),
+            )
+        )
     rows.sort()
     metadata = (
         ("dataset", f"MEE/NBS China {china['metadata']['year']} provincial electricity CO2 factors"),
-        ("source", f"{china['metadata']['source']} As compiled in codecarbon/data/private_infra/"
-         f"2023/china_provincial_emissions.json (codecarbon {CODECARBON_VERSION}). CO2 only and "
-         "operational, so somewhat lower than a lifecycle CO2-equivalent figure; Tibet, Hong Kong, "
-         "Macao and Taiwan are not published"),
+        (
+            "source",
+            f"{china['metadata']['source']} As compiled in codecarbon/data/private_infra/"
+            f"2023/china_provincial_emissions.json (codecarbon {CODECARBON_VERSION}). CO2 only and "
+            "operational, so somewhat lower than a lifecycle CO2-equivalent figure; Tibet, Hong Kong, "
+            "Macao and Taiwan are not published",
+        ),
         ("year", china["metadata"]["year"]),
-        ("licence", "Official statistics of the Ministry of Ecology and Environment and the "
-         "National Bureau of Statistics of China; compilation MIT (codecarbon)"),
+        (
+            "licence",
+            "Official statistics of the Ministry of Ecology and Environment and the "
+            "National Bureau of Statistics of China; compilation MIT (codecarbon)",
+        ),
         ("units", "g_per_kwh: grams CO2 per kWh consumed in the province"),
         ("generated-by", GENERATOR),
     )
@@ -340,15 +428,21 @@ def build_cloud_gcp(upstream: UpstreamDirs) -> str:
         rows.append((region, location, zone, grid_note, "" if google is None else format_number(google)))
     metadata = (
         ("dataset", "Google Cloud region grid carbon intensity 2023"),
-        ("source", "google_g_per_kwh: 'Grid carbon intensity (gCO2eq/kWh)' of Google's "
-         "region-carbon data for 2023 (cloud.google.com/sustainability/region-carbon), as copied "
-         f"into codecarbon/data/cloud/impact.csv (codecarbon {CODECARBON_VERSION}; its "
-         "'me-cenrtal1' is read as me-central1). Regions without a Google figure there take their "
-         "zone's figure. Zones: hand-written from Google Cloud's public list of region locations "
-         "(scripts/carbon_table_inputs.py)"),
+        (
+            "source",
+            "google_g_per_kwh: 'Grid carbon intensity (gCO2eq/kWh)' of Google's "
+            "region-carbon data for 2023 (cloud.google.com/sustainability/region-carbon), as copied "
+            f"into codecarbon/data/cloud/impact.csv (codecarbon {CODECARBON_VERSION}; its "
+            "'me-cenrtal1' is read as me-central1). Regions without a Google figure there take their "
+            "zone's figure. Zones: hand-written from Google Cloud's public list of region locations "
+            "(scripts/carbon_table_inputs.py)",
+        ),
         ("year", 2023),
-        ("licence", "Google figures published openly by Google, compilation MIT (codecarbon); "
-         "zone mapping Apache-2.0 (hf-eco2ai)"),
+        (
+            "licence",
+            "Google figures published openly by Google, compilation MIT (codecarbon); "
+            "zone mapping Apache-2.0 (hf-eco2ai)",
+        ),
         ("units", "google_g_per_kwh: grams CO2-equivalent per kWh, average for the region's grid"),
         ("generated-by", GENERATOR),
     )
@@ -359,9 +453,12 @@ def build_cloud_mapping(provider_title: str, regions: Dict[str, Tuple[str, str, 
     rows = [(region, location, zone, grid_note) for region, (location, zone, grid_note) in sorted(regions.items())]
     metadata = (
         ("dataset", f"hf-eco2ai {provider_title} region to grid zone map"),
-        ("source", f"region cities from {provider_title}'s public region list ({list_name}), 2025; "
-         "each region takes the intensity of its zone's row in the country or sub-national tables "
-         "(scripts/carbon_table_inputs.py)"),
+        (
+            "source",
+            f"region cities from {provider_title}'s public region list ({list_name}), 2025; "
+            "each region takes the intensity of its zone's row in the country or sub-national tables "
+            "(scripts/carbon_table_inputs.py)",
+        ),
         ("year", 2025),
         ("licence", "Apache-2.0 (hf-eco2ai)"),
         ("units", "zone: key of a row in countries.csv (alpha2) or a sub-national table (zone)"),
@@ -379,10 +476,13 @@ def _pairs(text: str, prefix: str = "") -> List[Tuple[str, str]]:
 
 
 def build_neighbours(known_zones: Set[str]) -> str:
-    pairs = (_pairs(inputs.NEIGHBOUR_PAIRS_EUROPE) + _pairs(inputs.NEIGHBOUR_PAIRS_AMERICAS)
-             + _pairs(inputs.NEIGHBOUR_PAIRS_ASIA_AFRICA)
-             + _pairs(inputs.NEIGHBOUR_PAIRS_US_STATES, prefix="US-")
-             + _pairs(inputs.NEIGHBOUR_PAIRS_CANADA))
+    pairs = (
+        _pairs(inputs.NEIGHBOUR_PAIRS_EUROPE)
+        + _pairs(inputs.NEIGHBOUR_PAIRS_AMERICAS)
+        + _pairs(inputs.NEIGHBOUR_PAIRS_ASIA_AFRICA)
+        + _pairs(inputs.NEIGHBOUR_PAIRS_US_STATES, prefix="US-")
+        + _pairs(inputs.NEIGHBOUR_PAIRS_CANADA)
+    )
     neighbours: Dict[str, Set[str]] = {}
     for first, second in pairs:
         for zone in (first, second):
@@ -395,14 +495,20 @@ def build_neighbours(known_zones: Set[str]) -> str:
     rows = [(zone, ";".join(sorted(others))) for zone, others in sorted(neighbours.items())]
     metadata = (
         ("dataset", "hf-eco2ai neighbouring grids"),
-        ("source", "hand-written (scripts/carbon_table_inputs.py): pairs of zones sharing a land "
-         "border (countries, US states, Canadian provinces) or a direct interconnector (ENTSO-E "
-         "grid map and bidding-zone borders for Europe, Canada-US interties); says nothing about "
-         "transfer capacity"),
+        (
+            "source",
+            "hand-written (scripts/carbon_table_inputs.py): pairs of zones sharing a land "
+            "border (countries, US states, Canadian provinces) or a direct interconnector (ENTSO-E "
+            "grid map and bidding-zone borders for Europe, Canada-US interties); says nothing about "
+            "transfer capacity",
+        ),
         ("year", 2025),
         ("licence", "Apache-2.0 (hf-eco2ai)"),
-        ("units", "neighbours: ';'-separated zones; a country lists only countries, a "
-         "sub-national zone lists zones and countries"),
+        (
+            "units",
+            "neighbours: ';'-separated zones; a country lists only countries, a "
+            "sub-national zone lists zones and countries",
+        ),
         ("generated-by", GENERATOR),
     )
     return render_table(metadata, ("zone", "neighbours"), rows)
@@ -428,9 +534,9 @@ def build_all(upstream: UpstreamDirs) -> Dict[str, str]:
         f"{CARBON_DATA_DIR}/china_provinces.csv": build_china_provinces(upstream),
         f"{CARBON_DATA_DIR}/cloud_gcp.csv": build_cloud_gcp(upstream),
         f"{CARBON_DATA_DIR}/cloud_aws.csv": build_cloud_mapping(
-            "AWS", inputs.AWS_REGIONS, "Regions and Availability Zones"),
-        f"{CARBON_DATA_DIR}/cloud_azure.csv": build_cloud_mapping(
-            "Azure", inputs.AZURE_REGIONS, "Azure geographies"),
+            "AWS", inputs.AWS_REGIONS, "Regions and Availability Zones"
+        ),
+        f"{CARBON_DATA_DIR}/cloud_azure.csv": build_cloud_mapping("Azure", inputs.AZURE_REGIONS, "Azure geographies"),
     }
     known_zones = _zones_of(tables[f"{CARBON_DATA_DIR}/countries.csv"], "alpha2")
     for name in SUBNATIONAL_TABLES:
@@ -447,8 +553,10 @@ def _installed_package_dir(distribution: str, version: str) -> Path:
     try:
         installed_version = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise SystemExit(f"{distribution} is not installed in {sys.executable}; "
-                         f"pip install {distribution}=={version}, or run without --installed") from None
+        raise SystemExit(
+            f"{distribution} is not installed in {sys.executable}; "
+            f"pip install {distribution}=={version}, or run without --installed"
+        ) from None
     if installed_version != version:
         raise SystemExit(f"{distribution} {installed_version} is installed; the tables derive from {version}")
     spec = importlib.util.find_spec(distribution)
@@ -465,8 +573,18 @@ def _unpacked_package_dir(root: Path, package: str) -> Path:
 def _download_and_unpack(workdir: Path) -> UpstreamDirs:
     for requirement in (f"codecarbon=={CODECARBON_VERSION}", f"pycountry=={PYCOUNTRY_VERSION}"):
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-             "--dest", str(workdir), requirement],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--dest",
+                str(workdir),
+                requirement,
+            ],
             check=True,
         )
     for wheel in workdir.glob("*.whl"):
@@ -493,24 +611,34 @@ def _write_or_check(tables: Dict[str, str], output_root: Path, check: bool) -> i
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--installed", action="store_true",
-                        help="read the codecarbon and pycountry installed in this Python")
+    parser.add_argument(
+        "--installed", action="store_true", help="read the codecarbon and pycountry installed in this Python"
+    )
     parser.add_argument("--codecarbon", type=Path, help="an unpacked codecarbon wheel (or its package folder)")
     parser.add_argument("--pycountry", type=Path, help="an unpacked pycountry wheel (or its package folder)")
-    parser.add_argument("--output-root", type=Path, default=REPO_ROOT,
-                        help="repository root to write into (default: this script's repository)")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if any file under --output-root differs")
+    parser.add_argument(
+        "--output-root",
+        type=Path,
+        default=REPO_ROOT,
+        help="repository root to write into (default: this script's repository)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if any file under --output-root differs"
+    )
     arguments = parser.parse_args(argv)
     if (arguments.codecarbon is None) != (arguments.pycountry is None):
         parser.error("give both --codecarbon and --pycountry, or neither")
     with tempfile.TemporaryDirectory() as workdir:
         if arguments.codecarbon is not None:
-            upstream = UpstreamDirs(_unpacked_package_dir(arguments.codecarbon, "codecarbon"),
-                                    _unpacked_package_dir(arguments.pycountry, "pycountry"))
+            upstream = UpstreamDirs(
+                _unpacked_package_dir(arguments.codecarbon, "codecarbon"),
+                _unpacked_package_dir(arguments.pycountry, "pycountry"),
+            )
         elif arguments.installed:
-            upstream = UpstreamDirs(_installed_package_dir("codecarbon", CODECARBON_VERSION),
-                                    _installed_package_dir("pycountry", PYCOUNTRY_VERSION))
+            upstream = UpstreamDirs(
+                _installed_package_dir("codecarbon", CODECARBON_VERSION),
+                _installed_package_dir("pycountry", PYCOUNTRY_VERSION),
+            )
         else:
             upstream = _download_and_unpack(Path(workdir))
         return _write_or_check(build_all(upstream), arguments.output_root, arguments.check)

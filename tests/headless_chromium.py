@@ -13,8 +13,8 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import List, NamedTuple, Tuple
 
 import numpy as np
@@ -37,10 +37,23 @@ def chromium_path() -> str:
 def _run(page: Path, *mode: str) -> Tuple[str, List[str]]:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         completed = subprocess.run(
-            [chromium_path(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
-             "--hide-scrollbars", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-             *mode, page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+            [
+                chromium_path(),
+                "--headless",
+                "--disable-gpu",
+                "--no-sandbox",
+                "--no-first-run",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                *mode,
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
         )
     assert completed.returncode == 0, f"chromium failed ({completed.returncode}): {completed.stderr[-2000:]}"
     console = [line for line in completed.stderr.splitlines() if CONSOLE_LINE.search(line)]
@@ -67,8 +80,8 @@ def png_colour_counts(png: Path) -> "Counter[Tuple[int, int, int]]":
     offset, idat = 8, b""
     width = height = colour_type = 0
     while offset < len(data):
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        body = data[offset + 8:offset + 8 + length]
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        body = data[offset + 8 : offset + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", body)
             assert depth == 8 and colour_type in (2, 6) and interlace == 0, "unsupported PNG layout"
@@ -85,8 +98,9 @@ def png_colour_counts(png: Path) -> "Counter[Tuple[int, int, int]]":
         if filter_type == 0:
             decoded = line.copy()
         elif filter_type == 1:  # Sub: a running sum along each colour channel
-            decoded = (line.reshape(width, channels).astype(np.uint32).cumsum(axis=0) & 0xFF) \
-                .astype(np.uint8).reshape(stride)
+            decoded = (
+                (line.reshape(width, channels).astype(np.uint32).cumsum(axis=0) & 0xFF).astype(np.uint8).reshape(stride)
+            )
         elif filter_type == 2:  # Up
             decoded = line + previous
         else:  # Average and Paeth depend on the byte just decoded: byte by byte
@@ -95,12 +109,10 @@ def png_colour_counts(png: Path) -> "Counter[Tuple[int, int, int]]":
         previous = pixels[row]
     rgb = pixels.reshape(height, width, channels)[:, :, :3].reshape(-1, 3).astype(np.uint32)
     packed, counts = np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2], return_counts=True)
-    return Counter({(int(v) >> 16, (int(v) >> 8) & 0xFF, int(v) & 0xFF): int(n)
-                    for v, n in zip(packed, counts)})
+    return Counter({(int(v) >> 16, (int(v) >> 8) & 0xFF, int(v) & 0xFF): int(n) for v, n in zip(packed, counts)})
 
 
-def _unfilter_sequential(filter_type: int, line: List[int], previous: List[int],
-                         channels: int) -> "np.ndarray":
+def _unfilter_sequential(filter_type: int, line: List[int], previous: List[int], channels: int) -> "np.ndarray":
     for i in range(len(line)):
         left = line[i - channels] if i >= channels else 0
         up = previous[i]

@@ -59,10 +59,22 @@ def loopback_only() -> Iterator[None]:
 
 
 CLOUD_HINT_VARIABLES = (
-    "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "ECS_CONTAINER_METADATA_URI_V4",
-    "ECS_CONTAINER_METADATA_URI", "AWS_BATCH_JOB_ID", "TRAINING_JOB_NAME", "SM_CURRENT_HOST",
-    "CLOUD_ML_REGION", "GOOGLE_CLOUD_REGION", "CLOUD_RUN_REGION", "FUNCTION_REGION",
-    "AZURE_REGION", "REGION_NAME", "WEBSITE_SITE_NAME", "FUNCTIONS_WORKER_RUNTIME",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_EXECUTION_ENV",
+    "ECS_CONTAINER_METADATA_URI_V4",
+    "ECS_CONTAINER_METADATA_URI",
+    "AWS_BATCH_JOB_ID",
+    "TRAINING_JOB_NAME",
+    "SM_CURRENT_HOST",
+    "CLOUD_ML_REGION",
+    "GOOGLE_CLOUD_REGION",
+    "CLOUD_RUN_REGION",
+    "FUNCTION_REGION",
+    "AZURE_REGION",
+    "REGION_NAME",
+    "WEBSITE_SITE_NAME",
+    "FUNCTIONS_WORKER_RUNTIME",
 )
 
 
@@ -231,7 +243,9 @@ class MetadataServer(_LoopbackServer):
     answers the GCP path without Google's ``Metadata-Flavor`` header, as an impostor would.
     """
 
-    def __init__(self, provider: Optional[str], region: str = "", stall_s: float = 0.0, google_header: bool = True) -> None:
+    def __init__(
+        self, provider: Optional[str], region: str = "", stall_s: float = 0.0, google_header: bool = True
+    ) -> None:
         self.provider = provider
         self.google_header = google_header
         self.region = region
@@ -257,13 +271,18 @@ class MetadataServer(_LoopbackServer):
             if method == "PUT" and path == "/latest/api/token":
                 handler._send(200, b"imds-session-token", "text/plain")
                 return
-            if path == "/latest/meta-data/placement/region" and handler.headers.get("X-aws-ec2-metadata-token") == "imds-session-token":
+            if (
+                path == "/latest/meta-data/placement/region"
+                and handler.headers.get("X-aws-ec2-metadata-token") == "imds-session-token"
+            ):
                 handler._send(200, self.region.encode(), "text/plain")
                 return
         if self.provider == "gcp" and path == "/computeMetadata/v1/instance/zone":
             if handler.headers.get("Metadata-Flavor") == "Google":
                 body = f"projects/123456/zones/{self.region}".encode()
-                handler._send(200, body, "application/text", {"Metadata-Flavor": "Google"} if self.google_header else None)
+                handler._send(
+                    200, body, "application/text", {"Metadata-Flavor": "Google"} if self.google_header else None
+                )
                 return
         if self.provider == "azure" and path == "/metadata/instance/compute/location":
             if handler.headers.get("Metadata") == "true":

@@ -42,7 +42,9 @@ def build_emulator() -> Path:
         return out_dir
     subprocess.run(
         ["cargo", "build", "--quiet", "-p", "nvml-emulator", "--target-dir", str(REPO / "target")],
-        cwd=REPO, check=True, timeout=600,
+        cwd=REPO,
+        check=True,
+        timeout=600,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "target" / "debug" / "libnvml_emulator.so", library)
@@ -59,15 +61,19 @@ def emulator_env(library_dir: Path, config: str, extra: Optional[Mapping[str, st
     return env
 
 
-def run_emulated(library_dir: Path, config: str, code: str, env: Optional[Mapping[str, str]] = None,
-                 timeout_s: float = 120.0) -> Any:
+def run_emulated(
+    library_dir: Path, config: str, code: str, env: Optional[Mapping[str, str]] = None, timeout_s: float = 120.0
+) -> Any:
     """Runs ``code`` in a fresh Python on the emulated machine; returns the JSON it prints last.
 
     Warnings are errors in the child too, as under pytest, unless the code catches them.
     """
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
-        env=emulator_env(library_dir, config, env), capture_output=True, text=True, timeout=timeout_s,
+        env=emulator_env(library_dir, config, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
     assert result.returncode == 0, f"child failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])

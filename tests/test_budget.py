@@ -22,7 +22,13 @@ def test_status_reports_used_remaining_and_percent() -> None:
     assert status.used_percent == pytest.approx(25.0)
     assert status.remaining_percent == pytest.approx(75.0)
     assert status.exceeded is False
-    assert status.to_dict() == {"budget_kg": 5.0, "used_kg": 1.25, "remaining_kg": 3.75, "used_fraction": 0.25, "exceeded": False}
+    assert status.to_dict() == {
+        "budget_kg": 5.0,
+        "used_kg": 1.25,
+        "remaining_kg": 3.75,
+        "used_fraction": 0.25,
+        "exceeded": False,
+    }
 
 
 def test_one_warning_when_80_percent_is_first_reached(caplog: pytest.LogCaptureFixture) -> None:

@@ -301,8 +301,13 @@ def test_committed_tables_are_what_the_build_script_generates_from_upstream() ->
 
 def test_the_build_script_writes_the_same_bytes_into_a_fresh_tree(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_carbon_tables.py"), "--installed",
-         "--output-root", str(tmp_path)],
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "build_carbon_tables.py"),
+            "--installed",
+            "--output-root",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

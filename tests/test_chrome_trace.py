@@ -162,7 +162,8 @@ def test_trace_command_writes_a_stored_run_as_a_strict_chrome_trace(
     stored = RunStore(store)
     assert [event["args"]["step"] for event in slices(own, thread=1)] == stored.steps(run_id).index.tolist()
     assert sum(event["args"]["joules"] for event in slices(own, thread=1)) == pytest.approx(
-        float(stored.steps(run_id).joules.sum()))
+        float(stored.steps(run_id).joules.sum())
+    )
     (window,) = slices(own, thread=2)
     assert window["name"] == "eval" and window["args"]["joules"] > 0
     counters = [event for event in own if event["ph"] == "C"]
@@ -174,8 +175,9 @@ def test_trace_merge_lines_steps_up_with_a_real_torch_profiler_trace(
     profiled_run: Tuple[str, Path, Path], tmp_path: Path
 ) -> None:
     run_id, store, torch_trace_path = profiled_run
-    result = run_cli("trace", run_id, "--merge", str(torch_trace_path), "-o", "merged.json", "--store", str(store),
-                     cwd=tmp_path)
+    result = run_cli(
+        "trace", run_id, "--merge", str(torch_trace_path), "-o", "merged.json", "--store", str(store), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
 
     torch_trace = load(torch_trace_path)
@@ -183,23 +185,27 @@ def test_trace_merge_lines_steps_up_with_a_real_torch_profiler_trace(
     assert merged["baseTimeNanoseconds"] == torch_trace["baseTimeNanoseconds"]
     # torch's events are all there, untouched, and ours sit in a process of their own
     assert merged["traceEvents"][: len(torch_trace["traceEvents"])] == torch_trace["traceEvents"]
-    ours = merged["traceEvents"][len(torch_trace["traceEvents"]):]
+    ours = merged["traceEvents"][len(torch_trace["traceEvents"]) :]
     own_pid = ours[0]["pid"]
     assert own_pid not in {event.get("pid") for event in torch_trace["traceEvents"]}
     check_strict(merged, own_pid=own_pid)
 
-    annotations = sorted((event for event in torch_trace["traceEvents"]
-                          if event.get("name") == "train_step" and event.get("ph") == "X"), key=lambda e: e["ts"])
+    annotations = sorted(
+        (event for event in torch_trace["traceEvents"] if event.get("name") == "train_step" and event.get("ph") == "X"),
+        key=lambda e: e["ts"],
+    )
     steps = [event for event in slices(ours, thread=1) if not event["args"]["flags"]]
     assert len(annotations) == len(steps) == 5
     # Step k runs from mark k-1 to mark k; train_step k starts just after mark k-1 and ends just
     # before mark k. Steps 1.. start at a mark, so both ends line up; step 0 starts at the run's start.
     for annotation, step in zip(annotations[1:], steps[1:]):
         assert step["ts"] == pytest.approx(annotation["ts"], abs=ALIGNMENT_TOLERANCE_US)
-        assert step["ts"] + step["dur"] == pytest.approx(annotation["ts"] + annotation["dur"],
-                                                         abs=ALIGNMENT_TOLERANCE_US)
-    assert steps[0]["ts"] + steps[0]["dur"] == pytest.approx(annotations[0]["ts"] + annotations[0]["dur"],
-                                                             abs=ALIGNMENT_TOLERANCE_US)
+        assert step["ts"] + step["dur"] == pytest.approx(
+            annotation["ts"] + annotation["dur"], abs=ALIGNMENT_TOLERANCE_US
+        )
+    assert steps[0]["ts"] + steps[0]["dur"] == pytest.approx(
+        annotations[0]["ts"] + annotations[0]["dur"], abs=ALIGNMENT_TOLERANCE_US
+    )
 
 
 def test_trace_errors_name_the_fix_and_exit_2(profiled_run: Tuple[str, Path, Path], tmp_path: Path) -> None:
@@ -223,16 +229,19 @@ def test_merge_into_a_trace_with_absolute_unix_timestamps_keeps_the_same_instant
     with_base = load(torch_trace_path)
     base_us = with_base["baseTimeNanoseconds"] / 1000.0
     absolute = {key: value for key, value in with_base.items() if key != "baseTimeNanoseconds"}
-    absolute["traceEvents"] = [{**event, "ts": event["ts"] + base_us} if "ts" in event else event
-                               for event in with_base["traceEvents"]]
+    absolute["traceEvents"] = [
+        {**event, "ts": event["ts"] + base_us} if "ts" in event else event for event in with_base["traceEvents"]
+    ]
     (tmp_path / "absolute.json").write_text(json.dumps(absolute))
     for name in ("absolute.json", str(torch_trace_path)):
-        result = run_cli("trace", run_id, "--merge", name, "-o", f"merged-{Path(name).name}", "--store", str(store),
-                         cwd=tmp_path)
+        result = run_cli(
+            "trace", run_id, "--merge", name, "-o", f"merged-{Path(name).name}", "--store", str(store), cwd=tmp_path
+        )
         assert result.returncode == 0, result.stderr
     merged_absolute = load(tmp_path / "merged-absolute.json")
     merged_with_base = load(tmp_path / f"merged-{torch_trace_path.name}")
-    steps_absolute = slices(merged_absolute["traceEvents"][len(absolute["traceEvents"]):], thread=1)
-    steps_with_base = slices(merged_with_base["traceEvents"][len(with_base["traceEvents"]):], thread=1)
+    steps_absolute = slices(merged_absolute["traceEvents"][len(absolute["traceEvents"]) :], thread=1)
+    steps_with_base = slices(merged_with_base["traceEvents"][len(with_base["traceEvents"]) :], thread=1)
     assert [event["ts"] for event in steps_absolute] == pytest.approx(
-        [event["ts"] + base_us for event in steps_with_base], abs=1.0)
+        [event["ts"] + base_us for event in steps_with_base], abs=1.0
+    )

@@ -31,8 +31,22 @@ def _digest(path: Path) -> str:
 def _store_with_runs(path: Path, run_ids: List[str]) -> Path:
     writer = RunStore(path).writer()
     for position, run_id in enumerate(run_ids):
-        writer.begin_run(RunIdentity(run_id, "cli-faults", None, None, "elsewhere", 0, 0, 1, time.time() - position,
-                                     [{"name": "gpu:0"}], None, None))
+        writer.begin_run(
+            RunIdentity(
+                run_id,
+                "cli-faults",
+                None,
+                None,
+                "elsewhere",
+                0,
+                0,
+                1,
+                time.time() - position,
+                [{"name": "gpu:0"}],
+                None,
+                None,
+            )
+        )
     writer.close()
     return path
 
@@ -65,12 +79,18 @@ def test_runs_on_an_empty_file_refuses_it_and_keeps_it_empty(tmp_path: Path) -> 
     assert empty.stat().st_size == 0
 
 
-@pytest.mark.parametrize("column, value, field", [
-    ("channels_json", "'{broken'", "channels_json"),
-    ("started_unix_s", "1e300", "started_unix_s"),
-])
+@pytest.mark.parametrize(
+    "column, value, field",
+    [
+        ("channels_json", "'{broken'", "channels_json"),
+        ("started_unix_s", "1e300", "started_unix_s"),
+    ],
+)
 def test_runs_skips_a_damaged_row_with_a_warning_and_lists_the_rest(
-    tmp_path: Path, column: str, value: str, field: str,
+    tmp_path: Path,
+    column: str,
+    value: str,
+    field: str,
 ) -> None:
     store = _store_with_runs(tmp_path / "runs.sqlite", ["good-run-0001", "bad-run-00001"])
     _damage(store, f"UPDATE runs SET {column} = {value} WHERE run_id = 'bad-run-00001'")
@@ -105,8 +125,18 @@ def test_profile_into_an_unwritable_directory_keeps_the_childs_exit_code(tmp_pat
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     target = blocker / "report.json"
-    result = run_cli("profile", "--sources", "cpu-estimate", "--json", str(target), "--",
-                     sys.executable, "-c", "raise SystemExit(3)", cwd=tmp_path)
+    result = run_cli(
+        "profile",
+        "--sources",
+        "cpu-estimate",
+        "--json",
+        str(target),
+        "--",
+        sys.executable,
+        "-c",
+        "raise SystemExit(3)",
+        cwd=tmp_path,
+    )
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert f"could not be written to {target}" in result.stderr
@@ -132,7 +162,9 @@ time.sleep(60)
 
 
 def test_report_of_a_killed_run_is_rendered_from_its_stored_rows_marked_interrupted(tmp_path: Path) -> None:
-    with subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         run_id = child.stdout.readline().strip()
         child.kill()
@@ -150,7 +182,9 @@ def test_report_of_a_killed_run_is_rendered_from_its_stored_rows_marked_interrup
 
 
 def test_report_into_an_unwritable_path_is_a_message_not_a_traceback(tmp_path: Path) -> None:
-    with subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         run_id = child.stdout.readline().strip()
         child.kill()

@@ -18,8 +18,18 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_profile_measures_a_child_and_writes_a_json_report(tmp_path: Path) -> None:
     report_path = tmp_path / "out" / "profile.json"
-    result = run_cli("profile", "--rate", "200", "--json", str(report_path), "--",
-                     sys.executable, "-c", "import time; time.sleep(0.3); print('child ran')", cwd=tmp_path)
+    result = run_cli(
+        "profile",
+        "--rate",
+        "200",
+        "--json",
+        str(report_path),
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(0.3); print('child ran')",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "child ran" in result.stdout
     assert "joules" in result.stderr and "total" in result.stderr
@@ -35,7 +45,9 @@ def test_profile_measures_a_child_and_writes_a_json_report(tmp_path: Path) -> No
 
 
 def test_profile_exits_with_the_command_exit_code(tmp_path: Path) -> None:
-    result = run_cli("profile", "--json", str(tmp_path / "r.json"), "--", sys.executable, "-c", "raise SystemExit(7)", cwd=tmp_path)
+    result = run_cli(
+        "profile", "--json", str(tmp_path / "r.json"), "--", sys.executable, "-c", "raise SystemExit(7)", cwd=tmp_path
+    )
     assert result.returncode == 7
     assert json.loads((tmp_path / "r.json").read_text())["exit_code"] == 7
 
@@ -66,8 +78,13 @@ def test_ctrl_c_is_forwarded_to_the_child_and_its_exit_code_kept(tmp_path: Path)
         "time.sleep(30)\n"
     )
     report_path = tmp_path / "r.json"
-    with subprocess.Popen([*CLI, "profile", "--json", str(report_path), "--", sys.executable, "-c", child],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path) as process:
+    with subprocess.Popen(
+        [*CLI, "profile", "--json", str(report_path), "--", sys.executable, "-c", child],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as process:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
         started = time.monotonic()

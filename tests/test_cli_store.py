@@ -70,7 +70,9 @@ def test_compare_puts_the_hungrier_run_above_the_first(stored_runs: tuple, tmp_p
 def test_report_renders_a_stored_run(stored_runs: tuple, tmp_path: Path) -> None:
     store, run_ids = stored_runs
     out = tmp_path / "report.html"
-    result = run_cli("report", run_ids[1], "--store", str(store), "--format", "html", "--output", str(out), cwd=tmp_path)
+    result = run_cli(
+        "report", run_ids[1], "--store", str(store), "--format", "html", "--output", str(out), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_text().lstrip().lower().startswith("<!doctype html")
 
@@ -85,8 +87,13 @@ def test_unknown_run_and_missing_store_say_how_to_fix_them(stored_runs: tuple, t
 
 def test_serve_exposes_a_stored_run_to_prometheus_scrapers(stored_runs: tuple, tmp_path: Path) -> None:
     store, run_ids = stored_runs
-    with subprocess.Popen([*CLI, "serve", "--run", run_ids[0], "--store", str(store), "--port", "0", "--seconds", "20"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path) as server:
+    with subprocess.Popen(
+        [*CLI, "serve", "--run", run_ids[0], "--store", str(store), "--port", "0", "--seconds", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as server:
         assert server.stdout is not None
         line = server.stdout.readline()
         assert "serving run" in line, server.stderr.read() if server.stderr else line

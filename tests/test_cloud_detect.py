@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 import pytest
+from local_servers import MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 from hf_eco2ai.carbon.cloud import CloudLocation, from_environment, locate, normalise_region
-from local_servers import MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(30)]
 
@@ -25,9 +25,15 @@ def _detect(url: str, environ: Optional[dict] = None, offline: bool = False) -> 
 
 @pytest.mark.parametrize(
     "provider, served_region, expected_region",
-    [("aws", "eu-central-1", "eu-central-1"), ("gcp", "us-central1-a", "us-central1"), ("azure", "westeurope", "westeurope")],
+    [
+        ("aws", "eu-central-1", "eu-central-1"),
+        ("gcp", "us-central1-a", "us-central1"),
+        ("azure", "westeurope", "westeurope"),
+    ],
 )
-def test_each_providers_metadata_endpoint_is_recognised(provider: str, served_region: str, expected_region: str) -> None:
+def test_each_providers_metadata_endpoint_is_recognised(
+    provider: str, served_region: str, expected_region: str
+) -> None:
     server = MetadataServer(provider=provider, region=served_region)
     try:
         found = _detect(server.url)
@@ -88,7 +94,9 @@ def test_offline_detects_nothing_and_sends_nothing() -> None:
 def test_configured_provider_wins_without_any_probe() -> None:
     server = MetadataServer(provider="aws", region="us-east-1")
     try:
-        found = locate(cloud_provider="gcp", cloud_region="us-west1", offline=False, metadata_url=server.url, environ={})
+        found = locate(
+            cloud_provider="gcp", cloud_region="us-west1", offline=False, metadata_url=server.url, environ={}
+        )
     finally:
         server.close()
     assert found == CloudLocation("gcp", "us-west1", "config")
@@ -105,13 +113,18 @@ def test_environment_hint_is_used_before_the_metadata_endpoints(not_a_cloud: Met
     "environ, expected",
     [
         ({"AWS_DEFAULT_REGION": "us-east-1"}, None),
-        ({"AWS_DEFAULT_REGION": "us-east-1", "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE"},
-         CloudLocation("aws", "us-east-1", "env AWS_DEFAULT_REGION")),
+        (
+            {"AWS_DEFAULT_REGION": "us-east-1", "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE"},
+            CloudLocation("aws", "us-east-1", "env AWS_DEFAULT_REGION"),
+        ),
         ({"CLOUD_ML_REGION": "europe-west4"}, CloudLocation("gcp", "europe-west4", "env CLOUD_ML_REGION")),
         ({"GOOGLE_CLOUD_REGION": "us-central1-f"}, CloudLocation("gcp", "us-central1", "env GOOGLE_CLOUD_REGION")),
         ({"CLOUD_RUN_REGION": "asia-southeast1"}, CloudLocation("gcp", "asia-southeast1", "env CLOUD_RUN_REGION")),
         ({"REGION_NAME": "West Europe"}, None),
-        ({"REGION_NAME": "West Europe", "WEBSITE_SITE_NAME": "app"}, CloudLocation("azure", "westeurope", "env REGION_NAME")),
+        (
+            {"REGION_NAME": "West Europe", "WEBSITE_SITE_NAME": "app"},
+            CloudLocation("azure", "westeurope", "env REGION_NAME"),
+        ),
         ({"AZURE_REGION": "eastus2"}, CloudLocation("azure", "eastus2", "env AZURE_REGION")),
         ({"AWS_REGION": "not a region"}, None),
     ],

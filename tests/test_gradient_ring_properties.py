@@ -62,24 +62,33 @@ def first_flag(kind: str, series_of: str, push: str, values: List[float], **thre
 
 
 @settings(max_examples=80, deadline=None)
-@given(values=st.lists(st.floats(0.25, 100.0, width=32), min_size=5, max_size=40),
-       low=st.floats(1.1, 50.0), extra=st.floats(0.0, 50.0))
+@given(
+    values=st.lists(st.floats(0.25, 100.0, width=32), min_size=5, max_size=40),
+    low=st.floats(1.1, 50.0),
+    extra=st.floats(0.0, 50.0),
+)
 def test_a_larger_explosion_factor_never_flags_earlier(values: List[float], low: float, extra: float) -> None:
-    assert first_flag("gradient_explosion", "layer", "gradients", values, explosion_factor=low + extra) >= \
-        first_flag("gradient_explosion", "layer", "gradients", values, explosion_factor=low)
+    assert first_flag("gradient_explosion", "layer", "gradients", values, explosion_factor=low + extra) >= first_flag(
+        "gradient_explosion", "layer", "gradients", values, explosion_factor=low
+    )
 
 
 @settings(max_examples=80, deadline=None)
-@given(values=st.lists(st.floats(0.0, 1e4), min_size=5, max_size=40), low=st.floats(1.0, 30.0),
-       extra=st.floats(0.0, 30.0))
+@given(
+    values=st.lists(st.floats(0.0, 1e4), min_size=5, max_size=40), low=st.floats(1.0, 30.0), extra=st.floats(0.0, 30.0)
+)
 def test_a_larger_loss_z_threshold_never_flags_earlier(values: List[float], low: float, extra: float) -> None:
-    assert first_flag("loss_spike", "loss", "loss", values, loss_z_threshold=low + extra) >= \
-        first_flag("loss_spike", "loss", "loss", values, loss_z_threshold=low)
+    assert first_flag("loss_spike", "loss", "loss", values, loss_z_threshold=low + extra) >= first_flag(
+        "loss_spike", "loss", "loss", values, loss_z_threshold=low
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(norms=st.lists(st.sampled_from([0.0, 1e-12, 1.0]), min_size=1, max_size=60), steps_low=st.integers(1, 10),
-       steps_extra=st.integers(0, 10))
+@given(
+    norms=st.lists(st.sampled_from([0.0, 1e-12, 1.0]), min_size=1, max_size=60),
+    steps_low=st.integers(1, 10),
+    steps_extra=st.integers(0, 10),
+)
 def test_more_vanishing_steps_never_flags_more(norms: List[float], steps_low: int, steps_extra: int) -> None:
     def vanishing(steps: int) -> int:
         ring = GradientRing(1, vanishing_steps=steps, vanishing_eps=1e-8)

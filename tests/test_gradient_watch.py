@@ -23,8 +23,9 @@ def model_with_gradients(dtype: torch.dtype) -> torch.nn.Module:
 
 def captured_row(model: torch.nn.Module) -> np.ndarray:
     rows: List[Tuple[int, np.ndarray]] = []
-    watcher = GradientWatcher(model, None, lambda step, row, view: rows.append((step, view.copy())),
-                              optimizer_hook=False)
+    watcher = GradientWatcher(
+        model, None, lambda step, row, view: rows.append((step, view.copy())), optimizer_hook=False
+    )
     watcher.capture()
     watcher.collect(7)
     watcher.close()

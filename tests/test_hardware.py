@@ -130,7 +130,9 @@ def test_codecarbons_cpu_models_find_codecarbons_tdp_by_their_own_names() -> Non
 
     def found_with_codecarbons_tdp(name: str, tdp_cell: str) -> bool:
         found = lookup_cpu_tdp(name)
-        return found is not None and re.fullmatch(r"\d+(\.\d+)?", tdp_cell) is not None and found.watts == float(tdp_cell)
+        return (
+            found is not None and re.fullmatch(r"\d+(\.\d+)?", tdp_cell) is not None and found.watts == float(tdp_cell)
+        )
 
     matched = sum(found_with_codecarbons_tdp(name, tdp_cell) for name, tdp_cell in models)
     assert (len(models), matched) == (4_918, 4_879)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from local_servers import IntensityServer, MetadataServer, TricklingServer, clean_carbon_env, loopback_only  # noqa: F401
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, generate_carbon_report
 from hf_eco2ai.carbon import bounded_http
@@ -22,7 +23,6 @@ from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.errors import APIError
 from hf_eco2ai.session.tracking_session import TrackingSession
-from local_servers import IntensityServer, MetadataServer, TricklingServer, clean_carbon_env, loopback_only  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(30)]
 
@@ -83,16 +83,26 @@ def test_hostile_answer_is_an_api_error_and_starts_a_backoff(api: IntensityServe
 
 @pytest.mark.parametrize("status, body", HOSTILE_BODIES[:2] + HOSTILE_BODIES[5:7])
 def test_hostile_answer_never_stops_a_session_from_starting(
-    tmp_path: Path, api: IntensityServer, no_cloud: MetadataServer, status: int, body: bytes,
+    tmp_path: Path,
+    api: IntensityServer,
+    no_cloud: MetadataServer,
+    status: int,
+    body: bytes,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     api.behaviour, api.raw_status, api.raw_body = "raw", status, body
     config = CarbonConfig(
-        output_dir=str(tmp_path), country_iso_code="FR", co2_signal_api_token=TOKEN, strict=False,
-        intensity_api_url=api.url, cloud_metadata_url=no_cloud.url, measurement_interval=0.05,
+        output_dir=str(tmp_path),
+        country_iso_code="FR",
+        co2_signal_api_token=TOKEN,
+        strict=False,
+        intensity_api_url=api.url,
+        cloud_metadata_url=no_cloud.url,
+        measurement_interval=0.05,
     )
-    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0}),
-                              store=False)
+    session = TrackingSession(
+        config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0}), store=False
+    )
     session.start()
     try:
         assert session.intensity.source == "country-table"
@@ -109,7 +119,7 @@ def test_hostile_answer_never_stops_a_session_from_starting(
 
 def test_json_nesting_limit_allows_ordinary_answers_with_brackets_in_strings(api: IntensityServer) -> None:
     api.behaviour, api.raw_status = "raw", 200
-    api.raw_body = json.dumps({"zone": "FR", "carbonIntensity": 61, "note": "[[[[" * 100 + "\\\"{{{{" * 50}).encode()
+    api.raw_body = json.dumps({"zone": "FR", "carbonIntensity": 61, "note": "[[[[" * 100 + '\\"{{{{' * 50}).encode()
     assert _client(api).latest("FR").g_per_kwh == 61.0
 
 
@@ -120,8 +130,14 @@ def test_connection_closing_intensity_server_is_read_to_the_end(api: IntensitySe
     assert (result.source, result.g_per_kwh) == ("live-api", 44.0)
 
 
-@pytest.mark.parametrize("provider, served, expected", [("aws", "eu-west-3", "eu-west-3"), ("gcp", "europe-west1-b", "europe-west1"),
-                                                       ("azure", "northeurope", "northeurope")])
+@pytest.mark.parametrize(
+    "provider, served, expected",
+    [
+        ("aws", "eu-west-3", "eu-west-3"),
+        ("gcp", "europe-west1-b", "europe-west1"),
+        ("azure", "northeurope", "northeurope"),
+    ],
+)
 def test_connection_closing_metadata_server_is_detected(provider: str, served: str, expected: str) -> None:
     server = MetadataServer(provider=provider, region=served)
     server.closes_connections = True
@@ -144,26 +160,42 @@ def test_bounded_request_reads_a_closed_connection_to_its_end() -> None:
 
 
 def test_token_echoed_in_the_zone_field_is_redacted_everywhere_it_is_kept(
-    tmp_path: Path, api: IntensityServer, no_cloud: MetadataServer,
+    tmp_path: Path,
+    api: IntensityServer,
+    no_cloud: MetadataServer,
 ) -> None:
     api.answered_zone = f"FR-{TOKEN}"
     config = CarbonConfig(
-        output_dir=str(tmp_path), country_iso_code="FR", co2_signal_api_token=TOKEN,
-        intensity_api_url=api.url, cloud_metadata_url=no_cloud.url,
+        output_dir=str(tmp_path),
+        country_iso_code="FR",
+        co2_signal_api_token=TOKEN,
+        intensity_api_url=api.url,
+        cloud_metadata_url=no_cloud.url,
     )
     store_path = tmp_path / "runs.sqlite"
-    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0}),
-                              store=str(store_path))
+    session = TrackingSession(
+        config,
+        meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0}),
+        store=str(store_path),
+    )
     session.start()
     assert session.intensity.source == "live-api"
     snapshot = session.snapshot()
     report = session.stop()
     session.flush()
-    kept = [repr(session.intensity), repr(snapshot), json.dumps(report), generate_carbon_report(report, "markdown"),
-            generate_carbon_report(report, "csv")]
+    kept = [
+        repr(session.intensity),
+        repr(snapshot),
+        json.dumps(report),
+        generate_carbon_report(report, "markdown"),
+        generate_carbon_report(report, "csv"),
+    ]
     with sqlite3.connect(store_path) as connection:
-        kept += [repr(row) for table, in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                 for row in connection.execute(f"SELECT * FROM {table}")]
+        kept += [
+            repr(row)
+            for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            for row in connection.execute(f"SELECT * FROM {table}")
+        ]
     for text in kept:
         assert TOKEN not in text
     assert session.intensity.zone == "FR-***"
@@ -181,8 +213,9 @@ def test_token_echoed_as_a_metadata_region_is_redacted(no_cloud: MetadataServer)
     lowercase_token = "zq81mw04vx7rt5"
     server = MetadataServer(provider="azure", region=lowercase_token)
     try:
-        config = CarbonConfig(co2_signal_api_token=lowercase_token, cloud_metadata_url=server.url,
-                              intensity_api_url=no_cloud.url)
+        config = CarbonConfig(
+            co2_signal_api_token=lowercase_token, cloud_metadata_url=server.url, intensity_api_url=no_cloud.url
+        )
         resolver = IntensityResolver(config)
         location = resolver.cloud  # located on first use, while the endpoint still answers
         table_answer = resolver.table_answer()

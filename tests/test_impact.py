@@ -10,12 +10,16 @@ from hypothesis import strategies as st
 
 from hf_eco2ai import get_carbon_impact
 from hf_eco2ai.carbon.comparisons import (
-    EQUIVALENCE_FACTORS, EQUIVALENCE_TABLE_VERSION, compute_comparisons, describe_comparisons, format_amount,
+    EQUIVALENCE_FACTORS,
+    EQUIVALENCE_TABLE_VERSION,
+    compute_comparisons,
+    describe_comparisons,
+    format_amount,
 )
 from hf_eco2ai.carbon.impact import carbon_impact_from_joules, energy_cost
-from hf_eco2ai.units import JOULES_PER_KWH
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.units import JOULES_PER_KWH
 
 FINITE = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -28,7 +32,12 @@ def test_seed_example_two_and_a_half_hours_at_300_watts_and_400_g() -> None:
     assert impact.pue == 1.0 and impact.cost is None and impact.intensity is None
 
 
-@given(hours=FINITE, kilowatts=FINITE, g_per_kwh=st.floats(min_value=0, max_value=2000), pue=st.floats(min_value=1, max_value=3))
+@given(
+    hours=FINITE,
+    kilowatts=FINITE,
+    g_per_kwh=st.floats(min_value=0, max_value=2000),
+    pue=st.floats(min_value=1, max_value=3),
+)
 def test_co2_is_energy_times_pue_times_intensity(hours: float, kilowatts: float, g_per_kwh: float, pue: float) -> None:
     impact = get_carbon_impact(hours, kilowatts, g_per_kwh, pue=pue)
     assert impact.it_energy_kwh == pytest.approx(hours * kilowatts)
@@ -130,7 +139,9 @@ def test_comparison_text_and_report_shape() -> None:
     assert describe_comparisons(2.44, 0)["car_distance"] == "10.0 km of car driving"
 
 
-@pytest.mark.parametrize("value, text", [(0, "0"), (0.001234, "0.00123"), (0.5, "0.50"), (12.34, "12.3"), (1234.5, "1,234")])
+@pytest.mark.parametrize(
+    "value, text", [(0, "0"), (0.001234, "0.00123"), (0.5, "0.50"), (12.34, "12.3"), (1234.5, "1,234")]
+)
 def test_amounts_are_formatted_for_people(value: float, text: str) -> None:
     assert format_amount(value) == text
 

@@ -12,6 +12,7 @@ import lightning.pytorch as lightning_pl
 import pytest
 import pytorch_lightning as standalone_pl
 from lightning.pytorch.loggers import CSVLogger
+from tiny_lightning import random_loader, tiny_module
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter
 from hf_eco2ai.integrations import pytorch_lightning as standalone_integration
@@ -20,7 +21,6 @@ from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 from hf_eco2ai.reporting.step_file import read_step_file
 from hf_eco2ai.store.run_store import RunStore
-from tiny_lightning import random_loader, tiny_module
 
 pytestmark = [
     # Lightning's own deprecation inside its data loading, and its advice to use more workers.
@@ -36,19 +36,40 @@ def all_steps(report: Any) -> list:
     return list(read_step_file(report["steps_file"]["path"]))
 
 
-def callback(tmp_path: Path, watts: float = 100.0, fail_after_s: Any = None, package: Any = None,
-             settings: Any = None, **options: Any) -> Any:
+def callback(
+    tmp_path: Path,
+    watts: float = 100.0,
+    fail_after_s: Any = None,
+    package: Any = None,
+    settings: Any = None,
+    **options: Any,
+) -> Any:
     config = CarbonConfig(output_dir=str(tmp_path / "carbon"), offline=True, country_iso_code="FR", **(settings or {}))
-    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": watts},
-                        synthetic_fail_after_s=fail_after_s)
+    meter = EnergyMeter(
+        sources="synthetic", synthetic={"kind": "constant", "watts": watts}, synthetic_fail_after_s=fail_after_s
+    )
     return (package or Eco2AILightningCallback)(config, meter=meter, **options)
 
 
-def fit(tmp_path: Path, tracker: Any, pl: Any = lightning_pl, train_size: int = 160, fail_at_step: int = -1,
-        step_s: float = 0.0, **trainer_options: Any) -> Any:
-    settings: Dict[str, Any] = dict(max_epochs=2, log_every_n_steps=5, accelerator="cpu", enable_progress_bar=False,
-                                    enable_model_summary=False, enable_checkpointing=False, limit_val_batches=2,
-                                    default_root_dir=str(tmp_path))
+def fit(
+    tmp_path: Path,
+    tracker: Any,
+    pl: Any = lightning_pl,
+    train_size: int = 160,
+    fail_at_step: int = -1,
+    step_s: float = 0.0,
+    **trainer_options: Any,
+) -> Any:
+    settings: Dict[str, Any] = dict(
+        max_epochs=2,
+        log_every_n_steps=5,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=2,
+        default_root_dir=str(tmp_path),
+    )
     settings.update(trainer_options)
     if pl is lightning_pl:
         settings.setdefault("logger", CSVLogger(str(tmp_path)))
@@ -71,7 +92,9 @@ def test_fit_records_one_step_per_optimiser_step_adding_up_to_the_total(tmp_path
     trainer = fit(tmp_path, tracker)
     report = tracker.get_carbon_report()
     assert trainer.global_step == 40 == len(training_steps(report)) == report["training"]["optimizer_steps"]
-    assert sum(step["joules"] for step in all_steps(report)) == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
+    assert sum(step["joules"] for step in all_steps(report)) == pytest.approx(
+        report["energy"]["it_kwh"] * 3.6e6, rel=1e-6
+    )
     assert [(e["first_step"], e["last_step"]) for e in report["epochs"]] == [(0, 19), (20, 39)]
     assert len(RunStore(tmp_path / "carbon" / "runs.sqlite").steps(report["run"]["run_id"])) == 41
 
@@ -117,8 +140,11 @@ def test_max_steps_with_validation_in_the_loop_records_validation_windows(tmp_pa
 
 
 def test_an_exceeded_budget_stops_fit(tmp_path: Path) -> None:
-    tracker = callback(tmp_path, watts=1e5, settings=dict(
-        carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=True))
+    tracker = callback(
+        tmp_path,
+        watts=1e5,
+        settings=dict(carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=True),
+    )
     trainer = fit(tmp_path, tracker, max_epochs=5)
     report = tracker.get_carbon_report()
     # Checked at each logging interval (5 steps); the first may come before any reading.
@@ -126,7 +152,9 @@ def test_an_exceeded_budget_stops_fit(tmp_path: Path) -> None:
     assert report["budget"]["exceeded"] and report["training"]["stopped_by_budget"]
 
 
-def test_a_sensor_failing_mid_fit_warns_once_and_training_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_sensor_failing_mid_fit_warns_once_and_training_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="hf_eco2ai")
     tracker = callback(tmp_path, fail_after_s=0.05)
     trainer = fit(tmp_path, tracker, max_epochs=3)

@@ -6,10 +6,10 @@ import logging
 from typing import Iterator
 
 import pytest
+from local_servers import IntensityServer, loopback_only  # noqa: F401
 
 from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.errors import APIError, ConfigurationError
-from local_servers import IntensityServer, loopback_only  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("loopback_only"), pytest.mark.timeout(30)]
 

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from local_servers import MetadataServer
 
 from hf_eco2ai import CarbonConfig, EnergyMeter
 from hf_eco2ai.reporting.files import write_reports
@@ -26,7 +27,6 @@ from hf_eco2ai.session.downsample import Downsampler
 from hf_eco2ai.session.run_records import MAX_SERIES_POINTS
 from hf_eco2ai.store.run_store import RunStore
 from hf_eco2ai.units import JOULES_PER_KWH
-from local_servers import MetadataServer
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -41,8 +41,12 @@ def config(tmp_path: Path, **settings: Any) -> CarbonConfig:
 def constant_meter(watts: float = 100.0) -> EnergyMeter:
     # Buffers for a loop that marks a million steps a second while a busy machine may hold the
     # sampler back for a while: no record may be dropped in these tests.
-    return EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": watts},
-                       ring_capacity=2**18, boundary_capacity=2**18)
+    return EnergyMeter(
+        sources="synthetic",
+        synthetic={"kind": "constant", "watts": watts},
+        ring_capacity=2**18,
+        boundary_capacity=2**18,
+    )
 
 
 def mark(session: TrackingSession, steps: int, log_every: int = 1000) -> None:
@@ -184,9 +188,9 @@ def test_a_killed_process_keeps_every_streamed_row_up_to_the_last_flush(tmp_path
         if child.stdout is not None:
             child.stdout.close()
     kept = [step["index"] for step in read_step_file(steps_file)]
-    assert int(flushed) > 0 and kept[:int(flushed)] == list(range(int(flushed)))
+    assert int(flushed) > 0 and kept[: int(flushed)] == list(range(int(flushed)))
     stored = RunStore(tmp_path / "runs.sqlite").steps(run_id).index.tolist()
-    assert stored[:int(flushed)] == list(range(int(flushed)))
+    assert stored[: int(flushed)] == list(range(int(flushed)))
 
 
 def test_interpreter_exit_waits_for_the_end_of_the_run_to_be_written(tmp_path: Path) -> None:
@@ -236,8 +240,10 @@ def test_opening_an_existing_store_creates_no_schema(tmp_path: Path) -> None:
 def test_a_run_with_an_explicit_intensity_probes_no_cloud_metadata(tmp_path: Path) -> None:
     server = MetadataServer(provider="gcp", region="europe-west1-b")
     try:
-        session = TrackingSession(CarbonConfig(output_dir=str(tmp_path), carbon_intensity_g_per_kwh=100.0,
-                                               cloud_metadata_url=server.url), meter=constant_meter())
+        session = TrackingSession(
+            CarbonConfig(output_dir=str(tmp_path), carbon_intensity_g_per_kwh=100.0, cloud_metadata_url=server.url),
+            meter=constant_meter(),
+        )
         session.start()
         mark(session, 10, log_every=5)
         session.stop()
@@ -262,9 +268,16 @@ def test_start_and_the_first_log_import_nothing_the_end_of_the_run_needs(tmp_pat
                                                                               "pyarrow", "hf_eco2ai.integrations")))))
         session.stop()
     """)
-    imported = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
-                              timeout=120, env={**os.environ}).stdout.split()
-    for later in ("hf_eco2ai.reporting.html_format", "hf_eco2ai.reporting.markdown_format",
-                  "hf_eco2ai.reporting.svg_charts", "hf_eco2ai.reporting.generate", "numpy.ma", "pyarrow",
-                  "hf_eco2ai.integrations.prometheus"):
+    imported = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120, env={**os.environ}
+    ).stdout.split()
+    for later in (
+        "hf_eco2ai.reporting.html_format",
+        "hf_eco2ai.reporting.markdown_format",
+        "hf_eco2ai.reporting.svg_charts",
+        "hf_eco2ai.reporting.generate",
+        "numpy.ma",
+        "pyarrow",
+        "hf_eco2ai.integrations.prometheus",
+    ):
         assert later not in imported

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from local_servers import MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.comparisons import describe_comparisons
@@ -20,7 +21,6 @@ from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.measure import CarbonMetrics, CarbonTracker
 from hf_eco2ai.reporting.generate import generate_carbon_report
 from hf_eco2ai.store.run_store import RunStore, default_store_path
-from local_servers import MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(60)]
 
@@ -29,7 +29,9 @@ WATTS = 100.0
 
 @pytest.fixture
 def config(clean_carbon_env: Path) -> CarbonConfig:
-    return CarbonConfig(sources="synthetic", offline=True, country_iso_code="FR", output_dir=clean_carbon_env / "reports")
+    return CarbonConfig(
+        sources="synthetic", offline=True, country_iso_code="FR", output_dir=clean_carbon_env / "reports"
+    )
 
 
 @pytest.fixture
@@ -155,16 +157,22 @@ def test_reusing_an_open_name_or_stopping_an_unknown_one_is_an_error(tracker: Ca
     tracker.start_tracking("busy")
     with pytest.raises(ConfigurationError, match="already open"):
         tracker.start_tracking("busy")
-    with pytest.raises(ConfigurationError, match=r"'nope' is invalid: no session of that name was started \(known: busy\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"'nope' is invalid: no session of that name was started \(known: busy\)"
+    ):
         tracker.stop_tracking("nope")
 
 
 def test_tracking_mode_is_machine_or_offline(config: CarbonConfig) -> None:
-    with pytest.raises(ConfigurationError, match="tracking_mode = 'detailed' is invalid: expected 'machine' or 'offline'"):
+    with pytest.raises(
+        ConfigurationError, match="tracking_mode = 'detailed' is invalid: expected 'machine' or 'offline'"
+    ):
         CarbonTracker(project_name="x", tracking_mode="detailed", config=config)
     assert CarbonTracker(project_name="x", tracking_mode="offline", config=config.replace(offline=False)).config.offline
     assert CarbonTracker(project_name="x", network_mode="offline", config=config.replace(offline=False)).config.offline
-    with pytest.raises(ConfigurationError, match="network_mode = 'offline' and tracking_mode = 'machine' name the same"):
+    with pytest.raises(
+        ConfigurationError, match="network_mode = 'offline' and tracking_mode = 'machine' name the same"
+    ):
         CarbonTracker(project_name="x", tracking_mode="machine", network_mode="offline", config=config)
 
 
@@ -186,8 +194,11 @@ def test_forced_cloud_region_gives_cloud_table_intensity_and_recommendations(con
 def test_machine_mode_detects_the_cloud_once(config: CarbonConfig) -> None:
     server = MetadataServer(provider="azure", region="westeurope")
     try:
-        tracker = CarbonTracker(project_name="cloud-optimization", tracking_mode="machine",
-                                config=config.replace(cloud_metadata_url=server.url))
+        tracker = CarbonTracker(
+            project_name="cloud-optimization",
+            tracking_mode="machine",
+            config=config.replace(cloud_metadata_url=server.url),
+        )
         with tracker.start_tracking("work"):
             time.sleep(0.02)
         metrics = tracker.stop_tracking()
@@ -196,11 +207,16 @@ def test_machine_mode_detects_the_cloud_once(config: CarbonConfig) -> None:
         tracker.stop_tracking()
     finally:
         server.close()
-    assert (tracker.cloud_provider, tracker.cloud_region, tracker.cloud_detected_by) == ("azure", "westeurope", "metadata azure")
+    assert (tracker.cloud_provider, tracker.cloud_region, tracker.cloud_detected_by) == (
+        "azure",
+        "westeurope",
+        "metadata azure",
+    )
     # Each detection asks every provider concurrently, GCP's zone exactly once: one round for
     # the tracker and its two runs, however late the slower probes of that round arrive.
     assert [path for _, path in server.requests if path.startswith("/computeMetadata")] == [
-        "/computeMetadata/v1/instance/zone"]
+        "/computeMetadata/v1/instance/zone"
+    ]
     assert metrics.intensity.source == "cloud-region-table" and metrics.intensity.region == "westeurope"
 
 
@@ -219,7 +235,9 @@ def test_pue_and_price_flow_into_the_metrics(config: CarbonConfig) -> None:
     assert tracker.get_summary_report()["summary"]["cost_total"] is not None
 
 
-def test_budget_spans_all_sessions_and_raises_the_stop_flag(config: CarbonConfig, caplog: pytest.LogCaptureFixture) -> None:
+def test_budget_spans_all_sessions_and_raises_the_stop_flag(
+    config: CarbonConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     tracker = CarbonTracker(config=config.replace(carbon_budget_kg=3e-7, stop_on_budget_exceeded=True))
     with tracker.start_tracking("first"):
         time.sleep(0.01)

@@ -23,20 +23,28 @@ pytestmark = pytest.mark.timeout(120)
 
 def _run(example: str, cwd: Path) -> str:
     environ: Dict[str, str] = {
-        name: value for name, value in os.environ.items()
+        name: value
+        for name, value in os.environ.items()
         if not name.startswith("HF_ECO2AI_") and name != "CO2_SIGNAL_API_TOKEN"
     }
-    environ.update({
-        "HF_ECO2AI_OFFLINE": "1",
-        "HF_ECO2AI_SOURCES": "synthetic",
-        "HF_ECO2AI_COUNTRY_ISO_CODE": "FR",
-        "HF_ECO2AI_OUTPUT_DIR": str(cwd / "reports"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "python"), environ.get("PYTHONPATH")])),
-        "PYTHONIOENCODING": "utf-8",
-    })
+    environ.update(
+        {
+            "HF_ECO2AI_OFFLINE": "1",
+            "HF_ECO2AI_SOURCES": "synthetic",
+            "HF_ECO2AI_COUNTRY_ISO_CODE": "FR",
+            "HF_ECO2AI_OUTPUT_DIR": str(cwd / "reports"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "python"), environ.get("PYTHONPATH")])),
+            "PYTHONIOENCODING": "utf-8",
+        }
+    )
     finished = subprocess.run(
-        [sys.executable, str(EXAMPLES / example)], cwd=cwd, env=environ, capture_output=True, text=True,
-        encoding="utf-8", timeout=60,
+        [sys.executable, str(EXAMPLES / example)],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
     )
     assert finished.returncode == 0, finished.stderr
     return finished.stdout
@@ -63,7 +71,9 @@ def test_baseline_then_regression_examples(tmp_path: Path) -> None:
         assert len(figures["samples"]) == 5 and all(sample > 0 for sample in figures["samples"])
         assert float(figures["mean_emissions_g"]) == pytest.approx(sum(figures["samples"]) / 5)
     # 0.2 s of training against 0.02 s of preprocessing at the same power.
-    assert float(baseline["model_training"]["mean_emissions_g"]) > 2.5 * float(baseline["data_preprocessing"]["mean_emissions_g"])
+    assert float(baseline["model_training"]["mean_emissions_g"]) > 2.5 * float(
+        baseline["data_preprocessing"]["mean_emissions_g"]
+    )
 
     output = _run("measure_regression.py", tmp_path)
     assert "✅ model_training:" in output

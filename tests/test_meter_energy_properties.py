@@ -63,8 +63,14 @@ def test_span_energies_sum_to_the_total_over_the_same_span(case: tuple) -> None:
     watts_per_s=st.floats(-20.0, 200.0),
     step_gaps_ms=st.lists(st.floats(0.2, 15.0), min_size=3, max_size=25),
 )
-def test_live_steps_of_a_ramp_match_its_analytic_integral(start_watts: float, watts_per_s: float, step_gaps_ms: list) -> None:
-    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "ramp", "start_watts": start_watts, "watts_per_s": watts_per_s}, rate_hz=2000)
+def test_live_steps_of_a_ramp_match_its_analytic_integral(
+    start_watts: float, watts_per_s: float, step_gaps_ms: list
+) -> None:
+    meter = EnergyMeter(
+        sources="synthetic",
+        synthetic={"kind": "ramp", "start_watts": start_watts, "watts_per_s": watts_per_s},
+        rate_hz=2000,
+    )
     with meter:
         for gap_ms in step_gaps_ms:
             time.sleep(gap_ms / 1000)

@@ -189,7 +189,9 @@ def test_the_gil_is_released_while_stop_waits_for_the_sampler() -> None:
 
 
 def test_a_sensor_that_starts_failing_is_counted_and_flags_its_steps() -> None:
-    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 20.0}, synthetic_fail_after_s=0.03, rate_hz=1000)
+    meter = EnergyMeter(
+        sources="synthetic", synthetic={"kind": "constant", "watts": 20.0}, synthetic_fail_after_s=0.03, rate_hz=1000
+    )
     with meter:
         time.sleep(0.02)
         meter.mark_step()
@@ -214,7 +216,10 @@ def test_a_sensor_that_starts_failing_is_counted_and_flags_its_steps() -> None:
         ({"ring_capacity": 1}, "ring_capacity=1"),
         ({"sources": "synthetic", "synthetic": {"kind": "sine"}}, "kind must be one of"),
         ({"sources": "synthetic", "synthetic": {"kind": "square", "low_watts": 1}}, "high_watts, period_s"),
-        ({"sources": "synthetic", "synthetic": {"kind": "piecewise", "points": [(2, 1), (1, 1)]}}, "strictly increasing"),
+        (
+            {"sources": "synthetic", "synthetic": {"kind": "piecewise", "points": [(2, 1), (1, 1)]}},
+            "strictly increasing",
+        ),
         ({"sources": "cpu-estimate", "cpu_tdp_watts": -5}, "cpu_tdp_watts=-5"),
     ],
 )
@@ -249,7 +254,9 @@ def test_auto_falls_back_quietly_and_info_says_why() -> None:
 
 
 def test_info_reports_the_observed_update_period_of_a_changing_sensor() -> None:
-    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "ramp", "start_watts": 1, "watts_per_s": 1}, rate_hz=1000)
+    meter = EnergyMeter(
+        sources="synthetic", synthetic={"kind": "ramp", "start_watts": 1, "watts_per_s": 1}, rate_hz=1000
+    )
     with meter:
         time.sleep(0.05)
     period = meter.info()["channels"][0]["observed_update_period_s"]

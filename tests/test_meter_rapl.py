@@ -9,20 +9,23 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_powercap import make_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fake_powercap import make_tree
 from hf_eco2ai import EnergyMeter, SensorUnavailableError
 
 
 def test_fake_tree_gives_package_core_and_dram_channels_with_parents(tmp_path: Path) -> None:
-    make_tree(tmp_path, {
-        "intel-rapl:0": ("package-0", 262_143_328_850, 10),
-        "intel-rapl:0:0": ("core", 262_143_328_850, 5),
-        "intel-rapl:0:1": ("uncore", 262_143_328_850, 1),
-        "intel-rapl:0:2": ("dram", 65_712_999_613, 2),
-    })
+    make_tree(
+        tmp_path,
+        {
+            "intel-rapl:0": ("package-0", 262_143_328_850, 10),
+            "intel-rapl:0:0": ("core", 262_143_328_850, 5),
+            "intel-rapl:0:1": ("uncore", 262_143_328_850, 1),
+            "intel-rapl:0:2": ("dram", 65_712_999_613, 2),
+        },
+    )
     meter = EnergyMeter(sources="rapl", rapl_root=tmp_path)
     channels = {c.name: c for c in meter.channels()}
     assert set(channels) == {"cpu:package-0", "cpu:core-0", "cpu:uncore-0", "dram:0"}
@@ -32,9 +35,13 @@ def test_fake_tree_gives_package_core_and_dram_channels_with_parents(tmp_path: P
     assert all(c.kind == "counter" and c.provenance == "measured" for c in channels.values())
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(range_joules=st.floats(0.5, 3.0), watts=st.floats(5.0, 60.0))
-def test_a_wrapping_counter_never_yields_a_negative_or_huge_step(tmp_path_factory: pytest.TempPathFactory, range_joules: float, watts: float) -> None:
+def test_a_wrapping_counter_never_yields_a_negative_or_huge_step(
+    tmp_path_factory: pytest.TempPathFactory, range_joules: float, watts: float
+) -> None:
     root = tmp_path_factory.mktemp("powercap")
     range_uj = int(range_joules * 1e6)
     zone = make_tree(root, {"intel-rapl:0": ("package-0", range_uj, range_uj - 1000)})["intel-rapl:0"]
@@ -93,7 +100,9 @@ def test_unreadable_energy_counter_names_the_permission_fix(tmp_path: Path) -> N
         "except SensorUnavailableError as error:\n"
         "    print(error)\n"
     )
-    result = subprocess.run(["unshare", "--user", sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["unshare", "--user", sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     message = result.stdout
     assert "not readable" in message

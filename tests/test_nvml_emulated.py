@@ -7,7 +7,6 @@ configured by ``NVML_EMULATOR``; see tests/nvml_emulator.py.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-
 from nvml_emulator import emulator_env, run_emulated
 
 # One stair of the counter at the test's power: the resolution any total can have.
@@ -43,10 +41,17 @@ MEASURE_FOR = """
 """
 
 
-def measure(library_dir: Path, config: str, seconds: float = 0.6, rate_hz: float = 1000.0, sources: str = "nvml",
-            env: Dict[str, str] = None) -> Dict[str, Any]:
-    return run_emulated(library_dir, config, MEASURE_FOR.format(sources=sources, rate_hz=rate_hz, seconds=seconds),
-                        env=env)
+def measure(
+    library_dir: Path,
+    config: str,
+    seconds: float = 0.6,
+    rate_hz: float = 1000.0,
+    sources: str = "nvml",
+    env: Dict[str, str] = None,
+) -> Dict[str, Any]:
+    return run_emulated(
+        library_dir, config, MEASURE_FOR.format(sources=sources, rate_hz=rate_hz, seconds=seconds), env=env
+    )
 
 
 def gpu_uuids(result: Dict[str, Any]) -> Dict[str, str]:
@@ -58,7 +63,9 @@ def test_open_reads_each_gpu_in_joules_from_the_energy_counter(nvml_emulator_dir
     result = measure(nvml_emulator_dir, "gpus=2;stair_ms=100;scenario=constant:300;scenario.1=constant:500")
     channels = result["info"]["channels"]
     assert [(c["name"], c["kind"], c["provenance"], c["source"]) for c in channels] == [
-        ("gpu:0", "counter", "measured", "nvml"), ("gpu:1", "counter", "measured", "nvml")]
+        ("gpu:0", "counter", "measured", "nvml"),
+        ("gpu:1", "counter", "measured", "nvml"),
+    ]
     assert all(c["observed_update_period_s"] == pytest.approx(STAIR_S, rel=0.05) for c in channels)
     for gpu, watts in ((0, 300.0), (1, 500.0)):
         measured = result["totals"]["joules"][f"gpu:{gpu}"]
@@ -78,14 +85,18 @@ def test_counter_stairs_at_ten_kilohertz_lose_no_energy(nvml_emulator_dir: Path)
     assert result["info"]["counter_resets"] == 0
 
 
-@pytest.mark.parametrize("visible, expected", [
-    ("2,0", [2, 0]),
-    ("GPU-e0000000-0000-4000-8000-0000000e1003,1", [3, 1]),
-    ("e0000000-0000-4000-8000-0000000e1002", [2]),
-    ("GPU-e0000000-0000-4000-8000-0000000e1001", [1]),
-])
+@pytest.mark.parametrize(
+    "visible, expected",
+    [
+        ("2,0", [2, 0]),
+        ("GPU-e0000000-0000-4000-8000-0000000e1003,1", [3, 1]),
+        ("e0000000-0000-4000-8000-0000000e1002", [2]),
+        ("GPU-e0000000-0000-4000-8000-0000000e1001", [1]),
+    ],
+)
 def test_cuda_visible_devices_picks_gpus_by_index_and_uuid_in_cuda_order(
-        nvml_emulator_dir: Path, visible: str, expected: List[int]) -> None:
+    nvml_emulator_dir: Path, visible: str, expected: List[int]
+) -> None:
     result = measure(nvml_emulator_dir, "gpus=4", seconds=0.2, rate_hz=100.0, env={"CUDA_VISIBLE_DEVICES": visible})
     uuids = gpu_uuids(result)
     assert sorted(uuids) == [f"gpu:{position}" for position in range(len(expected))]
@@ -156,10 +167,13 @@ def test_auto_measures_the_gpus_when_there_are_some(nvml_emulator_dir: Path) -> 
     assert "nvml" not in result["skipped"]
 
 
-@pytest.mark.parametrize("config, reason", [
-    ("gpus=0", "no GPU is visible"),
-    ("gpus=2;init_error=9", "driver is not loaded"),
-])
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        ("gpus=0", "no GPU is visible"),
+        ("gpus=2;init_error=9", "driver is not loaded"),
+    ],
+)
 def test_auto_without_gpus_says_why_and_measures_the_host(nvml_emulator_dir: Path, config: str, reason: str) -> None:
     result = run_emulated(nvml_emulator_dir, config, AUTO_RUN)
     assert not any(name.startswith("gpu:") for name in result["channels"])
@@ -218,10 +232,12 @@ LOST_RUN = """
 
 
 def test_a_gpu_lost_mid_run_keeps_its_energy_until_the_loss_and_training_goes_on(
-        nvml_emulator_dir: Path, tmp_path: Path) -> None:
+    nvml_emulator_dir: Path, tmp_path: Path
+) -> None:
     # The emulator loads when the meter opens NVML, a moment before the first reading.
-    result = run_emulated(nvml_emulator_dir, "gpus=2;scenario=constant:400;lost_after_s.0=0.6",
-                          LOST_RUN.format(out=str(tmp_path)))
+    result = run_emulated(
+        nvml_emulator_dir, "gpus=2;scenario=constant:400;lost_after_s.0=0.6", LOST_RUN.format(out=str(tmp_path))
+    )
     assert result["steps_done"] > 50
     assert len(result["sensor_warnings"]) == 1 and result["sensor_warnings"][0]["channel"] == "gpu:0"
     assert abs(result["gpu0_joules"] - result["truth0_until_loss"]) <= 2 * STAIR_S * 400.0
@@ -295,11 +311,27 @@ def test_two_ranks_owning_two_gpus_each_add_up_to_the_truth(nvml_emulator_dir: P
     config = f"gpus=4;origin_s={origin_s};scenario=square:200,600,0.25;scenario.3=constant:450"
     children = []
     for rank, visible in ((0, "0,1"), (1, "2,3")):
-        env = emulator_env(nvml_emulator_dir, config, {
-            "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port), "CUDA_VISIBLE_DEVICES": visible})
-        children.append(subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(tmp_path)], env=env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = emulator_env(
+            nvml_emulator_dir,
+            config,
+            {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "CUDA_VISIBLE_DEVICES": visible,
+            },
+        )
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", RANK_SCRIPT, str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     for child in children:
         output, _ = child.communicate(timeout=120)
         assert child.returncode == 0, output

@@ -132,8 +132,7 @@ def test_block_waits_for_room_then_drops_and_counts_after_its_timeout() -> None:
             super().log_metrics(metrics)
 
     backend = GatedBackend("gated")
-    orchestrator = Orchestrator([backend], capacity=10, overflow="block", block_timeout_s=0.05,
-                                linger_s=0).start(RUN)
+    orchestrator = Orchestrator([backend], capacity=10, overflow="block", block_timeout_s=0.05, linger_s=0).start(RUN)
     orchestrator.log_metric("loss", 0.0, 0)
     while orchestrator.stats()["gated"].queued:
         time.sleep(0.001)
@@ -192,11 +191,16 @@ def test_flush_returns_once_every_backend_has_taken_what_was_routed() -> None:
     orchestrator.stop()
 
 
-@pytest.mark.parametrize("arguments, field", [
-    ({"capacity": 0}, "capacity"), ({"overflow": "drop-newest"}, "overflow"),
-    ({"batch_size": -1}, "batch_size"), ({"block_timeout_s": 0}, "block_timeout_s"),
-    ({"linger_s": -0.1}, "linger_s"),
-])
+@pytest.mark.parametrize(
+    "arguments, field",
+    [
+        ({"capacity": 0}, "capacity"),
+        ({"overflow": "drop-newest"}, "overflow"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"block_timeout_s": 0}, "block_timeout_s"),
+        ({"linger_s": -0.1}, "linger_s"),
+    ],
+)
 def test_invalid_settings_raise_configuration_error_naming_the_field(arguments: dict, field: str) -> None:
     with pytest.raises(ConfigurationError, match=field):
         Orchestrator(**arguments)

@@ -64,7 +64,10 @@ def test_layer_packages_export_their_main_classes() -> None:
     from hf_eco2ai.store import RunStore
 
     assert (EnergyMeter, StepRecords, WindowRecords) == (
-        hf_eco2ai.EnergyMeter, hf_eco2ai.StepRecords, hf_eco2ai.WindowRecords)
+        hf_eco2ai.EnergyMeter,
+        hf_eco2ai.StepRecords,
+        hf_eco2ai.WindowRecords,
+    )
     assert TrackingSession is hf_eco2ai.TrackingSession
     assert RunStore.__module__ == "hf_eco2ai.store.run_store"
 
@@ -78,7 +81,8 @@ def test_track_is_the_function_and_carries_current_session() -> None:
 
 
 def test_cli_runs_as_a_module() -> None:
-    result = subprocess.run([sys.executable, "-m", "hf_eco2ai.cli", "--help"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_eco2ai.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "profile" in result.stdout and "devices" in result.stdout

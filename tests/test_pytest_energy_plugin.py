@@ -4,12 +4,12 @@ without the flag it changes nothing."""
 from __future__ import annotations
 
 import json
-import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import List
 
 import pytest
+import tomllib
 
 pytest_plugins = ["pytester"]
 
@@ -43,12 +43,20 @@ def test_the_plugin_is_declared_as_a_pytest11_entry_point() -> None:
 
 def test_energy_prints_the_top_tests_and_writes_json(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_work=TESTS)
-    result = pytester.runpytest(*_plugin_args(), "--energy", "--energy-sources", "synthetic",
-                                "--energy-json", "out/energy.json", "--benchmark-json", "bench.json",
-                                "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        *_plugin_args(),
+        "--energy",
+        "--energy-sources",
+        "synthetic",
+        "--energy-json",
+        "out/energy.json",
+        "--benchmark-json",
+        "bench.json",
+        "-p",
+        "no:cacheprovider",
+    )
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*energy per test (measured; synthetic:0 (measured))*",
-                                 "*joules*seconds*watts*test*"])
+    result.stdout.fnmatch_lines(["*energy per test (measured; synthetic:0 (measured))*", "*joules*seconds*watts*test*"])
     lines = result.stdout.str().splitlines()
     table = [line for line in lines if "test_work.py::" in line and line.strip()[0].isdigit()]
     assert "test_long" in table[0]  # the longest test used the most energy
@@ -68,14 +76,16 @@ def test_energy_prints_the_top_tests_and_writes_json(pytester: pytest.Pytester) 
 
 
 def test_without_the_flag_the_plugin_imports_starts_and_writes_nothing(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_work="""
+    pytester.makepyfile(
+        test_work="""
 import sys, threading
 
 def test_nothing_of_the_plugin_runs():
     assert "hf_eco2ai.benchmarking.pytest_plugin" in sys.modules
     assert "hf_eco2ai.meter.energy_meter" not in sys.modules and "numpy" not in sys.modules
     assert not [t for t in threading.enumerate() if t.name.startswith("hf-eco2ai")]
-""")
+"""
+    )
     result = pytester.runpytest_subprocess(*_plugin_args(), "-p", "no:cacheprovider", "-p", "no:benchmark")
     result.assert_outcomes(passed=1)
     assert "energy per test" not in result.stdout.str()

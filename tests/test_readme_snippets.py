@@ -76,14 +76,19 @@ def _prelude(snippet: str) -> str:
 
 
 def _environment(scratch: Path) -> Dict[str, str]:
-    environ = {name: value for name, value in os.environ.items()
-               if not name.startswith("HF_ECO2AI_") and name != "CO2_SIGNAL_API_TOKEN"}
-    environ.update({
-        # Offline: no live intensity API and no cloud-metadata probes leave this machine.
-        "HF_ECO2AI_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "python"), environ.get("PYTHONPATH")])),
-        "TOKENIZERS_PARALLELISM": "false",
-    })
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("HF_ECO2AI_") and name != "CO2_SIGNAL_API_TOKEN"
+    }
+    environ.update(
+        {
+            # Offline: no live intensity API and no cloud-metadata probes leave this machine.
+            "HF_ECO2AI_OFFLINE": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "python"), environ.get("PYTHONPATH")])),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     return environ
 
 
@@ -99,8 +104,14 @@ def test_the_readme_has_python_snippets() -> None:
 def test_each_python_snippet_runs(line: int, snippet: str, tmp_path: Path) -> None:
     script = tmp_path / "snippet.py"
     script.write_text(_prelude(snippet) + "\n" + textwrap.dedent(snippet) + "\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_environment(tmp_path),
-                            capture_output=True, text=True, timeout=280)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert result.returncode == 0, f"README.md:{line}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
 
 
@@ -122,6 +133,12 @@ CLI_LINES = _cli_lines()
 def test_each_command_line_runs(line: int, words: List[str], tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("import time\ntime.sleep(0.2)\nprint('trained')\n", encoding="utf-8")
     arguments = [sys.executable if word == "python" else word for word in words[1:]]
-    result = subprocess.run([sys.executable, "-m", "hf_eco2ai.cli", *arguments], cwd=tmp_path,
-                            env=_environment(tmp_path), capture_output=True, text=True, timeout=110)
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_eco2ai.cli", *arguments],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert result.returncode == 0, f"README.md:{line}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"

@@ -18,7 +18,9 @@ from hf_eco2ai.carbon.recommendations import regional_recommendations, time_of_d
 def _cloud_baseline(provider: str, region: str) -> IntensityResult:
     entry = tables.cloud_region(provider, region)
     assert entry is not None
-    return IntensityResult(entry.g_per_kwh, "cloud-region-table", entry.dataset, zone=entry.zone, region=region, year=entry.year)
+    return IntensityResult(
+        entry.g_per_kwh, "cloud-region-table", entry.dataset, zone=entry.zone, region=region, year=entry.year
+    )
 
 
 def test_cloud_recommendations_are_the_providers_cleanest_regions_with_computed_savings() -> None:
@@ -51,11 +53,16 @@ def test_small_savings_are_not_recommended() -> None:
 def test_outside_the_cloud_neighbouring_grids_are_compared() -> None:
     germany = tables.country("DE")
     assert germany is not None
-    baseline = IntensityResult(germany.g_per_kwh, "country-table", germany.dataset, zone="DE", country="DE", year=germany.year)
+    baseline = IntensityResult(
+        germany.g_per_kwh, "country-table", germany.dataset, zone="DE", country="DE", year=germany.year
+    )
     found = regional_recommendations(baseline, None, limit=10)
     lower = sorted(
-        ((entry.g_per_kwh, entry.zone) for entry in tables.neighbours("DE")
-         if (germany.g_per_kwh - entry.g_per_kwh) / germany.g_per_kwh >= 0.05),
+        (
+            (entry.g_per_kwh, entry.zone)
+            for entry in tables.neighbours("DE")
+            if (germany.g_per_kwh - entry.g_per_kwh) / germany.g_per_kwh >= 0.05
+        ),
     )
     assert [recommendation.target for recommendation in found] == [zone for _, zone in lower]
     assert all(recommendation.kind == "neighbouring-grid" for recommendation in found)
@@ -96,8 +103,11 @@ def test_no_time_of_day_advice_without_enough_hours_or_without_live_data() -> No
 
 
 def test_a_runs_report_carries_the_regional_advice_in_every_human_format(tmp_path: Path) -> None:
-    session = TrackingSession(CarbonConfig(offline=True, country_iso_code="PL", output_dir=str(tmp_path)),
-                              meter=EnergyMeter(sources="synthetic"), store=False)
+    session = TrackingSession(
+        CarbonConfig(offline=True, country_iso_code="PL", output_dir=str(tmp_path)),
+        meter=EnergyMeter(sources="synthetic"),
+        store=False,
+    )
     with session:
         session.mark_step()
     report = session.report()
@@ -108,8 +118,11 @@ def test_a_runs_report_carries_the_regional_advice_in_every_human_format(tmp_pat
 
 
 def test_an_explicit_intensity_gets_no_regional_advice(tmp_path: Path) -> None:
-    session = TrackingSession(CarbonConfig(offline=True, carbon_intensity_g_per_kwh=700.0, country_iso_code="PL",
-                                           output_dir=str(tmp_path)), meter=EnergyMeter(sources="synthetic"), store=False)
+    session = TrackingSession(
+        CarbonConfig(offline=True, carbon_intensity_g_per_kwh=700.0, country_iso_code="PL", output_dir=str(tmp_path)),
+        meter=EnergyMeter(sources="synthetic"),
+        store=False,
+    )
     with session:
         session.mark_step()
     assert session.report()["recommendations"] == []

@@ -96,7 +96,9 @@ def test_numpy_scalars_from_step_records_become_plain_numbers(data: Dict[str, An
 
 def test_a_value_json_cannot_hold_is_refused(data: Dict[str, Any], tmp_path: Path) -> None:
     data["config"]["output_dir"] = tmp_path
-    with pytest.raises(ConfigurationError, match=r"tracking_data\['config'\]\['output_dir'\] is .*expected a JSON value"):
+    with pytest.raises(
+        ConfigurationError, match=r"tracking_data\['config'\]\['output_dir'\] is .*expected a JSON value"
+    ):
         generate_carbon_report(data, "json")
     data["config"]["output_dir"] = str(tmp_path)
     data["extra"] = {1, 2}
@@ -165,7 +167,8 @@ def test_csv_summary_carries_provenance_intensity_emissions_and_budget(data: Dic
         assert float(row["value"]) == comparison["value"]
         assert row["note"] == comparison["citation"]
     assert {row["scope"] for row in rows if row["section"] == "epoch"} == {
-        str(epoch["epoch"]) for epoch in data["epochs"]}
+        str(epoch["epoch"]) for epoch in data["epochs"]
+    }
 
 
 # --- Markdown ---------------------------------------------------------------------------------
@@ -281,7 +284,9 @@ def test_a_missing_key_is_named_with_its_path(data: Dict[str, Any], remove: Any,
 
 def test_a_wrong_type_is_named_with_what_was_expected(data: Dict[str, Any]) -> None:
     data["intensity"]["g_per_kwh"] = "380"
-    with pytest.raises(ConfigurationError, match=r"tracking_data\['intensity'\]\['g_per_kwh'\] is '380'; expected a number"):
+    with pytest.raises(
+        ConfigurationError, match=r"tracking_data\['intensity'\]\['g_per_kwh'\] is '380'; expected a number"
+    ):
         generate_carbon_report(data, "json")
 
 
@@ -300,7 +305,9 @@ def test_another_schema_version_is_refused(data: Dict[str, Any]) -> None:
 
 def test_a_power_trace_with_ragged_lists_is_refused(data: Dict[str, Any]) -> None:
     data["power_trace"]["watts"]["gpu:0"].pop()
-    with pytest.raises(ConfigurationError, match=r"\['power_trace'\]\['watts'\]\['gpu:0'\] has 599 points; expected 600"):
+    with pytest.raises(
+        ConfigurationError, match=r"\['power_trace'\]\['watts'\]\['gpu:0'\] has 599 points; expected 600"
+    ):
         generate_carbon_report(data, "html")
 
 
@@ -355,8 +362,10 @@ def test_readers_and_a_killed_writer_never_see_half_a_report(tmp_path: Path) -> 
     # A plain open("w").write() of the same reports fails this test within a second: about one
     # read in ten catches the file truncated or half written.
     names = ("first", "second")
-    complete = {name: generate_carbon_report(make_tracking_data(step_count=3000, project_name=name), "json")
-                .encode("utf-8") for name in names}
+    complete = {
+        name: generate_carbon_report(make_tracking_data(step_count=3000, project_name=name), "json").encode("utf-8")
+        for name in names
+    }
     target = tmp_path / "report.json"
     script = _WRITER.format(python=str(REPO_PYTHON), tests=str(TESTS_DIR), names=names, target=str(target))
     writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

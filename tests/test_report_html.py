@@ -61,8 +61,13 @@ class _Dom(HTMLParser):
             self._open[-1].text += data
 
     def find(self, tag: str, chart: Optional[str] = None, css_class: Optional[str] = None) -> List[_Element]:
-        return [e for e in self.elements if e.tag == tag and (chart is None or e.chart == chart)
-                and (css_class is None or css_class in e.attrs.get("class", "").split())]
+        return [
+            e
+            for e in self.elements
+            if e.tag == tag
+            and (chart is None or e.chart == chart)
+            and (css_class is None or css_class in e.attrs.get("class", "").split())
+        ]
 
 
 def _write_report(data: Dict[str, Any], directory: Path, name: str = "report.html") -> Path:
@@ -78,9 +83,11 @@ def _hex_to_rgb(colour: str) -> Tuple[int, int, int]:
 def test_console_capture_reports_svg_errors(tmp_path: Path) -> None:
     # The control for the no-console-errors assertions below: a broken chart must be seen.
     broken = tmp_path / "broken.html"
-    broken.write_text('<!DOCTYPE html><html><body><svg viewBox="0 0 10 10">'
-                      '<rect width="4" height="-2"/><polyline points="1,2 x,y"/></svg></body></html>',
-                      encoding="utf-8")
+    broken.write_text(
+        '<!DOCTYPE html><html><body><svg viewBox="0 0 10 10">'
+        '<rect width="4" height="-2"/><polyline points="1,2 x,y"/></svg></body></html>',
+        encoding="utf-8",
+    )
     console = load(broken).console
     assert any("height" in line for line in console), console
     assert any("points" in line for line in console), console
@@ -150,8 +157,9 @@ def test_text_from_the_data_is_escaped(tmp_path: Path) -> None:
     data = make_tracking_data()
     hostile = '<script>document.title="pwned"</script><b>&amp;'
     data["run"]["project_name"] = hostile
-    data["warnings"] = [{"code": "sensor-failed", "message": '"><img src=x onerror=alert(1)>',
-                         "channel": "gpu:0", "t_s": 1.0}]
+    data["warnings"] = [
+        {"code": "sensor-failed", "message": '"><img src=x onerror=alert(1)>', "channel": "gpu:0", "t_s": 1.0}
+    ]
     page = load(_write_report(data, tmp_path))
     assert page.console == []
     dom = _Dom(page.dom)
@@ -194,17 +202,22 @@ def test_a_tail_longer_than_the_steps_is_clipped_and_labelled(tmp_path: Path) ->
     page = load(_write_report(data, tmp_path))
     assert page.console == []
     dom = _Dom(page.dom)
-    assert [float(bar.attrs["y"]) for bar in dom.find("rect", chart="step-chart", css_class="tail")][-1] \
-        == pytest.approx(18.0)
+    assert [float(bar.attrs["y"]) for bar in dom.find("rect", chart="step-chart", css_class="tail")][
+        -1
+    ] == pytest.approx(18.0)
     labels = [e.text for e in dom.find("text", chart="step-chart", css_class="clipped-label")]
     assert labels == [f"{data['steps'][-1]['joules']:.3g} J ↑"]
 
 
 def test_report_of_a_real_synthetic_meter_run(tmp_path: Path) -> None:
-    meter = EnergyMeter(sources="synthetic", rate_hz=500.0, synthetic=[
-        {"kind": "square", "low_watts": 50, "high_watts": 250, "period_s": 0.1},
-        {"kind": "constant", "watts": 40},
-    ])
+    meter = EnergyMeter(
+        sources="synthetic",
+        rate_hz=500.0,
+        synthetic=[
+            {"kind": "square", "low_watts": 50, "high_watts": 250, "period_s": 0.1},
+            {"kind": "constant", "watts": 40},
+        ],
+    )
     with meter:
         for _ in range(12):
             time.sleep(0.03)
@@ -216,13 +229,16 @@ def test_report_of_a_real_synthetic_meter_run(tmp_path: Path) -> None:
     assert page.console == []
     dom = _Dom(page.dom)
     assert {line.attrs["data-channel"] for line in dom.find("polyline", chart="power-chart")} == {
-        "synthetic:0", "synthetic:1"}
+        "synthetic:0",
+        "synthetic:1",
+    }
     bars = dom.find("rect", chart="step-chart", css_class="bar")
     assert sorted({int(bar.attrs["data-step"]) for bar in bars}) == list(range(13))
 
     rows = list(csv.DictReader(io.StringIO(generate_carbon_report(data, "csv"))))
     assert [float(row["joules[synthetic:1]"]) for row in rows] == [
-        step["joules_by_channel"]["synthetic:1"] for step in data["steps"]]
+        step["joules_by_channel"]["synthetic:1"] for step in data["steps"]
+    ]
     # The constant 40 W channel integrates to 40 W × each step's duration.
     for row in rows:
         assert float(row["joules[synthetic:1]"]) == pytest.approx(40.0 * float(row["duration_s"]), rel=1e-6)

@@ -10,13 +10,13 @@ import logging
 from typing import Any, Iterator
 
 import pytest
+from local_servers import IntensityServer, MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import APIError
-from local_servers import IntensityServer, MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(30)]
 
@@ -56,8 +56,11 @@ def _warning_codes(resolver: IntensityResolver) -> list:
 
 def test_explicit_intensity_beats_everything_and_asks_no_api(make_config: Any, api: IntensityServer) -> None:
     config = make_config(
-        carbon_intensity_g_per_kwh=42.0, co2_signal_api_token=TOKEN, country_iso_code="FR",
-        cloud_provider="gcp", cloud_region="us-west1",
+        carbon_intensity_g_per_kwh=42.0,
+        co2_signal_api_token=TOKEN,
+        country_iso_code="FR",
+        cloud_provider="gcp",
+        cloud_region="us-west1",
     )
     result = IntensityResolver(config).resolve()
     assert (result.g_per_kwh, result.source) == (42.0, "explicit")
@@ -70,7 +73,11 @@ def test_live_api_answers_when_a_token_is_set(make_config: Any, api: IntensitySe
     resolver = IntensityResolver(make_config(co2_signal_api_token=TOKEN, country_iso_code="FR"))
     result = resolver.resolve()
     assert (result.g_per_kwh, result.source, result.zone, result.country, result.is_estimated) == (
-        77.0, "live-api", "FR", "FR", True,
+        77.0,
+        "live-api",
+        "FR",
+        "FR",
+        True,
     )
     assert api.requests[-1]["query"] == {"zone": "FR"}
     assert resolver.api_latency_s is not None
@@ -112,7 +119,10 @@ def test_live_failure_falls_back_to_the_table_with_one_warning(
     assert expected is not None
     for result in (first, second):
         assert (result.source, result.g_per_kwh, result.zone, result.year) == (
-            "country-table", expected.g_per_kwh, "FR", expected.year,
+            "country-table",
+            expected.g_per_kwh,
+            "FR",
+            expected.year,
         )
         assert result.is_estimated is None
     assert _warning_codes(resolver) == ["live-api-fallback"]
@@ -125,7 +135,9 @@ def test_live_failure_falls_back_to_the_table_with_one_warning(
 
 
 @pytest.mark.parametrize("failure", ["401", "500", "malformed"])
-def test_strict_mode_raises_api_error_instead_of_falling_back(make_config: Any, api: IntensityServer, failure: str) -> None:
+def test_strict_mode_raises_api_error_instead_of_falling_back(
+    make_config: Any, api: IntensityServer, failure: str
+) -> None:
     api.behaviour = failure
     resolver = IntensityResolver(make_config(co2_signal_api_token=TOKEN, country_iso_code="FR", strict=True))
     with pytest.raises(APIError) as caught:
@@ -152,7 +164,12 @@ def test_cloud_region_beats_subnational_and_country(make_config: Any) -> None:
     expected = tables.cloud_region("gcp", "us-west1")
     assert expected is not None
     assert (result.source, result.g_per_kwh, result.zone, result.region, result.country, result.dataset) == (
-        "cloud-region-table", expected.g_per_kwh, expected.zone, "us-west1", expected.country, expected.dataset,
+        "cloud-region-table",
+        expected.g_per_kwh,
+        expected.zone,
+        "us-west1",
+        expected.country,
+        expected.dataset,
     )
 
 
@@ -161,7 +178,11 @@ def test_subnational_beats_country(make_config: Any) -> None:
     expected = tables.subnational("US", "CA")
     assert expected is not None
     assert (result.source, result.g_per_kwh, result.zone, result.country, result.year) == (
-        "subnational-table", expected.g_per_kwh, expected.zone, "US", expected.year,
+        "subnational-table",
+        expected.g_per_kwh,
+        expected.zone,
+        "US",
+        expected.year,
     )
 
 
@@ -170,7 +191,10 @@ def test_country_table_answers_for_alpha3_codes(make_config: Any) -> None:
     expected = tables.country("DE")
     assert expected is not None
     assert (result.source, result.g_per_kwh, result.country, result.dataset) == (
-        "country-table", expected.g_per_kwh, "DE", expected.dataset,
+        "country-table",
+        expected.g_per_kwh,
+        "DE",
+        expected.dataset,
     )
 
 
@@ -181,7 +205,12 @@ def test_no_location_gives_the_world_average_and_says_how_to_fix_it(
     result = resolver.resolve()
     resolver.resolve()
     world = tables.world_average()
-    assert (result.source, result.g_per_kwh, result.country, result.zone) == ("world-average", world.g_per_kwh, None, world.zone)
+    assert (result.source, result.g_per_kwh, result.country, result.zone) == (
+        "world-average",
+        world.g_per_kwh,
+        None,
+        world.zone,
+    )
     messages = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(messages) == 1
     assert "country_iso_code" in messages[0] and "HF_ECO2AI_COUNTRY_ISO_CODE" in messages[0]
@@ -227,4 +256,8 @@ def test_detected_cloud_region_is_used(make_config: Any) -> None:
     expected = tables.cloud_region("gcp", "europe-west1")
     assert expected is not None
     assert resolver.cloud is not None and resolver.cloud.detected_by == "metadata gcp"
-    assert (result.source, result.region, result.g_per_kwh) == ("cloud-region-table", "europe-west1", expected.g_per_kwh)
+    assert (result.source, result.region, result.g_per_kwh) == (
+        "cloud-region-table",
+        "europe-west1",
+        expected.g_per_kwh,
+    )

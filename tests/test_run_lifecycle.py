@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
 import pytest
+from tiny_training import TokenDataset, tiny_bert, training_arguments
 from transformers import Trainer
 
 from hf_eco2ai import CarbonConfig, ConfigurationError, Eco2AICallback, EnergyMeter, TrackingSession, track
 from hf_eco2ai.store import RunStore
-from tiny_training import TokenDataset, tiny_bert, training_arguments
 
 
 class RecordingObserver:
@@ -48,16 +48,23 @@ def synthetic_meter() -> EnergyMeter:
 
 
 def run_trainer(tmp_path: Path, callback: Eco2AICallback, max_steps: int = 12) -> Trainer:
-    trainer = Trainer(model=tiny_bert(), args=training_arguments(tmp_path / "out", max_steps=max_steps),
-                      train_dataset=TokenDataset(64), callbacks=[callback])
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=training_arguments(tmp_path / "out", max_steps=max_steps),
+        train_dataset=TokenDataset(64),
+        callbacks=[callback],
+    )
     trainer.train()
     return trainer
 
 
 def test_observers_follow_the_run_from_start_to_the_final_report(tmp_path: Path) -> None:
     observer = RecordingObserver()
-    callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
-                              meter=synthetic_meter(), observers=[observer])
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+        meter=synthetic_meter(),
+        observers=[observer],
+    )
     trainer = run_trainer(tmp_path, callback)
     paths = callback.report_paths  # the run's end finishes in the background; this waits for it
     logged_by_trainer = [entry["step"] for entry in trainer.state.log_history if "carbon/co2_kg" in entry]
@@ -68,10 +75,14 @@ def test_observers_follow_the_run_from_start_to_the_final_report(tmp_path: Path)
 
 
 def test_an_observer_failing_on_every_call_costs_one_warning_per_call_kind_and_a_count(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     healthy = RecordingObserver()
-    callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
-                              meter=synthetic_meter(), observers=[BrokenObserver(), healthy])
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+        meter=synthetic_meter(),
+        observers=[BrokenObserver(), healthy],
+    )
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
         trainer = run_trainer(tmp_path, callback)
         assert callback.report_paths  # waits for the run's end, whose on_run_end fails too
@@ -84,13 +95,17 @@ def test_an_observer_failing_on_every_call_costs_one_warning_per_call_kind_and_a
 
 
 def test_unwritable_report_files_warn_naming_the_directory_and_training_ends_normally(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the report directory should be")
     output_dir = blocker / "reports"
     store_path = tmp_path / "runs.sqlite"
-    callback = Eco2AICallback(CarbonConfig(output_dir=str(output_dir), offline=True, country_iso_code="FR"),
-                              meter=synthetic_meter(), store=store_path)
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(output_dir), offline=True, country_iso_code="FR"),
+        meter=synthetic_meter(),
+        store=store_path,
+    )
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai"):
         trainer = run_trainer(tmp_path, callback)
     assert trainer.state.global_step == 12
@@ -130,21 +145,28 @@ def test_a_callback_given_a_meter_refuses_a_second_train_but_builds_its_own_with
     with pytest.raises(ConfigurationError, match="already measured an earlier run"):
         run_trainer(tmp_path / "b", with_meter, max_steps=3)
     without_meter = Eco2AICallback(config)
-    first = (run_trainer(tmp_path / "c", without_meter, max_steps=3), without_meter.get_carbon_report()["run"]["run_id"])
+    first = (
+        run_trainer(tmp_path / "c", without_meter, max_steps=3),
+        without_meter.get_carbon_report()["run"]["run_id"],
+    )
     run_trainer(tmp_path / "d", without_meter, max_steps=3)
     assert without_meter.get_carbon_report()["run"]["run_id"] != first[1]
 
 
 def test_phase_windows_open_forward_backward_and_optimizer_windows_in_every_step(tmp_path: Path) -> None:
-    callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
-                              meter=synthetic_meter(), phase_windows=True)
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+        meter=synthetic_meter(),
+        phase_windows=True,
+    )
     run_trainer(tmp_path, callback, max_steps=6)
     counts = {window["name"]: window["count"] for window in callback.get_carbon_report()["windows"]}
     assert counts["forward"] >= 6 and counts["optimizer"] == 6 and counts["backward"] >= 6
 
 
 def test_without_phase_windows_no_phase_window_is_recorded(tmp_path: Path) -> None:
-    callback = Eco2AICallback(CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
-                              meter=synthetic_meter())
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"), meter=synthetic_meter()
+    )
     run_trainer(tmp_path, callback, max_steps=3)
     assert not {"forward", "backward", "optimizer"} & {w["name"] for w in callback.get_carbon_report()["windows"]}

@@ -11,14 +11,13 @@ from typing import Any, Dict, List
 import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.loggers import CSVLogger
+from tiny_lightning import random_loader, tiny_module
+from tiny_training import TokenDataset, tiny_bert, training_arguments
 from transformers import Trainer
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, EnergyMeter, track
 from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
 from hf_eco2ai.store import RunStore
-from tiny_lightning import random_loader, tiny_module
-from tiny_training import TokenDataset, tiny_bert, training_arguments
-
 
 LIGHTNING_NOISE = [
     # Lightning's own deprecation inside its data loading, and its advice to use more workers.
@@ -42,8 +41,12 @@ def emissions_rows(directory: Path) -> List[Dict[str, str]]:
 
 
 def train_hf(output_dir: Path, callback: Eco2AICallback) -> None:
-    Trainer(model=tiny_bert(), args=training_arguments(output_dir, max_steps=4), train_dataset=TokenDataset(32),
-            callbacks=[callback]).train()
+    Trainer(
+        model=tiny_bert(),
+        args=training_arguments(output_dir, max_steps=4),
+        train_dataset=TokenDataset(32),
+        callbacks=[callback],
+    ).train()
 
 
 def test_hf_reports_and_store_go_to_the_trainers_output_dir_unless_output_dir_is_set(tmp_path: Path) -> None:
@@ -53,8 +56,9 @@ def test_hf_reports_and_store_go_to_the_trainers_output_dir_unless_output_dir_is
     run_id = follows.get_carbon_report()["run"]["run_id"]
     assert RunStore(tmp_path / "out" / "runs.sqlite").report(run_id) is not None
 
-    explicit = Eco2AICallback(CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(tmp_path / "mine")),
-                              meter=synthetic_meter())
+    explicit = Eco2AICallback(
+        CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(tmp_path / "mine")), meter=synthetic_meter()
+    )
     train_hf(tmp_path / "out2", explicit)
     assert explicit.report_paths["json"].parent == tmp_path / "mine"
     assert not (tmp_path / "out2" / "emissions.csv").exists()
@@ -77,8 +81,13 @@ def test_each_run_appends_one_emissions_row_with_its_provenance(tmp_path: Path) 
 
 
 def test_a_formula_in_a_project_name_reaches_emissions_csv_as_text(tmp_path: Path) -> None:
-    @track(project_name='=HYPERLINK("http://127.0.0.1/x","click")', offline=True, country_iso_code="FR",
-           output_dir=str(tmp_path), meter=synthetic_meter())
+    @track(
+        project_name='=HYPERLINK("http://127.0.0.1/x","click")',
+        offline=True,
+        country_iso_code="FR",
+        output_dir=str(tmp_path),
+        meter=synthetic_meter(),
+    )
     def work() -> None:
         return None
 
@@ -88,14 +97,19 @@ def test_a_formula_in_a_project_name_reaches_emissions_csv_as_text(tmp_path: Pat
 
 
 def test_a_run_ends_with_one_summary_line_naming_energy_carbon_source_and_report(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    callback = Eco2AICallback(CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(tmp_path / "c")),
-                              meter=synthetic_meter())
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    callback = Eco2AICallback(
+        CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(tmp_path / "c")), meter=synthetic_meter()
+    )
     with caplog.at_level(logging.INFO, logger="hf_eco2ai"):
         train_hf(tmp_path / "out", callback)
         paths = callback.report_paths  # the run's end is written in the background; this waits for it
-    lines = [record.getMessage() for record in caplog.records
-             if record.name.startswith("hf_eco2ai") and record.levelno == logging.INFO]
+    lines = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("hf_eco2ai") and record.levelno == logging.INFO
+    ]
     assert len(lines) == 1
     assert "kWh" in lines[0] or " J," in lines[0] or "Wh," in lines[0]
     assert "CO2e at" in lines[0] and "country-table FR" in lines[0]
@@ -107,9 +121,17 @@ def test_a_run_ends_with_one_summary_line_naming_energy_carbon_source_and_report
 def test_lightning_logs_totals_at_fit_end_even_when_shorter_than_the_logging_interval(tmp_path: Path) -> None:
     tracker = Eco2AILightningCallback(CarbonConfig(offline=True, country_iso_code="FR"), meter=synthetic_meter())
     logger = CSVLogger(str(tmp_path))
-    trainer = pl.Trainer(max_steps=3, log_every_n_steps=5, accelerator="cpu", enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, logger=logger,
-                         default_root_dir=str(tmp_path), callbacks=[tracker])
+    trainer = pl.Trainer(
+        max_steps=3,
+        log_every_n_steps=5,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=logger,
+        default_root_dir=str(tmp_path),
+        callbacks=[tracker],
+    )
     trainer.fit(tiny_module(pl), random_loader(64), random_loader(16, seed=1))
     with open(Path(logger.log_dir) / "metrics.csv", newline="") as handle:
         rows: List[Dict[str, Any]] = list(csv.DictReader(handle))

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-
 from fake_powercap import make_tree
+
 from hf_eco2ai import CarbonConfig, CarbonTrackingError, ConfigurationError, EnergyMeter, generate_carbon_report
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
@@ -53,8 +53,12 @@ def run_steps(session: TrackingSession, count: int, step_s: float = 0.002) -> No
 
 
 def test_step_records_add_up_to_the_run_total(tmp_path: Path) -> None:
-    session = TrackingSession(config(tmp_path), meter=EnergyMeter(
-        sources="synthetic", synthetic={"kind": "square", "low_watts": 50, "high_watts": 250, "period_s": 0.03}))
+    session = TrackingSession(
+        config(tmp_path),
+        meter=EnergyMeter(
+            sources="synthetic", synthetic={"kind": "square", "low_watts": 50, "high_watts": 250, "period_s": 0.03}
+        ),
+    )
     session.start()
     run_steps(session, 60)
     report = session.stop()
@@ -78,7 +82,10 @@ def test_epochs_partition_the_steps_and_their_energy(tmp_path: Path) -> None:
     report = session.stop()
     streamed = streamed_steps(session)
     assert [(e["epoch"], e["first_step"], e["last_step"]) for e in report["epochs"]] == [
-        (0, 0, 9), (1, 10, 19), (2, 20, 29)]
+        (0, 0, 9),
+        (1, 10, 19),
+        (2, 20, 29),
+    ]
     for epoch in report["epochs"]:
         steps = [s for s in streamed if s["epoch"] == epoch["epoch"]]
         assert epoch["joules"] == pytest.approx(sum(s["joules"] for s in steps), rel=1e-9)
@@ -95,7 +102,9 @@ def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Pa
     session.stop()
     for figures in (first, second):
         assert figures["power/mean_watts"] == pytest.approx(200.0, rel=1e-6)
-        assert figures["carbon/co2_kg"] == pytest.approx(figures["energy/total_kwh"] * FRANCE_G_PER_KWH / 1000, rel=1e-9)
+        assert figures["carbon/co2_kg"] == pytest.approx(
+            figures["energy/total_kwh"] * FRANCE_G_PER_KWH / 1000, rel=1e-9
+        )
     assert second["energy/total_kwh"] > first["energy/total_kwh"]
     assert second["carbon/samples_per_kwh"] == pytest.approx(1280 / second["energy/total_kwh"], rel=1e-9)
     kwh_from_intervals = (first["energy/interval_joules"] + second["energy/interval_joules"]) / 3.6e6 * 1.5
@@ -104,8 +113,11 @@ def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Pa
 
 
 def test_snapshot_is_none_before_start_then_tracks_the_meter(tmp_path: Path) -> None:
-    session = TrackingSession(config(tmp_path, carbon_budget_kg=1.0, electricity_price_per_kwh=0.2,
-                                     electricity_currency="EUR"), meter=constant_meter(), store=False)
+    session = TrackingSession(
+        config(tmp_path, carbon_budget_kg=1.0, electricity_price_per_kwh=0.2, electricity_currency="EUR"),
+        meter=constant_meter(),
+        store=False,
+    )
     assert session.snapshot() is None
     session.start()
     run_steps(session, 15)
@@ -142,8 +154,13 @@ def test_snapshot_is_safe_while_another_thread_marks_steps(tmp_path: Path) -> No
 def test_an_exceeded_budget_asks_to_stop_only_when_stopping_is_enabled(tmp_path: Path) -> None:
     outcomes = []
     for stop_enabled in (False, True):
-        session = TrackingSession(config(tmp_path, carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6,
-                                         stop_on_budget_exceeded=stop_enabled), meter=constant_meter(1e5), store=False)
+        session = TrackingSession(
+            config(
+                tmp_path, carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=stop_enabled
+            ),
+            meter=constant_meter(1e5),
+            store=False,
+        )
         session.start()
         run_steps(session, 10)
         session.drain()
@@ -155,10 +172,12 @@ def test_an_exceeded_budget_asks_to_stop_only_when_stopping_is_enabled(tmp_path:
 
 
 def test_a_rapl_counter_that_stops_reading_mid_run_warns_once_and_marks_the_report(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     zones = make_tree(tmp_path / "powercap", {"intel-rapl:0": ("package-0", 2**40, 0)})
-    session = TrackingSession(config(tmp_path), meter=EnergyMeter(sources="rapl", rapl_root=tmp_path / "powercap"),
-                              store=False)
+    session = TrackingSession(
+        config(tmp_path), meter=EnergyMeter(sources="rapl", rapl_root=tmp_path / "powercap"), store=False
+    )
     caplog.set_level(logging.WARNING, logger="hf_eco2ai")
     session.start()
     for step in range(20):
@@ -183,8 +202,9 @@ def test_a_rapl_counter_that_stops_reading_mid_run_warns_once_and_marks_the_repo
 
 
 def test_strict_mode_raises_a_mid_run_sensor_failure_at_drain_never_at_mark(tmp_path: Path) -> None:
-    session = TrackingSession(config(tmp_path, strict=True),
-                              meter=EnergyMeter(sources="synthetic", synthetic_fail_after_s=0.05), store=False)
+    session = TrackingSession(
+        config(tmp_path, strict=True), meter=EnergyMeter(sources="synthetic", synthetic_fail_after_s=0.05), store=False
+    )
     session.start()
     run_steps(session, 40)
     with pytest.raises(CarbonTrackingError, match="synthetic:0"):
@@ -262,8 +282,11 @@ def test_a_bad_config_type_is_named(tmp_path: Path) -> None:
 
 
 def test_prometheus_serves_the_live_figures_while_running_and_the_final_ones_after(tmp_path: Path) -> None:
-    session = TrackingSession(config(tmp_path, prometheus_enabled=True, prometheus_port=0,
-                                     project_name="prometheus-session-test"), meter=constant_meter(), store=False)
+    session = TrackingSession(
+        config(tmp_path, prometheus_enabled=True, prometheus_port=0, project_name="prometheus-session-test"),
+        meter=constant_meter(),
+        store=False,
+    )
     session.start()
     run_steps(session, 7)
     url = session.exporter.exporter.url
@@ -273,8 +296,11 @@ def test_prometheus_serves_the_live_figures_while_running_and_the_final_ones_aft
     final = urllib.request.urlopen(url, timeout=10).read().decode()
 
     def value(text: str, metric: str) -> float:
-        lines = [line for line in text.splitlines()
-                 if line.startswith(metric + "{") and 'project_name="prometheus-session-test"' in line]
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith(metric + "{") and 'project_name="prometheus-session-test"' in line
+        ]
         assert lines, f"{metric} missing for the run"
         return float(lines[0].rsplit(" ", 1)[1])
 

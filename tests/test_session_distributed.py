@@ -60,10 +60,23 @@ def rank_results(tmp_path_factory: pytest.TempPathFactory) -> List[Dict[str, Any
     port = free_port()
     children = []
     for rank in (0, 1):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        children.append(subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(PYTHON_DIR), str(out)], env=env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", RANK_SCRIPT, str(PYTHON_DIR), str(out)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     for child in children:
         output, _ = child.communicate(timeout=120)
         assert child.returncode == 0, output

@@ -71,4 +71,3 @@ def test_forking_while_the_drainer_runs_never_hangs_the_child(tmp_path: Path) ->
     assert report["steps_marked"] == FORKS * 50
     assert not is_forked_copy(session)
     assert all(warning["code"] != "forked-copy" for warning in report["warnings"])
-

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
-import socket
 import textwrap
 import time
 from pathlib import Path
@@ -27,17 +27,34 @@ CHANNELS = [
 
 def identity(run_id: str, started_unix_s: float = 1000.0, project_name: str = "proj") -> RunIdentity:
     return RunIdentity(
-        run_id=run_id, project_name=project_name, experiment_id="exp-1", model_name="TinyBert",
-        host="host-a", rank=0, local_rank=0, world_size=1, started_unix_s=started_unix_s,
-        channels=CHANNELS, intensity={"g_per_kwh": 56.0, "source": "country-table"}, config={"pue": 1.0},
+        run_id=run_id,
+        project_name=project_name,
+        experiment_id="exp-1",
+        model_name="TinyBert",
+        host="host-a",
+        rank=0,
+        local_rank=0,
+        world_size=1,
+        started_unix_s=started_unix_s,
+        channels=CHANNELS,
+        intensity={"g_per_kwh": 56.0, "source": "country-table"},
+        config={"pue": 1.0},
     )
 
 
 def add_steps(writer, run_id: str, first: int, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     index = np.arange(first, first + count)
     by_channel = np.column_stack([index * 1.0 + 1.0, index * 0.5])
-    writer.add_steps(run_id, index, np.zeros(count, dtype=np.int64), index * 0.1, index * 0.1 + 0.1, by_channel[:, 0],
-                     np.zeros(count, dtype=np.uint32), by_channel)
+    writer.add_steps(
+        run_id,
+        index,
+        np.zeros(count, dtype=np.int64),
+        index * 0.1,
+        index * 0.1 + 0.1,
+        by_channel[:, 0],
+        np.zeros(count, dtype=np.uint32),
+        by_channel,
+    )
     return by_channel
 
 
@@ -46,8 +63,15 @@ def test_everything_written_reads_back_after_a_flush(tmp_path: Path) -> None:
     writer = store.writer(flush_interval_s=0.05)
     writer.begin_run(identity("run-aaaa"))
     by_channel = add_steps(writer, "run-aaaa", 0, 25)
-    writer.add_windows("run-aaaa", ["eval"], np.array([1.0]), np.array([1.5]), np.array([7.0]),
-                       np.array([0], dtype=np.uint32), np.array([[7.0, 3.0]]))
+    writer.add_windows(
+        "run-aaaa",
+        ["eval"],
+        np.array([1.0]),
+        np.array([1.5]),
+        np.array([7.0]),
+        np.array([0], dtype=np.uint32),
+        np.array([[7.0, 3.0]]),
+    )
     writer.add_power("run-aaaa", 0.1, [100.0, 40.0])
     writer.add_power("run-aaaa", 0.3, [110.0, 45.0])
     writer.add_log("run-aaaa", 1001.0, 10, {"loss": 0.5})
@@ -93,8 +117,9 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(tmp_path: Path) -> Non
     writer.begin_run(identity("run-dead"))
     writer.close()
     with sqlite3.connect(store.path) as connection:
-        connection.execute("UPDATE runs SET pid = ?, host = ? WHERE run_id = 'run-dead'",
-                           (dead_pid, socket.gethostname()))
+        connection.execute(
+            "UPDATE runs SET pid = ?, host = ? WHERE run_id = 'run-dead'", (dead_pid, socket.gethostname())
+        )
     assert store.get_run("run-dead").status == "interrupted"
 
 

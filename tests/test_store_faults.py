@@ -98,8 +98,7 @@ def test_unwritten_rows_are_bounded_and_what_is_dropped_is_counted(disk: DiskSpa
     store = RunStore(disk.store_path)
     disk.fill()
     errors: List[BaseException] = []
-    writer = run_store.RunWriter(disk.store_path, flush_interval_s=0.05, on_error=errors.append,
-                                 max_unwritten_rows=300)
+    writer = run_store.RunWriter(disk.store_path, flush_interval_s=0.05, on_error=errors.append, max_unwritten_rows=300)
     writer.begin_run(_identity())
     assert writer.flush(10)
     for index in range(1000):
@@ -119,8 +118,11 @@ def test_session_counts_a_full_disk_as_a_store_error_with_its_cause(tmp_path: Pa
     config = CarbonConfig(output_dir=str(tmp_path), offline=True, country_iso_code="FR", measurement_interval=0.05)
     store = RunStore(disk.store_path)
     disk.fill(pages_left=4)
-    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0},
-                                                        rate_hz=200), store=store)
+    session = TrackingSession(
+        config,
+        meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0}, rate_hz=200),
+        store=store,
+    )
     session.start()
     assert session.flush()
     for _ in range(2000):
@@ -193,14 +195,20 @@ def _store_with_runs(path: Path, run_ids: List[str]) -> None:
     writer.close()
 
 
-@pytest.mark.parametrize("column, value, field", [
-    ("channels_json", "{not json", "channels_json"),
-    ("started_unix_s", 1e300, "started_unix_s"),
-    ("latest_json", "[1, 2]", "latest_json"),
-    ("pid", "twelve", "pid"),
-])
+@pytest.mark.parametrize(
+    "column, value, field",
+    [
+        ("channels_json", "{not json", "channels_json"),
+        ("started_unix_s", 1e300, "started_unix_s"),
+        ("latest_json", "[1, 2]", "latest_json"),
+        ("pid", "twelve", "pid"),
+    ],
+)
 def test_damaged_row_names_the_run_and_the_field_and_can_be_skipped(
-    tmp_path: Path, column: str, value: object, field: str,
+    tmp_path: Path,
+    column: str,
+    value: object,
+    field: str,
 ) -> None:
     path = tmp_path / "runs.sqlite"
     _store_with_runs(path, ["good-run", "bad-run"])

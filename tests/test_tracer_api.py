@@ -66,7 +66,7 @@ summary = query.get_run_summary("abc-123")
 print(summary["total_steps"])
 print(summary["final_metrics"])
 comparison = query.compare_runs(
-    "run1", "run2", 
+    "run1", "run2",
     metrics=["loss", "accuracy"]
 )
 anomalies = query.find_anomalous_checkpoints(
@@ -186,8 +186,12 @@ def test_the_core_examples_run_as_written_and_trace_a_real_loop(in_tmp: Path, ca
         optimizer.step()
         return loss
 
-    namespace: Dict[str, Any] = {"tracer": tracer, "dataloader": dataloader, "train_step": train_step,
-                                 "MyModel": lambda: model}
+    namespace: Dict[str, Any] = {
+        "tracer": tracer,
+        "dataloader": dataloader,
+        "train_step": train_step,
+        "MyModel": lambda: model,
+    }
     namespace["train"] = lambda: run_example(EXAMPLE_STEP, namespace)
     run_example(EXAMPLE_EXCEPTION, namespace)
     assert capsys.readouterr().out == "Tracer not initialized!\n"
@@ -216,10 +220,27 @@ def test_the_storage_query_and_detector_examples_run_as_written(in_tmp: Path, ca
     for run_id, loss in (("abc-123", 0.4), ("run1", 0.5), ("run2", 0.3)):
         storage.create_run(run_id=run_id, project_name="test", run_name=run_id, start_time=1000.0, config={})
         for step in (9, 19):
-            storage.write_checkpoint(run_id=run_id, step=step, timestamp=1000.0 + step, metrics={
-                "loss": loss + (19 - step) / 100, "accuracy": 0.9}, gradient_stats={}, system_metrics={})
-    storage.write_anomalies("run1", [{"step": 12, "type": "gradient_explosion", "layer": "total", "value": 1e6,
-                                      "threshold": 10.0, "statistic": 1.0}])
+            storage.write_checkpoint(
+                run_id=run_id,
+                step=step,
+                timestamp=1000.0 + step,
+                metrics={"loss": loss + (19 - step) / 100, "accuracy": 0.9},
+                gradient_stats={},
+                system_metrics={},
+            )
+    storage.write_anomalies(
+        "run1",
+        [
+            {
+                "step": 12,
+                "type": "gradient_explosion",
+                "layer": "total",
+                "value": 1e6,
+                "threshold": 10.0,
+                "statistic": 1.0,
+            }
+        ],
+    )
     storage.flush()
     namespace = run_example(EXAMPLE_QUERY, {})
     assert capsys.readouterr().out == "20\n{'loss': 0.4, 'accuracy': 0.9}\n"
@@ -236,13 +257,19 @@ def test_the_transformers_example_runs_as_written(in_tmp: Path, monkeypatch: pyt
     from transformers import Trainer
 
     # The fragment gives the Trainer no dataset; the test supplies the training batches.
-    monkeypatch.setattr(Trainer, "get_train_dataloader",
-                        lambda self: torch.utils.data.DataLoader(TokenDataset(64), batch_size=4))
-    namespace = run_example(EXAMPLE_TRANSFORMERS, {
-        "model": tiny_bert(), "training_args": training_arguments(in_tmp / "out", max_steps=6, logging_steps=3),
-    })
-    callback = next(c for c in namespace["trainer"].callback_handler.callbacks
-                    if type(c).__name__ == "TransformersCallback")
+    monkeypatch.setattr(
+        Trainer, "get_train_dataloader", lambda self: torch.utils.data.DataLoader(TokenDataset(64), batch_size=4)
+    )
+    namespace = run_example(
+        EXAMPLE_TRANSFORMERS,
+        {
+            "model": tiny_bert(),
+            "training_args": training_arguments(in_tmp / "out", max_steps=6, logging_steps=3),
+        },
+    )
+    callback = next(
+        c for c in namespace["trainer"].callback_handler.callbacks if type(c).__name__ == "TransformersCallback"
+    )
     run = callback.tracer
     assert run.config.project_name == "my-project" and run.config.checkpoint_interval == 100
     assert len(run.storage.get_step_statistics(run.run_id)) == 6
@@ -254,10 +281,18 @@ def test_the_transformers_callback_traces_every_optimiser_step(tmp_path: Path) -
 
     from hf_eco2ai.tracer.integrations import TransformersCallback
 
-    callback = TransformersCallback(project="hf", checkpoint_interval=5, storage_path=str(tmp_path / "tracer"),
-                                    carbon_config=quiet_carbon_config(tmp_path))
-    trainer = Trainer(model=tiny_bert(), args=training_arguments(tmp_path / "out", max_steps=12, logging_steps=4),
-                      train_dataset=TokenDataset(64), callbacks=[callback])
+    callback = TransformersCallback(
+        project="hf",
+        checkpoint_interval=5,
+        storage_path=str(tmp_path / "tracer"),
+        carbon_config=quiet_carbon_config(tmp_path),
+    )
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=training_arguments(tmp_path / "out", max_steps=12, logging_steps=4),
+        train_dataset=TokenDataset(64),
+        callbacks=[callback],
+    )
     trainer.train()
     run = callback.tracer
     statistics = run.storage.get_step_statistics(run.run_id)
@@ -278,7 +313,6 @@ def test_the_transformers_callback_traces_every_optimiser_step(tmp_path: Path) -
 @pytest.mark.filterwarnings("ignore:The number of training batches")
 def test_the_lightning_example_runs_as_written_with_pytorch_lightning(in_tmp: Path) -> None:
     import pytorch_lightning as pl
-
     from tiny_lightning import random_loader, tiny_module
 
     module = tiny_module(pl)
@@ -295,16 +329,28 @@ def test_the_lightning_example_runs_as_written_with_pytorch_lightning(in_tmp: Pa
 
 def test_the_lightning_callback_is_accepted_by_the_lightning_package_too(tmp_path: Path) -> None:
     import lightning.pytorch as lightning_pl
-
-    from hf_eco2ai.tracer.integrations import LightningCallback
     from tiny_lightning import random_loader, tiny_module
 
-    callback = LightningCallback(project="lit", checkpoint_interval=4, storage_path=str(tmp_path / "tracer"),
-                                 carbon_config=quiet_carbon_config(tmp_path), stop_on_anomaly=True,
-                                 explosion_threshold=1e-9)
-    trainer = lightning_pl.Trainer(callbacks=[callback], max_epochs=1, accelerator="cpu", logger=False,
-                                   enable_progress_bar=False, enable_model_summary=False,
-                                   enable_checkpointing=False, default_root_dir=str(tmp_path))
+    from hf_eco2ai.tracer.integrations import LightningCallback
+
+    callback = LightningCallback(
+        project="lit",
+        checkpoint_interval=4,
+        storage_path=str(tmp_path / "tracer"),
+        carbon_config=quiet_carbon_config(tmp_path),
+        stop_on_anomaly=True,
+        explosion_threshold=1e-9,
+    )
+    trainer = lightning_pl.Trainer(
+        callbacks=[callback],
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(tiny_module(lightning_pl), random_loader(80), random_loader(16, seed=1))
     run = callback.tracer
     # An absolute threshold below any real norm flags the first step, and stop_on_anomaly stops there.
@@ -315,17 +361,38 @@ def test_the_lightning_callback_is_accepted_by_the_lightning_package_too(tmp_pat
 
 def test_tracer_config_has_the_documented_fields_and_defaults() -> None:
     config = TracerConfig(project_name="p")
-    documented = dict(run_name=None, tags=[], notes=None, storage_path="./.tracer", retention_days=30,
-                      checkpoint_interval=1000, capture_samples=5, track_gradients=True, track_system_metrics=True,
-                      gradient_layers=None, async_writes=True, write_buffer_size=100, max_workers=4)
+    documented = dict(
+        run_name=None,
+        tags=[],
+        notes=None,
+        storage_path="./.tracer",
+        retention_days=30,
+        checkpoint_interval=1000,
+        capture_samples=5,
+        track_gradients=True,
+        track_system_metrics=True,
+        gradient_layers=None,
+        async_writes=True,
+        write_buffer_size=100,
+        max_workers=4,
+    )
     assert {name: getattr(config, name) for name in documented} == documented
 
 
-@pytest.mark.parametrize("field, value", [
-    ("checkpoint_interval", 0), ("retention_days", -1), ("write_buffer_size", 0), ("max_workers", 0),
-    ("gradient_layers", "encoder.*"), ("explosion_factor", float("nan")), ("stop_on_anomaly", ["nan"]),
-    ("track_gradients", "yes"), ("anomaly_min_history", 500),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("checkpoint_interval", 0),
+        ("retention_days", -1),
+        ("write_buffer_size", 0),
+        ("max_workers", 0),
+        ("gradient_layers", "encoder.*"),
+        ("explosion_factor", float("nan")),
+        ("stop_on_anomaly", ["nan"]),
+        ("track_gradients", "yes"),
+        ("anomaly_min_history", 500),
+    ],
+)
 def test_an_invalid_setting_names_the_field_and_the_value(field: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=field) as raised:
         TracerConfig(project_name="p", **{field: value})
@@ -338,15 +405,18 @@ def test_an_unknown_init_setting_suggests_the_right_one(tmp_path: Path) -> None:
     assert tracer.current() is None
 
 
-@pytest.mark.parametrize("call, arguments", [("log", ({"loss": 1.0},)), ("step", ()), ("watch", (None,)), ("finish", ())])
+@pytest.mark.parametrize(
+    "call, arguments", [("log", ({"loss": 1.0},)), ("step", ()), ("watch", (None,)), ("finish", ())]
+)
 def test_every_call_before_init_raises_runtime_error(call: str, arguments: tuple) -> None:
     with pytest.raises(RuntimeError, match=f"Tracer not initialized.*before {call}"):
         getattr(tracer, call)(*arguments)
 
 
 def test_gradient_layers_group_parameters_by_glob_and_a_pattern_matching_nothing_is_refused(tmp_path: Path) -> None:
-    run = tracer.init("globs", storage_path=str(tmp_path), gradient_layers=["0.*", "2.*"],
-                      carbon_config=quiet_carbon_config(tmp_path))
+    run = tracer.init(
+        "globs", storage_path=str(tmp_path), gradient_layers=["0.*", "2.*"], carbon_config=quiet_carbon_config(tmp_path)
+    )
     try:
         tracer.watch(mlp(layers=3))
         assert run.layers == ["0.*", "2.*"]
@@ -361,8 +431,10 @@ def test_gradient_layers_group_parameters_by_glob_and_a_pattern_matching_nothing
 def test_importing_the_tracer_imports_no_framework() -> None:
     import subprocess
 
-    probe = ("import sys, hf_eco2ai.tracer, hf_eco2ai.tracer.integrations, hf_eco2ai.tracer.analysis; "
-             "print(sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules))")
+    probe = (
+        "import sys, hf_eco2ai.tracer, hf_eco2ai.tracer.integrations, hf_eco2ai.tracer.analysis; "
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -20,8 +20,9 @@ PLANT_STEP = 60
 
 
 def cli(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hf_eco2ai.cli", *arguments], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "hf_eco2ai.cli", *arguments], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_compare_prints_loss_and_gradient_norm_curves_at_common_steps(runs: Dict
         header, row_a, row_b = lines[start + 1], lines[start + 2], lines[start + 3]
         assert header.split()[1:9] == ["0", "14", "28", "42", "57", "71", "85", "99"]
         assert row_a.startswith(f"  {first.run_id[:12]}") and row_b.startswith(f"  {second.run_id[:12]}")
-    loss_rows = lines[lines.index("loss by step") + 2: lines.index("loss by step") + 4]
+    loss_rows = lines[lines.index("loss by step") + 2 : lines.index("loss by step") + 4]
     statistics = first.storage.get_step_statistics(first.run_id)
     assert float(loss_rows[0].split()[1]) == pytest.approx(statistics.loss[0], rel=1e-3)
     assert loss_rows[1].split()[-1].endswith("%")
@@ -70,11 +71,13 @@ def test_compare_prints_loss_and_gradient_norm_curves_at_common_steps(runs: Dict
 
 def test_the_html_report_draws_gradient_norms_and_marks_the_anomalies(runs: Dict[str, Any], tmp_path: Path) -> None:
     output = tmp_path / "report.html"
-    result = cli("report", runs["exploded"].run_id, "--store", runs["store"], "--format", "html", "--output", str(output))
+    result = cli(
+        "report", runs["exploded"].run_id, "--store", runs["store"], "--format", "html", "--output", str(output)
+    )
     assert result.returncode == 0, result.stderr
     html = output.read_text()
-    chart = html[html.index('<svg id="gradient-chart"'):]
-    chart = chart[:chart.index("</svg>")]
+    chart = html[html.index('<svg id="gradient-chart"') :]
+    chart = chart[: chart.index("</svg>")]
     layers = re.findall(r'class="series" data-layer="([^"]+)"', chart)
     assert layers[0] == "total" and set(layers) == {"total", "0", "2", "4", "6"}
     marks = re.findall(r'class="anomaly" data-type="([^"]+)" data-step="(\d+)"', chart)
@@ -94,15 +97,23 @@ def scrape_anomalies(snapshot: Any) -> List[Dict[str, str]]:
     registry = CollectorRegistry()
     SnapshotCollector(registry=registry).attach(lambda: snapshot)
     text = generate_latest(registry).decode()
-    return [dict(re.findall(r'(\w+)="([^"]*)"', line), value=line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line.startswith("hf_training_anomalies_total{")]
+    return [
+        dict(re.findall(r'(\w+)="([^"]*)"', line), value=line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("hf_training_anomalies_total{")
+    ]
 
 
 def test_prometheus_serves_anomalies_by_type_while_the_tracer_watches(runs: Dict[str, Any]) -> None:
     samples = scrape_anomalies(runs["exploded"].session.snapshot())
     by_type = {sample["type"]: float(sample["value"]) for sample in samples}
-    assert by_type == {"gradient_explosion": 5.0, "vanishing_gradient": 0.0, "nan_or_inf": 0.0,
-                       "loss_spike": 1.0, "memory_spike": 0.0}
+    assert by_type == {
+        "gradient_explosion": 5.0,
+        "vanishing_gradient": 0.0,
+        "nan_or_inf": 0.0,
+        "loss_spike": 1.0,
+        "memory_spike": 0.0,
+    }
     assert all(sample["project_name"] == "tracer-tests" and "rank" in sample for sample in samples)
 
 

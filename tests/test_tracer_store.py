@@ -73,8 +73,9 @@ def test_the_storage_backend_calls_of_the_reference(tmp_path: Path) -> None:
     config = TracerConfig(project_name="test", storage_path=str(tmp_path), async_writes=False)
     storage = StorageBackend(config)
     storage.create_run(run_id="123", project_name="test", run_name="run1", start_time=1000.0, config={})
-    storage.write_checkpoint(run_id="123", step=100, timestamp=1100.0, metrics={"loss": 0.5},
-                             gradient_stats={}, system_metrics={})
+    storage.write_checkpoint(
+        run_id="123", step=100, timestamp=1100.0, metrics={"loss": 0.5}, gradient_stats={}, system_metrics={}
+    )
     runs = storage.list_runs(project_name="test")
     checkpoints = storage.get_checkpoints("123")
     assert [(r["run_id"], r["run_name"], r["start_time"]) for r in runs] == [("123", "run1", 1000.0)]
@@ -90,15 +91,36 @@ def test_retention_deletes_the_projects_old_runs_at_init(tmp_path: Path) -> None
     writer = store.writer(flush_interval_s=0.05)
     now = time.time()
     for run_id, project, age_days in (("old-a", "kept", 40), ("new-a", "kept", 1), ("old-b", "other", 40)):
-        writer.begin_run(RunIdentity(run_id=run_id, project_name=project, experiment_id=None, model_name=None,
-                                     host="h", rank=0, local_rank=0, world_size=1,
-                                     started_unix_s=now - age_days * 86400, channels=[], intensity=None, config=None))
+        writer.begin_run(
+            RunIdentity(
+                run_id=run_id,
+                project_name=project,
+                experiment_id=None,
+                model_name=None,
+                host="h",
+                rank=0,
+                local_rank=0,
+                world_size=1,
+                started_unix_s=now - age_days * 86400,
+                channels=[],
+                intensity=None,
+                config=None,
+            )
+        )
         writer.finish_run(run_id, "finished", now - age_days * 86400 + 10, None)
-    writer.add_rows("INSERT INTO anomalies (run_id, step, anomaly_type, layer, value, threshold, statistic, "
-                    "unix_time_s) VALUES ('old-a', 1, 'nan_or_inf', 'total', 1, 0, NULL, 0)", [()])
+    writer.add_rows(
+        "INSERT INTO anomalies (run_id, step, anomaly_type, layer, value, threshold, statistic, "
+        "unix_time_s) VALUES ('old-a', 1, 'nan_or_inf', 'total', 1, 0, NULL, 0)",
+        [()],
+    )
     writer.close()
-    run = tracer.init("kept", storage_path=str(tmp_path), retention_days=30, meter=_synthetic_meter(),
-                      carbon_config=CarbonConfig(carbon_intensity_g_per_kwh=100.0, output_dir=str(tmp_path)))
+    run = tracer.init(
+        "kept",
+        storage_path=str(tmp_path),
+        retention_days=30,
+        meter=_synthetic_meter(),
+        carbon_config=CarbonConfig(carbon_intensity_g_per_kwh=100.0, output_dir=str(tmp_path)),
+    )
     tracer.finish()
     remaining = {summary.run_id for summary in store.list_runs()}
     assert remaining == {"new-a", "old-b", run.run_id}
@@ -134,7 +156,9 @@ def test_a_run_killed_by_sigkill_leaves_a_readable_store_with_every_flushed_batc
                 os.kill(os.getpid(), signal.SIGKILL)
     """)
     environment = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environment)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environment
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     run_id = result.stdout.strip()
     storage = StorageBackend(TracerConfig(project_name="killed", storage_path=str(tmp_path)))
@@ -165,8 +189,15 @@ def test_a_reader_sees_consistent_figures_while_a_run_writes(tmp_path: Path) -> 
         for batch in range(40):
             steps = np.arange(batch * 50, batch * 50 + 50)
             gradients = np.ones((50, 2, 3), dtype=np.float32)
-            storage.write_step_statistics("live-run", steps, np.ones(50, dtype=np.int64), steps * 0.01,
-                                          np.full(50, np.nan), gradients, np.ones(50, dtype=bool))
+            storage.write_step_statistics(
+                "live-run",
+                steps,
+                np.ones(50, dtype=np.int64),
+                steps * 0.01,
+                np.full(50, np.nan),
+                gradients,
+                np.ones(50, dtype=bool),
+            )
             storage.write_checkpoint("live-run", int(steps[-1]), time.time(), {"loss": float(batch)}, {}, {})
             time.sleep(0.005)
         storage.flush()
@@ -202,8 +233,13 @@ def test_the_read_commands_read_a_version_1_store_without_changing_it(tmp_path: 
     path = tmp_path / "runs.sqlite"
     shutil.copy(DATA / "store_v1.sqlite", path)
     environment = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
-    result = subprocess.run([sys.executable, "-m", "hf_eco2ai.cli", "show", "v1-run-0001", "--store", str(path)],
-                            capture_output=True, text=True, timeout=120, env=environment)
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_eco2ai.cli", "show", "v1-run-0001", "--store", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
     assert result.returncode == 0, result.stderr
     assert "run v1-run-0001 (finished)" in result.stdout
     assert "gradient norms" not in result.stdout

@@ -100,8 +100,13 @@ def test_anomalies_are_counted_for_prometheus(tmp_path: Path) -> None:
     snapshot = run.session.snapshot()
     assert snapshot.anomalies_by_type["gradient_explosion"] == 5
     assert snapshot.anomalies_by_type["nan_or_inf"] == 0
-    assert set(snapshot.anomalies_by_type) == {"gradient_explosion", "vanishing_gradient", "nan_or_inf",
-                                               "loss_spike", "memory_spike"}
+    assert set(snapshot.anomalies_by_type) == {
+        "gradient_explosion",
+        "vanishing_gradient",
+        "nan_or_inf",
+        "loss_spike",
+        "memory_spike",
+    }
 
 
 def test_checkpoints_hold_metrics_gradient_stats_and_energy(tmp_path: Path) -> None:

@@ -18,8 +18,13 @@ PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
 
 def test_the_decorated_function_runs_as_one_tracked_run_per_call(tmp_path: Path) -> None:
-    @track(project_name="my-project", country_iso_code="FR", offline=True, output_dir=str(tmp_path),
-           meter=EnergyMeter(sources="synthetic"))
+    @track(
+        project_name="my-project",
+        country_iso_code="FR",
+        offline=True,
+        output_dir=str(tmp_path),
+        meter=EnergyMeter(sources="synthetic"),
+    )
     def train_model(steps: int) -> str:
         for _ in range(steps):
             time.sleep(0.002)
@@ -46,9 +51,14 @@ def test_a_second_call_measures_a_fresh_run_from_the_config(tmp_path: Path) -> N
 
 
 def test_the_context_manager_yields_the_session_and_keeps_the_report(tmp_path: Path) -> None:
-    tracker = track(offline=True, country_iso_code="FR", output_dir=str(tmp_path), store=False,
-                    meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50}),
-                    report_formats=["markdown"])
+    tracker = track(
+        offline=True,
+        country_iso_code="FR",
+        output_dir=str(tmp_path),
+        store=False,
+        meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50}),
+        report_formats=["markdown"],
+    )
     with tracker as session:
         time.sleep(0.1)
         assert current_session() is session
@@ -74,8 +84,10 @@ def test_an_unknown_setting_is_refused_at_once(tmp_path: Path) -> None:
 
 
 def test_track_stays_the_function_after_its_module_is_imported(tmp_path: Path) -> None:
-    script = (f"import sys; sys.path.insert(0, {str(PYTHON_DIR)!r})\n"
-              "import hf_eco2ai.track_decorator\nimport hf_eco2ai\nfrom hf_eco2ai import track\n"
-              "print(track is hf_eco2ai.track_decorator.track, type(track(offline=True, country_iso_code='FR')).__name__)")
+    script = (
+        f"import sys; sys.path.insert(0, {str(PYTHON_DIR)!r})\n"
+        "import hf_eco2ai.track_decorator\nimport hf_eco2ai\nfrom hf_eco2ai import track\n"
+        "print(track is hf_eco2ai.track_decorator.track, type(track(offline=True, country_iso_code='FR')).__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.stdout.split() == ["True", "Tracker"], result.stderr

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Sequence
 
 import pytest
+from local_servers import clean_carbon_env  # noqa: F401
+from tracking_helpers import synthetic_meter, tensorboard_scalars
 
 import hf_eco2ai
 import hf_eco2ai.tracking as tracelet
@@ -18,11 +20,15 @@ from hf_eco2ai import CarbonConfig
 from hf_eco2ai.integrations.backends import Backend, BackendRun, Metric
 from hf_eco2ai.store.run_store import RunStore
 from hf_eco2ai.tracking import (
-    ArtifactChecksumError, ArtifactType, BackendError, ConfigurationError, Experiment, ExperimentConfig,
-    TraceletException, TraceletSettings,
+    ArtifactChecksumError,
+    ArtifactType,
+    BackendError,
+    ConfigurationError,
+    Experiment,
+    ExperimentConfig,
+    TraceletException,
+    TraceletSettings,
 )
-from local_servers import clean_carbon_env  # noqa: F401
-from tracking_helpers import synthetic_meter, tensorboard_scalars
 
 
 class Recorder(Backend):
@@ -93,6 +99,7 @@ def _mlflow_run(path: Path, experiment_name: str) -> Any:
 
 
 # The documented usage examples, run as written (``import tracelet`` is ``hf_eco2ai.tracking``).
+
 
 def test_the_basic_usage_example_runs_as_written(env: Path) -> None:
     Path("model.pth").write_bytes(b"weights")
@@ -198,6 +205,7 @@ def test_the_context_manager_example_runs_as_written(env: Path) -> None:
 
 # Module functions and the Experiment -----------------------------------------------------------
 
+
 def test_start_logging_makes_one_experiment_active_until_stop_logging(env: Path) -> None:
     experiment = tracelet.start_logging("first", backend="local")
     assert tracelet.get_active_experiment() is experiment and experiment.running
@@ -209,8 +217,9 @@ def test_start_logging_makes_one_experiment_active_until_stop_logging(env: Path)
 
 
 def test_experiment_properties_are_the_documented_ones(carbon: CarbonConfig) -> None:
-    experiment = Experiment("props", backend=[Recorder()], tags=["baseline", "cpu"], carbon_config=carbon,
-                            meter=synthetic_meter())
+    experiment = Experiment(
+        "props", backend=[Recorder()], tags=["baseline", "cpu"], carbon_config=carbon, meter=synthetic_meter()
+    )
     assert experiment.name == "props" and experiment.tags == ["baseline", "cpu"]
     assert len(experiment.id) == 32 and experiment.experiment_id == experiment.id
     assert experiment.created_at.tzinfo is not None and experiment.iteration == 0
@@ -222,8 +231,13 @@ def test_experiment_properties_are_the_documented_ones(carbon: CarbonConfig) -> 
 
 def test_set_iteration_marks_one_energy_step_per_iteration(carbon: CarbonConfig) -> None:
     recorder = Recorder()
-    with Experiment("steps", backend=[recorder], carbon_config=carbon, meter=synthetic_meter(),
-                    settings=TraceletSettings(metrics_interval=0.02)) as experiment:
+    with Experiment(
+        "steps",
+        backend=[recorder],
+        carbon_config=carbon,
+        meter=synthetic_meter(),
+        settings=TraceletSettings(metrics_interval=0.02),
+    ) as experiment:
         for iteration in range(1, 21):
             time.sleep(0.005)
             experiment.set_iteration(iteration)
@@ -257,8 +271,9 @@ def test_logging_outside_a_running_experiment_is_a_configuration_error(carbon: C
 
 def test_a_failing_backend_does_not_stop_the_others_and_is_counted(carbon: CarbonConfig) -> None:
     recorder = Recorder()
-    with Experiment("isolated", backend=[Broken(), recorder], carbon_config=carbon,
-                    meter=synthetic_meter()) as experiment:
+    with Experiment(
+        "isolated", backend=[Broken(), recorder], carbon_config=carbon, meter=synthetic_meter()
+    ) as experiment:
         for step in range(1000):
             experiment.log_metric("loss", 1.0, step)
     stats = experiment.backend_stats()
@@ -269,22 +284,27 @@ def test_a_failing_backend_does_not_stop_the_others_and_is_counted(carbon: Carbo
 
 # Settings and exceptions -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variable, text, field, expected", [
-    ("TRACELET_PROJECT", "vision", "project", "vision"),
-    ("TRACELET_BACKEND", "mlflow, wandb", "backend", ["mlflow", "wandb"]),
-    ("TRACELET_TRACK_SYSTEM", "false", "track_system", False),
-    ("TRACELET_TRACK_GIT", "0", "track_git", False),
-    ("TRACELET_TRACK_ENV", "no", "track_env", False),
-    ("TRACELET_METRICS_INTERVAL", "2.5", "metrics_interval", 2.5),
-    ("TRACELET_ENABLE_AUTOMAGIC", "true", "enable_automagic", True),
-    ("TRACELET_AUTOMAGIC_FRAMEWORKS", "pytorch,lightning", "automagic_frameworks", {"pytorch", "lightning"}),
-    ("TRACELET_ENABLE_ARTIFACTS", "yes", "enable_artifacts", True),
-    ("TRACELET_AUTOMAGIC_ARTIFACTS", "on", "automagic_artifacts", True),
-    ("TRACELET_WATCH_FILESYSTEM", "1", "watch_filesystem", True),
-    ("TRACELET_ARTIFACT_WATCH_DIRS", "checkpoints,outputs", "artifact_watch_dirs", ["checkpoints", "outputs"]),
-])
-def test_each_tracelet_environment_variable_sets_its_setting(variable: str, text: str, field: str,
-                                                             expected: Any) -> None:
+
+@pytest.mark.parametrize(
+    "variable, text, field, expected",
+    [
+        ("TRACELET_PROJECT", "vision", "project", "vision"),
+        ("TRACELET_BACKEND", "mlflow, wandb", "backend", ["mlflow", "wandb"]),
+        ("TRACELET_TRACK_SYSTEM", "false", "track_system", False),
+        ("TRACELET_TRACK_GIT", "0", "track_git", False),
+        ("TRACELET_TRACK_ENV", "no", "track_env", False),
+        ("TRACELET_METRICS_INTERVAL", "2.5", "metrics_interval", 2.5),
+        ("TRACELET_ENABLE_AUTOMAGIC", "true", "enable_automagic", True),
+        ("TRACELET_AUTOMAGIC_FRAMEWORKS", "pytorch,lightning", "automagic_frameworks", {"pytorch", "lightning"}),
+        ("TRACELET_ENABLE_ARTIFACTS", "yes", "enable_artifacts", True),
+        ("TRACELET_AUTOMAGIC_ARTIFACTS", "on", "automagic_artifacts", True),
+        ("TRACELET_WATCH_FILESYSTEM", "1", "watch_filesystem", True),
+        ("TRACELET_ARTIFACT_WATCH_DIRS", "checkpoints,outputs", "artifact_watch_dirs", ["checkpoints", "outputs"]),
+    ],
+)
+def test_each_tracelet_environment_variable_sets_its_setting(
+    variable: str, text: str, field: str, expected: Any
+) -> None:
     assert getattr(TraceletSettings.from_env({variable: text}), field) == expected
 
 
@@ -311,16 +331,25 @@ def test_configuration_error_is_the_top_level_class_and_a_tracelet_exception(env
 
 # Artifacts ---------------------------------------------------------------------------------------
 
+
 def test_artifacts_carry_sha256_checksums_and_round_trip_through_local_and_mlflow(
-        carbon: CarbonConfig, tmp_path: Path) -> None:
+    carbon: CarbonConfig, tmp_path: Path
+) -> None:
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"\x00\x01" * 1000)
-    with Experiment("artifacts", backend=["local", "mlflow"], carbon_config=carbon, meter=synthetic_meter(),
-                    options={"mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}) as experiment:
-        artifact = (experiment.create_artifact("checkpoint", ArtifactType.CHECKPOINT, "epoch 3")
-                    .add_file(str(weights), "model/weights.bin")
-                    .add_object({"epoch": 3, "lr": 0.01}, "state")
-                    .add_reference("s3://bucket/full.ckpt", size_bytes=10_000))
+    with Experiment(
+        "artifacts",
+        backend=["local", "mlflow"],
+        carbon_config=carbon,
+        meter=synthetic_meter(),
+        options={"mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
+    ) as experiment:
+        artifact = (
+            experiment.create_artifact("checkpoint", ArtifactType.CHECKPOINT, "epoch 3")
+            .add_file(str(weights), "model/weights.bin")
+            .add_object({"epoch": 3, "lr": 0.01}, "state")
+            .add_reference("s3://bucket/full.ckpt", size_bytes=10_000)
+        )
         results = experiment.log_artifact(artifact)
         second = experiment.log_artifact(artifact)
     import hashlib
@@ -345,8 +374,9 @@ def test_a_checksum_mismatch_on_get_artifact_is_detected(carbon: CarbonConfig, t
     source = tmp_path / "data.csv"
     source.write_text("a,b\n1,2\n")
     with Experiment("tamper", backend=["local"], carbon_config=carbon, meter=synthetic_meter()) as experiment:
-        [result] = experiment.log_artifact(experiment.create_artifact("table", ArtifactType.DATASET)
-                                           .add_file(str(source))).values()
+        [result] = experiment.log_artifact(
+            experiment.create_artifact("table", ArtifactType.DATASET).add_file(str(source))
+        ).values()
     stored = Path(result.uri.replace("file://", "")) / "data.csv"
     stored.write_text("a,b\n1,3\n")
     with pytest.raises(ArtifactChecksumError, match="data.csv has sha256"):
@@ -379,6 +409,7 @@ def test_add_model_saves_a_torch_state_dict_with_its_metadata(carbon: CarbonConf
 
 # Automagic -----------------------------------------------------------------------------------------
 
+
 def test_automagic_captures_hyperparameters_from_the_calling_frame(carbon: CarbonConfig) -> None:
     learning_rate = 3e-4
     batch_size = 64
@@ -389,7 +420,10 @@ def test_automagic_captures_hyperparameters_from_the_calling_frame(carbon: Carbo
     experiment.start()
     experiment.stop()
     assert {k: recorder.params[k] for k in ("learning_rate", "batch_size", "optimizer")} == {
-        "learning_rate": learning_rate, "batch_size": batch_size, "optimizer": optimizer}
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+    }
     assert "not_a_hyperparameter" not in recorder.params and not_a_hyperparameter == 12
 
 
@@ -410,8 +444,14 @@ def test_summary_writer_capture_is_undone_on_stop(carbon: CarbonConfig, tmp_path
 
     writer_class_before, add_scalar_before = SummaryWriter, SummaryWriter.add_scalar
     recorder = Recorder()
-    experiment = Experiment("writer", backend=[recorder, "tensorboard"], automagic=True, carbon_config=carbon,
-                            meter=synthetic_meter(), options={"tensorboard_log_dir": str(tmp_path / "ours")})
+    experiment = Experiment(
+        "writer",
+        backend=[recorder, "tensorboard"],
+        automagic=True,
+        carbon_config=carbon,
+        meter=synthetic_meter(),
+        options={"tensorboard_log_dir": str(tmp_path / "ours")},
+    )
     experiment.start()
     assert SummaryWriter.add_scalar is not add_scalar_before
     writer = SummaryWriter(log_dir=str(tmp_path / "users"))
@@ -426,7 +466,12 @@ def test_summary_writer_capture_is_undone_on_stop(carbon: CarbonConfig, tmp_path
     assert tensorboard.SummaryWriter is writer_class_before
     assert SummaryWriter.add_scalar is add_scalar_before
     assert [(m.step, m.value) for m in recorder.metrics if m.name == "user/loss"] == [
-        (0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3)), (3, 0.25), (4, 0.2)]
+        (0, 1.0),
+        (1, 0.5),
+        (2, pytest.approx(1 / 3)),
+        (3, 0.25),
+        (4, 0.2),
+    ]
     # The backend's own writer is not captured back: each point is in our event file once.
     ours = tensorboard_scalars(tmp_path / "ours")
     assert [event.step for event in ours["user/loss"]] == [0, 1, 2, 3, 4]
@@ -435,11 +480,14 @@ def test_summary_writer_capture_is_undone_on_stop(carbon: CarbonConfig, tmp_path
 
 # Plugins -------------------------------------------------------------------------------------------
 
+
 def test_a_third_party_backend_is_discovered_through_its_entry_point(
-        carbon: CarbonConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    carbon: CarbonConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = tmp_path / "site"
     (site / "acme_tracking").mkdir(parents=True)
-    (site / "acme_tracking" / "__init__.py").write_text(textwrap.dedent("""
+    (site / "acme_tracking" / "__init__.py").write_text(
+        textwrap.dedent("""
         from hf_eco2ai.tracking import BackendPlugin, PluginMetadata, PluginType
 
         RECEIVED = []
@@ -454,7 +502,8 @@ def test_a_third_party_backend_is_discovered_through_its_entry_point(
 
             def log_metrics(self, metrics):
                 RECEIVED.extend((m.name, m.value) for m in metrics)
-    """))
+    """)
+    )
     dist = site / "acme_tracking-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-tracking\nVersion: 1.0\n")
@@ -469,7 +518,8 @@ def test_a_third_party_backend_is_discovered_through_its_entry_point(
 
 
 def test_a_missing_backend_library_fails_at_construction_naming_the_extra(
-        carbon: CarbonConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    carbon: CarbonConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hf_eco2ai.integrations.backends import tensorboard_backend
 
     monkeypatch.setattr(tensorboard_backend, "_library_available", lambda: False)

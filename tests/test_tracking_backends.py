@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
+from tracking_helpers import synthetic_meter, tensorboard_scalars, wandb_history, wandb_summary
 
 from hf_eco2ai import CarbonConfig, ConfigurationError
 from hf_eco2ai.integrations.backends import Backend, BackendRun, Orchestrator, create_backend
@@ -15,7 +16,6 @@ from hf_eco2ai.integrations.backends import base as backends_base
 from hf_eco2ai.integrations.backends.mlflow_backend import MlflowBackend
 from hf_eco2ai.store.run_store import RunStore
 from hf_eco2ai.tracking import Experiment, TraceletSettings
-from tracking_helpers import synthetic_meter, tensorboard_scalars, wandb_history, wandb_summary
 
 STEPS = 300
 
@@ -25,11 +25,14 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     """One experiment logged to all four backends at once."""
     out = tmp_path_factory.mktemp("tracked")
     experiment = Experiment(
-        "round-trip", backend=["local", "mlflow", "wandb", "tensorboard"], project="energy-roundtrip",
+        "round-trip",
+        backend=["local", "mlflow", "wandb", "tensorboard"],
+        project="energy-roundtrip",
         settings=TraceletSettings(metrics_interval=0.05),
         options={"mlflow_tracking_uri": f"sqlite:///{out}/mlflow.db", "wandb_mode": "offline"},
         carbon_config=CarbonConfig(offline=True, country_iso_code="FR", output_dir=str(out)),
-        meter=synthetic_meter(120.0))
+        meter=synthetic_meter(120.0),
+    )
     experiment.start()
     experiment.log_params({"learning_rate": 0.01, "optimizer": "adamw"})
     for step in range(STEPS):
@@ -84,7 +87,8 @@ def test_tensorboard_event_files_hold_every_point_after_stop(tracked: Dict[str, 
     scalars = tensorboard_scalars(tracked["backends"]["tensorboard"].log_dir)
     assert [event.step for event in scalars["loss"]] == list(range(STEPS))
     assert scalars["carbon/total_kwh"][-1].value == pytest.approx(
-        tracked["experiment"].carbon_report["energy"]["total_kwh"], rel=1e-6)
+        tracked["experiment"].carbon_report["energy"]["total_kwh"], rel=1e-6
+    )
     assert "energy/interval_joules" in scalars
 
 
@@ -102,7 +106,8 @@ def test_the_local_store_holds_the_metrics_params_and_tags_beside_the_measured_r
 
 
 def test_a_file_store_without_the_opt_in_is_refused_naming_the_variable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     with pytest.raises(ConfigurationError, match="MLFLOW_ALLOW_FILE_STORE=true"):
         MlflowBackend(str(tmp_path / "mlruns"))
@@ -124,7 +129,9 @@ def test_the_file_store_works_once_opted_in(tmp_path: Path, monkeypatch: pytest.
     assert sorted(point.step for point in history) == list(range(2500))
 
 
-def test_the_active_mlflow_run_is_adopted_on_the_callers_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_active_mlflow_run_is_adopted_on_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     monkeypatch.chdir(tmp_path)  # MLflow's default experiment keeps artifacts in ./mlruns
@@ -146,10 +153,14 @@ def test_the_active_mlflow_run_is_adopted_on_the_callers_thread(tmp_path: Path, 
 
 @pytest.mark.parametrize("name, module", [("mlflow", "mlflow"), ("wandb", "wandb")])
 def test_a_missing_library_gets_an_error_naming_the_pip_extra(
-        name: str, module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name: str, module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(backends_base.importlib.util, "find_spec",
-                        lambda candidate, *args: None if candidate == module else real_find_spec(candidate, *args))
+    monkeypatch.setattr(
+        backends_base.importlib.util,
+        "find_spec",
+        lambda candidate, *args: None if candidate == module else real_find_spec(candidate, *args),
+    )
     with pytest.raises(ConfigurationError, match=r"pip install 'hf-eco2ai\[tracking\]'") as raised:
         create_backend(name, {}, tmp_path)
     assert repr(module) in str(raised.value)
@@ -164,8 +175,10 @@ def test_backends_are_plain_classes_free_of_any_training_framework() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import hf_eco2ai.integrations.backends as b; import hf_eco2ai.tracking; "
-            "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'mlflow', 'wandb') if m in sys.modules))")
+    code = (
+        "import sys; import hf_eco2ai.integrations.backends as b; import hf_eco2ai.tracking; "
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'mlflow', 'wandb') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.strip() == "[]"
     assert issubclass(MlflowBackend, Backend)

@@ -6,22 +6,21 @@ import csv
 import io
 import json
 import logging
-from pathlib import Path
 import sys
+from pathlib import Path
 from typing import Any, Tuple
 
 import pytest
+from tiny_training import TokenDataset, tiny_bert, training_arguments
 from transformers import Trainer, TrainerCallback
 
-from hf_eco2ai import CarbonConfig, ConfigurationError, EnergyMeter, Eco2AICallback
-from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR
+from hf_eco2ai import CarbonConfig, ConfigurationError, Eco2AICallback, EnergyMeter
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 from hf_eco2ai.reporting.step_file import read_step_file
 from hf_eco2ai.store.run_store import RunStore
-from tiny_training import TokenDataset, tiny_bert, training_arguments
 
 ENERGY_KEYS = ("energy/step_joules", "energy/total_kwh", "power/mean_watts", "carbon/co2_kg", "carbon/samples_per_kwh")
-from hf_eco2ai.meter.flags import FLAG_TAIL
 
 
 def all_steps(report: Any) -> list:
@@ -34,19 +33,27 @@ def config(tmp_path: Path, **settings: Any) -> CarbonConfig:
     return CarbonConfig(output_dir=str(tmp_path / "carbon"), offline=True, **settings)
 
 
-def train(tmp_path: Path, callback: Eco2AICallback, dataset_size: int = 64, resume: Any = None,
-          **arguments: Any) -> Trainer:
-    trainer = Trainer(model=tiny_bert(), args=training_arguments(tmp_path / "out", **arguments),
-                      train_dataset=TokenDataset(dataset_size), eval_dataset=TokenDataset(16, seed=1),
-                      callbacks=[callback])
+def train(
+    tmp_path: Path, callback: Eco2AICallback, dataset_size: int = 64, resume: Any = None, **arguments: Any
+) -> Trainer:
+    trainer = Trainer(
+        model=tiny_bert(),
+        args=training_arguments(tmp_path / "out", **arguments),
+        train_dataset=TokenDataset(dataset_size),
+        eval_dataset=TokenDataset(16, seed=1),
+        callbacks=[callback],
+    )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
 
 def synthetic_callback(tmp_path: Path, watts: float = 100.0, **options: Any) -> Eco2AICallback:
     settings = options.pop("settings", {})
-    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": watts},
-                        synthetic_fail_after_s=options.pop("fail_after_s", None))
+    meter = EnergyMeter(
+        sources="synthetic",
+        synthetic={"kind": "constant", "watts": watts},
+        synthetic_fail_after_s=options.pop("fail_after_s", None),
+    )
     return Eco2AICallback(config(tmp_path, **settings), meter=meter, **options)
 
 
@@ -124,23 +131,30 @@ def test_evaluation_in_the_loop_and_max_steps(tmp_path: Path) -> None:
     assert trainer.state.global_step == 12 == len(training_steps(report))
     eval_logs = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     assert len(eval_logs) == 3 and all("carbon/co2_kg" in entry for entry in eval_logs)
-    assert sum(step["joules"] for step in all_steps(report)) == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-6)
+    assert sum(step["joules"] for step in all_steps(report)) == pytest.approx(
+        report["energy"]["it_kwh"] * 3.6e6, rel=1e-6
+    )
 
 
 def test_an_exceeded_budget_stops_training(tmp_path: Path) -> None:
-    callback = synthetic_callback(tmp_path, watts=1e5, settings=dict(
-        carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=True))
+    callback = synthetic_callback(
+        tmp_path,
+        watts=1e5,
+        settings=dict(carbon_intensity_g_per_kwh=2000, carbon_budget_kg=1e-6, stop_on_budget_exceeded=True),
+    )
     trainer = train(tmp_path, callback, max_steps=200, logging_steps=2)
     report = callback.get_carbon_report()
-    over_budget = [entry["step"] for entry in trainer.state.log_history
-                   if entry.get("carbon/budget_used_fraction", 0) > 1]
+    over_budget = [
+        entry["step"] for entry in trainer.state.log_history if entry.get("carbon/budget_used_fraction", 0) > 1
+    ]
     # Energy arrives with the sampler's readings, so the first log may still be under budget.
     assert trainer.state.global_step == over_budget[0] < 20
     assert report["budget"]["exceeded"] and report["training"]["stopped_by_budget"]
 
 
 def test_a_sensor_failing_mid_training_warns_once_and_training_goes_on(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="hf_eco2ai")
     callback = synthetic_callback(tmp_path, fail_after_s=0.05)
     trainer = train(tmp_path, callback, max_steps=40, logging_steps=4)
@@ -180,15 +194,19 @@ def test_without_a_meter_the_configured_sources_are_measured(tmp_path: Path) -> 
     assert report["energy"]["it_kwh"] > 0
 
 
-@pytest.mark.parametrize(("options", "named"), [
-    ({"tracking_frequency": "hourly"}, "tracking_frequency = 'hourly'"),
-    ({"tracking_mode": "verbose"}, "tracking_mode"),
-    ({"wandb_integration": True}, "pip install wandb"),
-    ({"mlflow_integration": True}, "pip install mlflow"),
-    ({"include_infrastructure": "yes"}, "include_infrastructure"),
-])
-def test_bad_options_are_refused_at_construction_naming_the_fix(tmp_path: Path, options: dict, named: str,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"tracking_frequency": "hourly"}, "tracking_frequency = 'hourly'"),
+        ({"tracking_mode": "verbose"}, "tracking_mode"),
+        ({"wandb_integration": True}, "pip install wandb"),
+        ({"mlflow_integration": True}, "pip install mlflow"),
+        ({"include_infrastructure": "yes"}, "include_infrastructure"),
+    ],
+)
+def test_bad_options_are_refused_at_construction_naming_the_fix(
+    tmp_path: Path, options: dict, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # None in sys.modules is how Python marks a package as not importable.
     monkeypatch.setitem(sys.modules, "wandb", None)
     monkeypatch.setitem(sys.modules, "mlflow", None)
@@ -216,8 +234,12 @@ def test_installed_first_the_figures_reach_callbacks_that_come_before_it(tmp_pat
     for installed in (False, True):
         recorder = LogRecorder()
         callback = synthetic_callback(tmp_path / str(installed))
-        trainer = Trainer(model=tiny_bert(), args=training_arguments(tmp_path / "out", max_steps=10),
-                          train_dataset=TokenDataset(64), callbacks=[recorder, callback])
+        trainer = Trainer(
+            model=tiny_bert(),
+            args=training_arguments(tmp_path / "out", max_steps=10),
+            train_dataset=TokenDataset(64),
+            callbacks=[recorder, callback],
+        )
         if installed:
             assert callback.install(trainer) is callback
             assert trainer.callback_handler.callbacks[0] is callback

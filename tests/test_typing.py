@@ -18,9 +18,22 @@ def run_mypy(snippet: str, tmp_path: Path) -> subprocess.CompletedProcess:
     script.write_text(snippet, encoding="utf-8")
     environ = {**os.environ, "MYPYPATH": str(ROOT / "python")}
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-error-summary", "--follow-imports=silent",
-         "--cache-dir", str(ROOT / ".mypy_cache"), str(script)],
-        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-error-summary",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            str(script),
+        ],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.timeout(900)
@@ -32,9 +45,11 @@ def test_a_wrong_argument_type_through_a_top_level_name_fails_type_checking(tmp_
 
 @pytest.mark.timeout(900)
 def test_correct_use_of_the_top_level_names_type_checks(tmp_path: Path) -> None:
-    snippet = ("from hf_eco2ai import CarbonConfig, EnergyMeter\n"
-               "meter: EnergyMeter = EnergyMeter(rate_hz=200.0)\n"
-               "config: CarbonConfig = CarbonConfig(country_iso_code='FR')\n"
-               "print(meter.info(), config.output_dir)\n")
+    snippet = (
+        "from hf_eco2ai import CarbonConfig, EnergyMeter\n"
+        "meter: EnergyMeter = EnergyMeter(rate_hz=200.0)\n"
+        "config: CarbonConfig = CarbonConfig(country_iso_code='FR')\n"
+        "print(meter.info(), config.output_dir)\n"
+    )
     result = run_mypy(snippet, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pytest
+from nvml_emulator import run_emulated
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter.window_estimates import CounterStairs, estimate_windows, shaped_energy_at
-from nvml_emulator import run_emulated
 
 PHASES = (("forward", 0.010, 600.0), ("backward", 0.020, 450.0), ("optimizer", 0.005, 300.0))
 IDLE_WATTS = 60.0
@@ -37,8 +37,7 @@ def true_energy(spans: List[Tuple[str, float, float, float]], at: np.ndarray) ->
     return total
 
 
-def stairs_of(spans: List[Tuple[str, float, float, float]], end_s: float, stair_s: float,
-              duty: float) -> CounterStairs:
+def stairs_of(spans: List[Tuple[str, float, float, float]], end_s: float, stair_s: float, duty: float) -> CounterStairs:
     edges = np.arange(0.0, end_s, stair_s)
     if duty >= 1.0:
         joules = np.diff(true_energy(spans, edges))
@@ -53,8 +52,9 @@ def test_each_phase_of_a_thousand_repetitions_is_within_five_percent(duty: float
     spans, end_s = phase_program(1000)
     stairs = stairs_of(spans, end_s, 0.1, duty)
     names = [s[0] for s in spans]
-    estimates = estimate_windows(stairs, names, np.array([s[1] for s in spans]), np.array([s[2] for s in spans]),
-                                 observed_fraction=duty)
+    estimates = estimate_windows(
+        stairs, names, np.array([s[1] for s in spans]), np.array([s[2] for s in spans]), observed_fraction=duty
+    )
     assert estimates.stairs_used == len(stairs)
     for name, duration, watts in PHASES:
         estimate = estimates.windows[name]
@@ -67,7 +67,9 @@ def test_each_phase_of_a_thousand_repetitions_is_within_five_percent(duty: float
 def test_windows_that_never_move_across_stairs_are_reported_not_guessed() -> None:
     # One repetition per 100 ms stair, always at the same offset: nothing separates the phases.
     starts = np.arange(0.0, 20.0, 0.1)
-    stairs = CounterStairs(["gpu:0"], np.zeros(starts.size, np.uint32), starts, starts + 0.1, np.full(starts.size, 20.0))
+    stairs = CounterStairs(
+        ["gpu:0"], np.zeros(starts.size, np.uint32), starts, starts + 0.1, np.full(starts.size, 20.0)
+    )
     names = ["forward"] * starts.size + ["backward"] * starts.size
     t0 = np.concatenate([starts + 0.01, starts + 0.02])
     estimates = estimate_windows(stairs, names, t0, t0 + 0.01)
@@ -90,8 +92,11 @@ def test_instant_power_shapes_step_energy_inside_a_stair_better_than_a_straight_
     trace_w = (true_energy(spans, trace_t) - true_energy(spans, trace_t - 0.01)) / 0.01
     steps = np.arange(0.1, end_s - 0.2, 0.03)
     truth = np.diff(true_energy(spans, steps))
-    linear = np.diff(np.interp(steps, np.concatenate(([stairs.t0_s[0]], stairs.t1_s)),
-                               np.concatenate(([0.0], np.cumsum(stairs.joules)))))
+    linear = np.diff(
+        np.interp(
+            steps, np.concatenate(([stairs.t0_s[0]], stairs.t1_s)), np.concatenate(([0.0], np.cumsum(stairs.joules)))
+        )
+    )
     shaped = np.diff(shaped_energy_at(stairs, 0, trace_t - 0.005, trace_w, steps))
     linear_error = np.median(np.abs(linear - truth) / truth)
     shaped_error = np.median(np.abs(shaped - truth) / truth)

@@ -31,7 +31,8 @@ def run_without_frameworks(body: str, tmp_path: Path) -> str:
 
 
 def test_meter_session_track_and_reports_work_without_torch(tmp_path: Path) -> None:
-    output = run_without_frameworks("""
+    output = run_without_frameworks(
+        """
         import time
         import hf_eco2ai
         from hf_eco2ai import CarbonConfig, EnergyMeter, generate_carbon_report, track
@@ -57,13 +58,16 @@ def test_meter_session_track_and_reports_work_without_torch(tmp_path: Path) -> N
         assert work.carbon_report["total_co2_kg"] > 0
         loaded = [name for name in ("torch", "transformers", "lightning") if name in sys.modules]
         print("loaded:", loaded)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert "loaded: []" in output
     assert (tmp_path / "report.html").stat().st_size > 0
 
 
 def test_the_trainer_callback_names_the_missing_package(tmp_path: Path) -> None:
-    output = run_without_frameworks("""
+    output = run_without_frameworks(
+        """
         import hf_eco2ai
         for name in ("Eco2AICallback",):
             try:
@@ -74,6 +78,8 @@ def test_the_trainer_callback_names_the_missing_package(tmp_path: Path) -> None:
             import hf_eco2ai.integrations.lightning
         except ImportError as error:
             print(error)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert "pip install 'hf-eco2ai[transformers]'" in output
     assert "pip install 'hf-eco2ai[lightning]'" in output

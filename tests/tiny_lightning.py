@@ -12,8 +12,9 @@ FEATURES = 16
 
 def random_loader(size: int, batch_size: int = 8, seed: int = 0) -> torch.utils.data.DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    dataset = torch.utils.data.TensorDataset(torch.randn(size, FEATURES, generator=generator),
-                                             torch.randint(0, 2, (size,), generator=generator))
+    dataset = torch.utils.data.TensorDataset(
+        torch.randn(size, FEATURES, generator=generator), torch.randint(0, 2, (size,), generator=generator)
+    )
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size)
 
 

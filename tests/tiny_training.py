@@ -29,19 +29,32 @@ def tiny_bert() -> Any:
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=VOCABULARY, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=SEQUENCE_LENGTH,
-    ))
+    return BertForSequenceClassification(
+        BertConfig(
+            vocab_size=VOCABULARY,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=SEQUENCE_LENGTH,
+        )
+    )
 
 
 def training_arguments(output_dir: Any, **overrides: Any) -> Any:
     from transformers import TrainingArguments
 
     settings: Dict[str, Any] = dict(
-        output_dir=str(output_dir), per_device_train_batch_size=4, per_device_eval_batch_size=8,
-        learning_rate=1e-3, logging_steps=5, report_to=[], save_strategy="no", use_cpu=True,
-        disable_tqdm=True, seed=0,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=5,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
     )
     settings.update(overrides)
     return TrainingArguments(**settings)

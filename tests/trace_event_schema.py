@@ -35,7 +35,8 @@ COUNTER_EVENT = {
     "type": "object",
     "required": ["ph", "name", "ts", "pid", "args"],
     "properties": {
-        **_COMMON, "ph": {"const": "C"},
+        **_COMMON,
+        "ph": {"const": "C"},
         "args": {"type": "object", "minProperties": 1, "additionalProperties": _NUMBER},
     },
 }
@@ -44,7 +45,8 @@ METADATA_EVENT = {
     "type": "object",
     "required": ["ph", "name", "pid", "args"],
     "properties": {
-        **_COMMON, "ph": {"const": "M"},
+        **_COMMON,
+        "ph": {"const": "M"},
         "name": {"enum": ["process_name", "process_labels", "process_sort_index", "thread_name", "thread_sort_index"]},
     },
 }
@@ -75,23 +77,46 @@ TRACE_SCHEMA: Dict[str, Any] = {
 def _closed(schema: Dict[str, Any], extra_required: tuple = ()) -> Dict[str, Any]:
     properties = dict(schema["properties"])
     properties["pid"] = properties["tid"] = {"type": "integer"}
-    return {**schema, "properties": properties, "additionalProperties": False,
-            "required": sorted(set(schema["required"]) | {"tid", *extra_required})}
+    return {
+        **schema,
+        "properties": properties,
+        "additionalProperties": False,
+        "required": sorted(set(schema["required"]) | {"tid", *extra_required}),
+    }
 
 
 # hf-eco2ai's events: exactly these keys, integer ids, and slices with joules as arguments.
 OWN_EVENT_SCHEMA: Dict[str, Any] = {
     "oneOf": [
-        {**_closed(COMPLETE_EVENT, ("cat", "args")),
-         "properties": {**_closed(COMPLETE_EVENT)["properties"], "args": {
-             "type": "object", "required": ["joules", "mean_watts", "joules_by_channel", "flags"],
-             "properties": {"joules": _NUMBER, "mean_watts": {"type": ["number", "null"]},
-                            "joules_by_channel": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
-                            "flags": {"type": "array", "items": {"type": "string"}}}}}},
-        {**_closed(COUNTER_EVENT),
-         "properties": {**_closed(COUNTER_EVENT)["properties"], "name": {"type": "string", "pattern": r"^power .+ \(W\)$"},
-                        "args": {"type": "object", "required": ["watts"], "additionalProperties": False,
-                                 "properties": {"watts": _NUMBER}}}},
+        {
+            **_closed(COMPLETE_EVENT, ("cat", "args")),
+            "properties": {
+                **_closed(COMPLETE_EVENT)["properties"],
+                "args": {
+                    "type": "object",
+                    "required": ["joules", "mean_watts", "joules_by_channel", "flags"],
+                    "properties": {
+                        "joules": _NUMBER,
+                        "mean_watts": {"type": ["number", "null"]},
+                        "joules_by_channel": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+                        "flags": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        {
+            **_closed(COUNTER_EVENT),
+            "properties": {
+                **_closed(COUNTER_EVENT)["properties"],
+                "name": {"type": "string", "pattern": r"^power .+ \(W\)$"},
+                "args": {
+                    "type": "object",
+                    "required": ["watts"],
+                    "additionalProperties": False,
+                    "properties": {"watts": _NUMBER},
+                },
+            },
+        },
         _closed(METADATA_EVENT),
     ],
 }

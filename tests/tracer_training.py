@@ -23,12 +23,22 @@ def mlp(layers: int = 4, width: int = 32) -> torch.nn.Module:
 
 def quiet_carbon_config(tmp_path: Path) -> CarbonConfig:
     """No location lookups or warnings: a fixed intensity, reports under ``tmp_path``."""
-    return CarbonConfig(project_name="tracer-tests", carbon_intensity_g_per_kwh=100.0,
-                        output_dir=str(tmp_path / "reports"), sources=["cpu-estimate"])
+    return CarbonConfig(
+        project_name="tracer-tests",
+        carbon_intensity_g_per_kwh=100.0,
+        output_dir=str(tmp_path / "reports"),
+        sources=["cpu-estimate"],
+    )
 
 
-def train(tmp_path: Path, steps: int = 120, plant: Optional[str] = None, plant_step: int = -1,
-          stop_checked: bool = False, **settings: Any) -> Dict[str, Any]:
+def train(
+    tmp_path: Path,
+    steps: int = 120,
+    plant: Optional[str] = None,
+    plant_step: int = -1,
+    stop_checked: bool = False,
+    **settings: Any,
+) -> Dict[str, Any]:
     """Train with SGD on a learnable task and trace it; ``plant`` is ``explosion`` (loss x 1e6),
     ``nan`` (loss x NaN) or ``loss_spike`` (a corrupt batch) at ``plant_step``.
 

@@ -18,8 +18,13 @@ def synthetic_meter(watts: float = 100.0) -> EnergyMeter:
 def wandb_records(run_dir: Path) -> List[Dict[str, Any]]:
     """Every record of an offline W&B run, read by wandb's own reader (``wandb leet inspect``)."""
     [run_file] = run_dir.glob("run-*.wandb")
-    done = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 

@@ -2,13 +2,30 @@
 
 from typing import ClassVar, Dict, List, Optional, Tuple, Union, final
 
-
 __all__ = [
-    "FLAG_APPROXIMATE", "FLAG_BOUNDARIES_DROPPED", "FLAG_ESTIMATED", "FLAG_NAMES", "FLAG_SENSOR_ERROR",
-    "FLAG_SHORTER_THAN_UPDATE_PERIOD", "FLAG_TAIL", "FLAG_WINDOW_NESTING", "FLAG_WINDOW_UNCLOSED",
-    "GradientRing", "MAX_CHANNELS", "MAX_RATE_HZ", "MAX_WINDOW_DEPTH", "Meter", "SOURCE_NAMES", "SourceHandle",
-    "cpu_estimate_source", "gradient_group_stats_f32", "integrate_power_spans", "nvml_gpu_stats", "nvml_source",
-    "rapl_source", "synthetic_source",
+    "FLAG_APPROXIMATE",
+    "FLAG_BOUNDARIES_DROPPED",
+    "FLAG_ESTIMATED",
+    "FLAG_NAMES",
+    "FLAG_SENSOR_ERROR",
+    "FLAG_SHORTER_THAN_UPDATE_PERIOD",
+    "FLAG_TAIL",
+    "FLAG_WINDOW_NESTING",
+    "FLAG_WINDOW_UNCLOSED",
+    "GradientRing",
+    "MAX_CHANNELS",
+    "MAX_RATE_HZ",
+    "MAX_WINDOW_DEPTH",
+    "Meter",
+    "SOURCE_NAMES",
+    "SourceHandle",
+    "cpu_estimate_source",
+    "gradient_group_stats_f32",
+    "integrate_power_spans",
+    "nvml_gpu_stats",
+    "nvml_source",
+    "rapl_source",
+    "synthetic_source",
 ]
 
 MAX_CHANNELS: int
@@ -34,9 +51,17 @@ class SourceHandle:
 class GradientRing:
     ANOMALY_TYPES: ClassVar[List[str]]
     def __new__(
-        cls, n_layers: int, history_capacity: int = 1000, window: int = 100, min_history: int = 20,
-        explosion_factor: float = 10.0, explosion_threshold: Optional[float] = None, vanishing_eps: float = 1e-8,
-        vanishing_steps: int = 50, loss_z_threshold: float = 10.0, memory_spike_factor: float = 1.5,
+        cls,
+        n_layers: int,
+        history_capacity: int = 1000,
+        window: int = 100,
+        min_history: int = 20,
+        explosion_factor: float = 10.0,
+        explosion_threshold: Optional[float] = None,
+        vanishing_eps: float = 1e-8,
+        vanishing_steps: int = 50,
+        loss_z_threshold: float = 10.0,
+        memory_spike_factor: float = 1.5,
     ) -> GradientRing: ...
     def push_gradients(self, step: int, row: Union[bytes, bytearray]) -> int: ...
     def push_loss(self, step: int, loss: float) -> int: ...
@@ -64,7 +89,9 @@ class GradientRing:
 
 @final
 class Meter:
-    def __new__(cls, sources: List[SourceHandle], rate_hz: float, ring_capacity: int, boundary_capacity: int) -> Meter: ...
+    def __new__(
+        cls, sources: List[SourceHandle], rate_hz: float, ring_capacity: int, boundary_capacity: int
+    ) -> Meter: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def mark(self) -> bool: ...
@@ -92,4 +119,6 @@ def cpu_estimate_source(tdp_watts: float, tdp_origin: str, proc_stat_path: str) 
 def nvml_source(cuda_visible_devices: Optional[str] = None, devices: Optional[List[str]] = None) -> SourceHandle: ...
 def nvml_gpu_stats(cuda_visible_devices: Optional[str] = None) -> List[Dict[str, object]]: ...
 def integrate_power_spans(times_s: List[float], watts: List[float], boundaries_s: List[float]) -> List[float]: ...
-def gradient_group_stats_f32(addresses: List[int], lengths: List[int], groups: List[int], n_groups: int, row: bytearray) -> None: ...
+def gradient_group_stats_f32(
+    addresses: List[int], lengths: List[int], groups: List[int], n_groups: int, row: bytearray
+) -> None: ...

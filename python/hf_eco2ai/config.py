@@ -122,7 +122,9 @@ def _as_number(raw: Any, allowed: str) -> float:
     return value
 
 
-def _number_in(low: Optional[float], high: Optional[float], allowed: str, low_open: bool = False) -> Callable[[str, Any], float]:
+def _number_in(
+    low: Optional[float], high: Optional[float], allowed: str, low_open: bool = False
+) -> Callable[[str, Any], float]:
     def parse(name: str, raw: Any) -> float:
         value = _as_number(raw, allowed)
         too_low = low is not None and (value <= low if low_open else value < low)
@@ -244,79 +246,258 @@ def _sources(name: str, raw: Any) -> Tuple[str, ...]:
 
 
 _FIELDS: Tuple[_Field, ...] = (
-    _Field("tracking_mode", "detailed", "tracking", "mode", _choice(TRACKING_MODES),
-           "level of detail: minimal (run totals), simple (per epoch) or detailed (per step)"),
+    _Field(
+        "tracking_mode",
+        "detailed",
+        "tracking",
+        "mode",
+        _choice(TRACKING_MODES),
+        "level of detail: minimal (run totals), simple (per epoch) or detailed (per step)",
+    ),
     _Field("project_name", "hf-eco2ai", "tracking", "project_name", _as_text, "name of the ML project"),
     _Field("experiment_id", None, "tracking", "experiment_id", _as_text, "identifier of this experiment"),
     _Field("output_dir", "./carbon_reports", "tracking", "output_dir", _as_text, "directory for reports"),
-    _Field("step_file_format", "csv", "tracking", "step_file_format", _step_file_format,
-           "format of the per-step file streamed during a detailed run: csv, or parquet (needs pyarrow)"),
-    _Field("measurement_interval_s", 5.0, "tracking", "measurement_interval",
-           _number_in(0.0, 3600.0, "a number of seconds > 0 and <= 3600", low_open=True),
-           "seconds between updates of the carbon figures, budget, stores and exporters",
-           extra_env=(ENV_PREFIX + "MEASUREMENT_INTERVAL",)),
-    _Field("offline", False, "tracking", "offline", _as_bool,
-           "no network at all: no live intensity API, no cloud metadata endpoints"),
-    _Field("strict", False, "tracking", "strict", _as_bool,
-           "raise instead of warning when a sensor or the live API fails"),
-    _Field("log_level", "WARNING", "tracking", "log_level", _choice(LOG_LEVELS, upper=True),
-           "level of the 'hf_eco2ai' logger"),
-    _Field("co2_signal_api_token", None, "carbon", "co2_signal_api_token", _token,
-           "Electricity Maps / CO2 Signal API token (secret)", secret=True,
-           extra_env=("CO2_SIGNAL_API_TOKEN",)),
-    _Field("country_iso_code", None, "carbon", "country_iso_code", _iso_country,
-           "ISO 3166-1 alpha-2 or alpha-3 country of the machine"),
-    _Field("region", None, "carbon", "region", _as_text,
-           "sub-national grid: US state or Canadian province code, e.g. 'CA', 'QC'"),
-    _Field("cloud_provider", None, "carbon", "cloud_provider", _choice(CLOUD_PROVIDERS),
-           "cloud provider; detected when unset and not offline"),
-    _Field("cloud_region", None, "carbon", "cloud_region", _lower_text,
-           "cloud region, e.g. 'us-west1', 'eu-central-1', 'westeurope'"),
-    _Field("grid_zone", None, "carbon", "grid_zone", _as_text,
-           "Electricity Maps zone key for the live API, e.g. 'US-MIDA-PJM'; default: the table location's zone"),
-    _Field("carbon_intensity_g_per_kwh", None, "carbon", "carbon_intensity_g_per_kwh",
-           _number_in(0.0, MAX_INTENSITY_G_PER_KWH, f"a number of gCO2e/kWh from 0 to {MAX_INTENSITY_G_PER_KWH:g}"),
-           "explicit grid intensity; overrides every other source"),
-    _Field("pue", 1.0, "carbon", "pue", _number_in(1.0, None, "a power usage effectiveness >= 1.0"),
-           "data-centre power usage effectiveness applied to measured energy"),
-    _Field("electricity_price_per_kwh", None, "carbon", "electricity_price_per_kwh",
-           _number_in(0.0, None, "a price per kWh >= 0"), "electricity price, for the cost figures"),
-    _Field("electricity_currency", None, "carbon", "electricity_currency", _currency,
-           "currency of electricity_price_per_kwh"),
-    _Field("intensity_api", "electricitymaps", "carbon", "intensity_api", _choice(INTENSITY_APIS),
-           "live API dialect: Electricity Maps v3 or the legacy CO2 Signal v1"),
-    _Field("intensity_api_url", None, "carbon", "intensity_api_url", _api_url,
-           "base URL of the live API; None uses the dialect's public endpoint"),
-    _Field("intensity_cache_s", 600.0, "carbon", "intensity_cache_s",
-           _number_in(0.0, None, "a number of seconds >= 0"), "how long a live intensity is reused"),
-    _Field("cloud_metadata_url", "http://169.254.169.254", "carbon", "cloud_metadata_url", _base_url("http://169.254.169.254"),
-           "base URL of the cloud instance-metadata endpoints (AWS, GCP and Azure share it)"),
-    _Field("prometheus_enabled", False, "monitoring", "prometheus_enabled", _as_bool,
-           "serve the hf_training_* metrics for Prometheus"),
+    _Field(
+        "step_file_format",
+        "csv",
+        "tracking",
+        "step_file_format",
+        _step_file_format,
+        "format of the per-step file streamed during a detailed run: csv, or parquet (needs pyarrow)",
+    ),
+    _Field(
+        "measurement_interval_s",
+        5.0,
+        "tracking",
+        "measurement_interval",
+        _number_in(0.0, 3600.0, "a number of seconds > 0 and <= 3600", low_open=True),
+        "seconds between updates of the carbon figures, budget, stores and exporters",
+        extra_env=(ENV_PREFIX + "MEASUREMENT_INTERVAL",),
+    ),
+    _Field(
+        "offline",
+        False,
+        "tracking",
+        "offline",
+        _as_bool,
+        "no network at all: no live intensity API, no cloud metadata endpoints",
+    ),
+    _Field(
+        "strict", False, "tracking", "strict", _as_bool, "raise instead of warning when a sensor or the live API fails"
+    ),
+    _Field(
+        "log_level",
+        "WARNING",
+        "tracking",
+        "log_level",
+        _choice(LOG_LEVELS, upper=True),
+        "level of the 'hf_eco2ai' logger",
+    ),
+    _Field(
+        "co2_signal_api_token",
+        None,
+        "carbon",
+        "co2_signal_api_token",
+        _token,
+        "Electricity Maps / CO2 Signal API token (secret)",
+        secret=True,
+        extra_env=("CO2_SIGNAL_API_TOKEN",),
+    ),
+    _Field(
+        "country_iso_code",
+        None,
+        "carbon",
+        "country_iso_code",
+        _iso_country,
+        "ISO 3166-1 alpha-2 or alpha-3 country of the machine",
+    ),
+    _Field(
+        "region",
+        None,
+        "carbon",
+        "region",
+        _as_text,
+        "sub-national grid: US state or Canadian province code, e.g. 'CA', 'QC'",
+    ),
+    _Field(
+        "cloud_provider",
+        None,
+        "carbon",
+        "cloud_provider",
+        _choice(CLOUD_PROVIDERS),
+        "cloud provider; detected when unset and not offline",
+    ),
+    _Field(
+        "cloud_region",
+        None,
+        "carbon",
+        "cloud_region",
+        _lower_text,
+        "cloud region, e.g. 'us-west1', 'eu-central-1', 'westeurope'",
+    ),
+    _Field(
+        "grid_zone",
+        None,
+        "carbon",
+        "grid_zone",
+        _as_text,
+        "Electricity Maps zone key for the live API, e.g. 'US-MIDA-PJM'; default: the table location's zone",
+    ),
+    _Field(
+        "carbon_intensity_g_per_kwh",
+        None,
+        "carbon",
+        "carbon_intensity_g_per_kwh",
+        _number_in(0.0, MAX_INTENSITY_G_PER_KWH, f"a number of gCO2e/kWh from 0 to {MAX_INTENSITY_G_PER_KWH:g}"),
+        "explicit grid intensity; overrides every other source",
+    ),
+    _Field(
+        "pue",
+        1.0,
+        "carbon",
+        "pue",
+        _number_in(1.0, None, "a power usage effectiveness >= 1.0"),
+        "data-centre power usage effectiveness applied to measured energy",
+    ),
+    _Field(
+        "electricity_price_per_kwh",
+        None,
+        "carbon",
+        "electricity_price_per_kwh",
+        _number_in(0.0, None, "a price per kWh >= 0"),
+        "electricity price, for the cost figures",
+    ),
+    _Field(
+        "electricity_currency",
+        None,
+        "carbon",
+        "electricity_currency",
+        _currency,
+        "currency of electricity_price_per_kwh",
+    ),
+    _Field(
+        "intensity_api",
+        "electricitymaps",
+        "carbon",
+        "intensity_api",
+        _choice(INTENSITY_APIS),
+        "live API dialect: Electricity Maps v3 or the legacy CO2 Signal v1",
+    ),
+    _Field(
+        "intensity_api_url",
+        None,
+        "carbon",
+        "intensity_api_url",
+        _api_url,
+        "base URL of the live API; None uses the dialect's public endpoint",
+    ),
+    _Field(
+        "intensity_cache_s",
+        600.0,
+        "carbon",
+        "intensity_cache_s",
+        _number_in(0.0, None, "a number of seconds >= 0"),
+        "how long a live intensity is reused",
+    ),
+    _Field(
+        "cloud_metadata_url",
+        "http://169.254.169.254",
+        "carbon",
+        "cloud_metadata_url",
+        _base_url("http://169.254.169.254"),
+        "base URL of the cloud instance-metadata endpoints (AWS, GCP and Azure share it)",
+    ),
+    _Field(
+        "prometheus_enabled",
+        False,
+        "monitoring",
+        "prometheus_enabled",
+        _as_bool,
+        "serve the hf_training_* metrics for Prometheus",
+    ),
     _Field("prometheus_port", 8000, "monitoring", "prometheus_port", _port, "port of the metrics endpoint"),
-    _Field("prometheus_host", "127.0.0.1", "monitoring", "prometheus_host", _as_text,
-           "address the metrics endpoint binds to; 0.0.0.0 exposes it to the network"),
-    _Field("max_projects", 100, "monitoring", "max_projects", _int_at_least(1, "an integer >= 1"),
-           "most distinct project_name label values one exporter creates (bounds series cardinality)"),
-    _Field("aggregate_similar_models", True, "monitoring", "aggregate_similar_models", _as_bool,
-           "label a model given as a local path by its directory name, so checkpoints share a series"),
-    _Field("label_cleanup_enabled", True, "monitoring", "label_cleanup_enabled", _as_bool,
-           "make free-text label values printable, single-line and bounded"),
-    _Field("export_batch_size", 100, "monitoring", "export_batch_size", _int_at_least(1, "an integer >= 1"),
-           "step rows per run-store commit: the background writer commits as soon as this many are "
-           "waiting, or at its flush interval, whichever comes first"),
-    _Field("compression_enabled", False, "monitoring", "compression_enabled", _as_bool,
-           "gzip the endpoint's answers to scrapers that accept gzip"),
-    _Field("prometheus_pushgateway_url", None, "monitoring", "pushgateway_url", _base_url("http://127.0.0.1:9091"),
-           "Pushgateway base URL: the run's final figures are pushed there when it stops (short jobs "
-           "that may end before Prometheus scrapes them)"),
-    _Field("carbon_budget_kg", None, "budget", "carbon_budget_kg",
-           _number_in(0.0, None, "a number of kg CO2e > 0", low_open=True), "carbon budget of the run"),
-    _Field("stop_on_budget_exceeded", False, "budget", "stop_on_budget_exceeded", _as_bool,
-           "ask the training loop to stop once the budget is used up"),
-    _Field("rate_hz", 100.0, "sampler", "rate_hz",
-           _number_in(0.0, MAX_RATE_HZ, f"a sampling rate > 0 and <= {MAX_RATE_HZ:g} Hz", low_open=True),
-           "sensor sampling rate"),
+    _Field(
+        "prometheus_host",
+        "127.0.0.1",
+        "monitoring",
+        "prometheus_host",
+        _as_text,
+        "address the metrics endpoint binds to; 0.0.0.0 exposes it to the network",
+    ),
+    _Field(
+        "max_projects",
+        100,
+        "monitoring",
+        "max_projects",
+        _int_at_least(1, "an integer >= 1"),
+        "most distinct project_name label values one exporter creates (bounds series cardinality)",
+    ),
+    _Field(
+        "aggregate_similar_models",
+        True,
+        "monitoring",
+        "aggregate_similar_models",
+        _as_bool,
+        "label a model given as a local path by its directory name, so checkpoints share a series",
+    ),
+    _Field(
+        "label_cleanup_enabled",
+        True,
+        "monitoring",
+        "label_cleanup_enabled",
+        _as_bool,
+        "make free-text label values printable, single-line and bounded",
+    ),
+    _Field(
+        "export_batch_size",
+        100,
+        "monitoring",
+        "export_batch_size",
+        _int_at_least(1, "an integer >= 1"),
+        "step rows per run-store commit: the background writer commits as soon as this many are "
+        "waiting, or at its flush interval, whichever comes first",
+    ),
+    _Field(
+        "compression_enabled",
+        False,
+        "monitoring",
+        "compression_enabled",
+        _as_bool,
+        "gzip the endpoint's answers to scrapers that accept gzip",
+    ),
+    _Field(
+        "prometheus_pushgateway_url",
+        None,
+        "monitoring",
+        "pushgateway_url",
+        _base_url("http://127.0.0.1:9091"),
+        "Pushgateway base URL: the run's final figures are pushed there when it stops (short jobs "
+        "that may end before Prometheus scrapes them)",
+    ),
+    _Field(
+        "carbon_budget_kg",
+        None,
+        "budget",
+        "carbon_budget_kg",
+        _number_in(0.0, None, "a number of kg CO2e > 0", low_open=True),
+        "carbon budget of the run",
+    ),
+    _Field(
+        "stop_on_budget_exceeded",
+        False,
+        "budget",
+        "stop_on_budget_exceeded",
+        _as_bool,
+        "ask the training loop to stop once the budget is used up",
+    ),
+    _Field(
+        "rate_hz",
+        100.0,
+        "sampler",
+        "rate_hz",
+        _number_in(0.0, MAX_RATE_HZ, f"a sampling rate > 0 and <= {MAX_RATE_HZ:g} Hz", low_open=True),
+        "sensor sampling rate",
+    ),
     _Field("sources", ("auto",), "sampler", "sources", _sources, "sensor sources to read"),
 )
 
@@ -334,8 +515,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 def _invalid(field: _Field, raw: Any, origin: str, allowed: str) -> ConfigurationError:
     hint = ""
     if isinstance(raw, bool) and origin.startswith("yaml "):
-        hint = ("; YAML reads unquoted yes/no/on/off/y/n/true/false as booleans, so quote the value "
-                f"in the file, e.g. {field.yaml_key}: 'NO'")
+        hint = (
+            "; YAML reads unquoted yes/no/on/off/y/n/true/false as booleans, so quote the value "
+            f"in the file, e.g. {field.yaml_key}: 'NO'"
+        )
     return ConfigurationError(
         f"{field.name} = {_shown(raw, field.secret)} (from {origin}) is invalid: expected {allowed}{hint}"
     )
@@ -355,7 +538,8 @@ _ALIASES = {"measurement_interval": "measurement_interval_s"}
 def _one_of_the_spellings(name: str, value: Any, alias: str, alias_value: Any) -> Any:
     if value is not None and alias_value is not None and value != alias_value:
         raise ConfigurationError(
-            f"{name} = {value!r} and {alias} = {alias_value!r} name the same setting: give one of them")
+            f"{name} = {value!r} and {alias} = {alias_value!r} name the same setting: give one of them"
+        )
     return value if value is not None else alias_value
 
 
@@ -552,8 +736,11 @@ class CarbonConfig:
         given = dict(locals())
         del given["self"], given["config_file"]
         given["measurement_interval_s"] = _one_of_the_spellings(
-            "measurement_interval_s", given.pop("measurement_interval_s"),
-            "measurement_interval", given.pop("measurement_interval"))
+            "measurement_interval_s",
+            given.pop("measurement_interval_s"),
+            "measurement_interval",
+            given.pop("measurement_interval"),
+        )
         if isinstance(given["output_dir"], os.PathLike):
             given["output_dir"] = os.fspath(given["output_dir"])
         if given["sources"] is not None and not isinstance(given["sources"], str):
@@ -572,7 +759,9 @@ class CarbonConfig:
         object.__setattr__(self, "config_file", None if yaml_path is None else str(yaml_path))
 
     @staticmethod
-    def _pick(field: _Field, argument: Any, from_yaml: Mapping[str, Tuple[_Field, Any]], yaml_path: Optional[Path]) -> Tuple[Any, str]:
+    def _pick(
+        field: _Field, argument: Any, from_yaml: Mapping[str, Tuple[_Field, Any]], yaml_path: Optional[Path]
+    ) -> Tuple[Any, str]:
         if argument is not None:
             return _parse(field, argument, "argument"), "argument"
         for env_name in field.env_names:
@@ -658,9 +847,7 @@ class CarbonConfig:
             name = _ALIASES.get(name, name)
             field = _BY_NAME.get(name)
             if field is None:
-                raise ConfigurationError(
-                    f"{name} = {raw!r} is not a setting{_did_you_mean(name, _BY_NAME)}"
-                )
+                raise ConfigurationError(f"{name} = {raw!r} is not a setting{_did_you_mean(name, _BY_NAME)}")
             if isinstance(raw, os.PathLike):
                 raw = os.fspath(raw)
             if raw is None:

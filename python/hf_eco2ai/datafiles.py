@@ -12,7 +12,7 @@ import csv
 import io
 from dataclasses import dataclass
 from importlib import resources
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 REQUIRED_METADATA_KEYS: Tuple[str, ...] = ("dataset", "source", "year", "licence")
 

@@ -29,10 +29,10 @@ from hf_eco2ai.carbon.comparisons import Comparison, compute_comparisons, descri
 from hf_eco2ai.carbon.impact import carbon_impact_from_joules
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.carbon.recommendations import Recommendation, regional_recommendations
-from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.observer import BackendObserver, backend_factory
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
 NETWORK_MODES = ("machine", "offline")
@@ -165,7 +165,8 @@ class CarbonTracker:
         if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
                 f"network_mode = {network_mode!r} and tracking_mode = {tracking_mode!r} name the same setting: "
-                "give one of them")
+                "give one of them"
+            )
         spelling = "network_mode" if network_mode is not None else "tracking_mode"
         network_mode = network_mode if network_mode is not None else tracking_mode
         if network_mode is not None and network_mode not in NETWORK_MODES:
@@ -188,8 +189,11 @@ class CarbonTracker:
         # No budget for the sessions: the tracker's budget spans all of its runs.
         self._session_config = self.config.replace(carbon_budget_kg=None)
         self._store = store
-        self._budget = None if self.config.carbon_budget_kg is None else CarbonBudget(
-            self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded)
+        self._budget = (
+            None
+            if self.config.carbon_budget_kg is None
+            else CarbonBudget(self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded)
+        )
         self._lock = threading.RLock()
         self._session: Optional[TrackingSession] = None
         self._next_session: Optional[TrackingSession] = TrackingSession(self._session_config, store=store)
@@ -288,8 +292,9 @@ class CarbonTracker:
 
     def _running_session(self) -> TrackingSession:
         if self._session is None:
-            session = self._next_session or TrackingSession(self._session_config, store=self._store,
-                                                            cloud=self._location)
+            session = self._next_session or TrackingSession(
+                self._session_config, store=self._store, cloud=self._location
+            )
             self._next_session = None
             self._latest_session = session
             session.start()
@@ -321,11 +326,16 @@ class CarbonTracker:
             self._finished.append(metrics)
             self._latest_by_name[name] = metrics
             self._last_intensity = intensity
-            self._notify(session, "on_log", {
-                f"session/{name}/emissions_kg_co2": metrics.emissions_kg_co2,
-                f"session/{name}/energy_kwh": metrics.energy_consumed_kwh,
-                f"session/{name}/duration_s": metrics.duration_s,
-            }, len(self._finished))
+            self._notify(
+                session,
+                "on_log",
+                {
+                    f"session/{name}/emissions_kg_co2": metrics.emissions_kg_co2,
+                    f"session/{name}/energy_kwh": metrics.energy_consumed_kwh,
+                    f"session/{name}/duration_s": metrics.duration_s,
+                },
+                len(self._finished),
+            )
             if not self._open:
                 report = session.stop("failed" if failed else "finished")
                 self._reports.append(report)
@@ -351,7 +361,10 @@ class CarbonTracker:
         top_level_joules = sum(joules_by_channel.get(channel.name, 0.0) for channel in top_level)
         duration_s = ended_monotonic_s - span.started_monotonic_s
         impact = carbon_impact_from_joules(
-            top_level_joules, intensity, self.config.pue, duration_s=duration_s,
+            top_level_joules,
+            intensity,
+            self.config.pue,
+            duration_s=duration_s,
             electricity_price_per_kwh=self.config.electricity_price_per_kwh,
             electricity_currency=self.config.electricity_currency,
         )

@@ -77,13 +77,13 @@ def load_config_yaml(path: Path) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise UnsafeYaml(
-            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}): save it as UTF-8"
-        ) from None
+        raise UnsafeYaml(f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}): save it as UTF-8") from None
     loader = _LimitedLoader(text)
     try:
         return loader.get_single_data()
     except RecursionError:
-        raise UnsafeYaml("is nested too deeply to read: expected the flat shape shown in docs/configuration.md") from None
+        raise UnsafeYaml(
+            "is nested too deeply to read: expected the flat shape shown in docs/configuration.md"
+        ) from None
     finally:
         loader.dispose()

@@ -38,7 +38,8 @@ __all__ = ["track", "Tracker", "current_session"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _current: "contextvars.ContextVar[Optional[TrackingSession]]" = contextvars.ContextVar(
-    "hf_eco2ai_current_session", default=None)
+    "hf_eco2ai_current_session", default=None
+)
 
 
 def current_session() -> Optional[TrackingSession]:
@@ -53,8 +54,9 @@ class Tracker:
     written (``<output_dir>/carbon_report_<run id>.<ext>``).
     """
 
-    def __init__(self, options: RunOptions, meter: Any, store: Any,
-                 make_backends: Optional[BackendFactory] = None) -> None:
+    def __init__(
+        self, options: RunOptions, meter: Any, store: Any, make_backends: Optional[BackendFactory] = None
+    ) -> None:
         self.options = options
         self.config = options.config
         self.report_formats = options.report_formats
@@ -89,8 +91,9 @@ class Tracker:
         session = self._lifecycle.session
         if session is None:
             return
-        self.report = self._lifecycle.finish({}, status="failed" if exc_type is not None else "finished",
-                                             write_outputs=session.rank_info.rank == 0)
+        self.report = self._lifecycle.finish(
+            {}, status="failed" if exc_type is not None else "finished", write_outputs=session.rank_info.rank == 0
+        )
 
     def __call__(self, func: F) -> F:
         if not callable(func):
@@ -122,14 +125,30 @@ def track(func: F) -> F: ...
 
 
 @overload
-def track(func: None = None, *, config: Optional[CarbonConfig] = None, meter: Any = None, store: Any = True,
-          report_formats: Sequence[str] = ("json",), backends: Sequence[Any] = (),
-          backend_options: Optional[Mapping[str, Any]] = None, **settings: Any) -> Tracker: ...
+def track(
+    func: None = None,
+    *,
+    config: Optional[CarbonConfig] = None,
+    meter: Any = None,
+    store: Any = True,
+    report_formats: Sequence[str] = ("json",),
+    backends: Sequence[Any] = (),
+    backend_options: Optional[Mapping[str, Any]] = None,
+    **settings: Any,
+) -> Tracker: ...
 
 
-def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, meter: Any = None,
-          store: Any = True, report_formats: Sequence[str] = ("json",), backends: Sequence[Any] = (),
-          backend_options: Optional[Mapping[str, Any]] = None, **settings: Any) -> Union[F, Tracker]:
+def track(
+    func: Optional[F] = None,
+    *,
+    config: Optional[CarbonConfig] = None,
+    meter: Any = None,
+    store: Any = True,
+    report_formats: Sequence[str] = ("json",),
+    backends: Sequence[Any] = (),
+    backend_options: Optional[Mapping[str, Any]] = None,
+    **settings: Any,
+) -> Union[F, Tracker]:
     """Track the energy and carbon of a function or a block.
 
     ``settings`` are ``CarbonConfig`` fields (``project_name``, ``country_iso_code``, ...) applied
@@ -158,4 +177,3 @@ def track(func: Optional[F] = None, *, config: Optional[CarbonConfig] = None, me
 
 
 track.current_session = current_session  # type: ignore[attr-defined]
-

@@ -21,11 +21,13 @@ def live_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveEndp
     # One Prometheus for every live test: it takes about 5 s to scrape its first target.
     exporter = shared_exporter("127.0.0.1", 0)
     try:
-        server = launch_prometheus(tmp_path_factory.mktemp("prometheus") / "server", [f"127.0.0.1:{exporter.port}"],
-                                   rule_files=[RULES])
+        server = launch_prometheus(
+            tmp_path_factory.mktemp("prometheus") / "server", [f"127.0.0.1:{exporter.port}"], rule_files=[RULES]
+        )
         try:
-            server.wait_until("the first scrape of the exporter",
-                              lambda: server.query('up{job="hf-eco2ai"} == 1'), timeout_s=30.0)
+            server.wait_until(
+                "the first scrape of the exporter", lambda: server.query('up{job="hf-eco2ai"} == 1'), timeout_s=30.0
+            )
             yield LiveEndpoint(exporter, server)
         finally:
             stop_prometheus(server)

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from hf_eco2ai.carbon.provenance import IntensityResult
-from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.integrations.prometheus import PrometheusExporter
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.session.snapshot import GpuStats, SessionSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,9 +37,17 @@ def free_port() -> int:
 def make_snapshot(**changes: Any) -> SessionSnapshot:
     """A snapshot in which every optional figure is set, so every catalogue metric has a sample."""
     base = SessionSnapshot(
-        run_id="run-1", project_name="sentiment", experiment_id="exp-1", model_name="bert-tiny",
-        host="node-a", rank=0, local_rank=0, world_size=1, unix_time_s=1_700_000_000.0,
-        step_count=12, epoch_count=2,
+        run_id="run-1",
+        project_name="sentiment",
+        experiment_id="exp-1",
+        model_name="bert-tiny",
+        host="node-a",
+        rank=0,
+        local_rank=0,
+        world_size=1,
+        unix_time_s=1_700_000_000.0,
+        step_count=12,
+        epoch_count=2,
         channels=[
             ChannelInfo("gpu:0", "counter", "measured", "nvml"),
             ChannelInfo("cpu:package-0", "counter", "measured", "rapl"),
@@ -47,15 +55,39 @@ def make_snapshot(**changes: Any) -> SessionSnapshot:
         ],
         energy_joules_by_channel={"gpu:0": 36_000.0, "cpu:package-0": 7_200.0, "cpu:core-0": 3_600.0},
         power_watts_by_channel={"gpu:0": 250.0, "cpu:package-0": 60.0, "cpu:core-0": 30.0},
-        energy_kwh_total=0.012, energy_rate_kwh_per_hour=0.31, co2_kg_total=0.0048, co2_rate_kg_per_hour=0.124,
+        energy_kwh_total=0.012,
+        energy_rate_kwh_per_hour=0.31,
+        co2_kg_total=0.0048,
+        co2_rate_kg_per_hour=0.124,
         intensity=IntensityResult(400.0, "country-table", "Our World in Data", country="DE", region="BY", year=2023),
-        pue=1.0, budget_kg=0.01, budget_remaining_kg=0.0052, budget_used_fraction=0.48,
-        samples_total=384.0, samples_per_second=32.0, samples_per_kwh=32_000.0,
-        loss=0.7, eval_loss=0.8, learning_rate=1e-4, cost_total=0.0036, electricity_price_per_kwh=0.3,
-        electricity_currency="EUR", monitoring_errors_total=3, monitoring_errors_by_type={"sensor": 2},
+        pue=1.0,
+        budget_kg=0.01,
+        budget_remaining_kg=0.0052,
+        budget_used_fraction=0.48,
+        samples_total=384.0,
+        samples_per_second=32.0,
+        samples_per_kwh=32_000.0,
+        loss=0.7,
+        eval_loss=0.8,
+        learning_rate=1e-4,
+        cost_total=0.0036,
+        electricity_price_per_kwh=0.3,
+        electricity_currency="EUR",
+        monitoring_errors_total=3,
+        monitoring_errors_by_type={"sensor": 2},
         api_latency_s=0.045,
-        gpus=[GpuStats(0, "NVIDIA H100", "GPU-0000", temperature_c=61.0, memory_used_bytes=20 * 2**30,
-                       memory_total_bytes=80 * 2**30, utilization_percent=75.0, power_watts=250.0)],
+        gpus=[
+            GpuStats(
+                0,
+                "NVIDIA H100",
+                "GPU-0000",
+                temperature_c=61.0,
+                memory_used_bytes=20 * 2**30,
+                memory_total_bytes=80 * 2**30,
+                utilization_percent=75.0,
+                power_watts=250.0,
+            )
+        ],
         anomalies_by_type={"gradient_explosion": 1, "nan_or_inf": 0},
     )
     return replace(base, **changes)
@@ -64,13 +96,28 @@ def make_snapshot(**changes: Any) -> SessionSnapshot:
 def bare_snapshot(**changes: Any) -> SessionSnapshot:
     """A snapshot from a machine without GPUs, price, budget or logged metrics."""
     bare: Dict[str, Any] = dict(
-        gpus=[], budget_kg=None, budget_remaining_kg=None, budget_used_fraction=None, samples_total=None,
-        samples_per_second=None, samples_per_kwh=None, loss=None, eval_loss=None, learning_rate=None,
-        cost_total=None, electricity_price_per_kwh=None, electricity_currency=None, api_latency_s=None,
-        energy_rate_kwh_per_hour=None, co2_rate_kg_per_hour=None,
+        gpus=[],
+        budget_kg=None,
+        budget_remaining_kg=None,
+        budget_used_fraction=None,
+        samples_total=None,
+        samples_per_second=None,
+        samples_per_kwh=None,
+        loss=None,
+        eval_loss=None,
+        learning_rate=None,
+        cost_total=None,
+        electricity_price_per_kwh=None,
+        electricity_currency=None,
+        api_latency_s=None,
+        energy_rate_kwh_per_hour=None,
+        co2_rate_kg_per_hour=None,
         channels=[ChannelInfo("cpu:estimate", "power", "estimated", "cpu-estimate")],
-        energy_joules_by_channel={"cpu:estimate": 900.0}, power_watts_by_channel={"cpu:estimate": 15.0},
-        monitoring_errors_total=0, monitoring_errors_by_type={}, anomalies_by_type=None,
+        energy_joules_by_channel={"cpu:estimate": 900.0},
+        power_watts_by_channel={"cpu:estimate": 15.0},
+        monitoring_errors_total=0,
+        monitoring_errors_by_type={},
+        anomalies_by_type=None,
     )
     return make_snapshot(**{**bare, **changes})
 
@@ -119,8 +166,10 @@ class PrometheusServer:
             if result:
                 return result
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout_s} s waiting for {what}; Prometheus log:\n"
-                            + self.log_path.read_text(errors="replace")[-2000:])
+                pytest.fail(
+                    f"timed out after {timeout_s} s waiting for {what}; Prometheus log:\n"
+                    + self.log_path.read_text(errors="replace")[-2000:]
+                )
             time.sleep(0.1)
 
 
@@ -160,9 +209,15 @@ def launch_prometheus(
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [binary, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                binary,
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = PrometheusServer(process, f"http://127.0.0.1:{port}", log_path)
     try:

@@ -42,8 +42,9 @@ def _read_answer_head(connection: socket.socket) -> bytes:
             return received
         received += chunk
     head, body = received.split(b"\r\n\r\n", 1)
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
     while len(body) < length:
         chunk = connection.recv(4096)
         if not chunk:
@@ -169,8 +170,10 @@ def test_scrapes_in_time_keep_the_connection_alive(exporter: PrometheusExporter)
         connection.close()
 
 
-@pytest.mark.parametrize("setting, value", [("max_connections", 0), ("max_connections", 2.5),
-                                            ("header_deadline_s", 0), ("idle_keepalive_s", float("nan"))])
+@pytest.mark.parametrize(
+    "setting, value",
+    [("max_connections", 0), ("max_connections", 2.5), ("header_deadline_s", 0), ("idle_keepalive_s", float("nan"))],
+)
 def test_invalid_limits_are_configuration_errors(setting: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=setting):
         PrometheusExporter(port=0, **{setting: value})  # type: ignore[arg-type]
@@ -236,10 +239,12 @@ def test_push_to_a_trickling_gateway_fails_at_its_timeout() -> None:
 
 def test_session_stop_with_a_trickling_gateway_returns_and_counts_one_error(tmp_path: Path) -> None:
     gateway = _TricklingGateway()
-    config = CarbonConfig(output_dir=str(tmp_path), offline=True, country_iso_code="FR",
-                          prometheus_pushgateway_url=gateway.url)
-    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 5.0}),
-                              store=False)
+    config = CarbonConfig(
+        output_dir=str(tmp_path), offline=True, country_iso_code="FR", prometheus_pushgateway_url=gateway.url
+    )
+    session = TrackingSession(
+        config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 5.0}), store=False
+    )
     session.start()
     reports: List[dict] = []
     stopper = threading.Thread(target=lambda: reports.append(session.stop()), daemon=True)

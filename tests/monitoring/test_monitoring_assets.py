@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import pytest
 from monitoring_helpers import DASHBOARD, MONITORING_DOCS, RULES, dashboard_exprs, rule_exprs
@@ -40,16 +40,24 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
 def test_every_metric_the_alert_rules_use_is_exported() -> None:
     used = {name for expr in rule_exprs().values() for name in METRIC_NAME.findall(expr)}
     assert used <= EXPORTED, f"alert rules use metrics the exporter does not serve: {used - EXPORTED}"
-    assert {"hf_training_emissions_grams_total", "hf_training_carbon_budget_grams",
-            "hf_training_monitoring_errors_total"} <= used
+    assert {
+        "hf_training_emissions_grams_total",
+        "hf_training_carbon_budget_grams",
+        "hf_training_monitoring_errors_total",
+    } <= used
 
 
 def test_the_dashboard_and_rules_use_the_base_unit_twin_wherever_one_exists() -> None:
     used = {name for exprs in dashboard_exprs().values() for expr in exprs for name in METRIC_NAME.findall(expr)}
     used |= {name for expr in rule_exprs().values() for name in METRIC_NAME.findall(expr)}
     assert used & set(TWINS) == set()
-    assert {"hf_training_energy_joules_total", "hf_training_steps_total", "hf_training_samples_total",
-            "hf_training_efficiency_ratio", "hf_training_network_latency_seconds"} <= used
+    assert {
+        "hf_training_energy_joules_total",
+        "hf_training_steps_total",
+        "hf_training_samples_total",
+        "hf_training_efficiency_ratio",
+        "hf_training_network_latency_seconds",
+    } <= used
 
 
 def test_the_dashboard_holds_the_guides_panels() -> None:
@@ -74,8 +82,9 @@ def test_the_live_co2_rate_converts_grams_per_second_to_kg_per_hour() -> None:
 
 
 def test_the_rules_define_the_guides_alerts_and_the_energy_and_monitoring_ones() -> None:
-    assert {"HighCarbonEmissions", "CarbonBudgetExceeded", "EnergyEfficiencyDropped",
-            "CarbonMonitoringErrors"} <= set(rule_exprs())
+    assert {"HighCarbonEmissions", "CarbonBudgetExceeded", "EnergyEfficiencyDropped", "CarbonMonitoringErrors"} <= set(
+        rule_exprs()
+    )
 
 
 def test_promtool_accepts_the_rules() -> None:
@@ -95,11 +104,14 @@ def test_amtool_accepts_the_example_alertmanager_config() -> None:
     assert "SUCCESS" in run_tool("amtool", "check-config", str(ALERTMANAGER_CONFIG)).stdout
 
 
-@pytest.mark.parametrize("labels, receiver", [
-    (["alertname=CarbonBudgetExceeded", "severity=critical", "category=carbon"], "carbon-on-call"),
-    (["alertname=HighCarbonEmissions", "severity=warning", "category=carbon"], "sustainability-team"),
-    (["alertname=LowGpuEfficiency", "severity=info", "category=energy"], "sustainability-email"),
-])
+@pytest.mark.parametrize(
+    "labels, receiver",
+    [
+        (["alertname=CarbonBudgetExceeded", "severity=critical", "category=carbon"], "carbon-on-call"),
+        (["alertname=HighCarbonEmissions", "severity=warning", "category=carbon"], "sustainability-team"),
+        (["alertname=LowGpuEfficiency", "severity=info", "category=energy"], "sustainability-email"),
+    ],
+)
 def test_alertmanager_routes_each_severity_to_its_receiver(labels: List[str], receiver: str) -> None:
     result = run_tool("amtool", "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels)
     assert result.stdout.strip() == receiver

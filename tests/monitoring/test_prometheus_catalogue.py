@@ -53,7 +53,9 @@ EXPOSED_AS_GAUGE = {"hf_training_step_count", "hf_training_epoch_count", "hf_tra
 EXPORTED_FROM_GUIDE = [row for row in GUIDE_TABLES if row[0] not in NOT_EXPORTED]
 
 
-def scrape(*snapshots: SessionSnapshot) -> Tuple[Dict[str, str], Dict[str, List[Dict[str, str]]], Dict[str, List[float]]]:
+def scrape(
+    *snapshots: SessionSnapshot,
+) -> Tuple[Dict[str, str], Dict[str, List[Dict[str, str]]], Dict[str, List[float]]]:
     """Types by series name, label sets and values by series name, from the text exposition."""
     registry = CollectorRegistry()
     collector = SnapshotCollector(registry=registry)
@@ -74,8 +76,9 @@ def scrape(*snapshots: SessionSnapshot) -> Tuple[Dict[str, str], Dict[str, List[
     return types, labels, values
 
 
-@pytest.mark.parametrize("name, documented_type, documented_labels", EXPORTED_FROM_GUIDE,
-                         ids=[row[0] for row in EXPORTED_FROM_GUIDE])
+@pytest.mark.parametrize(
+    "name, documented_type, documented_labels", EXPORTED_FROM_GUIDE, ids=[row[0] for row in EXPORTED_FROM_GUIDE]
+)
 def test_every_guide_metric_is_served_under_its_documented_name_type_and_labels(
     name: str, documented_type: str, documented_labels: Tuple[str, ...]
 ) -> None:
@@ -117,23 +120,51 @@ def test_per_process_series_carry_rank_and_host_and_never_instance() -> None:
 def test_figures_that_cannot_be_measured_are_absent_not_zero() -> None:
     _, labels, _ = scrape(bare_snapshot())
     unmeasurable = {
-        "hf_training_gpu_power_watts", "hf_training_gpu_temperature_celsius", "hf_training_gpu_memory_usage_bytes",
-        "hf_training_gpu_memory_total_bytes", "hf_training_gpu_memory_usage_percent",
-        "hf_training_gpu_utilization_percent", "hf_training_gpu_count", "hf_training_efficiency_score",
-        "hf_training_carbon_budget_kg", "hf_training_carbon_budget_remaining_kg", "hf_training_samples_per_kwh",
-        "hf_training_samples_per_second", "hf_training_loss", "hf_training_eval_loss", "hf_training_learning_rate",
-        "hf_training_estimated_cost_usd", "hf_training_energy_cost_usd", "hf_training_cost_rate_usd_per_hour",
-        "hf_training_network_latency_ms", "hf_training_energy_rate_kwh_per_hour", "hf_training_co2_rate_kg_per_hour",
-        "hf_training_power_watts", "hf_training_emissions_rate_grams_per_second", "hf_training_carbon_budget_grams",
-        "hf_training_carbon_budget_remaining_grams", "hf_training_samples_total", "hf_training_efficiency_ratio",
-        "hf_training_gpu_memory_usage_ratio", "hf_training_gpu_utilization_ratio", "hf_training_energy_cost_total",
+        "hf_training_gpu_power_watts",
+        "hf_training_gpu_temperature_celsius",
+        "hf_training_gpu_memory_usage_bytes",
+        "hf_training_gpu_memory_total_bytes",
+        "hf_training_gpu_memory_usage_percent",
+        "hf_training_gpu_utilization_percent",
+        "hf_training_gpu_count",
+        "hf_training_efficiency_score",
+        "hf_training_carbon_budget_kg",
+        "hf_training_carbon_budget_remaining_kg",
+        "hf_training_samples_per_kwh",
+        "hf_training_samples_per_second",
+        "hf_training_loss",
+        "hf_training_eval_loss",
+        "hf_training_learning_rate",
+        "hf_training_estimated_cost_usd",
+        "hf_training_energy_cost_usd",
+        "hf_training_cost_rate_usd_per_hour",
+        "hf_training_network_latency_ms",
+        "hf_training_energy_rate_kwh_per_hour",
+        "hf_training_co2_rate_kg_per_hour",
+        "hf_training_power_watts",
+        "hf_training_emissions_rate_grams_per_second",
+        "hf_training_carbon_budget_grams",
+        "hf_training_carbon_budget_remaining_grams",
+        "hf_training_samples_total",
+        "hf_training_efficiency_ratio",
+        "hf_training_gpu_memory_usage_ratio",
+        "hf_training_gpu_utilization_ratio",
+        "hf_training_energy_cost_total",
         "hf_training_network_latency_seconds",
     }
     assert unmeasurable.isdisjoint(labels)
-    for always in ("hf_training_energy_kwh_total", "hf_training_co2_kg_total", "hf_training_step_count",
-                   "hf_training_cpu_power_watts", "hf_training_last_update_timestamp",
-                   "hf_training_energy_joules_total", "hf_training_emissions_grams_total", "hf_training_steps_total",
-                   "hf_training_epochs_total", "hf_training_last_update_timestamp_seconds"):
+    for always in (
+        "hf_training_energy_kwh_total",
+        "hf_training_co2_kg_total",
+        "hf_training_step_count",
+        "hf_training_cpu_power_watts",
+        "hf_training_last_update_timestamp",
+        "hf_training_energy_joules_total",
+        "hf_training_emissions_grams_total",
+        "hf_training_steps_total",
+        "hf_training_epochs_total",
+        "hf_training_last_update_timestamp_seconds",
+    ):
         assert always in labels
 
 
@@ -151,8 +182,12 @@ def test_values_are_the_snapshot_figures_in_the_units_the_names_promise() -> Non
     assert only("hf_training_efficiency_score") == pytest.approx(0.75)
     assert only("hf_training_cost_rate_usd_per_hour") == pytest.approx(0.3 * 0.31)
     assert only("hf_training_step_count") == 12
-    channel_joules = dict(zip((s["channel"] for s in labels["hf_training_channel_energy_joules_total"]),
-                              values["hf_training_channel_energy_joules_total"]))
+    channel_joules = dict(
+        zip(
+            (s["channel"] for s in labels["hf_training_channel_energy_joules_total"]),
+            values["hf_training_channel_energy_joules_total"],
+        )
+    )
     assert channel_joules == {"gpu:0": 36_000.0, "cpu:package-0": 7_200.0, "cpu:core-0": 3_600.0}
 
 
@@ -174,8 +209,12 @@ def test_cost_metrics_carry_the_configured_currency() -> None:
 
 def test_monitoring_errors_are_split_by_type_with_the_rest_unclassified() -> None:
     _, labels, values = scrape(make_snapshot(monitoring_errors_total=3, monitoring_errors_by_type={"sensor": 2}))
-    by_type = dict(zip((s["error_type"] for s in labels["hf_training_monitoring_errors_total"]),
-                       values["hf_training_monitoring_errors_total"]))
+    by_type = dict(
+        zip(
+            (s["error_type"] for s in labels["hf_training_monitoring_errors_total"]),
+            values["hf_training_monitoring_errors_total"],
+        )
+    )
     assert by_type == {"sensor": 2.0, "unclassified": 1.0}
 
 
@@ -208,7 +247,8 @@ TWIN_FACTORS = {
 
 def test_every_documented_metric_in_a_non_base_unit_has_its_conventional_twin() -> None:
     assert {documented: twin.name for documented, twin in TWINS.items()} == {
-        documented: twin for documented, (twin, _) in TWIN_FACTORS.items()}
+        documented: twin for documented, (twin, _) in TWIN_FACTORS.items()
+    }
 
 
 @pytest.mark.parametrize("documented, twin_and_factor", TWIN_FACTORS.items(), ids=list(TWIN_FACTORS))
@@ -220,8 +260,17 @@ def test_a_twin_holds_the_documented_figure_in_base_units(documented: str, twin_
 
 
 def test_twin_names_follow_the_prometheus_conventions() -> None:
-    base_unit_suffixes = ("_joules_total", "_grams_total", "_watts", "_grams_per_second", "_grams", "_ratio",
-                          "_seconds", "_total", "_info")
+    base_unit_suffixes = (
+        "_joules_total",
+        "_grams_total",
+        "_watts",
+        "_grams_per_second",
+        "_grams",
+        "_ratio",
+        "_seconds",
+        "_total",
+        "_info",
+    )
     for spec in CATALOGUE:
         if spec.twin_of or spec.name in ("hf_training_samples_total", "hf_training_build_info"):
             assert spec.name.endswith(base_unit_suffixes), spec.name

@@ -71,7 +71,9 @@ def test_a_failing_provider_is_counted_and_logged_once_and_the_scrape_goes_on(ca
         generate_latest(registry)
         energy = samples(registry, "hf_training_energy_kwh_total")
     assert [sample["project_name"] for sample in energy] == ["healthy"]
-    errors = [s for s in samples(registry, "hf_training_monitoring_errors_total") if s["error_type"] == "snapshot_provider"]
+    errors = [
+        s for s in samples(registry, "hf_training_monitoring_errors_total") if s["error_type"] == "snapshot_provider"
+    ]
     # one failure per scrape: two above, and the one that read the counter
     assert errors == [{"error_type": "snapshot_provider", "project_name": "", "rank": "", "host": "", "value": 3.0}]
     assert len([r for r in caplog.records if "snapshot provider failed" in r.message]) == 1
@@ -89,15 +91,21 @@ def test_projects_beyond_max_projects_are_folded_into_other_with_one_warning(cap
     registry = CollectorRegistry()
     collector = SnapshotCollector(registry=registry, max_projects=2)
     for index, project in enumerate(["alpha", "beta", "gamma", "delta"]):
-        collector.attach(lambda project=project, index=index: make_snapshot(
-            project_name=project, unix_time_s=1_700_000_000.0 - index))
+        collector.attach(
+            lambda project=project, index=index: make_snapshot(
+                project_name=project, unix_time_s=1_700_000_000.0 - index
+            )
+        )
     with caplog.at_level(logging.WARNING, logger="hf_eco2ai.prometheus"):
         first = samples(registry, "hf_training_energy_kwh_total")
         second = samples(registry, "hf_training_energy_kwh_total")
     assert first == second
     assert sorted(sample["project_name"] for sample in first) == ["alpha", "beta", OVERFLOW_PROJECT]
-    overflow = [s for s in samples(registry, "hf_training_monitoring_errors_total")
-                if s["error_type"] == "project_label_overflow"]
+    overflow = [
+        s
+        for s in samples(registry, "hf_training_monitoring_errors_total")
+        if s["error_type"] == "project_label_overflow"
+    ]
     assert [s["value"] for s in overflow] == [2.0]
     assert len([r for r in caplog.records if "max_projects=2" in r.message]) == 1
 
@@ -116,13 +124,16 @@ def test_label_cleanup_makes_free_text_labels_printable_single_line_and_bounded(
     assert sample["host"] == "h" * MAX_LABEL_CHARS
 
 
-@pytest.mark.parametrize("raw, label", [
-    ("/runs/exp3/bert-tiny/checkpoint-500", "bert-tiny"),
-    ("./outputs/bert-tiny", "bert-tiny"),
-    ("C:\\models\\gpt2-small\\ckpt_20", "gpt2-small"),
-    ("google-bert/bert-base-uncased", "google-bert/bert-base-uncased"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    "raw, label",
+    [
+        ("/runs/exp3/bert-tiny/checkpoint-500", "bert-tiny"),
+        ("./outputs/bert-tiny", "bert-tiny"),
+        ("C:\\models\\gpt2-small\\ckpt_20", "gpt2-small"),
+        ("google-bert/bert-base-uncased", "google-bert/bert-base-uncased"),
+        (None, ""),
+    ],
+)
 def test_model_label_folds_local_checkpoints_of_one_model_into_one_series(raw: Optional[str], label: str) -> None:
     assert model_label(raw) == label
 
@@ -135,8 +146,9 @@ def test_without_label_cleanup_values_are_exported_as_given() -> None:
 
 def test_without_model_aggregation_each_checkpoint_path_is_its_own_model() -> None:
     registry = CollectorRegistry()
-    SnapshotCollector(lambda: make_snapshot(model_name="/runs/bert/checkpoint-5"), registry=registry,
-                      aggregate_similar_models=False)
+    SnapshotCollector(
+        lambda: make_snapshot(model_name="/runs/bert/checkpoint-5"), registry=registry, aggregate_similar_models=False
+    )
     assert samples(registry, "hf_training_energy_kwh_total")[0]["model_name"] == "/runs/bert/checkpoint-5"
 
 

@@ -21,13 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
-from hf_eco2ai.integrations.prometheus.server import RENDER_TTL_S
 from hf_eco2ai.integrations.prometheus import (
     PrometheusExporter,
     port_for_rank,
     push_snapshot,
     shared_exporter,
 )
+from hf_eco2ai.integrations.prometheus.server import RENDER_TTL_S
 
 
 def listening_addresses(port: int) -> List[str]:
@@ -260,18 +260,32 @@ def test_a_gateway_url_with_credentials_is_refused_without_echoing_them() -> Non
 
 def step_count_series(text: str) -> List[Tuple[str, float]]:
     """(rank label, value) of every hf_training_step_count sample in an exposition."""
-    return [(sample.labels["rank"], sample.value) for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "hf_training_step_count"]
+    return [
+        (sample.labels["rank"], sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "hf_training_step_count"
+    ]
 
 
 def test_a_sessions_endpoint_is_on_the_base_port_plus_its_local_rank_and_keeps_its_final_figures(
     tmp_path: Path,
 ) -> None:
     served_port = free_port()
-    config = CarbonConfig(project_name="ranked", output_dir=str(tmp_path), offline=True, country_iso_code="FR",
-                          prometheus_enabled=True, prometheus_port=served_port - 1)
-    session = TrackingSession(config, meter=EnergyMeter(sources="synthetic"), store=False,
-                              environ={"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"})
+    config = CarbonConfig(
+        project_name="ranked",
+        output_dir=str(tmp_path),
+        offline=True,
+        country_iso_code="FR",
+        prometheus_enabled=True,
+        prometheus_port=served_port - 1,
+    )
+    session = TrackingSession(
+        config,
+        meter=EnergyMeter(sources="synthetic"),
+        store=False,
+        environ={"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"},
+    )
     url = f"http://127.0.0.1:{served_port}/metrics"
     try:
         session.start()
@@ -291,7 +305,9 @@ def _session(tmp_path: Path, **settings: Any) -> TrackingSession:
     return TrackingSession(config, meter=EnergyMeter(sources="synthetic", rate_hz=200), store=False)
 
 
-def test_a_session_with_a_pushgateway_pushes_its_final_figures_at_stop(gateway: Tuple[str, Any], tmp_path: Path) -> None:
+def test_a_session_with_a_pushgateway_pushes_its_final_figures_at_stop(
+    gateway: Tuple[str, Any], tmp_path: Path
+) -> None:
     url, handler = gateway
     session = _session(tmp_path, prometheus_pushgateway_url=url, project_name="short job")
     session.start()

@@ -12,8 +12,8 @@ from monitoring_helpers import LiveEndpoint, PrometheusServer, dashboard_exprs, 
 
 from hf_eco2ai.meter.energy_meter import EnergyMeter
 from hf_eco2ai.session.snapshot import SessionSnapshot
-
 from hf_eco2ai.units import JOULES_PER_KWH
+
 INTENSITY_G_PER_KWH = 400.0
 BUDGET_KG = 1e-6  # 100 W at 400 g/kWh uses it up in about 0.1 s
 STEPS = 25
@@ -33,11 +33,23 @@ class MeterProvider:
         kwh = sum(totals["joules"].values()) / JOULES_PER_KWH
         co2_kg = kwh * INTENSITY_G_PER_KWH / 1000.0
         return make_snapshot(
-            project_name=self.project_name, model_name="tiny", host=socket.gethostname(), unix_time_s=time.time(),
-            step_count=totals["steps_marked"], epoch_count=0, channels=self.meter.channels(),
-            energy_joules_by_channel=dict(totals["joules"]), power_watts_by_channel=dict(totals["watts"]),
-            energy_kwh_total=kwh, co2_kg_total=co2_kg, budget_kg=BUDGET_KG, budget_remaining_kg=BUDGET_KG - co2_kg,
-            budget_used_fraction=co2_kg / BUDGET_KG, gpus=[], monitoring_errors_total=0, monitoring_errors_by_type={},
+            project_name=self.project_name,
+            model_name="tiny",
+            host=socket.gethostname(),
+            unix_time_s=time.time(),
+            step_count=totals["steps_marked"],
+            epoch_count=0,
+            channels=self.meter.channels(),
+            energy_joules_by_channel=dict(totals["joules"]),
+            power_watts_by_channel=dict(totals["watts"]),
+            energy_kwh_total=kwh,
+            co2_kg_total=co2_kg,
+            budget_kg=BUDGET_KG,
+            budget_remaining_kg=BUDGET_KG - co2_kg,
+            budget_used_fraction=co2_kg / BUDGET_KG,
+            gpus=[],
+            monitoring_errors_total=0,
+            monitoring_errors_by_type={},
         )
 
 
@@ -73,7 +85,8 @@ def test_prometheus_scrapes_a_metered_run_and_fires_the_budget_alert(
     server, project = live_endpoint.prometheus, metered_run.project_name
     selector = f'{{project_name="{project}"}}'
     first_seen = server.wait_until(
-        "a first energy sample", lambda: scalar(server, f"hf_training_energy_kwh_total{selector}"))
+        "a first energy sample", lambda: scalar(server, f"hf_training_energy_kwh_total{selector}")
+    )
     for _ in range(STEPS):
         metered_run.meter.mark_step()
         time.sleep(0.04)
@@ -81,12 +94,14 @@ def test_prometheus_scrapes_a_metered_run_and_fires_the_budget_alert(
     final = metered_run()
     assert final is not None and final.step_count == STEPS
 
-    server.wait_until(f"hf_training_step_count == {STEPS}",
-                      lambda: scalar(server, f"hf_training_step_count{selector}") == STEPS)
+    server.wait_until(
+        f"hf_training_step_count == {STEPS}", lambda: scalar(server, f"hf_training_step_count{selector}") == STEPS
+    )
     assert scalar(server, f"hf_training_steps_total{selector}") == STEPS
     stored_kwh = server.wait_until(
         "the final energy figure",
-        lambda: scalar(server, f"hf_training_energy_kwh_total{selector} == {final.energy_kwh_total!r}"))
+        lambda: scalar(server, f"hf_training_energy_kwh_total{selector} == {final.energy_kwh_total!r}"),
+    )
     assert stored_kwh > first_seen
     assert scalar(server, f"hf_training_energy_joules_total{selector}") == pytest.approx(stored_kwh * JOULES_PER_KWH)
     (series,) = server.query(f"hf_training_energy_kwh_total{selector}")
@@ -94,8 +109,11 @@ def test_prometheus_scrapes_a_metered_run_and_fires_the_budget_alert(
     assert series["metric"]["job"] == "hf-eco2ai" and series["metric"]["rank"] == "0"
 
     def budget_alert() -> object:
-        return [alert for alert in server.firing_alerts()
-                if alert["labels"]["alertname"] == "CarbonBudgetExceeded" and alert["labels"]["project_name"] == project]
+        return [
+            alert
+            for alert in server.firing_alerts()
+            if alert["labels"]["alertname"] == "CarbonBudgetExceeded" and alert["labels"]["project_name"] == project
+        ]
 
     (alert,) = server.wait_until("CarbonBudgetExceeded to fire", budget_alert)
     assert alert["labels"]["severity"] == "critical"
@@ -106,18 +124,27 @@ def test_every_dashboard_query_is_valid_promql_and_the_carbon_panels_have_data(
 ) -> None:
     server = live_endpoint.prometheus
     # rate() over the panels' windows needs two samples of the counters
-    server.wait_until("two scrapes", lambda: scalar(
-        server, f'count_over_time(hf_training_co2_kg_total{{project_name="{metered_run.project_name}"}}[1m]) >= 2'))
+    server.wait_until(
+        "two scrapes",
+        lambda: scalar(
+            server, f'count_over_time(hf_training_co2_kg_total{{project_name="{metered_run.project_name}"}}[1m]) >= 2'
+        ),
+    )
     for title, exprs in dashboard_exprs().items():
         for expr in exprs:
             promql = expr.replace("$__rate_interval", "1m").replace("$project", metered_run.project_name)
             if promql.startswith("label_values("):
-                metric, label = promql[len("label_values("):-1].split(", ")
+                metric, label = promql[len("label_values(") : -1].split(", ")
                 assert label in server.query(metric)[0]["metric"], title
                 continue
             result = server.query(promql)  # fails the test on a PromQL error
-            if title in ("Total CO₂ Emissions", "Live CO₂ Rate", "Energy Consumption Over Time",
-                         "Carbon Budget Used", "Power by Channel"):
+            if title in (
+                "Total CO₂ Emissions",
+                "Live CO₂ Rate",
+                "Energy Consumption Over Time",
+                "Carbon Budget Used",
+                "Power by Channel",
+            ):
                 assert result, f"panel {title!r} has no data: {promql}"
 
 
@@ -129,13 +156,16 @@ def test_prometheus_divides_one_twin_by_another_with_no_ignoring(
     server.wait_until("a first energy sample", lambda: scalar(server, f"hf_training_energy_joules_total{selector} > 0"))
     # grams over joules is the intensity the provider applied, in g/J
     grams_per_joule = scalar(
-        server, f"hf_training_emissions_grams_total{selector} / hf_training_energy_joules_total{selector}")
+        server, f"hf_training_emissions_grams_total{selector} / hf_training_energy_joules_total{selector}"
+    )
     assert grams_per_joule == pytest.approx(INTENSITY_G_PER_KWH / JOULES_PER_KWH)
     for _ in range(5):
         metered_run.meter.mark_step()
         time.sleep(0.05)
-    joules_per_step = server.wait_until("energy per step", lambda: scalar(
-        server, f"hf_training_energy_joules_total{selector} / hf_training_steps_total{selector}"))
+    joules_per_step = server.wait_until(
+        "energy per step",
+        lambda: scalar(server, f"hf_training_energy_joules_total{selector} / hf_training_steps_total{selector}"),
+    )
     assert joules_per_step > 0
     used = scalar(server, f"hf_training_emissions_grams_total{selector} / hf_training_carbon_budget_grams{selector}")
     assert used is not None and used > 0

@@ -27,10 +27,21 @@ def scrape(url: str) -> Series:
 
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[TrackingSession]:
-    config = CarbonConfig(project_name="stored", output_dir=str(tmp_path), offline=True, country_iso_code="FR",
-                          carbon_budget_kg=1.0, electricity_price_per_kwh=0.2, electricity_currency="EUR")
-    tracked = TrackingSession(config, meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 100}),
-                              store=tmp_path / "runs.sqlite", model_name="tiny-mlp")
+    config = CarbonConfig(
+        project_name="stored",
+        output_dir=str(tmp_path),
+        offline=True,
+        country_iso_code="FR",
+        carbon_budget_kg=1.0,
+        electricity_price_per_kwh=0.2,
+        electricity_currency="EUR",
+    )
+    tracked = TrackingSession(
+        config,
+        meter=EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 100}),
+        store=tmp_path / "runs.sqlite",
+        model_name="tiny-mlp",
+    )
     tracked.start()
     try:
         yield tracked
@@ -72,8 +83,12 @@ def test_a_finished_run_is_served_with_its_final_totals_and_no_power(session: Tr
     assert series["hf_training_carbon_budget_kg"][0][1] == 1.0
     assert series["hf_training_estimated_cost_usd"][0][0]["currency"] == "EUR"
     assert series["hf_training_estimated_cost_usd"][0][1] == pytest.approx(0.2 * kwh)
-    for drawing_power in ("hf_training_cpu_power_watts", "hf_training_channel_power_watts",
-                          "hf_training_energy_rate_kwh_per_hour", "hf_training_co2_rate_kg_per_hour"):
+    for drawing_power in (
+        "hf_training_cpu_power_watts",
+        "hf_training_channel_power_watts",
+        "hf_training_energy_rate_kwh_per_hour",
+        "hf_training_co2_rate_kg_per_hour",
+    ):
         assert drawing_power not in series
     updated = RunStore(tmp_path / "runs.sqlite").get_run(session.run_id).updated_unix_s
     assert series["hf_training_last_update_timestamp"][0][1] == pytest.approx(updated)
@@ -98,8 +113,9 @@ def test_a_running_run_is_served_as_its_session_writes_it(session: TrackingSessi
     assert second["hf_training_energy_kwh_total"][0][1] > first["hf_training_energy_kwh_total"][0][1]
 
 
-def test_an_unknown_run_is_a_configuration_error_naming_how_to_list_runs(session: TrackingSession,
-                                                                         tmp_path: Path) -> None:
+def test_an_unknown_run_is_a_configuration_error_naming_how_to_list_runs(
+    session: TrackingSession, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigurationError, match=r"--run 'nope'.*hf-eco2ai runs"):
         serve_run("nope", tmp_path / "runs.sqlite", port=0)
 

@@ -44,9 +44,15 @@ class EnergyMeasurement:
         return float(statistics.median(j / d if d > 0 else 0.0 for j, d in zip(self.joules, self.durations_s)))
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"median_joules": self.median_joules, "spread_joules": self.spread_joules, "samples": self.samples,
-                "joules": list(self.joules), "durations_s": list(self.durations_s),
-                "channels": list(self.channels), "provenance": self.provenance}
+        return {
+            "median_joules": self.median_joules,
+            "spread_joules": self.spread_joules,
+            "samples": self.samples,
+            "joules": list(self.joules),
+            "durations_s": list(self.durations_s),
+            "channels": list(self.channels),
+            "provenance": self.provenance,
+        }
 
 
 def provenance_of(provenances: Sequence[str]) -> str:
@@ -62,9 +68,17 @@ def interquartile_range(values: Sequence[float]) -> float:
     return float(quartiles[2] - quartiles[0])
 
 
-def measure_energy(fn: Callable[..., Any], repeat: int = 5, *, args: Sequence[Any] = (),
-                   kwargs: Optional[Mapping[str, Any]] = None, warmup: int = 1, meter: Any = None,
-                   sources: Any = "auto", rate_hz: float = 200.0) -> EnergyMeasurement:
+def measure_energy(
+    fn: Callable[..., Any],
+    repeat: int = 5,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Optional[Mapping[str, Any]] = None,
+    warmup: int = 1,
+    meter: Any = None,
+    sources: Any = "auto",
+    rate_hz: float = 200.0,
+) -> EnergyMeasurement:
     """Call ``fn(*args, **kwargs)`` ``warmup`` times unmeasured, then ``repeat`` times measured.
 
     Args:
@@ -100,6 +114,11 @@ def measure_energy(fn: Callable[..., Any], repeat: int = 5, *, args: Sequence[An
     top = [position for position, channel in enumerate(channels) if channel.parent is None]
     joules = tuple(float(row[top].sum()) for row in records.joules)
     return EnergyMeasurement(
-        median_joules=float(statistics.median(joules)), spread_joules=interquartile_range(joules),
-        samples=len(joules), joules=joules, durations_s=tuple(float(d) for d in records.duration_s),
-        channels=tuple(channels[p].name for p in top), provenance=provenance_of([channels[p].provenance for p in top]))
+        median_joules=float(statistics.median(joules)),
+        spread_joules=interquartile_range(joules),
+        samples=len(joules),
+        joules=joules,
+        durations_s=tuple(float(d) for d in records.duration_s),
+        channels=tuple(channels[p].name for p in top),
+        provenance=provenance_of([channels[p].provenance for p in top]),
+    )

@@ -24,14 +24,27 @@ _RESOLVE_WAIT_S = 2.0
 
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("energy", "energy measurement (hf-eco2ai)")
-    group.addoption("--energy", action="store_true", default=False,
-                    help="measure the energy of each test and print the top tests by joules")
-    group.addoption("--energy-json", default=DEFAULT_JSON_PATH, metavar="PATH",
-                    help=f"where --energy writes every test's figures as JSON (default {DEFAULT_JSON_PATH})")
-    group.addoption("--energy-top", type=int, default=10, metavar="N",
-                    help="how many tests the --energy table shows (default 10)")
-    group.addoption("--energy-sources", default="auto", metavar="SOURCES",
-                    help="comma-separated meter sources for --energy (default auto)")
+    group.addoption(
+        "--energy",
+        action="store_true",
+        default=False,
+        help="measure the energy of each test and print the top tests by joules",
+    )
+    group.addoption(
+        "--energy-json",
+        default=DEFAULT_JSON_PATH,
+        metavar="PATH",
+        help=f"where --energy writes every test's figures as JSON (default {DEFAULT_JSON_PATH})",
+    )
+    group.addoption(
+        "--energy-top", type=int, default=10, metavar="N", help="how many tests the --energy table shows (default 10)"
+    )
+    group.addoption(
+        "--energy-sources",
+        default="auto",
+        metavar="SOURCES",
+        help="comma-separated meter sources for --energy (default auto)",
+    )
 
 
 def pytest_configure(config: Any) -> None:
@@ -82,7 +95,9 @@ class TestEnergy:
                 joules = float(records.joules[position, self._top].sum())
                 duration_s = float(records.duration_s[position])
                 self._results[nodeid] = {
-                    "nodeid": nodeid, "joules": joules, "duration_s": duration_s,
+                    "nodeid": nodeid,
+                    "joules": joules,
+                    "duration_s": duration_s,
                     "mean_watts": joules / duration_s if duration_s > 0 else None,
                 }
             # A window resolves at the first reading after it closes: one sampler period.
@@ -126,19 +141,32 @@ class TestEnergy:
         for result in results[:top]:
             watts = "-" if result["mean_watts"] is None else f"{result['mean_watts']:.1f}"
             terminalreporter.write_line(
-                f"{result['joules']:>12.3f} {result['duration_s']:>9.3f} {watts:>8}  {result['nodeid']}")
+                f"{result['joules']:>12.3f} {result['duration_s']:>9.3f} {watts:>8}  {result['nodeid']}"
+            )
         terminalreporter.write_line(f"{total_joules:>12.3f} J in {len(results)} tests ({provenance})")
         path = Path(self._config.getoption("energy_json"))
         if not path.is_absolute():
             path = Path(str(self._config.rootpath)) / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({
-            "provenance": provenance,
-            "channels": [{"name": self._channels[i].name, "provenance": self._channels[i].provenance,
-                          "source": self._channels[i].source} for i in self._top],
-            "total_joules": total_joules,
-            "tests": results,
-        }, indent=2), encoding="utf-8")
+        path.write_text(
+            json.dumps(
+                {
+                    "provenance": provenance,
+                    "channels": [
+                        {
+                            "name": self._channels[i].name,
+                            "provenance": self._channels[i].provenance,
+                            "source": self._channels[i].source,
+                        }
+                        for i in self._top
+                    ],
+                    "total_joules": total_joules,
+                    "tests": results,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
         terminalreporter.write_line(f"energy per test written to {path}")
 
     def pytest_unconfigure(self, config: Any) -> None:

@@ -59,8 +59,15 @@ class CarbonBudget:
         ConfigurationError: ``budget_kg`` not > 0 or ``warn_fraction`` outside (0, 1].
     """
 
-    def __init__(self, budget_kg: float, *, stop_on_exceeded: bool = False, warn_fraction: float = WARN_FRACTION) -> None:
-        if isinstance(budget_kg, bool) or not isinstance(budget_kg, (int, float)) or not math.isfinite(budget_kg) or budget_kg <= 0:
+    def __init__(
+        self, budget_kg: float, *, stop_on_exceeded: bool = False, warn_fraction: float = WARN_FRACTION
+    ) -> None:
+        if (
+            isinstance(budget_kg, bool)
+            or not isinstance(budget_kg, (int, float))
+            or not math.isfinite(budget_kg)
+            or budget_kg <= 0
+        ):
             raise ConfigurationError(f"carbon_budget_kg = {budget_kg!r} is invalid: expected a number of kg CO2e > 0")
         if not 0 < warn_fraction <= 1:
             raise ConfigurationError(f"warn_fraction = {warn_fraction!r} is invalid: expected a fraction in (0, 1]")
@@ -99,11 +106,16 @@ class CarbonBudget:
         if status.used_fraction >= self.warn_fraction and not self._warned_near:
             self._warned_near = True
             logger.warning(
-                "carbon budget %.0f %% used: %.4g of %.4g kg CO2e", status.used_percent, status.used_kg, status.budget_kg
+                "carbon budget %.0f %% used: %.4g of %.4g kg CO2e",
+                status.used_percent,
+                status.used_kg,
+                status.budget_kg,
             )
         if status.exceeded and not self._warned_exceeded:
             self._warned_exceeded = True
-            action = "stopping training" if self.stop_on_exceeded else "training continues (stop_on_budget_exceeded is off)"
+            action = (
+                "stopping training" if self.stop_on_exceeded else "training continues (stop_on_budget_exceeded is off)"
+            )
             logger.warning("carbon budget exceeded: %.4g of %.4g kg CO2e; %s", status.used_kg, status.budget_kg, action)
         if status.exceeded and self.stop_on_exceeded:
             self.should_stop = True

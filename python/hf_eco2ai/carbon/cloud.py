@@ -28,8 +28,12 @@ _BODY_CAP_BYTES = 4096
 
 # Runtime markers without which AWS_DEFAULT_REGION proves nothing: the AWS CLI reads it on laptops.
 _AWS_RUNTIME_MARKERS = (
-    "AWS_EXECUTION_ENV", "ECS_CONTAINER_METADATA_URI_V4", "ECS_CONTAINER_METADATA_URI",
-    "AWS_BATCH_JOB_ID", "TRAINING_JOB_NAME", "SM_CURRENT_HOST",
+    "AWS_EXECUTION_ENV",
+    "ECS_CONTAINER_METADATA_URI_V4",
+    "ECS_CONTAINER_METADATA_URI",
+    "AWS_BATCH_JOB_ID",
+    "TRAINING_JOB_NAME",
+    "SM_CURRENT_HOST",
 )
 # Azure App Service / Functions set REGION_NAME; elsewhere the name is too generic to trust.
 _AZURE_RUNTIME_MARKERS = ("WEBSITE_SITE_NAME", "FUNCTIONS_WORKER_RUNTIME")
@@ -88,7 +92,9 @@ def from_environment(environ: Mapping[str, str]) -> Optional[CloudLocation]:
     return None
 
 
-def _get(url: str, headers: Mapping[str, str], deadline_s: float, method: str = "GET") -> Optional[bounded_http.HttpResponse]:
+def _get(
+    url: str, headers: Mapping[str, str], deadline_s: float, method: str = "GET"
+) -> Optional[bounded_http.HttpResponse]:
     try:
         response = bounded_http.request(method, url, headers, deadline_s, max_body_bytes=_BODY_CAP_BYTES)
     except (OSError, ValueError, http.client.HTTPException):

@@ -10,9 +10,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
+from hf_eco2ai import units
 from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai import units
 
 Intensity = Union[float, int, IntensityResult]
 
@@ -112,7 +112,9 @@ def get_carbon_impact(
     """
     hours = _check("duration_hours", duration_hours, "a finite number of hours >= 0")
     kilowatts = _check("power_consumption_kw", power_consumption_kw, "a finite number of kW >= 0")
-    return _impact(hours * kilowatts, carbon_intensity, pue, electricity_price_per_kwh, electricity_currency, hours, kilowatts)
+    return _impact(
+        hours * kilowatts, carbon_intensity, pue, electricity_price_per_kwh, electricity_currency, hours, kilowatts
+    )
 
 
 def carbon_impact_from_joules(
@@ -138,7 +140,13 @@ def carbon_impact_from_joules(
         hours = seconds / 3600.0
         kilowatts = energy_joules / seconds / 1000.0 if seconds > 0 else None
     return _impact(
-        units.kwh_from_joules(energy_joules), intensity, pue, electricity_price_per_kwh, electricity_currency, hours, kilowatts
+        units.kwh_from_joules(energy_joules),
+        intensity,
+        pue,
+        electricity_price_per_kwh,
+        electricity_currency,
+        hours,
+        kilowatts,
     )
 
 

@@ -154,9 +154,11 @@ class LiveIntensityClient:
                 raise APIError(self._redact(f"{self.dataset}: {failure.reason}")) from None
             except Exception as unexpected:  # noqa: BLE001 - whatever the answer, the caller falls back
                 self._record_failure(None)
-                raise APIError(self._redact(
-                    f"{self.dataset}: answer for zone {zone} could not be read ({type(unexpected).__name__})"
-                )) from None
+                raise APIError(
+                    self._redact(
+                        f"{self.dataset}: answer for zone {zone} could not be read ({type(unexpected).__name__})"
+                    )
+                ) from None
             self._consecutive_failures = 0
             self._retry_at = -math.inf
             self._cache[zone] = (self._clock(), result)
@@ -213,7 +215,9 @@ class LiveIntensityClient:
                 f"HTTP 429 for zone {zone}: rate limited{detail}", _retry_after_s(response.headers.get("retry-after"))
             )
         if 300 <= status < 400:
-            raise _Failure(f"HTTP {status} for zone {zone}: redirect not followed, so the token stays with {self.base_url}")
+            raise _Failure(
+                f"HTTP {status} for zone {zone}: redirect not followed, so the token stays with {self.base_url}"
+            )
         if status == 404:
             raise _Failure(f"HTTP 404 for zone {zone}: the API does not know this zone{detail}")
         raise _Failure(f"HTTP {status} for zone {zone}{detail}")

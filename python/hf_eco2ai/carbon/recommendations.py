@@ -76,37 +76,41 @@ def regional_recommendations(
         for region, entry in tables.cloud_regions(cloud.provider).items():
             saving = _saving_percent(current, entry.g_per_kwh)
             if region != cloud.region and saving >= min_saving_percent:
-                found.append(Recommendation(
-                    kind="cloud-region",
-                    target=region,
-                    current_g_per_kwh=current,
-                    target_g_per_kwh=entry.g_per_kwh,
-                    saving_percent=saving,
-                    dataset=entry.dataset,
-                    year=entry.year,
-                    text=(
-                        f"Consider migrating to {cloud.provider} {region} for {saving:.0f}% lower carbon intensity "
-                        f"({entry.g_per_kwh:.0f} vs {current:.0f} g/kWh in {cloud.region}; {entry.dataset}, {entry.year})"
-                    ),
-                ))
+                found.append(
+                    Recommendation(
+                        kind="cloud-region",
+                        target=region,
+                        current_g_per_kwh=current,
+                        target_g_per_kwh=entry.g_per_kwh,
+                        saving_percent=saving,
+                        dataset=entry.dataset,
+                        year=entry.year,
+                        text=(
+                            f"Consider migrating to {cloud.provider} {region} for {saving:.0f}% lower carbon intensity "
+                            f"({entry.g_per_kwh:.0f} vs {current:.0f} g/kWh in {cloud.region}; {entry.dataset}, {entry.year})"
+                        ),
+                    )
+                )
     elif baseline.zone is not None:
         for neighbour in tables.neighbours(baseline.zone):
             saving = _saving_percent(current, neighbour.g_per_kwh)
             if saving >= min_saving_percent:
-                found.append(Recommendation(
-                    kind="neighbouring-grid",
-                    target=neighbour.zone,
-                    current_g_per_kwh=current,
-                    target_g_per_kwh=neighbour.g_per_kwh,
-                    saving_percent=saving,
-                    dataset=neighbour.dataset,
-                    year=neighbour.year,
-                    text=(
-                        f"Consider running in the neighbouring grid {neighbour.zone} for {saving:.0f}% lower carbon "
-                        f"intensity ({neighbour.g_per_kwh:.0f} vs {current:.0f} g/kWh in {baseline.zone}; "
-                        f"{neighbour.dataset}, {neighbour.year})"
-                    ),
-                ))
+                found.append(
+                    Recommendation(
+                        kind="neighbouring-grid",
+                        target=neighbour.zone,
+                        current_g_per_kwh=current,
+                        target_g_per_kwh=neighbour.g_per_kwh,
+                        saving_percent=saving,
+                        dataset=neighbour.dataset,
+                        year=neighbour.year,
+                        text=(
+                            f"Consider running in the neighbouring grid {neighbour.zone} for {saving:.0f}% lower carbon "
+                            f"intensity ({neighbour.g_per_kwh:.0f} vs {current:.0f} g/kWh in {baseline.zone}; "
+                            f"{neighbour.dataset}, {neighbour.year})"
+                        ),
+                    )
+                )
     found.sort(key=lambda recommendation: -recommendation.saving_percent)
     return found[:limit]
 

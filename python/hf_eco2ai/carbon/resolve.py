@@ -174,7 +174,9 @@ class IntensityResolver:
         if location is not None and location.region is not None:
             cloud_entry = tables.cloud_region(location.provider, location.region)
             if cloud_entry is not None:
-                return _result(cloud_entry, "cloud-region-table", country=cloud_entry.country or None, region=location.region)
+                return _result(
+                    cloud_entry, "cloud-region-table", country=cloud_entry.country or None, region=location.region
+                )
             known = list(tables.cloud_regions(location.provider))
             close = difflib.get_close_matches(location.region, known, n=1)
             self._warn_once(
@@ -209,7 +211,9 @@ class IntensityResolver:
         return result
 
 
-def _result(entry: Union[ZoneIntensity, CloudRegion], source: str, *, country: Optional[str], region: Optional[str]) -> IntensityResult:
+def _result(
+    entry: Union[ZoneIntensity, CloudRegion], source: str, *, country: Optional[str], region: Optional[str]
+) -> IntensityResult:
     return IntensityResult(
         g_per_kwh=float(entry.g_per_kwh),
         source=source,  # type: ignore[arg-type]

@@ -21,13 +21,19 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--rate", type=float, default=100.0, metavar="HZ", help="sampler rate (default 100)")
     parser.add_argument("--sources", default="auto", help="auto, nvml, rapl, cpu-estimate, or a comma-separated list")
-    parser.add_argument("--json", dest="json_path", metavar="FILE", help="where to write the JSON report "
-                        "(default: hf_eco2ai_reports/profile-<time>.json)")
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        metavar="FILE",
+        help="where to write the JSON report (default: hf_eco2ai_reports/profile-<time>.json)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
 
 def _add_devices(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("devices", help="list the energy sources and channels found here, and why any are missing")
+    parser = subparsers.add_parser(
+        "devices", help="list the energy sources and channels found here, and why any are missing"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -50,7 +56,9 @@ def _add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="render a finished run's report")
     report.add_argument("run", help="a run id or a unique prefix of one")
     report.add_argument("--store", help=store_help)
-    report.add_argument("--format", default="markdown", help="json, csv, csv-summary, markdown or html (default markdown)")
+    report.add_argument(
+        "--format", default="markdown", help="json, csv, csv-summary, markdown or html (default markdown)"
+    )
     report.add_argument("--output", help="write to this file instead of printing")
 
     serve = subparsers.add_parser("serve", help="serve a stored run's figures on a Prometheus endpoint")
@@ -63,7 +71,8 @@ def _add_store_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_trace(subparsers: argparse._SubParsersAction) -> None:
     trace = subparsers.add_parser(
-        "trace", help="write a stored run as Chrome/Perfetto trace JSON",
+        "trace",
+        help="write a stored run as Chrome/Perfetto trace JSON",
         description="Writes a counter track per channel (watts) and slices for steps and windows (with "
         "their joules) as Chrome trace JSON, on the Unix clock that torch.profiler traces use. With "
         "--merge, adds those tracks to a torch.profiler trace so that one timeline shows kernels and power.",
@@ -85,7 +94,10 @@ def _run_profile(args: argparse.Namespace) -> int:
 
     command: List[str] = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        print("hf-eco2ai profile: no command given. Usage: hf-eco2ai profile [--rate HZ] [--json FILE] -- CMD ...", file=sys.stderr)
+        print(
+            "hf-eco2ai profile: no command given. Usage: hf-eco2ai profile [--rate HZ] [--json FILE] -- CMD ...",
+            file=sys.stderr,
+        )
         return 2
     sources = args.sources.split(",") if "," in args.sources else args.sources
     return profile_command(command, rate_hz=args.rate, sources=sources, json_path=args.json_path)
@@ -122,8 +134,8 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from hf_eco2ai.integrations.prometheus.stored_run import serve_run
     from hf_eco2ai.cli.runs import open_store
+    from hf_eco2ai.integrations.prometheus.stored_run import serve_run
 
     store = open_store(args.store)
     exporter = serve_run(args.run, store.path, host=args.host, port=args.port)
@@ -175,7 +187,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _damaged_store(subcommand: str, error: sqlite3.DatabaseError) -> int:
     """A store file SQLite itself cannot read (a torn or overwritten page): a message, no traceback."""
-    print(f"hf-eco2ai {subcommand}: the run store cannot be read ({error}); "
-          "`sqlite3 FILE 'PRAGMA integrity_check'` says which part is damaged", file=sys.stderr)
+    print(
+        f"hf-eco2ai {subcommand}: the run store cannot be read ({error}); "
+        "`sqlite3 FILE 'PRAGMA integrity_check'` says which part is damaged",
+        file=sys.stderr,
+    )
     return 2
-

@@ -76,12 +76,18 @@ def _print_table(rows: List[Dict[str, Any]], duration_s: float, exit_code: int) 
     print("-" * len(header), file=sys.stderr)
     for row in rows:
         mean = f"{row['mean_watts']:.2f}" if row["mean_watts"] is not None else "-"
-        print(f"{row['channel']:<18}{row['joules']:>14.3f}{mean:>10}  {row['provenance']:<10}  {row['part_of'] or ''}", file=sys.stderr)
+        print(
+            f"{row['channel']:<18}{row['joules']:>14.3f}{mean:>10}  {row['provenance']:<10}  {row['part_of'] or ''}",
+            file=sys.stderr,
+        )
     top_level = [r for r in rows if r["part_of"] is None]
     total_joules = sum(r["joules"] for r in top_level)
     estimated = any(r["provenance"] == "estimated" for r in top_level)
     note = " (includes estimates)" if estimated else ""
-    print(f"{'total':<18}{total_joules:>14.3f}{total_joules / duration_s if duration_s else 0:>10.2f}  {note}", file=sys.stderr)
+    print(
+        f"{'total':<18}{total_joules:>14.3f}{total_joules / duration_s if duration_s else 0:>10.2f}  {note}",
+        file=sys.stderr,
+    )
 
 
 def profile_command(
@@ -132,7 +138,10 @@ def _write_report(path: Path, report: Dict[str, Any]) -> None:
     try:
         write_text_atomically(path, json.dumps(report, indent=2) + "\n")
     except OSError as error:
-        print(f"hf-eco2ai: warning: the report could not be written to {path} "
-              f"({error.strerror or error}); the figures are in the table above", file=sys.stderr)
+        print(
+            f"hf-eco2ai: warning: the report could not be written to {path} "
+            f"({error.strerror or error}); the figures are in the table above",
+            file=sys.stderr,
+        )
         return
     print(f"hf-eco2ai: report written to {path}", file=sys.stderr)

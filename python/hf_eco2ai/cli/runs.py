@@ -44,7 +44,9 @@ def _resolve(store: RunStore, run: str) -> RunSummary:
     try:
         return store.get_run(run)
     except KeyError as error:
-        raise ConfigurationError(f"run {run!r}: {error.args[0] if error.args else 'not found'}; `hf-eco2ai runs` lists them") from None
+        raise ConfigurationError(
+            f"run {run!r}: {error.args[0] if error.args else 'not found'}; `hf-eco2ai runs` lists them"
+        ) from None
 
 
 def _figure(value: Optional[float], fmt: str) -> str:
@@ -62,25 +64,44 @@ def print_runs(store: RunStore, project_name: Optional[str], limit: Optional[int
         return 0
     print(f"{'run':<14}{'project':<20}{'status':<12}{'started':<21}{'steps':>7}{'kWh':>12}{'kg CO2e':>12}")
     for run in runs:
-        print(f"{run.run_id[:12]:<14}{run.project_name[:19]:<20}{run.status:<12}{_when(run.started_unix_s):<21}"
-              f"{run.step_count:>7}{_figure(run.energy_kwh_total, '.6f'):>12}{_figure(run.co2_kg_total, '.6f'):>12}")
+        print(
+            f"{run.run_id[:12]:<14}{run.project_name[:19]:<20}{run.status:<12}{_when(run.started_unix_s):<21}"
+            f"{run.step_count:>7}{_figure(run.energy_kwh_total, '.6f'):>12}{_figure(run.co2_kg_total, '.6f'):>12}"
+        )
     return 0
 
 
 def print_run(store: RunStore, run: str, as_json: bool) -> int:
     summary = _resolve(store, run)
     if as_json:
-        print(json.dumps({"summary": summary.__dict__, "report": store.report(summary.run_id),
-                          **tracer_json(store, summary.run_id)}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "summary": summary.__dict__,
+                    "report": store.report(summary.run_id),
+                    **tracer_json(store, summary.run_id),
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     print(f"run {summary.run_id} ({summary.status})")
-    print(f"  project {summary.project_name}, experiment {summary.experiment_id or '-'}, model {summary.model_name or '-'}")
-    print(f"  host {summary.host}, rank {summary.rank}/{summary.world_size}, started {_when(summary.started_unix_s)}, {summary.duration_s:.1f} s")
-    print(f"  steps {summary.step_count}, energy {_figure(summary.energy_kwh_total, '.6f')} kWh, CO2 {_figure(summary.co2_kg_total, '.6f')} kg")
+    print(
+        f"  project {summary.project_name}, experiment {summary.experiment_id or '-'}, model {summary.model_name or '-'}"
+    )
+    print(
+        f"  host {summary.host}, rank {summary.rank}/{summary.world_size}, started {_when(summary.started_unix_s)}, {summary.duration_s:.1f} s"
+    )
+    print(
+        f"  steps {summary.step_count}, energy {_figure(summary.energy_kwh_total, '.6f')} kWh, CO2 {_figure(summary.co2_kg_total, '.6f')} kg"
+    )
     if summary.intensity:
         intensity = summary.intensity
-        print(f"  intensity {intensity.get('g_per_kwh')} g/kWh from {intensity.get('source')} "
-              f"({intensity.get('dataset')}, {intensity.get('year') or 'year unknown'})")
+        print(
+            f"  intensity {intensity.get('g_per_kwh')} g/kWh from {intensity.get('source')} "
+            f"({intensity.get('dataset')}, {intensity.get('year') or 'year unknown'})"
+        )
     for channel in summary.channels:
         print(f"  channel {channel['name']}: {channel.get('provenance')}, {channel.get('source')}")
     print_gradient_sections(store, summary.run_id)
@@ -89,7 +110,9 @@ def print_run(store: RunStore, run: str, as_json: bool) -> int:
 
 def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
     if len(runs) < 2:
-        raise ConfigurationError(f"compare needs at least two runs, got {len(runs)}: hf-eco2ai compare RUN RUN [RUN ...]")
+        raise ConfigurationError(
+            f"compare needs at least two runs, got {len(runs)}: hf-eco2ai compare RUN RUN [RUN ...]"
+        )
     summaries: List[RunSummary] = [_resolve(store, run) for run in runs]
     baseline = summaries[0]
     print(f"{'run':<14}{'steps':>7}{'kWh':>12}{'kg CO2e':>12}{'J/step':>10}  vs first")
@@ -99,8 +122,10 @@ def print_comparison(store: RunStore, runs: Sequence[str]) -> int:
         versus = ""
         if kwh is not None and baseline.energy_kwh_total:
             versus = f"{(kwh / baseline.energy_kwh_total - 1) * 100:+.1f} % energy"
-        print(f"{summary.run_id[:12]:<14}{summary.step_count:>7}{_figure(kwh, '.6f'):>12}"
-              f"{_figure(summary.co2_kg_total, '.6f'):>12}{_figure(per_step, '.2f'):>10}  {versus}")
+        print(
+            f"{summary.run_id[:12]:<14}{summary.step_count:>7}{_figure(kwh, '.6f'):>12}"
+            f"{_figure(summary.co2_kg_total, '.6f'):>12}{_figure(per_step, '.2f'):>10}  {versus}"
+        )
     print_curve_comparison(store, [summary.run_id for summary in summaries])
     return 0
 

@@ -21,12 +21,17 @@ def write_run_trace(store_path: Optional[str], run: str, output_path: str, merge
         timeline = timeline_from_store(store, run)
     except KeyError as error:
         raise ConfigurationError(
-            f"run {run!r}: {error.args[0] if error.args else 'not found'}; `hf-eco2ai runs` lists them") from error
+            f"run {run!r}: {error.args[0] if error.args else 'not found'}; `hf-eco2ai runs` lists them"
+        ) from error
     try:
         written = write_timeline_trace(timeline, output_path, merge_into=merge_path)
     except OSError as error:
-        raise ConfigurationError(f"cannot write {output_path!r}: {error.strerror or error}; choose another -o path") from error
+        raise ConfigurationError(
+            f"cannot write {output_path!r}: {error.strerror or error}; choose another -o path"
+        ) from error
     what = f"merged into {merge_path}" if merge_path else "for chrome://tracing or ui.perfetto.dev"
-    print(f"wrote {written}: {len(timeline.steps)} steps, {len(timeline.windows)} windows, "
-          f"{len(timeline.power_unix_s)} power readings of {len(timeline.channels)} channels, {what}")
+    print(
+        f"wrote {written}: {len(timeline.steps)} steps, {len(timeline.windows)} windows, "
+        f"{len(timeline.power_unix_s)} power readings of {len(timeline.channels)} channels, {what}"
+    )
     return 0

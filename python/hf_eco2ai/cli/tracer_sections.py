@@ -40,15 +40,19 @@ def print_gradient_sections(store: RunStore, run_id: str) -> None:
             present = norms[~(norms < 0)]
             finite = present[np.isfinite(present)]
             nonfinite_steps = int((((rows[:, index, 2] > 0) | ~np.isfinite(norms)) & ~(norms < 0)).sum())
-            print(f"  {layer[:39]:<40}{_figure(present[-1] if len(present) else None):>11}"
-                  f"{_figure(float(np.median(finite)) if len(finite) else None):>11}"
-                  f"{_figure(float(finite.max()) if len(finite) else None):>11}{nonfinite_steps:>15}")
+            print(
+                f"  {layer[:39]:<40}{_figure(present[-1] if len(present) else None):>11}"
+                f"{_figure(float(np.median(finite)) if len(finite) else None):>11}"
+                f"{_figure(float(finite.max()) if len(finite) else None):>11}{nonfinite_steps:>15}"
+            )
     if anomalies or statistics.has_gradients.any():
         print(f"anomalies: {len(anomalies)}")
         for anomaly in anomalies[:ANOMALIES_LISTED]:
-            print(f"  step {anomaly['step']:>7}  {anomaly['type']:<20}{anomaly['layer'][:30]:<31}"
-                  f"value {_figure(anomaly['value'])}, threshold {_figure(anomaly['threshold'])}, "
-                  f"rolling {_figure(anomaly['statistic'])}")
+            print(
+                f"  step {anomaly['step']:>7}  {anomaly['type']:<20}{anomaly['layer'][:30]:<31}"
+                f"value {_figure(anomaly['value'])}, threshold {_figure(anomaly['threshold'])}, "
+                f"rolling {_figure(anomaly['statistic'])}"
+            )
         if len(anomalies) > ANOMALIES_LISTED:
             print(f"  ... {len(anomalies) - ANOMALIES_LISTED} more")
 
@@ -72,8 +76,9 @@ def print_curve_comparison(store: RunStore, run_ids: Sequence[str]) -> None:
         loss_mask = statistics.loss_recorded
         curves["loss"].append({"steps": statistics.steps[loss_mask], "values": statistics.loss[loss_mask]})
         grad_mask = statistics.has_gradients
-        curves["gradient norm"].append({"steps": statistics.steps[grad_mask],
-                                        "values": total_norms(statistics)[grad_mask]})
+        curves["gradient norm"].append(
+            {"steps": statistics.steps[grad_mask], "values": total_norms(statistics)[grad_mask]}
+        )
     for name, per_run in curves.items():
         if not any(len(curve["steps"]) for curve in per_run):
             continue
@@ -91,7 +96,11 @@ def print_curve_comparison(store: RunStore, run_ids: Sequence[str]) -> None:
                 baseline = final
             elif final is not None and baseline:
                 versus = f"{(final / baseline - 1) * 100:+.1f} %"
-            print(f"  {run_id[:12]:<14}" + "".join(f"{_figure(v):>10}" for v in values) + f"{_figure(final):>11}  {versus}")
+            print(
+                f"  {run_id[:12]:<14}"
+                + "".join(f"{_figure(v):>10}" for v in values)
+                + f"{_figure(final):>11}  {versus}"
+            )
 
 
 def _at_step(curve: Dict[str, np.ndarray], step: int) -> Optional[float]:

@@ -15,7 +15,6 @@ from typing_extensions import override
 from hf_eco2ai.integrations.tracked_callback import TrackedRunCallback
 from hf_eco2ai.reporting.summary import final_figures
 
-
 if TYPE_CHECKING:
     # For the type checker the hooks below override Lightning's; at run time the base comes from
     # whichever package's Callback the concrete class also inherits.
@@ -66,8 +65,9 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
     def _log_figures(self, trainer: Any, pl_module: Any, on_epoch: bool) -> None:
         figures = self.lifecycle.log(_training_losses(trainer.callback_metrics), int(trainer.global_step))
         if figures:
-            pl_module.log_dict(figures, on_step=not on_epoch, on_epoch=on_epoch, logger=bool(trainer.loggers),
-                               prog_bar=False)
+            pl_module.log_dict(
+                figures, on_step=not on_epoch, on_epoch=on_epoch, logger=bool(trainer.loggers), prog_bar=False
+            )
         self._stop_if_requested(trainer)
 
     def _stop_if_requested(self, trainer: Any) -> None:
@@ -79,8 +79,9 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
     @override
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start measuring; the first step opens here."""
-        self.lifecycle.start(model=pl_module, global_step=int(trainer.global_step),
-                             framework_output_dir=trainer.log_dir)
+        self.lifecycle.start(
+            model=pl_module, global_step=int(trainer.global_step), framework_output_dir=trainer.log_dir
+        )
         self.lifecycle.watch_phases(pl_module, trainer.optimizers[0] if trainer.optimizers else None)
         self._last_global_step = int(trainer.global_step)
 
@@ -121,9 +122,13 @@ class Eco2AILightningTracking(TrackedRunCallback, _HookBase):
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """Stop measuring, build the report (combined over ranks), write it on global rank 0, and
         log the run's totals to every logger (runs shorter than the logging interval included)."""
-        report = self.lifecycle.finish({"global_step_end": int(trainer.global_step),
-                                        "accumulate_grad_batches": int(trainer.accumulate_grad_batches)},
-                                       write_outputs=trainer.is_global_zero)
+        report = self.lifecycle.finish(
+            {
+                "global_step_end": int(trainer.global_step),
+                "accumulate_grad_batches": int(trainer.accumulate_grad_batches),
+            },
+            write_outputs=trainer.is_global_zero,
+        )
         if report:
             for logger in trainer.loggers:
                 logger.log_metrics(final_figures(report), step=int(trainer.global_step))

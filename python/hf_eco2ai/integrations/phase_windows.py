@@ -102,8 +102,9 @@ def _first_tensor_needing_grad(value: Any) -> Any:
     return None
 
 
-def attach_phase_windows(model: Any, optimizer: Optional[Any],
-                         window_factory: Callable[[str], ContextManager[Any]]) -> PhaseWindows:
+def attach_phase_windows(
+    model: Any, optimizer: Optional[Any], window_factory: Callable[[str], ContextManager[Any]]
+) -> PhaseWindows:
     """Opens ``forward``, ``backward`` and ``optimizer`` windows around each phase of training.
 
     Args:
@@ -126,7 +127,8 @@ def attach_phase_windows(model: Any, optimizer: Optional[Any],
     if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
         raise ConfigurationError(
             f"optimizer={type(optimizer).__name__}: attach_phase_windows needs a torch.optim.Optimizer "
-            "(torch >= 2.0), or None")
+            "(torch >= 2.0), or None"
+        )
     phases = PhaseWindows(window_factory)
     phases._handles.append(model.register_forward_pre_hook(phases._before_forward))
     phases._handles.append(model.register_forward_hook(phases._after_forward))

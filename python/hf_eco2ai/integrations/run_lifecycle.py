@@ -133,8 +133,11 @@ class RunOptions:
             raise ConfigurationError(
                 f"config = {type(config).__name__} is invalid: expected a hf_eco2ai.CarbonConfig or None"
             )
-        changes = {name: value for name, value in (("tracking_mode", tracking_mode), ("output_dir", output_dir))
-                   if value is not None}
+        changes = {
+            name: value
+            for name, value in (("tracking_mode", tracking_mode), ("output_dir", output_dir))
+            if value is not None
+        }
         if changes:
             config = config.replace(**changes)
         if tracking_frequency not in TRACKING_FREQUENCIES:
@@ -143,8 +146,10 @@ class RunOptions:
                 + ", ".join(repr(option) for option in TRACKING_FREQUENCIES)
             )
         flags = {
-            "include_infrastructure": include_infrastructure, "detailed_gpu_tracking": detailed_gpu_tracking,
-            "wandb_integration": wandb_integration, "mlflow_integration": mlflow_integration,
+            "include_infrastructure": include_infrastructure,
+            "detailed_gpu_tracking": detailed_gpu_tracking,
+            "wandb_integration": wandb_integration,
+            "mlflow_integration": mlflow_integration,
             "phase_windows": phase_windows,
         }
         for name, value in flags.items():
@@ -162,10 +167,16 @@ class RunOptions:
             )
         if not include_infrastructure:
             config = config.replace(sources=list(_without_node_wide_sources(tuple(config.sources))))
-        return cls(config=config, tracking_frequency=tracking_frequency,
-                   include_infrastructure=include_infrastructure, detailed_gpu_tracking=detailed_gpu_tracking,
-                   wandb_integration=wandb_integration, mlflow_integration=mlflow_integration,
-                   report_formats=tuple(report_formats), phase_windows=phase_windows)
+        return cls(
+            config=config,
+            tracking_frequency=tracking_frequency,
+            include_infrastructure=include_infrastructure,
+            detailed_gpu_tracking=detailed_gpu_tracking,
+            wandb_integration=wandb_integration,
+            mlflow_integration=mlflow_integration,
+            report_formats=tuple(report_formats),
+            phase_windows=phase_windows,
+        )
 
     def integration_observers(self) -> List[RunObserver]:
         """The observer the W&B / MLflow flags ask for: it logs to the run the user has open,
@@ -205,8 +216,15 @@ class RunLifecycle:
 
     mark_step: Callable[[], Any]
 
-    def __init__(self, options: RunOptions, *, framework: str, meter: Any = None, store: StoreSetting = True,
-                 observers: Sequence[RunObserver] = ()) -> None:
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        framework: str,
+        meter: Any = None,
+        store: StoreSetting = True,
+        observers: Sequence[RunObserver] = (),
+    ) -> None:
         self.options = options
         self.framework = framework
         self._meter = meter
@@ -265,8 +283,14 @@ class RunLifecycle:
 
     # Start ---------------------------------------------------------------------------------------
 
-    def start(self, *, model: Any = None, global_step: int = 0, samples_per_micro_batch: Optional[int] = None,
-              framework_output_dir: Any = None) -> TrackingSession:
+    def start(
+        self,
+        *,
+        model: Any = None,
+        global_step: int = 0,
+        samples_per_micro_batch: Optional[int] = None,
+        framework_output_dir: Any = None,
+    ) -> TrackingSession:
         """Build and start this run's session; does nothing while a run is going.
 
         ``framework_output_dir`` is where the framework writes its own outputs (the Trainer's
@@ -281,9 +305,13 @@ class RunLifecycle:
         self._run_config = self.options.config
         if framework_output_dir and self._run_config.origin("output_dir") == "default":
             self._run_config = self._run_config.replace(output_dir=str(framework_output_dir))
-        session = TrackingSession(self._run_config, meter=self._meter, store=self._store,
-                                  model_name=model_name_of(model),
-                                  include_host=self.options.include_infrastructure)
+        session = TrackingSession(
+            self._run_config,
+            meter=self._meter,
+            store=self._store,
+            model_name=model_name_of(model),
+            include_host=self.options.include_infrastructure,
+        )
         self.session = session.start()
         self._report = None
         self._finishing = None
@@ -307,8 +335,9 @@ class RunLifecycle:
         assert self.session is not None
         # Accelerate and similar wrappers keep the torch optimizer, whose step carries the hooks.
         inner = getattr(optimizer, "optimizer", None)
-        self._phase_windows = attach_phase_windows(model, inner if hasattr(inner, "register_step_pre_hook")
-                                                   else optimizer, self.session.window)
+        self._phase_windows = attach_phase_windows(
+            model, inner if hasattr(inner, "register_step_pre_hook") else optimizer, self.session.window
+        )
 
     # Between steps -------------------------------------------------------------------------------
 
@@ -376,8 +405,9 @@ class RunLifecycle:
 
     # End -----------------------------------------------------------------------------------------
 
-    def finish(self, training: Mapping[str, Any], *, status: str = "finished",
-               write_outputs: bool = True) -> Dict[str, Any]:
+    def finish(
+        self, training: Mapping[str, Any], *, status: str = "finished", write_outputs: bool = True
+    ) -> Dict[str, Any]:
         """Stop measuring and build the report (combined over ranks); write it in the background.
 
         ``training`` holds the framework's facts (``global_step_end`` and any of its own); the
@@ -412,12 +442,17 @@ class RunLifecycle:
         self._finishing = BackgroundFinish(lambda: self._finish_outputs(session, report, status, write_outputs))
         return report
 
-    def _finish_outputs(self, session: TrackingSession, report: Dict[str, Any], status: str,
-                        write_outputs: bool) -> Dict[str, Path]:
+    def _finish_outputs(
+        self, session: TrackingSession, report: Dict[str, Any], status: str, write_outputs: bool
+    ) -> Dict[str, Path]:
         """The background part of ``finish``: never raises (a run's end never fails training)."""
         if not session.wait_closed(_WRITER_CATCH_UP_S):
-            session.record_monitoring_error("store", TimeoutError(
-                f"the run store and the per-step file were still being written after {_WRITER_CATCH_UP_S:g} s"))
+            session.record_monitoring_error(
+                "store",
+                TimeoutError(
+                    f"the run store and the per-step file were still being written after {_WRITER_CATCH_UP_S:g} s"
+                ),
+            )
         if not write_outputs:
             return {}
         try:
@@ -447,9 +482,11 @@ class RunLifecycle:
             return self._report
         if self.session is None:
             started_by = {"transformers": "trainer.train()", "lightning": "trainer.fit()"}.get(
-                self.framework, "the tracked run")
+                self.framework, "the tracked run"
+            )
             raise ConfigurationError(
-                f"get_carbon_report() was called before training started; call it after {started_by}")
+                f"get_carbon_report() was called before training started; call it after {started_by}"
+            )
         return self.session.report(combine_ranks=False)
 
     def _stop_session(self, status: str, wait: bool = True) -> None:
@@ -477,8 +514,10 @@ class RunLifecycle:
         return paths
 
     def _output_failed(self, report: Dict[str, Any], error: OSError) -> None:
-        message = (f"could not write the report files to {self.config.output_dir} ({type(error).__name__}: "
-                   f"{error}); the report is kept in the run store (hf-eco2ai report RUN) and training goes on")
+        message = (
+            f"could not write the report files to {self.config.output_dir} ({type(error).__name__}: "
+            f"{error}); the report is kept in the run store (hf-eco2ai report RUN) and training goes on"
+        )
         if self.session is not None:
             self.session.record_monitoring_error("report-files", error, message)
         report["warnings"] = [*report.get("warnings", []), {"code": "report-files-failed", "message": message}]

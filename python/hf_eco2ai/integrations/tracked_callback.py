@@ -63,13 +63,20 @@ class TrackedRunCallback:
         phase_windows: bool = False,
     ) -> None:
         self.options = RunOptions.build(
-            config=config, tracking_mode=tracking_mode, output_dir=output_dir,
-            tracking_frequency=tracking_frequency, include_infrastructure=include_infrastructure,
-            detailed_gpu_tracking=detailed_gpu_tracking, wandb_integration=wandb_integration,
-            mlflow_integration=mlflow_integration, report_formats=report_formats, phase_windows=phase_windows,
+            config=config,
+            tracking_mode=tracking_mode,
+            output_dir=output_dir,
+            tracking_frequency=tracking_frequency,
+            include_infrastructure=include_infrastructure,
+            detailed_gpu_tracking=detailed_gpu_tracking,
+            wandb_integration=wandb_integration,
+            mlflow_integration=mlflow_integration,
+            report_formats=report_formats,
+            phase_windows=phase_windows,
         )
-        self.lifecycle = RunLifecycle(self.options, framework=self.framework, meter=meter, store=store,
-                                      observers=observers)
+        self.lifecycle = RunLifecycle(
+            self.options, framework=self.framework, meter=meter, store=store, observers=observers
+        )
         self.config = self.options.config
         self.tracking_frequency = self.options.tracking_frequency
 

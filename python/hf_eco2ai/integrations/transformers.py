@@ -75,48 +75,64 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
         """Create and start this training run's session; idempotent within one ``train()`` call.
 
         Reports and the run store go to ``args.output_dir`` unless ``output_dir`` was set."""
-        return self.lifecycle.start(model=model, global_step=state.global_step,
-                                    samples_per_micro_batch=int(args.train_batch_size),
-                                    framework_output_dir=args.output_dir)
+        return self.lifecycle.start(
+            model=model,
+            global_step=state.global_step,
+            samples_per_micro_batch=int(args.train_batch_size),
+            framework_output_dir=args.output_dir,
+        )
 
     # Hooks -------------------------------------------------------------------------------------------
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
         """Start measuring: the first step opens here."""
         self.setup(args, state, model)
         self.lifecycle.watch_phases(model, kwargs.get("optimizer"))
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         """Mark the optimiser step's end. Nothing else runs here."""
         self.lifecycle.mark_step()
 
-    def on_substep_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       **kwargs: Any) -> None:
+    def on_substep_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Count a micro-batch inside gradient accumulation (marks it when tracking per batch)."""
         self.lifecycle.substep_end()
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> None:
         """Add the energy and carbon figures to ``logs`` and ``state.log_history``."""
         logs = {} if logs is None else logs
         figures = self.lifecycle.log({key: logs[key] for key in _LOGGED_METRICS if key in logs}, state.global_step)
         _add_to_logs(figures, logs, state)
         control.should_training_stop |= self.lifecycle.stop_requested
 
-    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                     **kwargs: Any) -> None:
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Close the epoch (its energy is reported per epoch) and check the budget."""
         control.should_log |= self.lifecycle.epoch_end()
         control.should_training_stop |= self.lifecycle.stop_requested
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                     **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Stop measuring, build the report (combined over ranks) and write it on the main process."""
-        self.lifecycle.finish({"global_step_end": state.global_step,
-                               "gradient_accumulation_steps": int(args.gradient_accumulation_steps)},
-                              write_outputs=state.is_world_process_zero)
+        self.lifecycle.finish(
+            {
+                "global_step_end": state.global_step,
+                "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
+            },
+            write_outputs=state.is_world_process_zero,
+        )
 
 
 def _add_to_logs(figures: Mapping[str, float], logs: Dict[str, Any], state: TrainerState) -> None:

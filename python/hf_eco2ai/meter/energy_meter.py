@@ -14,11 +14,11 @@ import weakref
 from contextlib import ContextDecorator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 from hf_eco2ai import _core
-from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.meter.flags import FLAG_TAIL, FLAG_WINDOW_NESTING, FLAG_WINDOW_UNCLOSED, SOURCE_NAMES
 
 if TYPE_CHECKING:
@@ -75,7 +75,9 @@ class StepRecords:
     def training_steps(self) -> "StepRecords":
         """The records without the tail."""
         keep = ~self.is_tail
-        return StepRecords(self.channels, self.index[keep], self.t0_s[keep], self.t1_s[keep], self.joules[keep], self.flags[keep])
+        return StepRecords(
+            self.channels, self.index[keep], self.t0_s[keep], self.t1_s[keep], self.joules[keep], self.flags[keep]
+        )
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,9 @@ def _normalise_sources(sources: Union[str, Sequence[str]]) -> List[str]:
         raise ConfigurationError(f"sources={sources!r} is empty: give 'auto' or some of {KNOWN_SOURCES}")
     for name in names:
         if name not in KNOWN_SOURCES:
-            raise ConfigurationError(f"sources={sources!r}: unknown source {name!r}; allowed: {', '.join(KNOWN_SOURCES)}")
+            raise ConfigurationError(
+                f"sources={sources!r}: unknown source {name!r}; allowed: {', '.join(KNOWN_SOURCES)}"
+            )
     if "auto" in names and len(names) > 1:
         raise ConfigurationError(f"sources={sources!r}: 'auto' cannot be combined with other sources")
     return names
@@ -155,9 +159,7 @@ def _synthetic_traces(spec: Union[Mapping[str, Any], Sequence[Mapping[str, Any]]
                 raise ConfigurationError(f"synthetic={item!r}: kind {kind!r} needs {', '.join(missing)}")
             traces.append((kind, [float(item[p]) for p in parameter_names[kind]]))
         else:
-            raise ConfigurationError(
-                f"synthetic={item!r}: kind must be one of constant, square, ramp, piecewise"
-            )
+            raise ConfigurationError(f"synthetic={item!r}: kind must be one of constant, square, ramp, piecewise")
     return traces
 
 
@@ -165,7 +167,9 @@ def _cpu_tdp(cpu_tdp_watts: Optional[float]) -> tuple:
     """The TDP for the CPU estimate and a sentence saying where it came from."""
     if cpu_tdp_watts is not None:
         if not (isinstance(cpu_tdp_watts, (int, float)) and cpu_tdp_watts > 0):
-            raise ConfigurationError(f"cpu_tdp_watts={cpu_tdp_watts!r} is not allowed: give the CPU's TDP in watts, > 0")
+            raise ConfigurationError(
+                f"cpu_tdp_watts={cpu_tdp_watts!r} is not allowed: give the CPU's TDP in watts, > 0"
+            )
         return float(cpu_tdp_watts), "set by cpu_tdp_watts"
     from hf_eco2ai.meter.cpu_tdp import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
 
@@ -173,7 +177,10 @@ def _cpu_tdp(cpu_tdp_watts: Optional[float]) -> tuple:
     packages = count_cpu_packages()
     match = lookup_cpu_tdp(model) if model else None
     if match is not None:
-        return match.watts * packages, f"{match.matched_model} ({match.watts:g} W x {packages} package(s), {match.source})"
+        return (
+            match.watts * packages,
+            f"{match.matched_model} ({match.watts:g} W x {packages} package(s), {match.source})",
+        )
     logical_cpus = os.cpu_count() or 1
     watts = FALLBACK_WATTS_PER_LOGICAL_CPU * logical_cpus
     return watts, (
@@ -252,12 +259,16 @@ class EnergyMeter:
     ) -> None:
         names = _normalise_sources(sources)
         if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not 0 < rate_hz <= _core.MAX_RATE_HZ:
-            raise ConfigurationError(f"rate_hz={rate_hz!r} is not allowed: it must be a number > 0 and <= {_core.MAX_RATE_HZ:g}")
+            raise ConfigurationError(
+                f"rate_hz={rate_hz!r} is not allowed: it must be a number > 0 and <= {_core.MAX_RATE_HZ:g}"
+            )
         for field, value in (("ring_capacity", ring_capacity), ("boundary_capacity", boundary_capacity)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ConfigurationError(f"{field}={value!r} is not allowed: it must be an integer >= 2")
         if rapl_root is not None and not Path(rapl_root).is_dir():
-            raise ConfigurationError(f"rapl_root={str(rapl_root)!r} does not exist or is not a directory: point it at a powercap tree")
+            raise ConfigurationError(
+                f"rapl_root={str(rapl_root)!r} does not exist or is not a directory: point it at a powercap tree"
+            )
         self._rapl_root = str(rapl_root) if rapl_root is not None else DEFAULT_POWERCAP_ROOT
         self._devices = None if devices is None else [str(d) for d in devices]
         self._cpu_tdp_watts = cpu_tdp_watts
@@ -270,7 +281,7 @@ class EnergyMeter:
         self._core = _core.Meter(handles, float(rate_hz), ring_capacity, boundary_capacity)
         self._note_unmeasurable_gpus()
         self.mark_step = self._core.mark
-        self._channels = [ChannelInfo(*fields) for fields in self._core.channels()]
+        self._channels = [ChannelInfo(*cast(Tuple[Any, ...], fields)) for fields in self._core.channels()]
         self._channel_names = [c.name for c in self._channels]
         self._window_ids: Dict[str, int] = {}
         self._window_names: Dict[int, str] = {}
@@ -292,7 +303,7 @@ class EnergyMeter:
         return _core.synthetic_source(_synthetic_traces(self._synthetic), self._synthetic_fail_after_s)
 
     def _open_auto(self, include_host: bool) -> List[Any]:
-        handles = []
+        handles: List[Any] = []
         candidates = ["nvml"] + (["rapl", "cpu-estimate"] if include_host else [])
         for name in candidates:
             if name == "cpu-estimate" and any(h.name == "rapl" for h in handles):
@@ -313,7 +324,7 @@ class EnergyMeter:
         for source, facts in self._core.source_facts():
             for key, reason in facts:
                 if key.startswith("skipped "):
-                    label = f"{source}:{key[len('skipped '):]}"
+                    label = f"{source}:{key[len('skipped ') :]}"
                     self.skipped_sources[label] = reason
                     warnings.warn(f"{label} is not measured: {reason}", RuntimeWarning, stacklevel=3)
 
@@ -381,7 +392,7 @@ class EnergyMeter:
             "flags": _column(raw, "flags", "uint32"),
             "t0_s": _column(raw, "t0_s", "float64"),
             "t1_s": _column(raw, "t1_s", "float64"),
-            "joules": _column(raw, "joules", "float64").reshape(count, n_channels),
+            "joules": _column(raw, "joules", "float64").reshape(int(cast(int, count)), n_channels),
         }
         steps = kind == _RECORD_KIND_STEP
         self._pending_steps.append({k: v[steps] for k, v in columns.items()})
@@ -402,12 +413,15 @@ class EnergyMeter:
         raw = self._core.drain_stairs()
         if raw["count"] == 0:
             return
-        self._retain(self._retained_stairs, {
-            "channel": _column(raw, "channel", "uint32"),
-            "t0_s": _column(raw, "t0_s", "float64"),
-            "t1_s": _column(raw, "t1_s", "float64"),
-            "joules": _column(raw, "joules", "float64"),
-        })
+        self._retain(
+            self._retained_stairs,
+            {
+                "channel": _column(raw, "channel", "uint32"),
+                "t0_s": _column(raw, "t0_s", "float64"),
+                "t1_s": _column(raw, "t1_s", "float64"),
+                "joules": _column(raw, "joules", "float64"),
+            },
+        )
 
     @staticmethod
     def _concat(chunks: List[Dict[str, np.ndarray]], key: str, empty: np.ndarray) -> np.ndarray:
@@ -454,7 +468,7 @@ class EnergyMeter:
         return PowerTrace(
             channels=list(self._channel_names),
             t_s=_column(raw, "t_s", "float64"),
-            watts=_column(raw, "watts", "float64").reshape(count, len(self._channel_names)),
+            watts=_column(raw, "watts", "float64").reshape(int(cast(int, count)), len(self._channel_names)),
         )
 
     def export_trace(
@@ -501,7 +515,9 @@ class EnergyMeter:
             joules=self._concat(chunks, "joules", np.empty(0)),
         )
 
-    def estimate_windows(self, observed_fraction: float = 1.0, names: Optional[Sequence[str]] = None) -> WindowEstimates:
+    def estimate_windows(
+        self, observed_fraction: float = 1.0, names: Optional[Sequence[str]] = None
+    ) -> WindowEstimates:
         """Mean joules and watts per window name, for windows shorter than the sensor's update
         period, estimated over every repetition so far (see ``hf_eco2ai.meter.window_estimates``).
 
@@ -571,4 +587,3 @@ class EnergyMeter:
             "counter_resets": int(totals.get("counter_resets", 0)),
             "totals": totals,
         }
-

@@ -3,7 +3,7 @@ scrape time, never on the training hot path."""
 
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, cast
 
 from hf_eco2ai import _core
 from hf_eco2ai.meter.channels import ChannelInfo
@@ -24,4 +24,8 @@ def read_gpu_stats(channels: Sequence[ChannelInfo], environ: Mapping[str, str]) 
     wanted = set(measured_gpu_indices(channels))
     if not wanted:
         return []
-    return [GpuStats(**stats) for stats in _core.nvml_gpu_stats(environ.get("CUDA_VISIBLE_DEVICES")) if stats["index"] in wanted]
+    return [
+        GpuStats(**cast(Dict[str, Any], stats))
+        for stats in _core.nvml_gpu_stats(environ.get("CUDA_VISIBLE_DEVICES"))
+        if stats["index"] in wanted
+    ]

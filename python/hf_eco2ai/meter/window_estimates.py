@@ -61,9 +61,12 @@ class WindowEstimate:
 
     def as_dict(self) -> Dict[str, Any]:
         return {
-            "repetitions": self.repetitions, "mean_duration_s": self.mean_duration_s,
-            "mean_watts": self.mean_watts, "mean_watts_stderr": self.mean_watts_stderr,
-            "mean_joules": self.mean_joules, "mean_joules_stderr": self.mean_joules_stderr,
+            "repetitions": self.repetitions,
+            "mean_duration_s": self.mean_duration_s,
+            "mean_watts": self.mean_watts,
+            "mean_watts_stderr": self.mean_watts_stderr,
+            "mean_joules": self.mean_joules,
+            "mean_joules_stderr": self.mean_joules_stderr,
         }
 
 
@@ -147,7 +150,8 @@ def estimate_windows(
     if not (len(labels) == t0.shape[0] == t1.shape[0]):
         raise ConfigurationError(
             f"window_names, window_t0_s and window_t1_s have {len(labels)}, {t0.shape[0]} and {t1.shape[0]} "
-            "entries: they must pair up")
+            "entries: they must pair up"
+        )
     wanted = list(dict.fromkeys(labels.tolist())) if names is None else list(names)
     notes: List[str] = []
     intervals = {}
@@ -180,8 +184,10 @@ def estimate_windows(
         design = np.stack(columns, axis=1) / observed_fraction
         solution, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
         if rank < design.shape[1]:
-            notes.append(f"{stairs.channels[channel_index]}: windows never vary across stairs; "
-                         "add random gaps between repetitions")
+            notes.append(
+                f"{stairs.channels[channel_index]}: windows never vary across stairs; "
+                "add random gaps between repetitions"
+            )
             continue
         residuals = y - design @ solution
         dof = max(y.shape[0] - design.shape[1], 1)
@@ -207,8 +213,13 @@ def estimate_windows(
             mean_joules_stderr=stderr * mean_duration if ok else float("nan"),
         )
     return WindowEstimates(
-        channels=list(stairs.channels), windows=estimates, rest_watts=rest_watts if stairs_used else float("nan"),
-        stairs_used=stairs_used, observed_fraction=observed_fraction, notes=notes)
+        channels=list(stairs.channels),
+        windows=estimates,
+        rest_watts=rest_watts if stairs_used else float("nan"),
+        stairs_used=stairs_used,
+        observed_fraction=observed_fraction,
+        notes=notes,
+    )
 
 
 def shaped_energy_at(

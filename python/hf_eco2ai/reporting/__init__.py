@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_REPORT_FORMATS", "OUTPUT_FORMATS", "final_summary", "generate_carbon_report", "write_reports"]
 
 _HOMES = {
-    "DEFAULT_REPORT_FORMATS": "hf_eco2ai.reporting.files", "write_reports": "hf_eco2ai.reporting.files",
-    "OUTPUT_FORMATS": "hf_eco2ai.reporting.generate", "generate_carbon_report": "hf_eco2ai.reporting.generate",
+    "DEFAULT_REPORT_FORMATS": "hf_eco2ai.reporting.files",
+    "write_reports": "hf_eco2ai.reporting.files",
+    "OUTPUT_FORMATS": "hf_eco2ai.reporting.generate",
+    "generate_carbon_report": "hf_eco2ai.reporting.generate",
     "final_summary": "hf_eco2ai.reporting.summary",
 }
 

@@ -55,9 +55,7 @@ def write_text_atomically(path: Union[str, "os.PathLike[str]"], text: str) -> Pa
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target.parent)
-    descriptor, temporary_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".partial", dir=str(target.parent)
-    )
+    descriptor, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=str(target.parent))
     with _writing_lock:
         _writing_now.add(temporary_name)
     try:

@@ -112,8 +112,13 @@ def _slice_event(energy_slice: EnergySlice, tid: int, pid: int, base_us: float) 
     }
     start_us = _rounded_us(energy_slice.start_unix_s, base_us)
     return {
-        "ph": "X", "name": energy_slice.name, "cat": "hf-eco2ai", "pid": pid, "tid": tid,
-        "ts": start_us, "dur": max(0.0, round(_rounded_us(energy_slice.end_unix_s, base_us) - start_us, 3)),
+        "ph": "X",
+        "name": energy_slice.name,
+        "cat": "hf-eco2ai",
+        "pid": pid,
+        "tid": tid,
+        "ts": start_us,
+        "dur": max(0.0, round(_rounded_us(energy_slice.end_unix_s, base_us) - start_us, 3)),
         "args": args,
     }
 
@@ -135,8 +140,16 @@ def timeline_events(timeline: RunTimeline, pid: int, base_us: float) -> List[Dic
         for channel, watts in zip(timeline.channels, row):
             value = _finite(float(watts))
             if value is not None:
-                events.append({"ph": "C", "name": f"power {channel} (W)", "pid": pid, "tid": POWER_THREAD,
-                               "ts": ts, "args": {"watts": value}})
+                events.append(
+                    {
+                        "ph": "C",
+                        "name": f"power {channel} (W)",
+                        "pid": pid,
+                        "tid": POWER_THREAD,
+                        "ts": ts,
+                        "args": {"watts": value},
+                    }
+                )
     slices = [_slice_event(step, STEPS_THREAD, pid, base_us) for step in timeline.steps]
     slices += [_slice_event(window, WINDOWS_THREAD, pid, base_us) for window in timeline.windows]
     slices.sort(key=lambda event: (event["tid"], event["ts"], -event["dur"]))
@@ -204,8 +217,10 @@ def read_trace(path: PathLike) -> Dict[str, Any]:
     except ValueError as error:
         raise ConfigurationError(f"{str(path)!r} is not JSON ({error}); give a Chrome trace file") from error
     if not isinstance(loaded, dict):
-        raise ConfigurationError(f"{str(path)!r} holds a JSON {type(loaded).__name__}, not a trace object; "
-                                 "give the file torch.profiler's export_chrome_trace wrote")
+        raise ConfigurationError(
+            f"{str(path)!r} holds a JSON {type(loaded).__name__}, not a trace object; "
+            "give the file torch.profiler's export_chrome_trace wrote"
+        )
     return loaded
 
 

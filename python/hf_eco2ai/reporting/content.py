@@ -69,26 +69,40 @@ def headline(data: Mapping[str, Any]) -> List[Fact]:
     energy = data["energy"]
     intensity = data["intensity"]
     facts = [
-        Fact("Emissions", f"{numbers.mass_kg(data['total_co2_kg'])} CO2e",
-             f"total_co2_kg = {numbers.significant(data['total_co2_kg'], 6)} kg"),
-        Fact("Energy", numbers.energy_kwh(energy["total_kwh"]),
-             f"{numbers.significant(energy['total_kwh'], 6)} kWh, PUE {numbers.significant(energy['pue'], 3)}"),
-        Fact("Duration", numbers.duration(data["duration_s"]),
-             f"{numbers.significant(data['duration_s'], 6)} s"),
-        Fact("Carbon intensity", intensity_value_text(intensity),
-             intensity_source_text(intensity)),
+        Fact(
+            "Emissions",
+            f"{numbers.mass_kg(data['total_co2_kg'])} CO2e",
+            f"total_co2_kg = {numbers.significant(data['total_co2_kg'], 6)} kg",
+        ),
+        Fact(
+            "Energy",
+            numbers.energy_kwh(energy["total_kwh"]),
+            f"{numbers.significant(energy['total_kwh'], 6)} kWh, PUE {numbers.significant(energy['pue'], 3)}",
+        ),
+        Fact("Duration", numbers.duration(data["duration_s"]), f"{numbers.significant(data['duration_s'], 6)} s"),
+        Fact("Carbon intensity", intensity_value_text(intensity), intensity_source_text(intensity)),
     ]
     budget = data["budget"]
     if budget is not None:
         state = "exceeded" if budget["exceeded"] else f"{numbers.mass_kg(budget['remaining_kg'])} left"
-        facts.append(Fact("Budget used", numbers.percent(budget["used_fraction"]),
-                          f"of {numbers.mass_kg(budget['budget_kg'])}; {state}"))
+        facts.append(
+            Fact(
+                "Budget used",
+                numbers.percent(budget["used_fraction"]),
+                f"of {numbers.mass_kg(budget['budget_kg'])}; {state}",
+            )
+        )
     cost = data["cost"]
     if cost is not None:
         currency = cost["currency"]
         price = numbers.significant(cost["price_per_kwh"])
-        facts.append(Fact("Cost", f"{numbers.significant(cost['total'])} {currency or ''}".strip(),
-                          f"at {price} {currency}/kWh" if currency else f"at {price} per kWh"))
+        facts.append(
+            Fact(
+                "Cost",
+                f"{numbers.significant(cost['total'])} {currency or ''}".strip(),
+                f"at {price} {currency}/kWh" if currency else f"at {price} per kWh",
+            )
+        )
     return facts
 
 
@@ -108,20 +122,28 @@ def channel_rows(data: Mapping[str, Any]) -> List[ChannelRow]:
     rows = []
     for channel in data["channels"]:
         energy = by_channel[channel["name"]]
-        rows.append(ChannelRow(
-            name=channel["name"], kind=channel["kind"], provenance=channel["provenance"],
-            source=channel["source"], parent=channel["parent"] or "",
-            joules=numbers.significant(energy["joules"], 6), kwh=numbers.significant(energy["kwh"], 6),
-            mean_watts=numbers.significant(energy["mean_watts"]),
-        ))
+        rows.append(
+            ChannelRow(
+                name=channel["name"],
+                kind=channel["kind"],
+                provenance=channel["provenance"],
+                source=channel["source"],
+                parent=channel["parent"] or "",
+                joules=numbers.significant(energy["joules"], 6),
+                kwh=numbers.significant(energy["kwh"], 6),
+                mean_watts=numbers.significant(energy["mean_watts"]),
+            )
+        )
     return rows
 
 
 def energy_total_note(data: Mapping[str, Any]) -> str:
     energy = data["energy"]
-    return (f"Total of top-level channels: {numbers.significant(energy['it_kwh'], 6)} kWh × PUE "
-            f"{numbers.significant(energy['pue'], 3)} = {numbers.significant(energy['total_kwh'], 6)} kWh. "
-            "Channels with a parent lie inside it and are not added again.")
+    return (
+        f"Total of top-level channels: {numbers.significant(energy['it_kwh'], 6)} kWh × PUE "
+        f"{numbers.significant(energy['pue'], 3)} = {numbers.significant(energy['total_kwh'], 6)} kWh. "
+        "Channels with a parent lie inside it and are not added again."
+    )
 
 
 def comparison_rows(data: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
@@ -131,15 +153,22 @@ def comparison_rows(data: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
         factor = numbers.significant(comparison["factor"])
         factor_unit = comparison.get("factor_unit")
         basis = f"factor {factor} {factor_unit}" if factor_unit else f"factor {factor}"
-        rows.append((comparison["name"], f"{numbers.significant(comparison['value'], 3)} {comparison['unit']}",
-                     f"{basis}; {comparison['citation']}"))
+        rows.append(
+            (
+                comparison["name"],
+                f"{numbers.significant(comparison['value'], 3)} {comparison['unit']}",
+                f"{basis}; {comparison['citation']}",
+            )
+        )
     return rows
 
 
 def recommendation_texts(data: Mapping[str, Any]) -> List[str]:
     """Each recommendation's sentence, with the data it rests on."""
-    return [f"{item['text']} (source: {item['dataset']}{', ' + str(item['year']) if item.get('year') else ''})"
-            for item in data.get("recommendations", [])]
+    return [
+        f"{item['text']} (source: {item['dataset']}{', ' + str(item['year']) if item.get('year') else ''})"
+        for item in data.get("recommendations", [])
+    ]
 
 
 def budget_rows(budget: Optional[Mapping[str, Any]]) -> List[Tuple[str, str]]:
@@ -162,9 +191,16 @@ def epoch_rows(data: Mapping[str, Any]) -> List[List[str]]:
     for epoch in data["epochs"]:
         first, last = epoch["first_step"], epoch["last_step"]
         steps = f"{first}–{last}" if first is not None and last is not None else numbers.MISSING
-        rows.append([str(epoch["epoch"]), steps, numbers.duration(epoch["duration_s"]),
-                     numbers.significant(epoch["joules"], 6), numbers.significant(epoch["energy_kwh"], 6),
-                     numbers.significant(epoch["co2_kg"], 6)])
+        rows.append(
+            [
+                str(epoch["epoch"]),
+                steps,
+                numbers.duration(epoch["duration_s"]),
+                numbers.significant(epoch["joules"], 6),
+                numbers.significant(epoch["energy_kwh"], 6),
+                numbers.significant(epoch["co2_kg"], 6),
+            ]
+        )
     return rows
 
 
@@ -184,10 +220,16 @@ def chart_steps(data: Mapping[str, Any]) -> Tuple[List[Mapping[str, Any]], int]:
         return [], 1
     by_channel = series["joules_by_channel_mean"]
     items: List[Mapping[str, Any]] = [
-        {"index": first, "last_index": last, "joules": mean, "flags": 0,
-         "joules_by_channel": {name: values[point] for name, values in by_channel.items()}}
-        for point, (first, last, mean) in enumerate(zip(series["first_step"], series["last_step"],
-                                                        series["joules_mean"]))
+        {
+            "index": first,
+            "last_index": last,
+            "joules": mean,
+            "flags": 0,
+            "joules_by_channel": {name: values[point] for name, values in by_channel.items()},
+        }
+        for point, (first, last, mean) in enumerate(
+            zip(series["first_step"], series["last_step"], series["joules_mean"])
+        )
     ]
     if series["tail"] is not None:
         items.append(series["tail"])
@@ -218,10 +260,13 @@ def step_summary_rows(data: Mapping[str, Any]) -> List[Tuple[str, str]]:
         lowest = min((value for value in series["joules_min"] if value is not None), default=None)
         rows += [
             ("Training steps", str(series["steps"])),
-            ("Energy per step", f"min {numbers.significant(lowest, 6)} J, "
-                                f"mean {numbers.significant(mean, 6)} J, "
-                                f"max {numbers.significant(series['joules_max'][peak], 6)} J "
-                                f"(step {series['max_step'][peak]})"),
+            (
+                "Energy per step",
+                f"min {numbers.significant(lowest, 6)} J, "
+                f"mean {numbers.significant(mean, 6)} J, "
+                f"max {numbers.significant(series['joules_max'][peak], 6)} J "
+                f"(step {series['max_step'][peak]})",
+            ),
         ]
     return rows
 
@@ -231,9 +276,17 @@ def window_header() -> List[str]:
 
 
 def window_rows(data: Mapping[str, Any]) -> List[List[str]]:
-    return [[window["name"], str(window["count"]), numbers.duration(window["duration_s"]),
-             numbers.significant(window["joules"], 6), numbers.significant(window["energy_kwh"], 6),
-             numbers.significant(window["co2_kg"], 6)] for window in data.get("windows", [])]
+    return [
+        [
+            window["name"],
+            str(window["count"]),
+            numbers.duration(window["duration_s"]),
+            numbers.significant(window["joules"], 6),
+            numbers.significant(window["energy_kwh"], 6),
+            numbers.significant(window["co2_kg"], 6),
+        ]
+        for window in data.get("windows", [])
+    ]
 
 
 def shown_steps(data: Mapping[str, Any]) -> Tuple[List[Mapping[str, Any]], int]:
@@ -250,11 +303,17 @@ def step_row(data: Mapping[str, Any], step: Mapping[str, Any]) -> List[str]:
     names = [channel["name"] for channel in data["channels"]]
     epoch = step["epoch"]
     by_channel = step["joules_by_channel"]
-    return ([str(step["index"]), str(epoch) if epoch is not None else numbers.MISSING,
-             numbers.significant(step["t0_s"], 6), numbers.significant(step["duration_s"]),
-             numbers.significant(step["joules"], 6)]
-            + [numbers.significant(by_channel.get(name), 6) for name in names]
-            + [", ".join(flag_names(step["flags"]))])
+    return (
+        [
+            str(step["index"]),
+            str(epoch) if epoch is not None else numbers.MISSING,
+            numbers.significant(step["t0_s"], 6),
+            numbers.significant(step["duration_s"]),
+            numbers.significant(step["joules"], 6),
+        ]
+        + [numbers.significant(by_channel.get(name), 6) for name in names]
+        + [", ".join(flag_names(step["flags"]))]
+    )
 
 
 def warning_rows(data: Mapping[str, Any]) -> List[Tuple[str, str]]:

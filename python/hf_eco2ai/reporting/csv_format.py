@@ -13,13 +13,24 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, List, Mapping, Optional, Sequence
 
-from hf_eco2ai.reporting.schema import flag_names
 from hf_eco2ai import units
-
+from hf_eco2ai.reporting.schema import flag_names
 
 STEP_COLUMNS: Sequence[str] = (
-    "run_id", "step", "epoch", "t0_s", "t1_s", "duration_s", "joules", "kwh", "co2_kg",
-    "intensity_g_per_kwh", "intensity_source", "intensity_year", "flags", "flag_names",
+    "run_id",
+    "step",
+    "epoch",
+    "t0_s",
+    "t1_s",
+    "duration_s",
+    "joules",
+    "kwh",
+    "co2_kg",
+    "intensity_g_per_kwh",
+    "intensity_source",
+    "intensity_year",
+    "flags",
+    "flag_names",
 )
 SUMMARY_COLUMNS: Sequence[str] = ("section", "scope", "metric", "value", "unit", "note")
 
@@ -86,8 +97,19 @@ def render_csv_steps(prepared: Mapping[str, Any]) -> str:
         co2_kg = None if kwh is None or g_per_kwh is None else units.co2_kg(kwh, g_per_kwh)
         by_channel = step["joules_by_channel"]
         row = [
-            run_id, step["index"], step["epoch"], step["t0_s"], step["t1_s"], step["duration_s"],
-            joules, kwh, co2_kg, g_per_kwh, intensity["source"], intensity["year"], step["flags"],
+            run_id,
+            step["index"],
+            step["epoch"],
+            step["t0_s"],
+            step["t1_s"],
+            step["duration_s"],
+            joules,
+            kwh,
+            co2_kg,
+            g_per_kwh,
+            intensity["source"],
+            intensity["year"],
+            step["flags"],
             "|".join(flag_names(step["flags"])),
         ]
         row.extend(by_channel.get(name) for name in channel_names)
@@ -97,8 +119,7 @@ def render_csv_steps(prepared: Mapping[str, Any]) -> str:
 
 def _summary_rows(prepared: Mapping[str, Any]) -> Iterator[List[Any]]:
     run = prepared["run"]
-    for key in ("run_id", "project_name", "experiment_id", "model_name", "host", "rank",
-                "local_rank", "world_size"):
+    for key in ("run_id", "project_name", "experiment_id", "model_name", "host", "rank", "local_rank", "world_size"):
         yield ["run", "", key, run[key], "", ""]
     yield ["run", "", "started_unix_s", run["started_unix_s"], "s", ""]
     yield ["run", "", "ended_unix_s", run["ended_unix_s"], "s", ""]
@@ -128,15 +149,25 @@ def _summary_rows(prepared: Mapping[str, Any]) -> Iterator[List[Any]]:
 
     for comparison in prepared["comparisons"]:
         name = comparison["name"]
-        yield ["comparison", name, "value", comparison["value"], comparison["unit"],
-               comparison["citation"]]
-        yield ["comparison", name, "factor", comparison["factor"],
-               comparison.get("factor_unit") or "", comparison["citation"]]
+        yield ["comparison", name, "value", comparison["value"], comparison["unit"], comparison["citation"]]
+        yield [
+            "comparison",
+            name,
+            "factor",
+            comparison["factor"],
+            comparison.get("factor_unit") or "",
+            comparison["citation"],
+        ]
 
     budget: Optional[Mapping[str, Any]] = prepared["budget"]
     if budget is not None:
-        for key, unit in (("budget_kg", "kg CO2e"), ("used_kg", "kg CO2e"),
-                          ("remaining_kg", "kg CO2e"), ("used_fraction", ""), ("exceeded", "")):
+        for key, unit in (
+            ("budget_kg", "kg CO2e"),
+            ("used_kg", "kg CO2e"),
+            ("remaining_kg", "kg CO2e"),
+            ("used_fraction", ""),
+            ("exceeded", ""),
+        ):
             yield ["budget", "", key, budget[key], unit, ""]
     cost: Optional[Mapping[str, Any]] = prepared["cost"]
     if cost is not None:
@@ -148,9 +179,16 @@ def _summary_rows(prepared: Mapping[str, Any]) -> Iterator[List[Any]]:
 
     for epoch in prepared["epochs"]:
         scope = str(epoch["epoch"])
-        for key, unit in (("first_step", ""), ("last_step", ""), ("t0_s", "s"), ("t1_s", "s"),
-                          ("duration_s", "s"), ("joules", "J"), ("energy_kwh", "kWh"),
-                          ("co2_kg", "kg CO2e")):
+        for key, unit in (
+            ("first_step", ""),
+            ("last_step", ""),
+            ("t0_s", "s"),
+            ("t1_s", "s"),
+            ("duration_s", "s"),
+            ("joules", "J"),
+            ("energy_kwh", "kWh"),
+            ("co2_kg", "kg CO2e"),
+        ):
             yield ["epoch", scope, key, epoch[key], unit, ""]
         for channel_name, joules in epoch["joules_by_channel"].items():
             yield ["epoch", scope, channel_column(channel_name), joules, "J", ""]

@@ -13,8 +13,13 @@ from hf_eco2ai.reporting.schema import prepare_for_output, validate
 
 # What a run writes at its end unless told otherwise.
 DEFAULT_REPORT_FORMATS = ("json", "html", "csv", "markdown")
-REPORT_FILE_SUFFIXES = {"json": ".json", "html": ".html", "csv": ".steps.csv", "csv-summary": ".summary.csv",
-                        "markdown": ".md"}
+REPORT_FILE_SUFFIXES = {
+    "json": ".json",
+    "html": ".html",
+    "csv": ".steps.csv",
+    "csv-summary": ".summary.csv",
+    "markdown": ".md",
+}
 
 
 def report_file_stem(report: Mapping[str, Any]) -> str:
@@ -39,7 +44,8 @@ def write_reports(report: Mapping[str, Any], output_dir: Any, formats: Sequence[
     if unknown:
         raise ConfigurationError(
             f"report_formats = {list(formats)!r} is invalid: expected a list drawn from "
-            + ", ".join(repr(name) for name in REPORT_FILE_SUFFIXES))
+            + ", ".join(repr(name) for name in REPORT_FILE_SUFFIXES)
+        )
     validate(report)
     prepared = prepare_for_output(report)
     stem = report_file_stem(report)

@@ -42,10 +42,14 @@ def gradient_norm_chart(section: Mapping[str, Any]) -> str:
         return _scale(clipped, log_low, log_high, FRAME.bottom, FRAME.top)
 
     x_ticks = sorted({round(s_low + (s_high - s_low) * i / 6) for i in range(7)})
-    y_ticks = [10.0 ** power for power in range(int(log_low), int(log_high) + 1)]
+    y_ticks = [10.0**power for power in range(int(log_low), int(log_high) + 1)]
     parts = [_svg_open("gradient-chart", "Gradient norm per step, one line per layer group, anomalies marked")]
-    parts += _axes([(x_px(t), str(t)) for t in x_ticks], [(y_px(v), f"1e{int(math.log10(v))}") for v in y_ticks],
-                   "Step", "Gradient L2 norm (log scale)")
+    parts += _axes(
+        [(x_px(t), str(t)) for t in x_ticks],
+        [(y_px(v), f"1e{int(math.log10(v))}") for v in y_ticks],
+        "Step",
+        "Gradient L2 norm (log scale)",
+    )
     for index, (layer, values) in enumerate(norms.items()):
         colour = PALETTE[index % len(PALETTE)]
         runs: List[List[str]] = [[]]
@@ -59,12 +63,16 @@ def gradient_norm_chart(section: Mapping[str, Any]) -> str:
         for run in (run for run in runs if run):
             if len(run) == 1:
                 cx, cy = run[0].split(",")
-                parts.append(f'<circle class="series point" data-layer="{escape(layer)}" cx="{cx}" cy="{cy}" '
-                             f'r="2" fill="{colour}"/>')
+                parts.append(
+                    f'<circle class="series point" data-layer="{escape(layer)}" cx="{cx}" cy="{cy}" '
+                    f'r="2" fill="{colour}"/>'
+                )
                 continue
-            parts.append(f'<polyline class="series" data-layer="{escape(layer)}" fill="none" stroke="{colour}" '
-                         f'stroke-width="{width}" stroke-linejoin="round" points="{" ".join(run)}">'
-                         f"<title>{escape(layer)}</title></polyline>")
+            parts.append(
+                f'<polyline class="series" data-layer="{escape(layer)}" fill="none" stroke="{colour}" '
+                f'stroke-width="{width}" stroke-linejoin="round" points="{" ".join(run)}">'
+                f"<title>{escape(layer)}</title></polyline>"
+            )
     parts.append('<g class="anomalies">')
     shown: Set[Tuple[int, str]] = set()
     for anomaly in section.get("anomalies") or []:
@@ -74,10 +82,12 @@ def gradient_norm_chart(section: Mapping[str, Any]) -> str:
         shown.add(key)
         x = x_px(min(max(float(anomaly["step"]), s_low), s_high))
         label = f"step {anomaly['step']}: {anomaly['type']} in {anomaly['layer']}"
-        parts.append(f'<line class="anomaly" data-type="{escape(anomaly["type"])}" data-step="{anomaly["step"]}" '
-                     f'x1="{_number(x)}" x2="{_number(x)}" y1="{_number(FRAME.top)}" y2="{_number(FRAME.bottom)}" '
-                     f'stroke="{ERROR_COLOUR}" stroke-width="1.2" stroke-dasharray="4 2">'
-                     f"<title>{escape(label)}</title></line>")
+        parts.append(
+            f'<line class="anomaly" data-type="{escape(anomaly["type"])}" data-step="{anomaly["step"]}" '
+            f'x1="{_number(x)}" x2="{_number(x)}" y1="{_number(FRAME.top)}" y2="{_number(FRAME.bottom)}" '
+            f'stroke="{ERROR_COLOUR}" stroke-width="1.2" stroke-dasharray="4 2">'
+            f"<title>{escape(label)}</title></line>"
+        )
     parts.append("</g></svg>")
     return "".join(parts)
 
@@ -96,11 +106,18 @@ def gradient_parts(data: Mapping[str, Any]) -> List[str]:
     chart = gradient_norm_chart(section)
     if chart:
         layers = list((section.get("norms") or {}).keys())
-        legend = "".join(f'<li><span class="swatch" style="background: {PALETTE[i % len(PALETTE)]}"></span>'
-                         f"<code>{escape(name)}</code></li>" for i, name in enumerate(layers))
-        caption = (f"{len(layers)} of {section.get('layers_total', len(layers))} layer groups shown "
-                   "(the total first, then the largest norms). Red dashed lines mark anomalies.")
-        parts.append(f'<figure>{chart}<ul class="legend">{legend}</ul><figcaption>{escape(caption)}</figcaption></figure>')
+        legend = "".join(
+            f'<li><span class="swatch" style="background: {PALETTE[i % len(PALETTE)]}"></span>'
+            f"<code>{escape(name)}</code></li>"
+            for i, name in enumerate(layers)
+        )
+        caption = (
+            f"{len(layers)} of {section.get('layers_total', len(layers))} layer groups shown "
+            "(the total first, then the largest norms). Red dashed lines mark anomalies."
+        )
+        parts.append(
+            f'<figure>{chart}<ul class="legend">{legend}</ul><figcaption>{escape(caption)}</figcaption></figure>'
+        )
     else:
         parts.append('<p class="empty">No gradient norms were recorded.</p>')
     anomalies = section.get("anomalies") or []
@@ -110,13 +127,26 @@ def gradient_parts(data: Mapping[str, Any]) -> List[str]:
         parts.append('<p class="empty">No anomalies were flagged.</p>')
         return parts
     rows = "".join(
-        "<tr>" + "".join(f'<td{cls}>{escape(text)}</td>' for cls, text in (
-            (' class="num"', str(a["step"])), ("", a["type"]), ("", a["layer"]), (' class="num"', _value(a["value"])),
-            (' class="num"', _value(a["threshold"])), (' class="num"', _value(a["statistic"])))) + "</tr>"
-        for a in anomalies)
-    parts.append('<table><thead><tr><th class="num">Step</th><th>Type</th><th>Layer</th><th class="num">Value</th>'
-                 '<th class="num">Threshold</th><th class="num">Rolling statistic</th></tr></thead>'
-                 f"<tbody>{rows}</tbody></table>")
+        "<tr>"
+        + "".join(
+            f"<td{cls}>{escape(text)}</td>"
+            for cls, text in (
+                (' class="num"', str(a["step"])),
+                ("", a["type"]),
+                ("", a["layer"]),
+                (' class="num"', _value(a["value"])),
+                (' class="num"', _value(a["threshold"])),
+                (' class="num"', _value(a["statistic"])),
+            )
+        )
+        + "</tr>"
+        for a in anomalies
+    )
+    parts.append(
+        '<table><thead><tr><th class="num">Step</th><th>Type</th><th>Layer</th><th class="num">Value</th>'
+        '<th class="num">Threshold</th><th class="num">Rolling statistic</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
     if total > len(anomalies):
         parts.append(f'<p class="note">The first {len(anomalies)} of {total} anomalies are listed.</p>')
     return parts

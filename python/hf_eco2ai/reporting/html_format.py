@@ -6,9 +6,9 @@ import json
 from html import escape
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
+from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting import content, numbers, svg_charts
 from hf_eco2ai.reporting.gradient_chart import gradient_parts
-from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
 from hf_eco2ai.reporting.schema import incomplete_reason
 
 _CSS = """
@@ -68,6 +68,7 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; fo
 footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
 """
 
+
 def _e(text: str) -> str:
     return escape(text, quote=True)
 
@@ -77,12 +78,17 @@ def _badge(provenance: str) -> str:
     return f'<span class="badge {kind}">{_e(provenance)}</span>'
 
 
-def _table(header: Sequence[str], rows: Sequence[Union[str, Sequence[str]]],
-           numeric: Sequence[int] = (), raw_columns: Sequence[int] = ()) -> str:
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Union[str, Sequence[str]]],
+    numeric: Sequence[int] = (),
+    raw_columns: Sequence[int] = (),
+) -> str:
     """A table whose ``numeric`` columns are right-aligned; ``raw_columns`` hold markup.
 
     A row given as one string is a note spanning the whole width (e.g. "… 80 more steps …").
     """
+
     def cell(tag: str, index: int, value: str) -> str:
         css = ' class="num"' if index in numeric else ""
         return f"<{tag}{css}>{value if index in raw_columns else _e(value)}</{tag}>"
@@ -103,8 +109,9 @@ def _key_values(rows: Sequence[Tuple[str, str]]) -> str:
 
 
 def _identity(data: Mapping[str, Any]) -> str:
-    items = "".join(f"<div><dt>{_e(label)}</dt><dd>{_e(value)}</dd></div>"
-                    for label, value in content.identity_rows(data))
+    items = "".join(
+        f"<div><dt>{_e(label)}</dt><dd>{_e(value)}</dd></div>" for label, value in content.identity_rows(data)
+    )
     return f'<dl class="identity">{items}</dl>'
 
 
@@ -125,9 +132,11 @@ def _cards(data: Mapping[str, Any]) -> str:
             extra = " exceeded" if budget["exceeded"] else ""
             fill = min(max(budget["used_fraction"] or 0.0, 0.0), 1.0) * 100
             meter = f'<div class="meter"><span style="width: {fill:.1f}%"></span></div>'
-        cards.append(f'<div class="card{extra}"><div class="label">{_e(fact.label)}</div>'
-                     f'<div class="value">{_figure(fact.value)}</div>{meter}'
-                     f'<div class="detail">{_e(fact.detail)}</div></div>')
+        cards.append(
+            f'<div class="card{extra}"><div class="label">{_e(fact.label)}</div>'
+            f'<div class="value">{_figure(fact.value)}</div>{meter}'
+            f'<div class="detail">{_e(fact.detail)}</div></div>'
+        )
     return f'<section class="cards">{"".join(cards)}</section>'
 
 
@@ -142,8 +151,10 @@ def _legend(data: Mapping[str, Any], names: Sequence[str]) -> str:
         colour = colours.get(name, svg_charts.PALETTE[0])
         badge = _badge(channel["provenance"]) if channel is not None else ""
         inside = f' <span class="note">inside {_e(parent)}</span>' if parent else ""
-        items.append(f'<li><span class="swatch{dashed}" style="background: {colour}; '
-                     f'border-color: {colour}"></span><code>{_e(name)}</code> {badge}{inside}</li>')
+        items.append(
+            f'<li><span class="swatch{dashed}" style="background: {colour}; '
+            f'border-color: {colour}"></span><code>{_e(name)}</code> {badge}{inside}</li>'
+        )
     return f'<ul class="legend">{"".join(items)}</ul>'
 
 
@@ -154,8 +165,7 @@ def _charts(data: Mapping[str, Any]) -> List[str]:
     if power_svg:
         names = [channel["name"] for channel in data["channels"] if channel["name"] in trace["watts"]]
         points, readings = len(trace["t_s"]), trace["raw_points"]
-        notes = [f"{points} points averaged from {readings} readings." if readings > points
-                 else f"{points} readings."]
+        notes = [f"{points} points averaged from {readings} readings." if readings > points else f"{points} readings."]
         if any(channel["parent"] for channel in data["channels"] if channel["name"] in names):
             notes.append("Dashed lines are channels that lie inside another one.")
         caption = " ".join(notes)
@@ -171,28 +181,43 @@ def _charts(data: Mapping[str, Any]) -> List[str]:
         stacked = [channel["name"] for channel in data["channels"] if channel["parent"] is None]
         notes = ["Bars are stacked by top-level channel, without PUE."]
         if steps_per_bar > 1:
-            notes.append(f"Each bar is the mean of {steps_per_bar} consecutive steps." if steps_per_item == 1
-                         else f"Each bar is the mean of up to {steps_per_bar} consecutive steps.")
+            notes.append(
+                f"Each bar is the mean of {steps_per_bar} consecutive steps."
+                if steps_per_item == 1
+                else f"Each bar is the mean of up to {steps_per_bar} consecutive steps."
+            )
         if any(step["flags"] & FLAG_TAIL for step in steps):
             notes.append("The pale bar is the tail, from the last step mark to stop.")
         if any(step["flags"] & FLAG_SENSOR_ERROR for step in steps):
             notes.append("Red marks show steps in which a sensor errored.")
-        parts.append(f"<figure>{step_svg}{_legend(data, stacked)}"
-                     f"<figcaption>{_e(' '.join(notes))}</figcaption></figure>")
+        parts.append(
+            f"<figure>{step_svg}{_legend(data, stacked)}<figcaption>{_e(' '.join(notes))}</figcaption></figure>"
+        )
     else:
         parts.append('<p class="empty">No steps were resolved.</p>')
     return parts
 
 
 def _channels(data: Mapping[str, Any]) -> List[str]:
-    rows = [[f"<code>{_e(row.name)}</code>", _e(row.kind), _badge(row.provenance), _e(row.source),
-             _e(row.parent) if row.parent else "", _e(row.joules), _e(row.kwh), _e(row.mean_watts)]
-            for row in content.channel_rows(data)]
-    header = ["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)",
-              "Mean power (W)"]
-    return ["<h2>Energy per channel</h2>",
-            _table(header, rows, numeric=(5, 6, 7), raw_columns=range(len(header))),
-            f'<p class="note">{_e(content.energy_total_note(data))}</p>']
+    rows = [
+        [
+            f"<code>{_e(row.name)}</code>",
+            _e(row.kind),
+            _badge(row.provenance),
+            _e(row.source),
+            _e(row.parent) if row.parent else "",
+            _e(row.joules),
+            _e(row.kwh),
+            _e(row.mean_watts),
+        ]
+        for row in content.channel_rows(data)
+    ]
+    header = ["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)", "Mean power (W)"]
+    return [
+        "<h2>Energy per channel</h2>",
+        _table(header, rows, numeric=(5, 6, 7), raw_columns=range(len(header))),
+        f'<p class="note">{_e(content.energy_total_note(data))}</p>',
+    ]
 
 
 def _intensity(data: Mapping[str, Any]) -> List[str]:
@@ -223,8 +248,7 @@ def _comparisons_and_budget(data: Mapping[str, Any]) -> List[str]:
         parts += ["<h2>Recommendations</h2>", "<ul>" + "".join(f"<li>{_e(s)}</li>" for s in advice) + "</ul>"]
     parts.append("<h2>Carbon budget</h2>")
     budget_rows = content.budget_rows(data["budget"])
-    parts.append(_key_values(budget_rows) if budget_rows
-                 else '<p class="empty">No budget set.</p>')
+    parts.append(_key_values(budget_rows) if budget_rows else '<p class="empty">No budget set.</p>')
     return parts
 
 
@@ -243,14 +267,12 @@ def _breakdowns(data: Mapping[str, Any]) -> List[str]:
         rows: List[Union[str, Sequence[str]]] = [content.step_row(data, step) for step in shown]
         if hidden:
             rows.insert(content.STEPS_SHOWN_AT_EACH_END, f"… {hidden} more steps …")
-        parts += [f"<h2>Steps ({len(data['steps'])})</h2>",
-                  _table(header, rows, numeric=range(2, len(header) - 1))]
+        parts += [f"<h2>Steps ({len(data['steps'])})</h2>", _table(header, rows, numeric=range(2, len(header) - 1))]
     return parts
 
 
 def _warnings(data: Mapping[str, Any]) -> List[str]:
-    parts = ["<h2>Warnings</h2>",
-             f'<p class="note">Monitoring errors: {data["monitoring_errors_total"]}.</p>']
+    parts = ["<h2>Warnings</h2>", f'<p class="note">Monitoring errors: {data["monitoring_errors_total"]}.</p>']
     rows = content.warning_rows(data)
     if rows:
         parts.append(_table(["Code", "Message"], rows))
@@ -258,18 +280,29 @@ def _warnings(data: Mapping[str, Any]) -> List[str]:
 
 
 def _settings(data: Mapping[str, Any]) -> List[str]:
-    config_rows = [(key, json.dumps(value) if isinstance(value, (list, dict)) else content.key_value_text(value))
-                   for key, value in data["config"].items()]
+    config_rows = [
+        (key, json.dumps(value) if isinstance(value, (list, dict)) else content.key_value_text(value))
+        for key, value in data["config"].items()
+    ]
     version_rows = [(key, content.key_value_text(value)) for key, value in data["versions"].items()]
-    return ["<details><summary>Configuration</summary>", _table(["Setting", "Value"], config_rows),
-            "</details>", "<details><summary>Software versions</summary>",
-            _table(["Component", "Version"], version_rows), "</details>"]
+    return [
+        "<details><summary>Configuration</summary>",
+        _table(["Setting", "Value"], config_rows),
+        "</details>",
+        "<details><summary>Software versions</summary>",
+        _table(["Component", "Version"], version_rows),
+        "</details>",
+    ]
 
 
 def render_html(prepared: Mapping[str, Any]) -> str:
     reason = incomplete_reason(prepared)
-    banner = (f'<p class="banner" role="alert"><strong>Incomplete report:</strong> {_e(reason)}. '
-              "Figures cover only what was measured.</p>" if reason else "")
+    banner = (
+        f'<p class="banner" role="alert"><strong>Incomplete report:</strong> {_e(reason)}. '
+        "Figures cover only what was measured.</p>"
+        if reason
+        else ""
+    )
     body = [f"<h1>{_e(content.title(prepared))}</h1>", _identity(prepared), banner, _cards(prepared)]
     body += _charts(prepared)
     body += gradient_parts(prepared)
@@ -279,9 +312,13 @@ def render_html(prepared: Mapping[str, Any]) -> str:
     body += _breakdowns(prepared)
     body += _warnings(prepared)
     body += _settings(prepared)
-    body.append(f"<footer>hf-eco2ai report, schema version {_e(str(prepared['schema_version']))}, "
-                f"generated {_e(numbers.unix_time(prepared['generated_unix_s']))}.</footer>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(content.title(prepared))}</title><style>{_CSS}</style></head>"
-            f"<body><main>{''.join(body)}</main></body></html>\n")
+    body.append(
+        f"<footer>hf-eco2ai report, schema version {_e(str(prepared['schema_version']))}, "
+        f"generated {_e(numbers.unix_time(prepared['generated_unix_s']))}.</footer>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(content.title(prepared))}</title><style>{_CSS}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>\n"
+    )

@@ -26,16 +26,24 @@ def _joules_by_channel(summary: RunSummary, steps: StoredSteps) -> Dict[str, flo
     names = [channel["name"] for channel in summary.channels]
     if isinstance(latest, Mapping):
         return {name: float(latest.get(name) or 0.0) for name in names}
-    return {name: float(steps.joules_by_channel[:, position].sum()) if len(steps) else 0.0
-            for position, name in enumerate(names)}
+    return {
+        name: float(steps.joules_by_channel[:, position].sum()) if len(steps) else 0.0
+        for position, name in enumerate(names)
+    }
 
 
 def _step_dicts(steps: StoredSteps) -> List[Dict[str, Any]]:
     return [
-        {"index": int(steps.index[i]), "epoch": steps.epoch[i], "t0_s": float(steps.t0_s[i]),
-         "t1_s": float(steps.t1_s[i]), "duration_s": float(steps.t1_s[i] - steps.t0_s[i]),
-         "joules": float(steps.joules[i]), "flags": int(steps.flags[i]),
-         "joules_by_channel": dict(zip(steps.channels, steps.joules_by_channel[i].tolist()))}
+        {
+            "index": int(steps.index[i]),
+            "epoch": steps.epoch[i],
+            "t0_s": float(steps.t0_s[i]),
+            "t1_s": float(steps.t1_s[i]),
+            "duration_s": float(steps.t1_s[i] - steps.t0_s[i]),
+            "joules": float(steps.joules[i]),
+            "flags": int(steps.flags[i]),
+            "joules_by_channel": dict(zip(steps.channels, steps.joules_by_channel[i].tolist())),
+        }
         for i in range(len(steps))
     ]
 
@@ -76,10 +84,16 @@ def interrupted_report(store: RunStore, run_id: str) -> Dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "generated_unix_s": time.time(),
         "run": {
-            "run_id": summary.run_id, "project_name": summary.project_name,
-            "experiment_id": summary.experiment_id, "model_name": summary.model_name, "host": summary.host,
-            "rank": summary.rank, "local_rank": summary.local_rank, "world_size": summary.world_size,
-            "started_unix_s": summary.started_unix_s, "ended_unix_s": None,
+            "run_id": summary.run_id,
+            "project_name": summary.project_name,
+            "experiment_id": summary.experiment_id,
+            "model_name": summary.model_name,
+            "host": summary.host,
+            "rank": summary.rank,
+            "local_rank": summary.local_rank,
+            "world_size": summary.world_size,
+            "started_unix_s": summary.started_unix_s,
+            "ended_unix_s": None,
         },
         "duration_s": duration_s,
         "channels": [
@@ -88,31 +102,47 @@ def interrupted_report(store: RunStore, run_id: str) -> Dict[str, Any]:
         ],
         "energy": {
             "by_channel": {
-                name: {"joules": joules, "kwh": joules / JOULES_PER_KWH,
-                       "mean_watts": joules / duration_s if duration_s > 0 else None}
+                name: {
+                    "joules": joules,
+                    "kwh": joules / JOULES_PER_KWH,
+                    "mean_watts": joules / duration_s if duration_s > 0 else None,
+                }
                 for name, joules in joules_by_channel.items()
             },
-            "it_kwh": it_kwh, "pue": pue, "total_kwh": total_kwh,
+            "it_kwh": it_kwh,
+            "pue": pue,
+            "total_kwh": total_kwh,
         },
         "intensity": intensity,
         "total_co2_kg": co2_kg,
         "comparisons": [comparison.to_dict() for comparison in compute_comparisons(co2_kg, total_kwh)],
-        "budget": None if not budget_kg else {
-            "budget_kg": budget_kg, "used_kg": co2_kg, "remaining_kg": budget_kg - co2_kg,
-            "used_fraction": co2_kg / budget_kg, "exceeded": co2_kg > budget_kg,
+        "budget": None
+        if not budget_kg
+        else {
+            "budget_kg": budget_kg,
+            "used_kg": co2_kg,
+            "remaining_kg": budget_kg - co2_kg,
+            "used_fraction": co2_kg / budget_kg,
+            "exceeded": co2_kg > budget_kg,
         },
-        "cost": None if price is None else {
-            "price_per_kwh": price, "currency": config.get("electricity_currency"), "total": total_kwh * price,
+        "cost": None
+        if price is None
+        else {
+            "price_per_kwh": price,
+            "currency": config.get("electricity_currency"),
+            "total": total_kwh * price,
         },
         "steps": _step_dicts(steps),
         "epochs": [],
         "power_trace": _power_trace(store, summary.run_id),
         "monitoring_errors_total": int(summary.latest.get("monitoring_errors_total") or 0),
-        "warnings": [{
-            "code": INTERRUPTED_CODE,
-            "message": f"interrupted: the run ended without its final report (status {summary.status}); the "
-                       f"figures are those stored up to its last write at {last_write}",
-        }],
+        "warnings": [
+            {
+                "code": INTERRUPTED_CODE,
+                "message": f"interrupted: the run ended without its final report (status {summary.status}); the "
+                f"figures are those stored up to its last write at {last_write}",
+            }
+        ],
         "config": config,
         "versions": {},
     }

@@ -18,8 +18,7 @@ def _text(value: str) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    lines = ["| " + " | ".join(_text(cell) for cell in header) + " |",
-             "|" + "|".join(" --- " for _ in header) + "|"]
+    lines = ["| " + " | ".join(_text(cell) for cell in header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines.extend("| " + " | ".join(_text(cell) for cell in row) + " |" for row in rows)
     return lines
 
@@ -36,14 +35,19 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
     lines += _table(["", "Value", "Details"], [list(fact) for fact in content.headline(prepared)])
 
     lines += ["", "## Energy per channel", ""]
-    lines += _table(["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)",
-                     "Mean power (W)"], [list(row) for row in content.channel_rows(prepared)])
+    lines += _table(
+        ["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)", "Mean power (W)"],
+        [list(row) for row in content.channel_rows(prepared)],
+    )
     lines += ["", _text(content.energy_total_note(prepared))]
 
     intensity = prepared["intensity"]
-    lines += ["", "## Carbon intensity", "",
-              f"{_text(content.intensity_value_text(intensity))}: "
-              f"{_text(content.intensity_source_text(intensity))}."]
+    lines += [
+        "",
+        "## Carbon intensity",
+        "",
+        f"{_text(content.intensity_value_text(intensity))}: {_text(content.intensity_source_text(intensity))}.",
+    ]
 
     comparisons = content.comparison_rows(prepared)
     if comparisons:
@@ -92,12 +96,16 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
         lines += _table(["Code", "Message"], [list(row) for row in warnings])
 
     lines += ["", "## Configuration", ""]
-    lines += _table(["Setting", "Value"], [
-        [key, json.dumps(value) if isinstance(value, (list, dict)) else content.key_value_text(value)]
-        for key, value in prepared["config"].items()
-    ])
+    lines += _table(
+        ["Setting", "Value"],
+        [
+            [key, json.dumps(value) if isinstance(value, (list, dict)) else content.key_value_text(value)]
+            for key, value in prepared["config"].items()
+        ],
+    )
     lines += ["", "## Software", ""]
-    lines += _table(["Component", "Version"],
-                    [[key, content.key_value_text(value)] for key, value in prepared["versions"].items()])
+    lines += _table(
+        ["Component", "Version"], [[key, content.key_value_text(value)] for key, value in prepared["versions"].items()]
+    )
     lines += ["", f"_Schema version {prepared['schema_version']}._", ""]
     return "\n".join(lines)

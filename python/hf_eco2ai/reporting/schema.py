@@ -30,86 +30,175 @@ def _obj(fields: Dict[str, Spec], may_be_absent: Tuple[str, ...] = ()) -> Spec:
     return ("object", fields, frozenset(may_be_absent))
 
 
-_CHANNEL: Spec = _obj({
-    "name": "str", "kind": "str", "provenance": "str", "source": "str", "parent": "str?",
-})
-_CHANNEL_ENERGY: Spec = _obj({"joules": "number", "kwh": "number", "mean_watts": "number?"})
-_INTENSITY: Spec = _obj({
-    "g_per_kwh": "number", "source": "str", "dataset": "str", "zone": "str?", "country": "str?",
-    "region": "str?", "year": "int?", "is_estimated": "bool?",
-})
-_COMPARISON: Spec = _obj({
-    "name": "str", "value": "number", "unit": "str", "factor": "number", "citation": "str",
-    "factor_unit": "str?",
-}, ("factor_unit",))
-_BUDGET: Spec = _obj({
-    "budget_kg": "number", "used_kg": "number", "remaining_kg": "number",
-    "used_fraction": "number", "exceeded": "bool",
-})
-_COST: Spec = _obj({"price_per_kwh": "number", "currency": "str?", "total": "number"})
-_STEP: Spec = _obj({
-    "index": "int", "epoch": "int?", "t0_s": "number", "t1_s": "number", "duration_s": "number",
-    "joules": "number", "joules_by_channel": ("map", "number?"), "flags": "int",
-})
-_EPOCH: Spec = _obj({
-    "epoch": "int", "first_step": "int?", "last_step": "int?", "t0_s": "number", "t1_s": "number",
-    "duration_s": "number", "joules": "number", "joules_by_channel": ("map", "number?"),
-    "energy_kwh": "number", "co2_kg": "number",
-})
-_POWER_TRACE: Spec = _obj({
-    "t_s": ("list", "number"), "watts": ("map", ("list", "number?")), "raw_points": "int",
-    "watts_max": ("map", ("list", "number?")),
-}, ("watts_max",))
-_STEP_SERIES: Spec = _obj({
-    "steps_per_point": "int", "steps": "int", "first_step": ("list", "int"), "last_step": ("list", "int"),
-    "count": ("list", "int"), "joules_min": ("list", "number?"), "joules_mean": ("list", "number?"),
-    "joules_max": ("list", "number?"), "max_step": ("list", "int"), "duration_s_mean": ("list", "number?"),
-    "joules_by_channel_mean": ("map", ("list", "number?")), "tail": ("nullable", _STEP),
-})
-_STEPS_FILE: Spec = _obj({"path": "str", "format": "str", "rows": "int"})
-_WINDOW: Spec = _obj({
-    "name": "str", "count": "int", "duration_s": "number", "joules": "number",
-    "joules_by_channel": ("map", "number?"), "energy_kwh": "number", "co2_kg": "number", "flags": "int",
-})
-_RECOMMENDATION: Spec = _obj({
-    "kind": "str", "target": "str", "current_g_per_kwh": "number", "target_g_per_kwh": "number",
-    "saving_percent": "number", "dataset": "str", "year": "int?", "text": "str",
-})
-_WARNING: Spec = _obj(
-    {"code": "str", "message": "str", "channel": "str?", "t_s": "number?"}, ("channel", "t_s")
+_CHANNEL: Spec = _obj(
+    {
+        "name": "str",
+        "kind": "str",
+        "provenance": "str",
+        "source": "str",
+        "parent": "str?",
+    }
 )
-_RUN: Spec = _obj({
-    "run_id": "str", "project_name": "str", "experiment_id": "str?", "model_name": "str?",
-    "host": "str", "rank": "int", "local_rank": "int", "world_size": "int",
-    "started_unix_s": "number", "ended_unix_s": "number?",
-})
-TRACKING_DATA: Spec = _obj({
-    "schema_version": "int",
-    "generated_unix_s": "number",
-    "run": _RUN,
-    "duration_s": "number",
-    "channels": ("list", _CHANNEL),
-    "energy": _obj({
-        "by_channel": ("map", _CHANNEL_ENERGY), "it_kwh": "number", "pue": "number",
-        "total_kwh": "number",
-    }),
-    "intensity": _INTENSITY,
-    "total_co2_kg": "number",
-    "comparisons": ("list", _COMPARISON),
-    "recommendations": ("list", _RECOMMENDATION),
-    "budget": ("nullable", _BUDGET),
-    "cost": ("nullable", _COST),
-    "steps": ("list", _STEP),
-    "step_series": ("nullable", _STEP_SERIES),
-    "steps_file": ("nullable", _STEPS_FILE),
-    "epochs": ("list", _EPOCH),
-    "windows": ("list", _WINDOW),
-    "power_trace": ("nullable", _POWER_TRACE),
-    "monitoring_errors_total": "int",
-    "warnings": ("list", _WARNING),
-    "config": ("map", "json"),
-    "versions": ("map", "str?"),
-}, ("steps", "step_series", "steps_file", "windows", "recommendations"))
+_CHANNEL_ENERGY: Spec = _obj({"joules": "number", "kwh": "number", "mean_watts": "number?"})
+_INTENSITY: Spec = _obj(
+    {
+        "g_per_kwh": "number",
+        "source": "str",
+        "dataset": "str",
+        "zone": "str?",
+        "country": "str?",
+        "region": "str?",
+        "year": "int?",
+        "is_estimated": "bool?",
+    }
+)
+_COMPARISON: Spec = _obj(
+    {
+        "name": "str",
+        "value": "number",
+        "unit": "str",
+        "factor": "number",
+        "citation": "str",
+        "factor_unit": "str?",
+    },
+    ("factor_unit",),
+)
+_BUDGET: Spec = _obj(
+    {
+        "budget_kg": "number",
+        "used_kg": "number",
+        "remaining_kg": "number",
+        "used_fraction": "number",
+        "exceeded": "bool",
+    }
+)
+_COST: Spec = _obj({"price_per_kwh": "number", "currency": "str?", "total": "number"})
+_STEP: Spec = _obj(
+    {
+        "index": "int",
+        "epoch": "int?",
+        "t0_s": "number",
+        "t1_s": "number",
+        "duration_s": "number",
+        "joules": "number",
+        "joules_by_channel": ("map", "number?"),
+        "flags": "int",
+    }
+)
+_EPOCH: Spec = _obj(
+    {
+        "epoch": "int",
+        "first_step": "int?",
+        "last_step": "int?",
+        "t0_s": "number",
+        "t1_s": "number",
+        "duration_s": "number",
+        "joules": "number",
+        "joules_by_channel": ("map", "number?"),
+        "energy_kwh": "number",
+        "co2_kg": "number",
+    }
+)
+_POWER_TRACE: Spec = _obj(
+    {
+        "t_s": ("list", "number"),
+        "watts": ("map", ("list", "number?")),
+        "raw_points": "int",
+        "watts_max": ("map", ("list", "number?")),
+    },
+    ("watts_max",),
+)
+_STEP_SERIES: Spec = _obj(
+    {
+        "steps_per_point": "int",
+        "steps": "int",
+        "first_step": ("list", "int"),
+        "last_step": ("list", "int"),
+        "count": ("list", "int"),
+        "joules_min": ("list", "number?"),
+        "joules_mean": ("list", "number?"),
+        "joules_max": ("list", "number?"),
+        "max_step": ("list", "int"),
+        "duration_s_mean": ("list", "number?"),
+        "joules_by_channel_mean": ("map", ("list", "number?")),
+        "tail": ("nullable", _STEP),
+    }
+)
+_STEPS_FILE: Spec = _obj({"path": "str", "format": "str", "rows": "int"})
+_WINDOW: Spec = _obj(
+    {
+        "name": "str",
+        "count": "int",
+        "duration_s": "number",
+        "joules": "number",
+        "joules_by_channel": ("map", "number?"),
+        "energy_kwh": "number",
+        "co2_kg": "number",
+        "flags": "int",
+    }
+)
+_RECOMMENDATION: Spec = _obj(
+    {
+        "kind": "str",
+        "target": "str",
+        "current_g_per_kwh": "number",
+        "target_g_per_kwh": "number",
+        "saving_percent": "number",
+        "dataset": "str",
+        "year": "int?",
+        "text": "str",
+    }
+)
+_WARNING: Spec = _obj({"code": "str", "message": "str", "channel": "str?", "t_s": "number?"}, ("channel", "t_s"))
+_RUN: Spec = _obj(
+    {
+        "run_id": "str",
+        "project_name": "str",
+        "experiment_id": "str?",
+        "model_name": "str?",
+        "host": "str",
+        "rank": "int",
+        "local_rank": "int",
+        "world_size": "int",
+        "started_unix_s": "number",
+        "ended_unix_s": "number?",
+    }
+)
+TRACKING_DATA: Spec = _obj(
+    {
+        "schema_version": "int",
+        "generated_unix_s": "number",
+        "run": _RUN,
+        "duration_s": "number",
+        "channels": ("list", _CHANNEL),
+        "energy": _obj(
+            {
+                "by_channel": ("map", _CHANNEL_ENERGY),
+                "it_kwh": "number",
+                "pue": "number",
+                "total_kwh": "number",
+            }
+        ),
+        "intensity": _INTENSITY,
+        "total_co2_kg": "number",
+        "comparisons": ("list", _COMPARISON),
+        "recommendations": ("list", _RECOMMENDATION),
+        "budget": ("nullable", _BUDGET),
+        "cost": ("nullable", _COST),
+        "steps": ("list", _STEP),
+        "step_series": ("nullable", _STEP_SERIES),
+        "steps_file": ("nullable", _STEPS_FILE),
+        "epochs": ("list", _EPOCH),
+        "windows": ("list", _WINDOW),
+        "power_trace": ("nullable", _POWER_TRACE),
+        "monitoring_errors_total": "int",
+        "warnings": ("list", _WARNING),
+        "config": ("map", "json"),
+        "versions": ("map", "str?"),
+    },
+    ("steps", "step_series", "steps_file", "windows", "recommendations"),
+)
+
 
 # The exact-type tests first: a long run has ~10 numbers per step and ABC checks are slow.
 def _is_integer(value: Any) -> bool:
@@ -192,16 +281,18 @@ def _check_consistency(data: Mapping[str, Any]) -> None:
     by_channel = data["energy"]["by_channel"]
     for index, channel in enumerate(data["channels"]):
         if channel["name"] not in by_channel:
-            raise _fail(["energy", "by_channel", channel["name"]],
-                        f"is missing; every channel in tracking_data['channels'] needs an entry "
-                        f"(channel {index})")
+            raise _fail(
+                ["energy", "by_channel", channel["name"]],
+                f"is missing; every channel in tracking_data['channels'] needs an entry (channel {index})",
+            )
     trace = data["power_trace"]
     if trace is not None:
         points = len(trace["t_s"])
         for name, watts in trace["watts"].items():
             if len(watts) != points:
-                raise _fail(["power_trace", "watts", name],
-                            f"has {len(watts)} points; expected {points}, the length of t_s")
+                raise _fail(
+                    ["power_trace", "watts", name], f"has {len(watts)} points; expected {points}, the length of t_s"
+                )
 
 
 def validate(data: Any) -> None:
@@ -252,10 +343,7 @@ def _plain_copy(value: Any) -> Any:
 
 
 def _mask_secrets(config: Dict[str, Any]) -> Dict[str, Any]:
-    return {
-        key: (SECRET_MASK if value is not None and is_secret_key(key) else value)
-        for key, value in config.items()
-    }
+    return {key: (SECRET_MASK if value is not None and is_secret_key(key) else value) for key, value in config.items()}
 
 
 def prepare_for_output(data: Mapping[str, Any]) -> Dict[str, Any]:
@@ -281,4 +369,3 @@ def incomplete_reason(data: Mapping[str, Any]) -> str:
             channel = warning.get("channel")
             reasons.append(f"{warning['message']}" + (f" ({channel})" if channel else ""))
     return "; ".join(reasons)
-

@@ -40,12 +40,12 @@ def step_file_path(output_dir: Any, run_id: str, file_format: str) -> Path:
 def check_step_file_format(file_format: str) -> str:
     """The format, checked. Raises ``ConfigurationError`` naming the fix."""
     if file_format not in STEP_FILE_FORMATS:
-        raise ConfigurationError(
-            f"step_file_format = {file_format!r} is invalid: expected 'csv' or 'parquet'")
+        raise ConfigurationError(f"step_file_format = {file_format!r} is invalid: expected 'csv' or 'parquet'")
     if file_format == "parquet" and importlib.util.find_spec("pyarrow") is None:
         raise ConfigurationError(
             "step_file_format = 'parquet' needs pyarrow, which is not installed: "
-            "pip install 'hf-eco2ai[parquet]', or use step_file_format='csv'")
+            "pip install 'hf-eco2ai[parquet]', or use step_file_format='csv'"
+        )
     return file_format
 
 
@@ -88,8 +88,17 @@ class StepFileWriter:
             text = self._flag_names[flags] = "|".join(name for bit, name in STEP_FLAG_NAMES if flags & bit)
         return text
 
-    def write(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-              joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray, carbon: StepCarbon) -> None:
+    def write(
+        self,
+        index: np.ndarray,
+        epoch: np.ndarray,
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+        carbon: StepCarbon,
+    ) -> None:
         """Append one batch (columns as ``RunWriter.add_steps`` takes them) and flush it."""
         if len(index) == 0:
             return
@@ -101,9 +110,19 @@ class StepFileWriter:
             self._write_csv(index, epoch, t0_s, t1_s, joules, kwh, co2_kg, flags, joules_by_channel, carbon)
         self.rows += len(index)
 
-    def _write_csv(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-                   joules: np.ndarray, kwh: np.ndarray, co2_kg: np.ndarray, flags: np.ndarray,
-                   joules_by_channel: np.ndarray, carbon: StepCarbon) -> None:
+    def _write_csv(
+        self,
+        index: np.ndarray,
+        epoch: np.ndarray,
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        kwh: np.ndarray,
+        co2_kg: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+        carbon: StepCarbon,
+    ) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8", newline="")
@@ -120,13 +139,14 @@ class StepFileWriter:
                 [run_id] * n,
                 list(map(str, index[part].tolist())),
                 ["" if value < 0 else str(value) for value in epoch[part].tolist()],
-                *(list(map(repr, column[part].tolist()))
-                  for column in (t0_s, t1_s, t1_s - t0_s, joules, kwh, co2_kg)),
+                *(list(map(repr, column[part].tolist())) for column in (t0_s, t1_s, t1_s - t0_s, joules, kwh, co2_kg)),
                 [constant] * n,
                 list(map(str, flags[part].tolist())),
                 [_csv_cells([self._flag_text(value)]) for value in flags[part].tolist()],
-                *(list(map(repr, joules_by_channel[part, column].tolist()))
-                  for column in range(joules_by_channel.shape[1])),
+                *(
+                    list(map(repr, joules_by_channel[part, column].tolist()))
+                    for column in range(joules_by_channel.shape[1])
+                ),
             ]
             self._handle.write("".join(",".join(row) + "\r\n" for row in zip(*columns)))
             # Let the training thread take the interpreter between chunks instead of waiting up
@@ -134,9 +154,19 @@ class StepFileWriter:
             time.sleep(0)
         self._handle.flush()
 
-    def _write_parquet(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-                       joules: np.ndarray, kwh: np.ndarray, co2_kg: np.ndarray, flags: np.ndarray,
-                       joules_by_channel: np.ndarray, carbon: StepCarbon) -> None:
+    def _write_parquet(
+        self,
+        index: np.ndarray,
+        epoch: np.ndarray,
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        kwh: np.ndarray,
+        co2_kg: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+        carbon: StepCarbon,
+    ) -> None:
         pyarrow = importlib.import_module("pyarrow")
         parquet = importlib.import_module("pyarrow.parquet")
         n = len(index)
@@ -144,8 +174,13 @@ class StepFileWriter:
             "run_id": pyarrow.array([self.run_id] * n, pyarrow.string()),
             "step": pyarrow.array(index, pyarrow.int64()),
             "epoch": pyarrow.array(epoch, pyarrow.int64(), mask=np.asarray(epoch) < 0),
-            "t0_s": t0_s, "t1_s": t1_s, "duration_s": t1_s - t0_s, "joules": joules, "kwh": kwh,
-            "co2_kg": co2_kg, "intensity_g_per_kwh": np.full(n, carbon.g_per_kwh),
+            "t0_s": t0_s,
+            "t1_s": t1_s,
+            "duration_s": t1_s - t0_s,
+            "joules": joules,
+            "kwh": kwh,
+            "co2_kg": co2_kg,
+            "intensity_g_per_kwh": np.full(n, carbon.g_per_kwh),
             "intensity_source": pyarrow.array([carbon.source] * n, pyarrow.string()),
             "intensity_year": pyarrow.array([carbon.year] * n, pyarrow.int64()),
             "flags": pyarrow.array(flags.astype(np.int64), pyarrow.int64()),
@@ -195,20 +230,35 @@ def read_step_file(path: Any) -> Iterator[Dict[str, Any]]:
         table = parquet.read_table(str(target))
         names = [name for name in table.column_names if name.startswith("joules[")]
         for row in table.to_pylist():
-            yield {"index": row["step"], "epoch": row["epoch"], "t0_s": row["t0_s"], "t1_s": row["t1_s"],
-                   "duration_s": row["duration_s"], "joules": row["joules"], "kwh": row["kwh"],
-                   "co2_kg": row["co2_kg"], "flags": row["flags"],
-                   "joules_by_channel": {name[len("joules["):-1]: row[name] for name in names}}
+            yield {
+                "index": row["step"],
+                "epoch": row["epoch"],
+                "t0_s": row["t0_s"],
+                "t1_s": row["t1_s"],
+                "duration_s": row["duration_s"],
+                "joules": row["joules"],
+                "kwh": row["kwh"],
+                "co2_kg": row["co2_kg"],
+                "flags": row["flags"],
+                "joules_by_channel": {name[len("joules[") : -1]: row[name] for name in names},
+            }
         return
     with open(target, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         names = [name for name in (reader.fieldnames or []) if name.startswith("joules[")]
         for row in reader:
-            yield {"index": int(row["step"]), "epoch": None if row["epoch"] == "" else int(row["epoch"]),
-                   "t0_s": float(row["t0_s"]), "t1_s": float(row["t1_s"]),
-                   "duration_s": float(row["duration_s"]), "joules": float(row["joules"]),
-                   "kwh": _number(row["kwh"]), "co2_kg": _number(row["co2_kg"]), "flags": int(row["flags"]),
-                   "joules_by_channel": {name[len("joules["):-1]: _number(row[name]) for name in names}}
+            yield {
+                "index": int(row["step"]),
+                "epoch": None if row["epoch"] == "" else int(row["epoch"]),
+                "t0_s": float(row["t0_s"]),
+                "t1_s": float(row["t1_s"]),
+                "duration_s": float(row["duration_s"]),
+                "joules": float(row["joules"]),
+                "kwh": _number(row["kwh"]),
+                "co2_kg": _number(row["co2_kg"]),
+                "flags": int(row["flags"]),
+                "joules_by_channel": {name[len("joules[") : -1]: _number(row[name]) for name in names},
+            }
 
 
 def step_file_text(path: Any) -> str:
@@ -227,5 +277,12 @@ def step_file_text(path: Any) -> str:
     return buffer.getvalue()
 
 
-__all__ = ["STEP_FILE_FORMATS", "StepCarbon", "StepFileWriter", "check_step_file_format", "read_step_file",
-           "step_file_path", "step_file_text"]
+__all__ = [
+    "STEP_FILE_FORMATS",
+    "StepCarbon",
+    "StepFileWriter",
+    "check_step_file_format",
+    "read_step_file",
+    "step_file_path",
+    "step_file_text",
+]

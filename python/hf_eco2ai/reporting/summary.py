@@ -31,8 +31,11 @@ def final_summary(report: Mapping[str, Any]) -> Dict[str, Any]:
 
 def final_figures(report: Mapping[str, Any]) -> Dict[str, float]:
     """The numeric headline figures of ``final_summary``, for loggers that take only numbers."""
-    return {key: float(value) for key, value in final_summary(report).items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: float(value)
+        for key, value in final_summary(report).items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def summary_line(report: Mapping[str, Any], report_path: Optional[Path] = None) -> str:
@@ -42,11 +45,14 @@ def summary_line(report: Mapping[str, Any], report_path: Optional[Path] = None) 
     out/carbon_report_1a2b3c4d5e6f.html``.
     """
     intensity = report["intensity"]
-    where = " ".join(str(part) for part in (intensity["source"], intensity.get("zone") or intensity.get("country"))
-                     if part)
+    where = " ".join(
+        str(part) for part in (intensity["source"], intensity.get("zone") or intensity.get("country")) if part
+    )
     year = f", {intensity['year']}" if intensity.get("year") is not None else ""
-    line = (f"{numbers.energy_kwh(report['energy']['total_kwh'])}, {numbers.mass_kg(report['total_co2_kg'])} CO2e "
-            f"at {numbers.significant(intensity['g_per_kwh'])} g/kWh ({where}{year})")
+    line = (
+        f"{numbers.energy_kwh(report['energy']['total_kwh'])}, {numbers.mass_kg(report['total_co2_kg'])} CO2e "
+        f"at {numbers.significant(intensity['g_per_kwh'])} g/kWh ({where}{year})"
+    )
     if report_path is not None:
         line += f"; report {report_path}"
     return line

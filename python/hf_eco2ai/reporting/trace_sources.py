@@ -37,8 +37,15 @@ def _top_level_sum(joules_by_channel: Dict[str, float], top_level: Sequence[str]
     return float(sum(joules_by_channel[name] for name in top_level))
 
 
-def _step_slice(index: int, flags: int, start_unix_s: float, end_unix_s: float,
-                joules_by_channel: Dict[str, float], joules: float, epoch: Optional[int] = None) -> EnergySlice:
+def _step_slice(
+    index: int,
+    flags: int,
+    start_unix_s: float,
+    end_unix_s: float,
+    joules_by_channel: Dict[str, float],
+    joules: float,
+    epoch: Optional[int] = None,
+) -> EnergySlice:
     args: Dict[str, Any] = {"step": index, "flags": _flag_names(flags)}
     if epoch is not None:
         args["epoch"] = epoch
@@ -54,16 +61,29 @@ def timeline_from_meter_records(meter: Any, steps: Any, windows: Any, power: Any
     step_slices = []
     for row in range(len(steps)):
         by_channel = dict(zip(channels, steps.joules[row].tolist()))
-        step_slices.append(_step_slice(
-            int(steps.index[row]), int(steps.flags[row]), float(steps.t0_s[row]) + offset_s,
-            float(steps.t1_s[row]) + offset_s, by_channel, _top_level_sum(by_channel, top_level)))
+        step_slices.append(
+            _step_slice(
+                int(steps.index[row]),
+                int(steps.flags[row]),
+                float(steps.t0_s[row]) + offset_s,
+                float(steps.t1_s[row]) + offset_s,
+                by_channel,
+                _top_level_sum(by_channel, top_level),
+            )
+        )
     window_slices = []
     for row in range(len(windows)):
         by_channel = dict(zip(channels, windows.joules[row].tolist()))
-        window_slices.append(EnergySlice(
-            windows.name[row], float(windows.t0_s[row]) + offset_s, float(windows.t1_s[row]) + offset_s,
-            by_channel, _top_level_sum(by_channel, top_level),
-            {"depth": int(windows.depth[row]), "flags": _flag_names(int(windows.flags[row]))}))
+        window_slices.append(
+            EnergySlice(
+                windows.name[row],
+                float(windows.t0_s[row]) + offset_s,
+                float(windows.t1_s[row]) + offset_s,
+                by_channel,
+                _top_level_sum(by_channel, top_level),
+                {"depth": int(windows.depth[row]), "flags": _flag_names(int(windows.flags[row]))},
+            )
+        )
     return RunTimeline(
         label="hf-eco2ai energy (EnergyMeter)",
         channels=channels,
@@ -89,13 +109,26 @@ def timeline_from_store(store: Any, run_id_or_prefix: str) -> RunTimeline:
     for row in range(len(steps)):
         by_channel = dict(zip(channels, steps.joules_by_channel[row].tolist()))
         epoch = steps.epoch[row]
-        step_slices.append(_step_slice(
-            int(steps.index[row]), int(steps.flags[row]), origin_unix_s + float(steps.t0_s[row]),
-            origin_unix_s + float(steps.t1_s[row]), by_channel, float(steps.joules[row]),
-            epoch if epoch is not None and epoch >= 0 else None))
+        step_slices.append(
+            _step_slice(
+                int(steps.index[row]),
+                int(steps.flags[row]),
+                origin_unix_s + float(steps.t0_s[row]),
+                origin_unix_s + float(steps.t1_s[row]),
+                by_channel,
+                float(steps.joules[row]),
+                epoch if epoch is not None and epoch >= 0 else None,
+            )
+        )
     window_slices = [
-        EnergySlice(window["name"], origin_unix_s + window["t0_s"], origin_unix_s + window["t1_s"],
-                    window["joules_by_channel"], float(window["joules"]), {"flags": _flag_names(window["flags"])})
+        EnergySlice(
+            window["name"],
+            origin_unix_s + window["t0_s"],
+            origin_unix_s + window["t1_s"],
+            window["joules_by_channel"],
+            float(window["joules"]),
+            {"flags": _flag_names(window["flags"])},
+        )
         for window in store.windows(summary.run_id)
     ]
     times_s, watts_by_channel = store.power_trace(summary.run_id)

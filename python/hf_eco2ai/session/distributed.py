@@ -65,8 +65,9 @@ class RankInfo:
         return self.local_rank == 0
 
 
-def sources_for_rank(sources: Sequence[str], rank_info: RankInfo,
-                     include_host: bool = True) -> Tuple[Tuple[str, ...], bool, bool]:
+def sources_for_rank(
+    sources: Sequence[str], rank_info: RankInfo, include_host: bool = True
+) -> Tuple[Tuple[str, ...], bool, bool]:
     """The sources this process may read: ``(sources, include_host, left_to_local_rank_0)``.
 
     Node-wide sensors (RAPL, the CPU estimate) are read by local rank 0 only, so a node is counted

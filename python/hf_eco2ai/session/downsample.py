@@ -20,8 +20,15 @@ class _Buckets:
 
     __slots__ = ("ids", "count", "total", "low", "high", "max_key")
 
-    def __init__(self, ids: np.ndarray, count: np.ndarray, total: np.ndarray, low: np.ndarray,
-                 high: np.ndarray, max_key: np.ndarray) -> None:
+    def __init__(
+        self,
+        ids: np.ndarray,
+        count: np.ndarray,
+        total: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        max_key: np.ndarray,
+    ) -> None:
         self.ids, self.count, self.total, self.low, self.high, self.max_key = ids, count, total, low, high, max_key
 
     @classmethod
@@ -55,8 +62,14 @@ class _Buckets:
         holds_max = np.flatnonzero(self.high[:, 1] == high[group, 1])
         holder_groups = group[holds_max]
         first_holder = holds_max[np.concatenate(([True], holder_groups[1:] != holder_groups[:-1]))]
-        return _Buckets(ids[starts], np.add.reduceat(self.count, starts), np.add.reduceat(self.total, starts, axis=0),
-                        np.minimum.reduceat(self.low, starts, axis=0), high, self.max_key[first_holder])
+        return _Buckets(
+            ids[starts],
+            np.add.reduceat(self.count, starts),
+            np.add.reduceat(self.total, starts, axis=0),
+            np.minimum.reduceat(self.low, starts, axis=0),
+            high,
+            self.max_key[first_holder],
+        )
 
 
 class Downsampler:
@@ -127,8 +140,11 @@ class Downsampler:
             "mean_key": mean[:, 0].tolist(),
             "max_key": buckets.max_key.tolist(),
             "columns": {
-                name: {"min": buckets.low[:, column + 1].tolist(), "mean": mean[:, column + 1].tolist(),
-                       "max": buckets.high[:, column + 1].tolist()}
+                name: {
+                    "min": buckets.low[:, column + 1].tolist(),
+                    "mean": mean[:, column + 1].tolist(),
+                    "max": buckets.high[:, column + 1].tolist(),
+                }
                 for column, name in enumerate(column_names)
             },
         }

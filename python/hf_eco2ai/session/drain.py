@@ -33,8 +33,16 @@ class DrainPipeline:
         pue: applied to the per-step kWh of the step file.
     """
 
-    def __init__(self, meter: Any, records: RunRecords, writer: Optional[RunWriter], health: HealthLog,
-                 run_id: str, stream_steps: bool, pue: float) -> None:
+    def __init__(
+        self,
+        meter: Any,
+        records: RunRecords,
+        writer: Optional[RunWriter],
+        health: HealthLog,
+        run_id: str,
+        stream_steps: bool,
+        pue: float,
+    ) -> None:
         self.meter = meter
         self.records = records
         self.writer = writer
@@ -61,8 +69,15 @@ class DrainPipeline:
             t0_s, t1_s = windows.t0_s - origin_s, windows.t1_s - origin_s
             records.add_windows(windows.name, t0_s, t1_s, windows.joules, windows.flags)
             if writer is not None:
-                writer.add_windows(self.run_id, windows.name, t0_s, t1_s,
-                                   windows.joules[:, records.top_level].sum(axis=1), windows.flags, windows.joules)
+                writer.add_windows(
+                    self.run_id,
+                    windows.name,
+                    t0_s,
+                    t1_s,
+                    windows.joules[:, records.top_level].sum(axis=1),
+                    windows.flags,
+                    windows.joules,
+                )
         if writer is not None:
             for t_s, watts in power_bins:
                 writer.add_power(self.run_id, t_s, watts.tolist())
@@ -71,9 +86,21 @@ class DrainPipeline:
     def _take_steps(self, steps: Any, intensity: IntensityResult) -> None:
         batch = self.records.add_steps(steps)
         if np.any(batch.flags & FLAG_BOUNDARIES_DROPPED):
-            self.health.warn_once("ring-overflow", "step boundaries were dropped because the meter's queue "
-                                  "filled up between drains; lower measurement_interval_s")
+            self.health.warn_once(
+                "ring-overflow",
+                "step boundaries were dropped because the meter's queue "
+                "filled up between drains; lower measurement_interval_s",
+            )
         if self.writer is not None and self.stream_steps:
             carbon = StepCarbon(self.pue, intensity.g_per_kwh, intensity.source, intensity.year)
-            self.writer.add_steps(self.run_id, batch.index, batch.epoch, batch.t0_s, batch.t1_s,
-                                  batch.joules, batch.flags, batch.joules_by_channel, carbon=carbon)
+            self.writer.add_steps(
+                self.run_id,
+                batch.index,
+                batch.epoch,
+                batch.t0_s,
+                batch.t1_s,
+                batch.joules,
+                batch.flags,
+                batch.joules_by_channel,
+                carbon=carbon,
+            )

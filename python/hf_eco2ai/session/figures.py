@@ -49,16 +49,28 @@ class LiveFigures:
     budget_kg: Optional[float]
 
     @classmethod
-    def from_totals(cls, totals: Mapping[str, Any], t_s: float, channels: Sequence[ChannelInfo],
-                    pue: float, intensity: IntensityResult, budget_kg: Optional[float]) -> "LiveFigures":
+    def from_totals(
+        cls,
+        totals: Mapping[str, Any],
+        t_s: float,
+        channels: Sequence[ChannelInfo],
+        pue: float,
+        intensity: IntensityResult,
+        budget_kg: Optional[float],
+    ) -> "LiveFigures":
         joules_by_channel = {name: float(value) for name, value in totals["joules"].items()}
         it_joules = top_level_joules(channels, joules_by_channel)
         kwh = units.kwh_from_joules(it_joules, pue)
         return cls(
-            t_s=t_s, steps_marked=int(totals["steps_marked"]), it_joules=it_joules, energy_kwh_total=kwh,
-            co2_kg_total=units.co2_kg(kwh, intensity.g_per_kwh), joules_by_channel=joules_by_channel,
+            t_s=t_s,
+            steps_marked=int(totals["steps_marked"]),
+            it_joules=it_joules,
+            energy_kwh_total=kwh,
+            co2_kg_total=units.co2_kg(kwh, intensity.g_per_kwh),
+            joules_by_channel=joules_by_channel,
             watts_by_channel={name: float(value) for name, value in totals["watts"].items()},
-            intensity=intensity, budget_kg=budget_kg,
+            intensity=intensity,
+            budget_kg=budget_kg,
         )
 
     @property
@@ -66,8 +78,9 @@ class LiveFigures:
         return None if self.budget_kg is None else self.co2_kg_total / self.budget_kg
 
 
-def log_figures(now: LiveFigures, previous: LogPoint, samples_total: Optional[float],
-                channel_power: bool) -> Tuple[Dict[str, float], LogPoint]:
+def log_figures(
+    now: LiveFigures, previous: LogPoint, samples_total: Optional[float], channel_power: bool
+) -> Tuple[Dict[str, float], LogPoint]:
     """The figures ``TrackingSession.log`` returns (their keys are documented there), and the
     point the next log starts from."""
     figures: Dict[str, float] = {
@@ -92,9 +105,16 @@ def log_figures(now: LiveFigures, previous: LogPoint, samples_total: Optional[fl
     return figures, LogPoint(now.t_s, now.it_joules, now.steps_marked)
 
 
-def latest_figures(now: LiveFigures, *, steps_resolved: int, epoch_count: int,
-                   energy_rate_kwh_per_hour: Optional[float], samples_total: Optional[float],
-                   monitoring_errors_total: int, latest_metrics: Mapping[str, Optional[float]]) -> Dict[str, Any]:
+def latest_figures(
+    now: LiveFigures,
+    *,
+    steps_resolved: int,
+    epoch_count: int,
+    energy_rate_kwh_per_hour: Optional[float],
+    samples_total: Optional[float],
+    monitoring_errors_total: int,
+    latest_metrics: Mapping[str, Optional[float]],
+) -> Dict[str, Any]:
     """The run's latest figures as the store keeps them (what ``hf-eco2ai serve --run`` exposes)."""
     return {
         "t_s": now.t_s,
@@ -112,28 +132,53 @@ def latest_figures(now: LiveFigures, *, steps_resolved: int, epoch_count: int,
     }
 
 
-def snapshot(now: LiveFigures, *, identity: Mapping[str, Any], config: CarbonConfig, channels: List[ChannelInfo],
-             epoch_count: int, energy_rate_kwh_per_hour: Optional[float], samples_total: Optional[float],
-             latest_metrics: Mapping[str, Optional[float]], errors_by_type: Mapping[str, int],
-             api_latency_s: Optional[float], gpus: List[GpuStats],
-             anomalies_by_type: Optional[Dict[str, int]] = None) -> SessionSnapshot:
+def snapshot(
+    now: LiveFigures,
+    *,
+    identity: Mapping[str, Any],
+    config: CarbonConfig,
+    channels: List[ChannelInfo],
+    epoch_count: int,
+    energy_rate_kwh_per_hour: Optional[float],
+    samples_total: Optional[float],
+    latest_metrics: Mapping[str, Optional[float]],
+    errors_by_type: Mapping[str, int],
+    api_latency_s: Optional[float],
+    gpus: List[GpuStats],
+    anomalies_by_type: Optional[Dict[str, int]] = None,
+) -> SessionSnapshot:
     """The immutable copy exporters read (see ``SessionSnapshot``)."""
     kwh, co2_kg, budget_kg = now.energy_kwh_total, now.co2_kg_total, now.budget_kg
     rate, samples, price = energy_rate_kwh_per_hour, samples_total, config.electricity_price_per_kwh
     return SessionSnapshot(
-        **identity, unix_time_s=time.time(), step_count=now.steps_marked, epoch_count=epoch_count,
-        channels=list(channels), energy_joules_by_channel=dict(now.joules_by_channel),
-        power_watts_by_channel=dict(now.watts_by_channel), energy_kwh_total=kwh,
-        energy_rate_kwh_per_hour=rate, co2_kg_total=co2_kg,
+        **identity,
+        unix_time_s=time.time(),
+        step_count=now.steps_marked,
+        epoch_count=epoch_count,
+        channels=list(channels),
+        energy_joules_by_channel=dict(now.joules_by_channel),
+        power_watts_by_channel=dict(now.watts_by_channel),
+        energy_kwh_total=kwh,
+        energy_rate_kwh_per_hour=rate,
+        co2_kg_total=co2_kg,
         co2_rate_kg_per_hour=None if rate is None else units.co2_kg(rate, now.intensity.g_per_kwh),
-        intensity=now.intensity, pue=config.pue, budget_kg=budget_kg,
+        intensity=now.intensity,
+        pue=config.pue,
+        budget_kg=budget_kg,
         budget_remaining_kg=None if budget_kg is None else budget_kg - co2_kg,
-        budget_used_fraction=now.budget_used_fraction, samples_total=samples,
+        budget_used_fraction=now.budget_used_fraction,
+        samples_total=samples,
         samples_per_second=None if samples is None or now.t_s <= 0 else samples / now.t_s,
         samples_per_kwh=None if samples is None or kwh <= 0 else samples / kwh,
-        loss=latest_metrics["loss"], eval_loss=latest_metrics["eval_loss"],
-        learning_rate=latest_metrics["learning_rate"], cost_total=None if price is None else kwh * price,
-        electricity_price_per_kwh=price, electricity_currency=config.electricity_currency,
-        monitoring_errors_total=int(sum(errors_by_type.values())), monitoring_errors_by_type=dict(errors_by_type),
-        api_latency_s=api_latency_s, gpus=gpus, anomalies_by_type=anomalies_by_type,
+        loss=latest_metrics["loss"],
+        eval_loss=latest_metrics["eval_loss"],
+        learning_rate=latest_metrics["learning_rate"],
+        cost_total=None if price is None else kwh * price,
+        electricity_price_per_kwh=price,
+        electricity_currency=config.electricity_currency,
+        monitoring_errors_total=int(sum(errors_by_type.values())),
+        monitoring_errors_by_type=dict(errors_by_type),
+        api_latency_s=api_latency_s,
+        gpus=gpus,
+        anomalies_by_type=anomalies_by_type,
     )

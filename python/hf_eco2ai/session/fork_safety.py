@@ -45,8 +45,11 @@ def _after_fork_in_child() -> None:
             session._exporter = None
             session._final_report = {}
             session._health.warn_once(
-                FORKED_COPY_CODE, f"this process (pid {os.getpid()}) was forked from the one running the session; "
-                "its copy of the session measures and records nothing", log=False)
+                FORKED_COPY_CODE,
+                f"this process (pid {os.getpid()}) was forked from the one running the session; "
+                "its copy of the session measures and records nothing",
+                log=False,
+            )
 
 
 if hasattr(os, "register_at_fork"):

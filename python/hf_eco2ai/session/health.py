@@ -45,8 +45,9 @@ class HealthLog:
     def errors_total(self) -> int:
         return int(sum(self.errors_by_type.values()))
 
-    def warn_once(self, code: str, message: str, channel: Optional[str] = None,
-                  t_s: Optional[float] = None, log: bool = True) -> None:
+    def warn_once(
+        self, code: str, message: str, channel: Optional[str] = None, t_s: Optional[float] = None, log: bool = True
+    ) -> None:
         """Keep (and log, unless ``log`` is False) a warning the first time ``code`` is raised
         for ``channel``; later ones are dropped."""
         with self._lock:
@@ -67,8 +68,10 @@ class HealthLog:
         one built from ``error``)."""
         with self._lock:
             self.errors_by_type[error_type] = self.errors_by_type.get(error_type, 0) + 1
-        self.warn_once(f"{error_type}-failed", message or (
-            f"the {error_type} update failed ({type(error).__name__}: {error}); tracking goes on"))
+        self.warn_once(
+            f"{error_type}-failed",
+            message or (f"the {error_type} update failed ({type(error).__name__}: {error}); tracking goes on"),
+        )
 
     def check_meter(self, totals: Mapping[str, Any], t_s: float, strict: bool) -> None:
         """Count sensor failures and dropped records the meter reports in ``totals``."""
@@ -87,11 +90,17 @@ class HealthLog:
                 "sensor-failed",
                 f"sensor channel {channel} failed during the run; its readings since are missing, the "
                 "steps concerned are flagged sensor-error and the report is marked incomplete; "
-                "training goes on", channel=channel, t_s=t_s)
+                "training goes on",
+                channel=channel,
+                t_s=t_s,
+            )
         dropped = int(totals.get("records_dropped", 0)) + int(totals.get("boundaries_dropped", 0))
         if dropped:
-            self.warn_once("ring-overflow", f"{dropped} step boundaries or records were dropped because "
-                           "the meter's queues filled up between drains; lower measurement_interval_s")
+            self.warn_once(
+                "ring-overflow",
+                f"{dropped} step boundaries or records were dropped because "
+                "the meter's queues filled up between drains; lower measurement_interval_s",
+            )
 
     def raise_strict_failure(self) -> None:
         """With ``strict``, a mid-run sensor failure (seen by any drain, the background one

@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hf_eco2ai import __version__, units
 from hf_eco2ai.carbon.comparisons import compute_comparisons
-from hf_eco2ai.carbon.recommendations import Recommendation
 from hf_eco2ai.carbon.provenance import IntensityResult
+from hf_eco2ai.carbon.recommendations import Recommendation
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.session.figures import top_level_joules
@@ -25,11 +25,21 @@ from hf_eco2ai.session.run_records import RunRecords
 REPORT_SCHEMA_VERSION = 1
 
 
-def build_local_report(*, identity: Mapping[str, Any], config: CarbonConfig, channels: Sequence[ChannelInfo],
-                       totals: Mapping[str, Any], records: RunRecords, intensity: IntensityResult,
-                       budget_kg: Optional[float], warnings: List[Dict[str, Any]], errors_total: int,
-                       samples_total: Optional[float], steps_file: Optional[Dict[str, Any]],
-                       recommendations: Sequence[Recommendation] = ()) -> Dict[str, Any]:
+def build_local_report(
+    *,
+    identity: Mapping[str, Any],
+    config: CarbonConfig,
+    channels: Sequence[ChannelInfo],
+    totals: Mapping[str, Any],
+    records: RunRecords,
+    intensity: IntensityResult,
+    budget_kg: Optional[float],
+    warnings: List[Dict[str, Any]],
+    errors_total: int,
+    samples_total: Optional[float],
+    steps_file: Optional[Dict[str, Any]],
+    recommendations: Sequence[Recommendation] = (),
+) -> Dict[str, Any]:
     """This rank's report. ``identity`` is the ``run`` section; ``steps_file`` names the per-step
     file (``path``, ``format``, ``rows``) or is None when steps are not kept; ``recommendations``
     are the carbon layer's advice for this location (regions, time of day)."""
@@ -48,19 +58,28 @@ def build_local_report(*, identity: Mapping[str, Any], config: CarbonConfig, cha
         "channels": [asdict(channel) for channel in channels],
         "energy": {
             "by_channel": {
-                name: {"joules": joules, "kwh": units.kwh_from_joules(joules),
-                       "mean_watts": joules / duration_s if duration_s > 0 else None}
+                name: {
+                    "joules": joules,
+                    "kwh": units.kwh_from_joules(joules),
+                    "mean_watts": joules / duration_s if duration_s > 0 else None,
+                }
                 for name, joules in joules_by_channel.items()
             },
-            "it_kwh": it_kwh, "pue": config.pue, "total_kwh": total_kwh,
+            "it_kwh": it_kwh,
+            "pue": config.pue,
+            "total_kwh": total_kwh,
         },
         "intensity": asdict(intensity),
         "total_co2_kg": co2_kg,
         "comparisons": comparisons(co2_kg, total_kwh),
         "recommendations": [recommendation.to_dict() for recommendation in recommendations],
         "budget": None if budget_kg is None else budget_section(budget_kg, co2_kg),
-        "cost": None if price is None else {
-            "price_per_kwh": price, "currency": config.electricity_currency, "total": total_kwh * price,
+        "cost": None
+        if price is None
+        else {
+            "price_per_kwh": price,
+            "currency": config.electricity_currency,
+            "total": total_kwh * price,
         },
         "step_series": records.step_series() if mode == "detailed" else None,
         "steps_file": steps_file,
@@ -77,8 +96,13 @@ def build_local_report(*, identity: Mapping[str, Any], config: CarbonConfig, cha
 
 
 def budget_section(budget_kg: float, co2_kg: float) -> Dict[str, Any]:
-    return {"budget_kg": budget_kg, "used_kg": co2_kg, "remaining_kg": budget_kg - co2_kg,
-            "used_fraction": co2_kg / budget_kg, "exceeded": co2_kg > budget_kg}
+    return {
+        "budget_kg": budget_kg,
+        "used_kg": co2_kg,
+        "remaining_kg": budget_kg - co2_kg,
+        "used_fraction": co2_kg / budget_kg,
+        "exceeded": co2_kg > budget_kg,
+    }
 
 
 def comparisons(co2_kg: float, kwh: float) -> List[Dict[str, Any]]:
@@ -87,7 +111,9 @@ def comparisons(co2_kg: float, kwh: float) -> List[Dict[str, Any]]:
 
 def versions() -> Dict[str, Optional[str]]:
     found: Dict[str, Optional[str]] = {
-        "hf_eco2ai": __version__, "python": platform.python_version(), "platform": platform.platform(),
+        "hf_eco2ai": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
     }
     for module_name in ("numpy", "torch", "transformers", "lightning"):
         module = sys.modules.get(module_name)
@@ -119,40 +145,56 @@ def combine_rank_reports(reports: List[Dict[str, Any]], own_rank: int) -> Dict[s
         prefix = f"rank{report['run']['rank']}/"
         for channel in report["channels"]:
             parent = channel["parent"]
-            channels.append({**channel, "name": prefix + channel["name"],
-                             "parent": None if parent is None else prefix + parent})
+            channels.append(
+                {**channel, "name": prefix + channel["name"], "parent": None if parent is None else prefix + parent}
+            )
         by_channel.update(_prefixed(report["energy"]["by_channel"], prefix))
-        ranks.append({
-            "rank": report["run"]["rank"], "local_rank": report["run"]["local_rank"],
-            "host": report["run"]["host"], "run_id": report["run"]["run_id"],
-            "it_kwh": report["energy"]["it_kwh"], "total_kwh": report["energy"]["total_kwh"],
-            "total_co2_kg": report["total_co2_kg"], "steps_marked": report["steps_marked"],
-            "samples_total": report["samples_total"],
-        })
+        ranks.append(
+            {
+                "rank": report["run"]["rank"],
+                "local_rank": report["run"]["local_rank"],
+                "host": report["run"]["host"],
+                "run_id": report["run"]["run_id"],
+                "it_kwh": report["energy"]["it_kwh"],
+                "total_kwh": report["energy"]["total_kwh"],
+                "total_co2_kg": report["total_co2_kg"],
+                "steps_marked": report["steps_marked"],
+                "samples_total": report["samples_total"],
+            }
+        )
     it_kwh = sum(rank["it_kwh"] for rank in ranks)
     total_kwh = sum(rank["total_kwh"] for rank in ranks)
     co2_kg = units.co2_kg(total_kwh, own["intensity"]["g_per_kwh"])
     own_prefix = f"rank{own_rank}/"
     combined = dict(own)
     series = own.get("step_series")
-    combined.update({
-        "channels": channels,
-        "energy": {"by_channel": by_channel, "it_kwh": it_kwh, "pue": own["energy"]["pue"], "total_kwh": total_kwh},
-        "total_co2_kg": co2_kg,
-        "comparisons": comparisons(co2_kg, total_kwh),
-        "budget": None if own["budget"] is None else budget_section(own["budget"]["budget_kg"], co2_kg),
-        "cost": None if own["cost"] is None else {**own["cost"], "total": total_kwh * own["cost"]["price_per_kwh"]},
-        "step_series": None if series is None else {
-            **_with_prefixed_channels(series, ["joules_by_channel_mean"], own_prefix),
-            "tail": _with_prefixed_channels(series.get("tail"), ["joules_by_channel"], own_prefix)},
-        "epochs": [_with_prefixed_channels(epoch, ["joules_by_channel"], own_prefix) for epoch in own["epochs"]],
-        "windows": [_with_prefixed_channels(window, ["joules_by_channel"], own_prefix)
-                    for window in own.get("windows", [])],
-        "power_trace": _with_prefixed_channels(own["power_trace"], ["watts", "watts_max"], own_prefix),
-        "monitoring_errors_total": sum(report["monitoring_errors_total"] for report in reports),
-        "warnings": [warning for report in reports for warning in report["warnings"]],
-        "samples_total": (None if all(rank["samples_total"] is None for rank in ranks)
-                          else sum(rank["samples_total"] or 0.0 for rank in ranks)),
-        "ranks": ranks,
-    })
+    combined.update(
+        {
+            "channels": channels,
+            "energy": {"by_channel": by_channel, "it_kwh": it_kwh, "pue": own["energy"]["pue"], "total_kwh": total_kwh},
+            "total_co2_kg": co2_kg,
+            "comparisons": comparisons(co2_kg, total_kwh),
+            "budget": None if own["budget"] is None else budget_section(own["budget"]["budget_kg"], co2_kg),
+            "cost": None if own["cost"] is None else {**own["cost"], "total": total_kwh * own["cost"]["price_per_kwh"]},
+            "step_series": None
+            if series is None
+            else {
+                **_with_prefixed_channels(series, ["joules_by_channel_mean"], own_prefix),
+                "tail": _with_prefixed_channels(series.get("tail"), ["joules_by_channel"], own_prefix),
+            },
+            "epochs": [_with_prefixed_channels(epoch, ["joules_by_channel"], own_prefix) for epoch in own["epochs"]],
+            "windows": [
+                _with_prefixed_channels(window, ["joules_by_channel"], own_prefix) for window in own.get("windows", [])
+            ],
+            "power_trace": _with_prefixed_channels(own["power_trace"], ["watts", "watts_max"], own_prefix),
+            "monitoring_errors_total": sum(report["monitoring_errors_total"] for report in reports),
+            "warnings": [warning for report in reports for warning in report["warnings"]],
+            "samples_total": (
+                None
+                if all(rank["samples_total"] is None for rank in ranks)
+                else sum(rank["samples_total"] or 0.0 for rank in ranks)
+            ),
+            "ranks": ranks,
+        }
+    )
     return combined

@@ -11,7 +11,6 @@ seconds since the run's first reading. Not thread-safe: the session holds its lo
 from __future__ import annotations
 
 import math
-
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -62,8 +61,16 @@ class StepBatch:
     """One drain's steps, with run-relative times, epochs (``NO_EPOCH`` for none) and the
     top-level sum (J)."""
 
-    def __init__(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-                 joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
+    def __init__(
+        self,
+        index: np.ndarray,
+        epoch: np.ndarray,
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+    ) -> None:
         self.index = index
         self.epoch = epoch
         self.t0_s = t0_s
@@ -148,25 +155,32 @@ class RunRecords:
             totals.last_step = int(steps.index[rows[-1]])
             totals.t1_s = max(float(t1_s[rows[-1]]), totals.t1_s or 0.0)
             totals.joules_by_channel += steps.joules[rows].sum(axis=0)
-        batch = StepBatch(steps.index.copy(), epochs, t0_s, t1_s, top_joules, steps.flags.copy(),
-                          steps.joules.copy())
+        batch = StepBatch(steps.index.copy(), epochs, t0_s, t1_s, top_joules, steps.flags.copy(), steps.joules.copy())
         if training.all():
             self._series.add(batch.index, np.column_stack([top_joules, t1_s - t0_s, batch.joules_by_channel]))
         else:
-            self._series.add(batch.index[training], np.column_stack(
-                [top_joules[training], (t1_s - t0_s)[training], batch.joules_by_channel[training]]))
+            self._series.add(
+                batch.index[training],
+                np.column_stack([top_joules[training], (t1_s - t0_s)[training], batch.joules_by_channel[training]]),
+            )
             last = int(np.flatnonzero(is_tail)[-1])
-            self._tail = {"index": int(batch.index[last]), "epoch": None, "t0_s": float(t0_s[last]),
-                          "t1_s": float(t1_s[last]), "duration_s": float(t1_s[last] - t0_s[last]),
-                          "joules": float(top_joules[last]),
-                          "joules_by_channel": dict(zip(self.channel_names, batch.joules_by_channel[last].tolist())),
-                          "flags": int(batch.flags[last])}
+            self._tail = {
+                "index": int(batch.index[last]),
+                "epoch": None,
+                "t0_s": float(t0_s[last]),
+                "t1_s": float(t1_s[last]),
+                "duration_s": float(t1_s[last] - t0_s[last]),
+                "joules": float(top_joules[last]),
+                "joules_by_channel": dict(zip(self.channel_names, batch.joules_by_channel[last].tolist())),
+                "flags": int(batch.flags[last]),
+            }
         self.steps_resolved += len(batch)
         self.training_steps_resolved += int(training.sum())
         return batch
 
-    def add_windows(self, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray,
-                    flags: np.ndarray) -> None:
+    def add_windows(
+        self, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray, flags: np.ndarray
+    ) -> None:
         """Add drained window records to the per-name totals."""
         for position, name in enumerate(names):
             totals = self._windows.setdefault(str(name), _WindowTotals(len(self.channel_names)))
@@ -223,12 +237,20 @@ class RunRecords:
             t1_s = totals.t1_s if totals.t1_s is not None else 0.0
             t0_s = totals.t0_s if totals.t0_s is not None else t1_s
             kwh = units.kwh_from_joules(joules, pue)
-            result.append({
-                "epoch": epoch, "first_step": totals.first_step, "last_step": totals.last_step,
-                "t0_s": t0_s, "t1_s": t1_s, "duration_s": t1_s - t0_s, "joules": joules,
-                "joules_by_channel": dict(zip(names, totals.joules_by_channel.tolist())),
-                "energy_kwh": kwh, "co2_kg": units.co2_kg(kwh, g_per_kwh),
-            })
+            result.append(
+                {
+                    "epoch": epoch,
+                    "first_step": totals.first_step,
+                    "last_step": totals.last_step,
+                    "t0_s": t0_s,
+                    "t1_s": t1_s,
+                    "duration_s": t1_s - t0_s,
+                    "joules": joules,
+                    "joules_by_channel": dict(zip(names, totals.joules_by_channel.tolist())),
+                    "energy_kwh": kwh,
+                    "co2_kg": units.co2_kg(kwh, g_per_kwh),
+                }
+            )
         return result
 
     def window_dicts(self, pue: float, g_per_kwh: float) -> List[Dict[str, Any]]:
@@ -237,11 +259,18 @@ class RunRecords:
         for name, totals in self._windows.items():
             joules = float(totals.joules_by_channel[self.top_level].sum()) if self.channel_names else 0.0
             kwh = units.kwh_from_joules(joules, pue)
-            result.append({
-                "name": name, "count": totals.count, "duration_s": totals.duration_s, "joules": joules,
-                "joules_by_channel": dict(zip(self.channel_names, totals.joules_by_channel.tolist())),
-                "energy_kwh": kwh, "co2_kg": units.co2_kg(kwh, g_per_kwh), "flags": totals.flags,
-            })
+            result.append(
+                {
+                    "name": name,
+                    "count": totals.count,
+                    "duration_s": totals.duration_s,
+                    "joules": joules,
+                    "joules_by_channel": dict(zip(self.channel_names, totals.joules_by_channel.tolist())),
+                    "energy_kwh": kwh,
+                    "co2_kg": units.co2_kg(kwh, g_per_kwh),
+                    "flags": totals.flags,
+                }
+            )
         return result
 
     def step_series(self) -> Optional[Dict[str, Any]]:

@@ -38,10 +38,14 @@ from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnav
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.reporting.step_file import StepFileWriter, check_step_file_format, step_file_path
 from hf_eco2ai.session import figures as live
-from hf_eco2ai.session.distributed import (
-    RankInfo, gather_across_ranks, own_gpu_devices, process_group_is_initialised, sources_for_rank,
-)
 from hf_eco2ai.session import fork_safety
+from hf_eco2ai.session.distributed import (
+    RankInfo,
+    gather_across_ranks,
+    own_gpu_devices,
+    process_group_is_initialised,
+    sources_for_rank,
+)
 from hf_eco2ai.session.drain import DrainPipeline
 from hf_eco2ai.session.health import HealthLog
 from hf_eco2ai.session.report_builder import REPORT_SCHEMA_VERSION, build_local_report, combine_rank_reports
@@ -57,8 +61,15 @@ StoreSetting = Union[bool, str, "os.PathLike[str]", RunStore, None]
 
 # What an absent meter (a rank with nothing of its own to measure) reports.
 _NO_TOTALS: Dict[str, Any] = {
-    "t_s": None, "first_reading_s": None, "joules": {}, "watts": {}, "errors_by_channel": {},
-    "sensor_errors": 0, "steps_marked": 0, "boundaries_dropped": 0, "records_dropped": 0,
+    "t_s": None,
+    "first_reading_s": None,
+    "joules": {},
+    "watts": {},
+    "errors_by_channel": {},
+    "sensor_errors": 0,
+    "steps_marked": 0,
+    "boundaries_dropped": 0,
+    "records_dropped": 0,
     "trace_dropped": 0,
 }
 
@@ -115,7 +126,8 @@ class TrackingSession:
             raise ConfigurationError(f"step_file = {step_file!r} is invalid: expected True or False")
         self.config = CarbonConfig() if config is None else config
         self._step_file_format = check_step_file_format(
-            self.config.step_file_format if step_file_format is None else step_file_format)
+            self.config.step_file_format if step_file_format is None else step_file_format
+        )
         self._step_file_wanted = step_file and self.config.tracking_mode == "detailed"
         self.rank_info = RankInfo.from_env(environ)
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
@@ -131,10 +143,14 @@ class TrackingSession:
         self._steps_file: Optional[Dict[str, Any]] = None
         if not (cloud is None or cloud == "detect" or isinstance(cloud, CloudLocation)):
             raise ConfigurationError(f"cloud = {cloud!r} is invalid: expected 'detect', a CloudLocation or None")
-        self._resolver = IntensityResolver(self.config, cloud=cloud if isinstance(cloud, CloudLocation) else None,
-                                           locate_cloud=cloud == "detect")
-        self._budget = (None if self.config.carbon_budget_kg is None else CarbonBudget(
-            self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded))
+        self._resolver = IntensityResolver(
+            self.config, cloud=cloud if isinstance(cloud, CloudLocation) else None, locate_cloud=cloud == "detect"
+        )
+        self._budget = (
+            None
+            if self.config.carbon_budget_kg is None
+            else CarbonBudget(self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded)
+        )
         self._lock = threading.RLock()
         self._health = HealthLog(self._lock)
         fork_safety.register(self)
@@ -162,13 +178,18 @@ class TrackingSession:
         from hf_eco2ai.meter.energy_meter import EnergyMeter
 
         sources, host_allowed, self._left_to_local_rank_0 = sources_for_rank(
-            self.config.sources, self.rank_info, include_host)
+            self.config.sources, self.rank_info, include_host
+        )
         if not sources:
             self._nothing_to_measure_reason = "every configured source is node-wide and left to local rank 0"
             return None
         try:
-            return EnergyMeter(sources=list(sources), rate_hz=self.config.rate_hz,
-                               devices=own_gpu_devices(self.rank_info, environ), include_host=host_allowed)
+            return EnergyMeter(
+                sources=list(sources),
+                rate_hz=self.config.rate_hz,
+                devices=own_gpu_devices(self.rank_info, environ),
+                include_host=host_allowed,
+            )
         except SensorUnavailableError as unavailable:
             if sources != ("auto",) or self.config.strict:
                 raise
@@ -281,8 +302,9 @@ class TrackingSession:
                 # mark_step *is* the meter's (Rust) mark, shadowing the no-op method below.
                 self.mark_step = self._meter.mark_step  # type: ignore[method-assign]
             elif self._nothing_to_measure_reason is not None:
-                self._health.warn_once("nothing-measured",
-                                       f"this process measures no energy: {self._nothing_to_measure_reason}")
+                self._health.warn_once(
+                    "nothing-measured", f"this process measures no energy: {self._nothing_to_measure_reason}"
+                )
             self._records = RunRecords([c.name for c in self._channels], [c.parent is None for c in self._channels])
             self._records.set_origin(self._totals()["first_reading_s"])
             if self._records.origin_s is not None:
@@ -292,13 +314,18 @@ class TrackingSession:
             self._rate_point = (time.monotonic(), 0.0)
             self._writer = self._open_writer()
             if self._meter is not None:
-                self._pipeline = DrainPipeline(self._meter, self._records, self._writer, self._health, self.run_id,
-                                               stream_steps=self.config.tracking_mode == "detailed",
-                                               pue=self.config.pue)
+                self._pipeline = DrainPipeline(
+                    self._meter,
+                    self._records,
+                    self._writer,
+                    self._health,
+                    self.run_id,
+                    stream_steps=self.config.tracking_mode == "detailed",
+                    pue=self.config.pue,
+                )
             self._state = "running"
             self._drainer_stop.clear()
-            self._drainer = threading.Thread(target=self._drain_periodically, name="hf-eco2ai-session",
-                                             daemon=True)
+            self._drainer = threading.Thread(target=self._drain_periodically, name="hf-eco2ai-session", daemon=True)
             self._drainer.start()
         return self
 
@@ -310,16 +337,25 @@ class TrackingSession:
             step_file = StepFileWriter(path, self._step_file_format, self.run_id, [c.name for c in self._channels])
             self._steps_file = {"path": str(path), "format": self._step_file_format, "rows": 0}
         if self._store is not None:
-            writer = self._store.writer(on_error=self._on_store_error, step_file=step_file,
-                                        batch_step_rows=self.config.export_batch_size)
-            writer.begin_run(RunIdentity(
-                run_id=self.run_id, project_name=self.config.project_name,
-                experiment_id=self.config.experiment_id, model_name=self.model_name,
-                host=self.rank_info.host, rank=self.rank_info.rank,
-                local_rank=self.rank_info.local_rank, world_size=self.rank_info.world_size,
-                started_unix_s=self._started_unix_s or time.time(), channels=[asdict(c) for c in self._channels],
-                intensity=asdict(self.intensity), config=self.config.as_dict(),
-            ))
+            writer = self._store.writer(
+                on_error=self._on_store_error, step_file=step_file, batch_step_rows=self.config.export_batch_size
+            )
+            writer.begin_run(
+                RunIdentity(
+                    run_id=self.run_id,
+                    project_name=self.config.project_name,
+                    experiment_id=self.config.experiment_id,
+                    model_name=self.model_name,
+                    host=self.rank_info.host,
+                    rank=self.rank_info.rank,
+                    local_rank=self.rank_info.local_rank,
+                    world_size=self.rank_info.world_size,
+                    started_unix_s=self._started_unix_s or time.time(),
+                    channels=[asdict(c) for c in self._channels],
+                    intensity=asdict(self.intensity),
+                    config=self.config.as_dict(),
+                )
+            )
             return writer
         if step_file is not None:
             return RunWriter(None, on_error=self._on_store_error, step_file=step_file)
@@ -391,8 +427,9 @@ class TrackingSession:
 
     # Between steps -------------------------------------------------------------------------------
 
-    def log(self, metrics: Optional[Mapping[str, Any]] = None, step: Optional[int] = None,
-            channel_power: bool = False) -> Dict[str, float]:
+    def log(
+        self, metrics: Optional[Mapping[str, Any]] = None, step: Optional[int] = None, channel_power: bool = False
+    ) -> Dict[str, float]:
         """Record the training loop's metrics and return the energy figures for its logs.
 
         ``metrics`` may hold ``loss``, ``eval_loss``, ``learning_rate`` (kept for the snapshot) and
@@ -407,8 +444,11 @@ class TrackingSession:
         ``carbon/budget_used_fraction``; with ``channel_power``, ``power/<channel>_watts`` (the
         sensor's latest power) for every channel. Empty when the session is not running.
         """
-        numeric = {key: float(value) for key, value in (metrics or {}).items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        numeric = {
+            key: float(value)
+            for key, value in (metrics or {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
         with self._lock:
             if "samples" in numeric:
                 self._samples_total = (self._samples_total or 0.0) + numeric["samples"]
@@ -420,8 +460,9 @@ class TrackingSession:
             now = self._drain_locked()
             self._health.raise_strict_failure()
             # The figures the budget was just checked against, so the figures and the stop agree.
-            figures, self._last_log_point = live.log_figures(now, self._last_log_point, self._samples_total,
-                                                             channel_power)
+            figures, self._last_log_point = live.log_figures(
+                now, self._last_log_point, self._samples_total, channel_power
+            )
             if self._writer is not None and self._store is not None:
                 self._writer.add_log(self.run_id, time.time(), step, {**numeric, **figures})
             return figures
@@ -523,17 +564,30 @@ class TrackingSession:
             self._health.check_meter(totals, now.t_s, self.config.strict)
         self._update_rates_and_budget(now)
         if self._writer is not None and self._store is not None:
-            self._writer.update_latest(self.run_id, live.latest_figures(
-                now, steps_resolved=self._records.steps_resolved, epoch_count=self.epoch_count,
-                energy_rate_kwh_per_hour=self._energy_rate_kwh_per_hour, samples_total=self._samples_total,
-                monitoring_errors_total=self.monitoring_errors_total, latest_metrics=dict(self._latest_metrics),
-            ), asdict(self.intensity))
+            self._writer.update_latest(
+                self.run_id,
+                live.latest_figures(
+                    now,
+                    steps_resolved=self._records.steps_resolved,
+                    epoch_count=self.epoch_count,
+                    energy_rate_kwh_per_hour=self._energy_rate_kwh_per_hour,
+                    samples_total=self._samples_total,
+                    monitoring_errors_total=self.monitoring_errors_total,
+                    latest_metrics=dict(self._latest_metrics),
+                ),
+                asdict(self.intensity),
+            )
         return now
 
     def _figures(self, totals: Mapping[str, Any]) -> live.LiveFigures:
         return live.LiveFigures.from_totals(
-            totals, self._records.relative(totals["t_s"]), self._channels, self.config.pue, self.intensity,
-            None if self._budget is None else self._budget.budget_kg)
+            totals,
+            self._records.relative(totals["t_s"]),
+            self._channels,
+            self.config.pue,
+            self.intensity,
+            None if self._budget is None else self._budget.budget_kg,
+        )
 
     def _update_rates_and_budget(self, now: live.LiveFigures) -> None:
         instant = time.monotonic()
@@ -548,11 +602,17 @@ class TrackingSession:
             return
         status = self._budget.record_total(now.co2_kg_total)
         if status.exceeded:
-            action = ("training is asked to stop" if self._budget.stop_on_exceeded
-                      else "training goes on (stop_on_budget_exceeded is off)")
+            action = (
+                "training is asked to stop"
+                if self._budget.stop_on_exceeded
+                else "training goes on (stop_on_budget_exceeded is off)"
+            )
             # CarbonBudget has logged this already; the report keeps it too.
-            self._health.warn_once("budget-exceeded", f"carbon budget of {status.budget_kg:g} kg CO2e exceeded "
-                                   f"({status.used_kg:.6g} kg used); {action}", log=False)
+            self._health.warn_once(
+                "budget-exceeded",
+                f"carbon budget of {status.budget_kg:g} kg CO2e exceeded ({status.used_kg:.6g} kg used); {action}",
+                log=False,
+            )
 
     def record_monitoring_error(self, error_type: str, error: BaseException, message: Optional[str] = None) -> None:
         """Count a failure that the run survives (a tracker backend, the report files...): every
@@ -565,9 +625,13 @@ class TrackingSession:
 
     def _identity(self) -> Dict[str, Any]:
         return {
-            "run_id": self.run_id, "project_name": self.config.project_name,
-            "experiment_id": self.config.experiment_id, "model_name": self.model_name,
-            "host": self.rank_info.host, "rank": self.rank_info.rank, "local_rank": self.rank_info.local_rank,
+            "run_id": self.run_id,
+            "project_name": self.config.project_name,
+            "experiment_id": self.config.experiment_id,
+            "model_name": self.model_name,
+            "host": self.rank_info.host,
+            "rank": self.rank_info.rank,
+            "local_rank": self.rank_info.local_rank,
             "world_size": self.rank_info.world_size,
         }
 
@@ -595,11 +659,17 @@ class TrackingSession:
             if self._intensity is None or self._state == "new":
                 return None
             return live.snapshot(
-                self._figures(self._totals()), identity=self._identity(), config=self.config,
-                channels=self._channels, epoch_count=self.epoch_count,
-                energy_rate_kwh_per_hour=self._energy_rate_kwh_per_hour, samples_total=self._samples_total,
-                latest_metrics=self._latest_metrics, errors_by_type=self._health.errors_by_type,
-                api_latency_s=self._resolver.api_latency_s, gpus=gpus,
+                self._figures(self._totals()),
+                identity=self._identity(),
+                config=self.config,
+                channels=self._channels,
+                epoch_count=self.epoch_count,
+                energy_rate_kwh_per_hour=self._energy_rate_kwh_per_hour,
+                samples_total=self._samples_total,
+                latest_metrics=self._latest_metrics,
+                errors_by_type=self._health.errors_by_type,
+                api_latency_s=self._resolver.api_latency_s,
+                gpus=gpus,
                 anomalies_by_type=None if self._anomalies_by_type is None else dict(self._anomalies_by_type),
             )
 
@@ -636,16 +706,29 @@ class TrackingSession:
     def _local_report(self) -> Dict[str, Any]:
         warnings = self._resolver.warnings + self._health.warnings
         if self._left_to_local_rank_0:
-            warnings.append({"code": "node-wide-on-local-rank-0", "message": (
-                f"local rank {self.rank_info.local_rank} leaves RAPL and the CPU estimate to local rank 0, "
-                "so that the node is counted once")})
+            warnings.append(
+                {
+                    "code": "node-wide-on-local-rank-0",
+                    "message": (
+                        f"local rank {self.rank_info.local_rank} leaves RAPL and the CPU estimate to local rank 0, "
+                        "so that the node is counted once"
+                    ),
+                }
+            )
         steps_file = None if self._steps_file is None else {**self._steps_file, "rows": self._records.steps_resolved}
         report = build_local_report(
             identity={**self._identity(), "started_unix_s": self._started_unix_s, "ended_unix_s": self._ended_unix_s},
-            config=self.config, channels=self._channels, totals=self._totals(), records=self._records,
-            intensity=self.intensity, budget_kg=None if self._budget is None else self._budget.budget_kg,
-            warnings=warnings, errors_total=self.monitoring_errors_total, samples_total=self._samples_total,
-            steps_file=steps_file, recommendations=self.recommendations(),
+            config=self.config,
+            channels=self._channels,
+            totals=self._totals(),
+            records=self._records,
+            intensity=self.intensity,
+            budget_kg=None if self._budget is None else self._budget.budget_kg,
+            warnings=warnings,
+            errors_total=self.monitoring_errors_total,
+            samples_total=self._samples_total,
+            steps_file=steps_file,
+            recommendations=self.recommendations(),
         )
         # The meter layer's own figures: counter resets, and the energy of windows shorter than
         # the sensor (docs/gpu.md).
@@ -661,7 +744,7 @@ class TrackingSession:
         try:
             return self._meter.window_estimates_section()
         except Exception as error:  # noqa: BLE001 - a report must not fail over an estimate
-            self._count_error("session", error)
+            self._health.count_error("session", error)
             return None
 
     # Exporters -------------------------------------------------------------------------------------
@@ -671,9 +754,14 @@ class TrackingSession:
 
         config = self.config
         return prometheus.start_session_exporter(
-            self, host=config.prometheus_host, port=config.prometheus_port, max_projects=config.max_projects,
-            label_cleanup=config.label_cleanup_enabled, aggregate_similar_models=config.aggregate_similar_models,
-            compress=config.compression_enabled)
+            self,
+            host=config.prometheus_host,
+            port=config.prometheus_port,
+            max_projects=config.max_projects,
+            label_cleanup=config.label_cleanup_enabled,
+            aggregate_similar_models=config.aggregate_similar_models,
+            compress=config.compression_enabled,
+        )
 
     def _push_final_figures(self) -> None:
         from hf_eco2ai.integrations.prometheus.push import push_snapshot
@@ -682,9 +770,12 @@ class TrackingSession:
         if snapshot is None or self.config.prometheus_pushgateway_url is None:
             return
         try:
-            push_snapshot(self.config.prometheus_pushgateway_url, snapshot,
-                          label_cleanup=self.config.label_cleanup_enabled,
-                          aggregate_similar_models=self.config.aggregate_similar_models)
+            push_snapshot(
+                self.config.prometheus_pushgateway_url,
+                snapshot,
+                label_cleanup=self.config.label_cleanup_enabled,
+                aggregate_similar_models=self.config.aggregate_similar_models,
+            )
         except CarbonTrackingError as error:
             self._health.count_error("pushgateway", error)
 
@@ -703,5 +794,6 @@ def _claim_meter_for_one_run(meter: Any) -> None:
     if meter in _CLAIMED_METERS:
         raise ConfigurationError(
             "meter = this EnergyMeter already measured an earlier run; a meter measures one run: pass a new "
-            "EnergyMeter for each run, or none (a meter is then built for each run from the config)")
+            "EnergyMeter for each run, or none (a meter is then built for each run from the config)"
+        )
     _CLAIMED_METERS.add(meter)

@@ -30,8 +30,13 @@ import numpy as np
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.store.tracer_tables import (
-    READABLE_OLDER_VERSIONS, SCHEMA_VERSION as STORE_SCHEMA_VERSION, upgrade_schema,
+    READABLE_OLDER_VERSIONS,
+    upgrade_schema,
 )
+from hf_eco2ai.store.tracer_tables import (
+    SCHEMA_VERSION as STORE_SCHEMA_VERSION,
+)
+
 STORE_FILE_NAME = "runs.sqlite"
 _BUSY_TIMEOUT_MS = 10_000
 
@@ -106,8 +111,9 @@ def default_store_path(output_dir: StorePath) -> Path:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                 check_same_thread=True)
+    connection = sqlite3.connect(
+        str(path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
+    )
     connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     # NORMAL is durable across process crashes in WAL mode; only a power cut can lose the last
     # commits, which is an acceptable trade for not fsyncing on every batch.
@@ -124,8 +130,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     location = path.resolve().as_uri()
     connection: Optional[sqlite3.Connection] = None
     try:
-        connection = sqlite3.connect(f"{location}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                     isolation_level=None)
+        connection = sqlite3.connect(
+            f"{location}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
         connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError as error:
         if connection is not None:
@@ -154,16 +161,32 @@ def _blob_to_floats(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8")
 
 
-def _step_rows(run_id: str, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-               joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> Iterator[Tuple[Any, ...]]:
+def _step_rows(
+    run_id: str,
+    index: np.ndarray,
+    epoch: np.ndarray,
+    t0_s: np.ndarray,
+    t1_s: np.ndarray,
+    joules: np.ndarray,
+    flags: np.ndarray,
+    joules_by_channel: np.ndarray,
+) -> Iterator[Tuple[Any, ...]]:
     # One conversion of each column, then one slice of a single bytes object per row: building
     # a blob per row through numpy costs more than the SQLite insert itself.
     width = joules_by_channel.shape[1] * 8 if joules_by_channel.ndim == 2 else 0
     blob = np.ascontiguousarray(joules_by_channel, dtype="<f8").tobytes()
     epochs = [None if value < 0 else value for value in epoch.tolist()]
     offsets = range(0, len(blob), width) if width else [0] * len(index)
-    return zip([run_id] * len(index), index.tolist(), epochs, t0_s.tolist(), t1_s.tolist(), joules.tolist(),
-               flags.tolist(), [blob[offset:offset + width] for offset in offsets])
+    return zip(
+        [run_id] * len(index),
+        index.tolist(),
+        epochs,
+        t0_s.tolist(),
+        t1_s.tolist(),
+        joules.tolist(),
+        flags.tolist(),
+        [blob[offset : offset + width] for offset in offsets],
+    )
 
 
 class DamagedRunError(ConfigurationError):
@@ -182,7 +205,9 @@ def _json_field(run_id: str, field: str, text: Any, kind: type, optional: bool =
     except (TypeError, ValueError, RecursionError) as error:
         raise DamagedRunError(f"run {run_id}: field {field} is not valid JSON ({type(error).__name__})") from None
     if not isinstance(value, kind):
-        raise DamagedRunError(f"run {run_id}: field {field} holds a JSON {type(value).__name__}, expected {kind.__name__}")
+        raise DamagedRunError(
+            f"run {run_id}: field {field} holds a JSON {type(value).__name__}, expected {kind.__name__}"
+        )
     return value
 
 
@@ -322,8 +347,7 @@ class RunStore:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
             raise ConfigurationError(
-                f"store_path {str(self.path)!r} cannot be used as a run store: {error}; "
-                "give a writable file path"
+                f"store_path {str(self.path)!r} cannot be used as a run store: {error}; give a writable file path"
             ) from error
         self._check_version(version)
 
@@ -368,9 +392,13 @@ class RunStore:
         """The rows of one reading statement, on a connection of its own (read-only when the store is)."""
         return self._read(sql, parameters)
 
-    def writer(self, flush_interval_s: float = 0.5,
-               on_error: Optional[Callable[[BaseException], None]] = None,
-               step_file: Optional["StepSink"] = None, batch_step_rows: Optional[int] = None) -> "RunWriter":
+    def writer(
+        self,
+        flush_interval_s: float = 0.5,
+        on_error: Optional[Callable[[BaseException], None]] = None,
+        step_file: Optional["StepSink"] = None,
+        batch_step_rows: Optional[int] = None,
+    ) -> "RunWriter":
         """A new background writer for this file (starts its thread at once); see ``RunWriter``.
 
         Raises:
@@ -378,8 +406,13 @@ class RunStore:
         """
         if self.read_only:
             raise ConfigurationError(f"store_path {str(self.path)!r} was opened read-only: it has no writer")
-        return RunWriter(self.path, flush_interval_s=flush_interval_s, on_error=on_error, step_file=step_file,
-                         batch_step_rows=batch_step_rows)
+        return RunWriter(
+            self.path,
+            flush_interval_s=flush_interval_s,
+            on_error=on_error,
+            step_file=step_file,
+            batch_step_rows=batch_step_rows,
+        )
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
         connection = _connect_read_only(self.path) if self.read_only else _connect(self.path)
@@ -395,8 +428,7 @@ class RunStore:
             KeyError: no run, or more than one run, matches; the message lists the candidates.
         """
         escaped = run_id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._read("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id",
-                          (escaped + "%",))
+        rows = self._read("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id", (escaped + "%",))
         ids = [row[0] for row in rows]
         if run_id_or_prefix in ids:
             return run_id_or_prefix
@@ -421,22 +453,32 @@ class RunStore:
         if status == "running" and row[4] == socket.gethostname() and not _pid_is_alive(pid):
             status = "interrupted"
         return RunSummary(
-            run_id=run_id, project_name=_text_field(run_id, "project_name", row[1]) or "",
+            run_id=run_id,
+            project_name=_text_field(run_id, "project_name", row[1]) or "",
             experiment_id=_text_field(run_id, "experiment_id", row[2], optional=True),
             model_name=_text_field(run_id, "model_name", row[3], optional=True),
-            host=_text_field(run_id, "host", row[4]) or "", pid=pid, rank=_int_field(run_id, "rank", row[6]),
-            local_rank=_int_field(run_id, "local_rank", row[7]), world_size=_int_field(run_id, "world_size", row[8]),
-            status=status or "", started_unix_s=_time_field(run_id, "started_unix_s", row[10]) or 0.0,
+            host=_text_field(run_id, "host", row[4]) or "",
+            pid=pid,
+            rank=_int_field(run_id, "rank", row[6]),
+            local_rank=_int_field(run_id, "local_rank", row[7]),
+            world_size=_int_field(run_id, "world_size", row[8]),
+            status=status or "",
+            started_unix_s=_time_field(run_id, "started_unix_s", row[10]) or 0.0,
             ended_unix_s=_time_field(run_id, "ended_unix_s", row[11], optional=True),
             updated_unix_s=_time_field(run_id, "updated_unix_s", row[12]) or 0.0,
             channels=_json_field(run_id, "channels_json", row[13], list, optional=False),
             intensity=_json_field(run_id, "intensity_json", row[14], dict),
             config=_json_field(run_id, "config_json", row[15], dict),
-            latest=_json_field(run_id, "latest_json", row[16], dict) or {}, step_count=row[17],
+            latest=_json_field(run_id, "latest_json", row[16], dict) or {},
+            step_count=row[17],
         )
 
-    def list_runs(self, project_name: Optional[str] = None, limit: Optional[int] = None,
-                  on_damaged: Optional[Callable[[DamagedRunError], None]] = None) -> List[RunSummary]:
+    def list_runs(
+        self,
+        project_name: Optional[str] = None,
+        limit: Optional[int] = None,
+        on_damaged: Optional[Callable[[DamagedRunError], None]] = None,
+    ) -> List[RunSummary]:
         """Runs, newest first; only ``project_name``'s when given; at most ``limit``.
 
         Raises:
@@ -488,8 +530,9 @@ class RunStore:
         channel_names = [channel["name"] for channel in summary.channels]
         by_channel = np.zeros((len(rows), len(channel_names)))
         for position, row in enumerate(rows):
-            by_channel[position, :] = _floats_field(summary.run_id, "steps.joules_by_channel", row[6],
-                                                    len(channel_names))
+            by_channel[position, :] = _floats_field(
+                summary.run_id, "steps.joules_by_channel", row[6], len(channel_names)
+            )
         return StoredSteps(
             channels=channel_names,
             index=np.array([row[0] for row in rows], dtype=np.int64),
@@ -507,13 +550,23 @@ class RunStore:
         summary = self.get_run(run_id_or_prefix)
         channel_names = [channel["name"] for channel in summary.channels]
         rows = self._read(
-            "SELECT name, t0_s, t1_s, joules, flags, joules_by_channel FROM windows "
-            "WHERE run_id = ? ORDER BY t0_s", (summary.run_id,),
+            "SELECT name, t0_s, t1_s, joules, flags, joules_by_channel FROM windows WHERE run_id = ? ORDER BY t0_s",
+            (summary.run_id,),
         )
         return [
-            {"name": row[0], "t0_s": row[1], "t1_s": row[2], "joules": row[3], "flags": row[4],
-             "joules_by_channel": dict(zip(channel_names, _floats_field(
-                 summary.run_id, "windows.joules_by_channel", row[5], len(channel_names)).tolist()))}
+            {
+                "name": row[0],
+                "t0_s": row[1],
+                "t1_s": row[2],
+                "joules": row[3],
+                "flags": row[4],
+                "joules_by_channel": dict(
+                    zip(
+                        channel_names,
+                        _floats_field(summary.run_id, "windows.joules_by_channel", row[5], len(channel_names)).tolist(),
+                    )
+                ),
+            }
             for row in rows
         ]
 
@@ -521,8 +574,7 @@ class RunStore:
         """The run's power samples: times (s since run start) and watts per channel."""
         summary = self.get_run(run_id_or_prefix)
         channel_names = [channel["name"] for channel in summary.channels]
-        rows = self._read("SELECT t_s, watts_by_channel FROM power WHERE run_id = ? ORDER BY t_s",
-                          (summary.run_id,))
+        rows = self._read("SELECT t_s, watts_by_channel FROM power WHERE run_id = ? ORDER BY t_s", (summary.run_id,))
         watts: Dict[str, List[float]] = {name: [] for name in channel_names}
         for _, blob in rows:
             values = _floats_field(summary.run_id, "power.watts_by_channel", blob, len(channel_names))
@@ -533,10 +585,13 @@ class RunStore:
     def logs(self, run_id_or_prefix: str) -> List[Dict[str, Any]]:
         """Metrics logged through ``TrackingSession.log`` in order, each with ``unix_time_s``/``step``."""
         run_id = self.resolve_run_id(run_id_or_prefix)
-        rows = self._read("SELECT unix_time_s, step, metrics_json FROM logs WHERE run_id = ? "
-                          "ORDER BY unix_time_s", (run_id,))
-        return [{"unix_time_s": row[0], "step": row[1], **_json_field(run_id, "metrics_json", row[2], dict, optional=False)}
-                for row in rows]
+        rows = self._read(
+            "SELECT unix_time_s, step, metrics_json FROM logs WHERE run_id = ? ORDER BY unix_time_s", (run_id,)
+        )
+        return [
+            {"unix_time_s": row[0], "step": row[1], **_json_field(run_id, "metrics_json", row[2], dict, optional=False)}
+            for row in rows
+        ]
 
     def report(self, run_id_or_prefix: str) -> Optional[Dict[str, Any]]:
         """The run's final ``tracking_data`` report, or None if the run never finished."""
@@ -605,8 +660,11 @@ def _bounded(operations: List[_Operation], max_rows: int) -> Tuple[List[_Operati
     """``operations`` with the oldest droppable ones removed until at most ``max_rows`` remain,
     and the number of rows removed. Only the newest ``latest`` of each run is kept."""
     newest_latest = {payload[0]: position for position, (kind, payload) in enumerate(operations) if kind == "latest"}
-    kept = [operation for position, operation in enumerate(operations)
-            if operation[0] != "latest" or newest_latest[operation[1][0]] == position]
+    kept = [
+        operation
+        for position, operation in enumerate(operations)
+        if operation[0] != "latest" or newest_latest[operation[1][0]] == position
+    ]
     excess = sum(_row_count(operation) for operation in kept) - max_rows
     dropped = 0
     result: List[_Operation] = []
@@ -629,8 +687,17 @@ _ROWS_PER_INSERT = 256
 class StepSink(Protocol):
     """Where the writer thread streams step batches besides the store (the per-step file)."""
 
-    def write(self, index: np.ndarray, epoch: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray,
-              joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray, carbon: Any) -> None: ...
+    def write(
+        self,
+        index: np.ndarray,
+        epoch: np.ndarray,
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+        carbon: Any,
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -670,16 +737,22 @@ class RunWriter:
             for the interval.
     """
 
-    def __init__(self, path: Optional[StorePath], flush_interval_s: float = 0.5,
-                 on_error: Optional[Callable[[BaseException], None]] = None,
-                 max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS,
-                 step_file: Optional[StepSink] = None, batch_step_rows: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        path: Optional[StorePath],
+        flush_interval_s: float = 0.5,
+        on_error: Optional[Callable[[BaseException], None]] = None,
+        max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS,
+        step_file: Optional[StepSink] = None,
+        batch_step_rows: Optional[int] = None,
+    ) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
                 f"flush_interval_s is {flush_interval_s!r}; it must be a positive number of seconds"
             )
-        if batch_step_rows is not None and (isinstance(batch_step_rows, bool) or not isinstance(batch_step_rows, int)
-                                            or batch_step_rows < 1):
+        if batch_step_rows is not None and (
+            isinstance(batch_step_rows, bool) or not isinstance(batch_step_rows, int) or batch_step_rows < 1
+        ):
             raise ConfigurationError(f"batch_step_rows is {batch_step_rows!r}; it must be an integer >= 1 or None")
         self.batch_step_rows = batch_step_rows
         self.path = None if path is None else Path(path)
@@ -705,9 +778,18 @@ class RunWriter:
         """Record a new run as ``running``."""
         self._queue.put(("begin", identity))
 
-    def add_steps(self, run_id: str, index: np.ndarray, epoch: np.ndarray,
-                  t0_s: np.ndarray, t1_s: np.ndarray, joules: np.ndarray, flags: np.ndarray,
-                  joules_by_channel: np.ndarray, carbon: Any = None) -> None:
+    def add_steps(
+        self,
+        run_id: str,
+        index: np.ndarray,
+        epoch: np.ndarray,
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+        carbon: Any = None,
+    ) -> None:
         """Queue step records: columns as in ``StepRecords``, ``joules`` the top-level sum (J),
         ``epoch`` negative for none; ``carbon`` (a ``StepCarbon``) goes to the step file with them.
         The arrays are kept as given (the caller must not change them), so the rows are built on
@@ -721,12 +803,27 @@ class RunWriter:
             self._queued_step_rows += rows
         self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel, carbon)))
 
-    def add_windows(self, run_id: str, names: Sequence[str], t0_s: np.ndarray, t1_s: np.ndarray,
-                    joules: np.ndarray, flags: np.ndarray, joules_by_channel: np.ndarray) -> None:
+    def add_windows(
+        self,
+        run_id: str,
+        names: Sequence[str],
+        t0_s: np.ndarray,
+        t1_s: np.ndarray,
+        joules: np.ndarray,
+        flags: np.ndarray,
+        joules_by_channel: np.ndarray,
+    ) -> None:
         """Queue window records."""
         rows = [
-            (run_id, str(names[i]), float(t0_s[i]), float(t1_s[i]), float(joules[i]), int(flags[i]),
-             _floats_to_blob(joules_by_channel[i]))
+            (
+                run_id,
+                str(names[i]),
+                float(t0_s[i]),
+                float(t1_s[i]),
+                float(joules[i]),
+                int(flags[i]),
+                _floats_to_blob(joules_by_channel[i]),
+            )
             for i in range(len(names))
         ]
         if rows:
@@ -736,19 +833,18 @@ class RunWriter:
         """Queue one power sample: seconds since run start, W per channel in channel order."""
         self._queue.put(("power", (run_id, float(t_s), _floats_to_blob(watts_by_channel))))
 
-    def add_log(self, run_id: str, unix_time_s: float, step: Optional[int],
-                metrics: Mapping[str, Any]) -> None:
+    def add_log(self, run_id: str, unix_time_s: float, step: Optional[int], metrics: Mapping[str, Any]) -> None:
         """Queue one set of logged metrics (JSON types; the mapping must not change afterwards)."""
         self._queue.put(("log", (run_id, float(unix_time_s), step, metrics)))
 
-    def update_latest(self, run_id: str, latest: Mapping[str, Any],
-                      intensity: Optional[Mapping[str, Any]] = None) -> None:
+    def update_latest(
+        self, run_id: str, latest: Mapping[str, Any], intensity: Optional[Mapping[str, Any]] = None
+    ) -> None:
         """Replace the run's latest figures (and its intensity when given); the mappings must not
         change afterwards (they are serialised on the writer's thread)."""
         self._queue.put(("latest", (run_id, latest, intensity)))
 
-    def finish_run(self, run_id: str, status: str, ended_unix_s: float,
-                   report: Optional[Mapping[str, Any]]) -> None:
+    def finish_run(self, run_id: str, status: str, ended_unix_s: float, report: Optional[Mapping[str, Any]]) -> None:
         """Mark the run ``finished``/``failed`` and keep its final report (serialised on the
         writer's thread: the mapping's values must not change afterwards)."""
         # A shallow copy: the caller may add sections (``training``) to its own dict afterwards.
@@ -918,12 +1014,22 @@ class RunWriter:
                         "host, pid, rank, local_rank, world_size, status, started_unix_s, ended_unix_s, "
                         "updated_unix_s, channels_json, intensity_json, config_json, latest_json) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?, ?, ?, NULL)",
-                        (identity.run_id, identity.project_name, identity.experiment_id,
-                         identity.model_name, identity.host, os.getpid(), identity.rank,
-                         identity.local_rank, identity.world_size, identity.started_unix_s, now,
-                         json.dumps(identity.channels),
-                         None if identity.intensity is None else json.dumps(identity.intensity),
-                         None if identity.config is None else json.dumps(identity.config)),
+                        (
+                            identity.run_id,
+                            identity.project_name,
+                            identity.experiment_id,
+                            identity.model_name,
+                            identity.host,
+                            os.getpid(),
+                            identity.rank,
+                            identity.local_rank,
+                            identity.world_size,
+                            identity.started_unix_s,
+                            now,
+                            json.dumps(identity.channels),
+                            None if identity.intensity is None else json.dumps(identity.intensity),
+                            None if identity.config is None else json.dumps(identity.config),
+                        ),
                     )
                 elif kind == "steps":
                     rows = list(_step_rows(*payload[:8]))
@@ -931,40 +1037,50 @@ class RunWriter:
                         connection.executemany(
                             "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "
                             "flags, joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            rows[first:first + _ROWS_PER_INSERT])
+                            rows[first : first + _ROWS_PER_INSERT],
+                        )
                         # The training thread's next log should not wait a whole switch interval
                         # (5 ms) for the interpreter while a large batch goes in.
                         time.sleep(0)
                 elif kind == "windows":
                     connection.executemany(
                         "INSERT INTO windows (run_id, name, t0_s, t1_s, joules, flags, "
-                        "joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?)", payload)
+                        "joules_by_channel) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        payload,
+                    )
                 elif kind == "power":
-                    connection.execute(
-                        "INSERT INTO power (run_id, t_s, watts_by_channel) VALUES (?, ?, ?)", payload)
+                    connection.execute("INSERT INTO power (run_id, t_s, watts_by_channel) VALUES (?, ?, ?)", payload)
                 elif kind == "log":
                     run_id, unix_time_s, step, metrics = payload
                     connection.execute(
                         "INSERT INTO logs (run_id, unix_time_s, step, metrics_json) VALUES (?, ?, ?, ?)",
-                        (run_id, unix_time_s, step, json.dumps(dict(metrics))))
+                        (run_id, unix_time_s, step, json.dumps(dict(metrics))),
+                    )
                 elif kind == "latest":
                     run_id, latest, intensity = payload
                     connection.execute(
                         "UPDATE runs SET latest_json = ?, updated_unix_s = ?, "
                         "intensity_json = COALESCE(?, intensity_json) WHERE run_id = ?",
-                        (json.dumps(dict(latest)), now, None if intensity is None else json.dumps(dict(intensity)),
-                         run_id))
+                        (
+                            json.dumps(dict(latest)),
+                            now,
+                            None if intensity is None else json.dumps(dict(intensity)),
+                            run_id,
+                        ),
+                    )
                 elif kind == "rows":
                     connection.executemany(*payload)
                 elif kind == "finish":
                     run_id, status, ended_unix_s, report_json = payload
                     connection.execute(
                         "UPDATE runs SET status = ?, ended_unix_s = ?, updated_unix_s = ? WHERE run_id = ?",
-                        (status, ended_unix_s, now, run_id))
+                        (status, ended_unix_s, now, run_id),
+                    )
                     if report_json is not None:
                         connection.execute(
-                            "INSERT OR REPLACE INTO reports (run_id, created_unix_s, report_json) "
-                            "VALUES (?, ?, ?)", (run_id, now, report_json))
+                            "INSERT OR REPLACE INTO reports (run_id, created_unix_s, report_json) VALUES (?, ?, ?)",
+                            (run_id, now, report_json),
+                        )
             connection.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back after some errors (SQLITE_FULL among them); a second

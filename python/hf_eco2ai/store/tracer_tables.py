@@ -79,8 +79,18 @@ CREATE TABLE IF NOT EXISTS anomalies (
 
 TRACER_TABLES = ("tracer_runs", "step_statistics", "checkpoints", "anomalies")
 # Every table that holds rows of a run, for deleting a run whole.
-RUN_TABLES = ("steps", "windows", "power", "logs", "reports", "tracer_runs", "step_statistics",
-              "checkpoints", "anomalies", "runs")
+RUN_TABLES = (
+    "steps",
+    "windows",
+    "power",
+    "logs",
+    "reports",
+    "tracer_runs",
+    "step_statistics",
+    "checkpoints",
+    "anomalies",
+    "runs",
+)
 
 INSERT_STEP_STATISTICS = (
     "INSERT OR REPLACE INTO step_statistics (run_id, first_step, last_step, row_count, layer_count, steps, "
@@ -138,5 +148,7 @@ def runs_started_before(connection: sqlite3.Connection, project_name: str, cutof
     written nothing since (a process killed mid-run leaves its run ``running`` for ever)."""
     rows: Iterable = connection.execute(
         "SELECT run_id FROM runs WHERE project_name = ? AND started_unix_s < ? "
-        "AND (status != 'running' OR updated_unix_s < ?)", (project_name, cutoff_unix_s, cutoff_unix_s))
+        "AND (status != 'running' OR updated_unix_s < ?)",
+        (project_name, cutoff_unix_s, cutoff_unix_s),
+    )
     return [row[0] for row in rows]

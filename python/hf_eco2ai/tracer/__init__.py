@@ -52,8 +52,18 @@ _LAZY_EXPORTS = {
     "LightningCallback": "hf_eco2ai.tracer.integrations",
 }
 
-__all__ = ["ANOMALY_TYPES", "TracerConfig", "TrainingTracer", "current", "finish", "init", "log", "step",
-           "watch", *_LAZY_EXPORTS]
+__all__ = [
+    "ANOMALY_TYPES",
+    "TracerConfig",
+    "TrainingTracer",
+    "current",
+    "finish",
+    "init",
+    "log",
+    "step",
+    "watch",
+    *_LAZY_EXPORTS,
+]
 
 _active: Optional[TrainingTracer] = None
 _EXTRA_ARGUMENTS = ("carbon_config", "meter")

@@ -29,7 +29,8 @@ def _backend(storage_path: str) -> StorageBackend:
     if not config.store_file.is_file():
         raise ConfigurationError(
             f"storage_path {storage_path!r} holds no run store ({config.store_file} does not exist); "
-            "pass the storage_path the runs were traced with")
+            "pass the storage_path the runs were traced with"
+        )
     return StorageBackend(config)
 
 
@@ -72,12 +73,21 @@ class QueryEngine:
         steps_checkpointed = checkpoints[-1]["step"] + 1 if checkpoints else 0
         total_norm = total_norms(statistics)
         return {
-            "run_id": run_id, "run_name": details["run_name"], "project_name": run.project_name,
-            "status": run.status, "start_time": run.started_unix_s, "end_time": run.ended_unix_s,
+            "run_id": run_id,
+            "run_name": details["run_name"],
+            "project_name": run.project_name,
+            "status": run.status,
+            "start_time": run.started_unix_s,
+            "end_time": run.ended_unix_s,
             "total_steps": max(steps_stored, steps_checkpointed, int(run.latest.get("steps_marked") or 0)),
-            "final_metrics": final_metrics, "checkpoints": len(checkpoints), "anomalies": counts,
-            "final_gradient_norm": _last_finite(total_norm), "energy_kwh": run.energy_kwh_total,
-            "co2_kg": run.co2_kg_total, "tags": details["tags"], "notes": details["notes"],
+            "final_metrics": final_metrics,
+            "checkpoints": len(checkpoints),
+            "anomalies": counts,
+            "final_gradient_norm": _last_finite(total_norm),
+            "energy_kwh": run.energy_kwh_total,
+            "co2_kg": run.co2_kg_total,
+            "tags": details["tags"],
+            "notes": details["notes"],
         }
 
     def metric_curve(self, run_id: str, metric: str) -> Dict[str, List[Any]]:
@@ -95,8 +105,10 @@ class QueryEngine:
                 mask = statistics.has_gradients
                 values = total_norms(statistics)[mask]
             if mask.any() or metric == "gradient_norm":
-                return {"steps": statistics.steps[mask].tolist(),
-                        "values": [float(v) if np.isfinite(v) else None for v in values.tolist()]}
+                return {
+                    "steps": statistics.steps[mask].tolist(),
+                    "values": [float(v) if np.isfinite(v) else None for v in values.tolist()],
+                }
         points = [(c["step"], c["metrics"][metric]) for c in storage.get_checkpoints(run_id) if metric in c["metrics"]]
         return {"steps": [step for step, _ in points], "values": [value for _, value in points]}
 
@@ -112,16 +124,22 @@ class QueryEngine:
             a, b = figures[0]["final"], figures[1]["final"]
             difference = None if a is None or b is None else b - a
             compared[metric] = {
-                "run1": figures[0], "run2": figures[1], "difference": difference,
+                "run1": figures[0],
+                "run2": figures[1],
+                "difference": difference,
                 "relative_change": None if difference is None or not a else difference / abs(a),
             }
         return {
-            "run1": first, "run2": second, "metrics": compared,
+            "run1": first,
+            "run2": second,
+            "metrics": compared,
             "total_steps": {"run1": summaries[0]["total_steps"], "run2": summaries[1]["total_steps"]},
             "energy_kwh": {"run1": summaries[0]["energy_kwh"], "run2": summaries[1]["energy_kwh"]},
         }
 
-    def find_anomalous_checkpoints(self, run_id: str, anomaly_types: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+    def find_anomalous_checkpoints(
+        self, run_id: str, anomaly_types: Optional[Sequence[str]] = None
+    ) -> List[Dict[str, Any]]:
         """The checkpoints whose span (after the previous checkpoint, up to and including their
         step) holds an anomaly of ``anomaly_types`` (every type when None); each checkpoint dict
         gets the ``anomalies`` it covers. An anomaly after the last checkpoint is reported with a
@@ -141,8 +159,15 @@ class QueryEngine:
         for anomaly in anomalies:
             covering = next((c for c in checkpoints if c["step"] >= anomaly["step"]), None)
             if covering is None:
-                covering = {"run_id": run_id, "step": anomaly["step"], "timestamp": None, "metrics": None,
-                            "gradient_stats": None, "system_metrics": None, "energy_joules": None}
+                covering = {
+                    "run_id": run_id,
+                    "step": anomaly["step"],
+                    "timestamp": None,
+                    "metrics": None,
+                    "gradient_stats": None,
+                    "system_metrics": None,
+                    "energy_joules": None,
+                }
             entry = found.setdefault(covering["step"], {**covering, "anomalies": []})
             entry["anomalies"].append(anomaly)
         return [found[step] for step in sorted(found)]
@@ -196,8 +221,9 @@ class AnomalyDetector:
         storage = self.storage
         run_id = _run_id(storage, run_id)
         details = storage.get_run(run_id)
-        config = self.config or (TracerConfig.from_dict(details["config"]) if details["config"] else
-                                 TracerConfig(project_name="offline"))
+        config = self.config or (
+            TracerConfig.from_dict(details["config"]) if details["config"] else TracerConfig(project_name="offline")
+        )
         statistics = storage.get_step_statistics(run_id)
         ring = new_ring(config, statistics.layers)
         # A ring without layers keeps one unused slot; rows then carry none.
@@ -232,5 +258,9 @@ def _last_finite(values: np.ndarray) -> Optional[float]:
 
 def _curve_figures(values: Sequence[Any]) -> Dict[str, Optional[float]]:
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)]
-    return {"final": numbers[-1] if numbers else None, "min": min(numbers) if numbers else None,
-            "mean": float(np.mean(numbers)) if numbers else None, "points": len(values)}
+    return {
+        "final": numbers[-1] if numbers else None,
+        "min": min(numbers) if numbers else None,
+        "mean": float(np.mean(numbers)) if numbers else None,
+        "points": len(values),
+    }

@@ -37,9 +37,18 @@ def as_records(raw: Sequence[RawAnomaly], names: Sequence[str], run_id: str) -> 
     """Anomaly dicts: ``run_id``, ``step``, ``type``, ``layer``, ``value``, ``threshold`` (the limit
     crossed) and ``statistic`` (the rolling median it was compared with, or the run length of a
     vanishing gradient; None while the window was filling)."""
-    return [{"run_id": run_id, "step": int(step), "type": kind, "layer": names[series], "value": value,
-             "threshold": threshold, "statistic": None if statistic != statistic else statistic}
-            for step, kind, series, value, threshold, statistic in raw]
+    return [
+        {
+            "run_id": run_id,
+            "step": int(step),
+            "type": kind,
+            "layer": names[series],
+            "value": value,
+            "threshold": threshold,
+            "statistic": None if statistic != statistic else statistic,
+        }
+        for step, kind, series, value, threshold, statistic in raw
+    ]
 
 
 def sort_key(anomaly: Dict[str, Any]) -> Tuple[int, str, str]:
@@ -54,9 +63,16 @@ def log_anomalies(records: Sequence[Dict[str, Any]]) -> None:
     for (step, kind), found in grouped.items():
         first = found[0]
         layers = ", ".join(record["layer"] for record in found[:5]) + (
-            f" and {len(found) - 5} more" if len(found) > 5 else "")
+            f" and {len(found) - 5} more" if len(found) > 5 else ""
+        )
         statistic = first["statistic"]
         logger.warning(
             "hf_eco2ai tracer: %s at step %d in %s: %s = %.6g, threshold %.6g%s",
-            kind, step, layers, first["layer"], first["value"], first["threshold"],
-            "" if statistic is None else f", rolling statistic {statistic:.6g}")
+            kind,
+            step,
+            layers,
+            first["layer"],
+            first["value"],
+            first["threshold"],
+            "" if statistic is None else f", rolling statistic {statistic:.6g}",
+        )

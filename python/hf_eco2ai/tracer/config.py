@@ -16,7 +16,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from hf_eco2ai.errors import ConfigurationError
 
 ANOMALY_TYPES: Tuple[str, ...] = (
-    "gradient_explosion", "vanishing_gradient", "nan_or_inf", "loss_spike", "memory_spike",
+    "gradient_explosion",
+    "vanishing_gradient",
+    "nan_or_inf",
+    "loss_spike",
+    "memory_spike",
 )
 DEFAULT_STORAGE_PATH = "./.tracer"
 
@@ -129,10 +133,16 @@ class TracerConfig:
         for name in ("track_gradients", "track_system_metrics", "async_writes"):
             _flag(name, getattr(self, name))
         if self.gradient_layers is not None:
-            if isinstance(self.gradient_layers, str) or not self.gradient_layers or not all(
-                    isinstance(pattern, str) and pattern for pattern in self.gradient_layers):
-                raise _fail("gradient_layers", self.gradient_layers,
-                            "expected None or a non-empty list of glob patterns over parameter names")
+            if (
+                isinstance(self.gradient_layers, str)
+                or not self.gradient_layers
+                or not all(isinstance(pattern, str) and pattern for pattern in self.gradient_layers)
+            ):
+                raise _fail(
+                    "gradient_layers",
+                    self.gradient_layers,
+                    "expected None or a non-empty list of glob patterns over parameter names",
+                )
             self.gradient_layers = list(self.gradient_layers)
         _integer("write_buffer_size", self.write_buffer_size, 1)
         _integer("max_workers", self.max_workers, 1)
@@ -140,14 +150,20 @@ class TracerConfig:
         _integer("anomaly_window", self.anomaly_window, 3)
         _integer("anomaly_min_history", self.anomaly_min_history, 1)
         if self.anomaly_min_history > self.anomaly_window:
-            raise _fail("anomaly_min_history", self.anomaly_min_history,
-                        f"it must not exceed anomaly_window ({self.anomaly_window})")
+            raise _fail(
+                "anomaly_min_history",
+                self.anomaly_min_history,
+                f"it must not exceed anomaly_window ({self.anomaly_window})",
+            )
         for name in ("explosion_factor", "loss_z_threshold", "memory_spike_factor"):
             _positive(name, getattr(self, name))
         if self.explosion_threshold is not None:
             _positive("explosion_threshold", self.explosion_threshold)
-        if isinstance(self.vanishing_eps, bool) or not isinstance(self.vanishing_eps, (int, float)) or not (
-                math.isfinite(self.vanishing_eps) and self.vanishing_eps >= 0):
+        if (
+            isinstance(self.vanishing_eps, bool)
+            or not isinstance(self.vanishing_eps, (int, float))
+            or not (math.isfinite(self.vanishing_eps) and self.vanishing_eps >= 0)
+        ):
             raise _fail("vanishing_eps", self.vanishing_eps, "expected a finite number >= 0")
         _integer("vanishing_steps", self.vanishing_steps, 1)
         self.stop_on_anomaly = _stop_types(self.stop_on_anomaly)
@@ -166,12 +182,17 @@ class TracerConfig:
 
     def ring_arguments(self) -> Dict[str, Any]:
         """The keyword arguments of ``hf_eco2ai._core.GradientRing`` for these thresholds."""
-        return dict(history_capacity=self.history_size, window=self.anomaly_window,
-                    min_history=self.anomaly_min_history, explosion_factor=float(self.explosion_factor),
-                    explosion_threshold=None if self.explosion_threshold is None else float(self.explosion_threshold),
-                    vanishing_eps=float(self.vanishing_eps), vanishing_steps=self.vanishing_steps,
-                    loss_z_threshold=float(self.loss_z_threshold),
-                    memory_spike_factor=float(self.memory_spike_factor))
+        return dict(
+            history_capacity=self.history_size,
+            window=self.anomaly_window,
+            min_history=self.anomaly_min_history,
+            explosion_factor=float(self.explosion_factor),
+            explosion_threshold=None if self.explosion_threshold is None else float(self.explosion_threshold),
+            vanishing_eps=float(self.vanishing_eps),
+            vanishing_steps=self.vanishing_steps,
+            loss_z_threshold=float(self.loss_z_threshold),
+            memory_spike_factor=float(self.memory_spike_factor),
+        )
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -191,7 +212,9 @@ def _stop_types(value: Any) -> Union[bool, List[str]]:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise _fail("stop_on_anomaly", value, f"expected True, False or a list of anomaly types from {list(ANOMALY_TYPES)}")
+        raise _fail(
+            "stop_on_anomaly", value, f"expected True, False or a list of anomaly types from {list(ANOMALY_TYPES)}"
+        )
     unknown = [item for item in value if item not in ANOMALY_TYPES]
     if unknown:
         raise _fail("stop_on_anomaly", value, f"unknown anomaly type(s) {unknown}; known: {list(ANOMALY_TYPES)}")

@@ -44,8 +44,10 @@ def gradient_section(storage: StorageBackend, run_id: str) -> Optional[Dict[str,
         "steps": [int(step) for step in steps[keep]],
         "norms": series,
         "layers_total": len(statistics.layers),
-        "anomalies": [{key: anomaly[key] for key in ("step", "type", "layer", "value", "threshold", "statistic")}
-                      for anomaly in anomalies[:MAX_ANOMALIES]],
+        "anomalies": [
+            {key: anomaly[key] for key in ("step", "type", "layer", "value", "threshold", "statistic")}
+            for anomaly in anomalies[:MAX_ANOMALIES]
+        ],
         "anomalies_total": len(anomalies),
     }
 

@@ -90,13 +90,19 @@ class StepRows:
         if rows <= 0:
             return
         gradients = None if self._gradients is None else self._gradients[:rows].copy()
-        self._sink(self._steps[:rows].copy(), self._recorded[:rows].copy(), self._loss[:rows].copy(),
-                   self._memory[:rows].copy(), gradients, self._has_gradients[:rows].copy())
+        self._sink(
+            self._steps[:rows].copy(),
+            self._recorded[:rows].copy(),
+            self._loss[:rows].copy(),
+            self._memory[:rows].copy(),
+            gradients,
+            self._has_gradients[:rows].copy(),
+        )
         left = self._count - rows
         for array in (self._steps, self._recorded, self._loss, self._memory, self._has_gradients):
-            array[:left] = array[rows:self._count]
+            array[:left] = array[rows : self._count]
         if self._gradients is not None:
-            self._gradients[:left] = self._gradients[rows:self._count]
+            self._gradients[:left] = self._gradients[rows : self._count]
         self._count = left
         if left:
             self._first_step = int(self._steps[0])

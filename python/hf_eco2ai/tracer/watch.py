@@ -43,7 +43,9 @@ _PINNED_SLOTS = 4
 _COUNT_CHUNK_ELEMENTS = 1 << 26
 
 
-def layer_groups(parameter_names: Sequence[str], gradient_layers: Optional[Sequence[str]]) -> Tuple[List[str], List[int]]:
+def layer_groups(
+    parameter_names: Sequence[str], gradient_layers: Optional[Sequence[str]]
+) -> Tuple[List[str], List[int]]:
     """Group names and, per parameter, its group index (-1: not watched).
 
     Without patterns each layer is the module that owns the parameter (``encoder.0.weight`` and
@@ -61,8 +63,10 @@ def layer_groups(parameter_names: Sequence[str], gradient_layers: Optional[Seque
                 names.append(layer)
             group_of.append(position[layer])
         return names, group_of
-    group_of = [next((i for i, pattern in enumerate(gradient_layers) if fnmatch.fnmatchcase(name, pattern)), -1)
-                for name in parameter_names]
+    group_of = [
+        next((i for i, pattern in enumerate(gradient_layers) if fnmatch.fnmatchcase(name, pattern)), -1)
+        for name in parameter_names
+    ]
     return list(gradient_layers), group_of
 
 
@@ -83,23 +87,26 @@ class GradientWatcher:
         ConfigurationError: the model has no trainable parameter, or a pattern matches none.
     """
 
-    def __init__(self, model: Any, gradient_layers: Optional[Sequence[str]], sink: RowSink,
-                 optimizer_hook: bool = True) -> None:
+    def __init__(
+        self, model: Any, gradient_layers: Optional[Sequence[str]], sink: RowSink, optimizer_hook: bool = True
+    ) -> None:
         import torch
         from torch.optim.optimizer import register_optimizer_step_pre_hook
 
         self._torch = torch
         named = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
         if not named:
-            raise ConfigurationError("watch(model): the model has no parameter with requires_grad=True; "
-                                     "there are no gradients to watch")
+            raise ConfigurationError(
+                "watch(model): the model has no parameter with requires_grad=True; there are no gradients to watch"
+            )
         self.layer_names, group_of = layer_groups([name for name, _ in named], gradient_layers)
         if gradient_layers is not None:
             unmatched = [pattern for index, pattern in enumerate(gradient_layers) if index not in group_of]
             if unmatched:
                 raise ConfigurationError(
                     f"gradient_layers = {list(gradient_layers)!r}: pattern(s) {unmatched} match no parameter of "
-                    f"the model; parameter names look like {named[0][0]!r}")
+                    f"the model; parameter names look like {named[0][0]!r}"
+                )
         kept = [(parameter, group) for (_, parameter), group in zip(named, group_of) if group >= 0]
         self._parameters = [parameter for parameter, _ in kept]
         self._groups = [group for _, group in kept]
@@ -120,8 +127,9 @@ class GradientWatcher:
         self._in_flight: Deque[Tuple[int, Any, Any]] = deque()
         self._free_slots: List[Any] = []
         if self._on_gpu:
-            self._free_slots = [torch.empty((layers, 3), dtype=torch.float32, pin_memory=True)
-                                for _ in range(_PINNED_SLOTS)]
+            self._free_slots = [
+                torch.empty((layers, 3), dtype=torch.float32, pin_memory=True) for _ in range(_PINNED_SLOTS)
+            ]
         self.captures = 0
         self._hook = register_optimizer_step_pre_hook(self._before_optimizer_step) if optimizer_hook else None
 
@@ -140,8 +148,11 @@ class GradientWatcher:
     def _owns(self, optimizer: Any) -> bool:
         known = self._owned_optimizers.get(id(optimizer))
         if known is None:
-            known = any(id(parameter) in self._parameter_ids
-                        for group in optimizer.param_groups for parameter in group["params"])
+            known = any(
+                id(parameter) in self._parameter_ids
+                for group in optimizer.param_groups
+                for parameter in group["params"]
+            )
             self._owned_optimizers[id(optimizer)] = known
         return known
 
@@ -165,8 +176,13 @@ class GradientWatcher:
         if not self._on_gpu and all(grad.dtype == torch.float32 and grad.is_contiguous() for grad in grads):
             # On the CPU one Rust pass over each buffer gives all three figures: memory-bound, where
             # the torch reductions take a pass (and a dispatch per tensor) each.
-            gradient_group_stats_f32([grad.data_ptr() for grad in grads], [grad.numel() for grad in grads],
-                                     groups, self.n_layers, self._cpu_row)
+            gradient_group_stats_f32(
+                [grad.data_ptr() for grad in grads],
+                [grad.numel() for grad in grads],
+                groups,
+                self.n_layers,
+                self._cpu_row,
+            )
             self.captures += 1
             self._captured = (self._cpu_row_view.copy(), None)
             return
@@ -175,7 +191,8 @@ class GradientWatcher:
             self._index_key = key
             self._index = torch.tensor(groups, dtype=torch.long, device=self.device)
             self._present = torch.zeros(self.n_layers, dtype=torch.float64, device=self.device).index_add_(
-                0, self._index, torch.ones(len(groups), dtype=torch.float64, device=self.device))
+                0, self._index, torch.ones(len(groups), dtype=torch.float64, device=self.device)
+            )
         with torch.no_grad():
             norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))
             largest = torch.stack(torch._foreach_norm(grads, math.inf, dtype=torch.float64))

@@ -16,21 +16,56 @@ from hf_eco2ai.integrations.backends.base import Backend, Metric
 from hf_eco2ai.integrations.backends.orchestrator import BackendStats, Orchestrator
 from hf_eco2ai.tracking.api import get_active_experiment, start_logging, stop_logging
 from hf_eco2ai.tracking.artifacts import (
-    ArtifactFile, ArtifactObject, ArtifactReference, ArtifactResult, ArtifactType, TraceletArtifact,
+    ArtifactFile,
+    ArtifactObject,
+    ArtifactReference,
+    ArtifactResult,
+    ArtifactType,
+    TraceletArtifact,
 )
 from hf_eco2ai.tracking.exceptions import (
-    ArtifactChecksumError, BackendError, ConfigurationError, TraceletException,
+    ArtifactChecksumError,
+    BackendError,
+    ConfigurationError,
+    TraceletException,
 )
 from hf_eco2ai.tracking.experiment import Experiment
 from hf_eco2ai.tracking.plugins import (
-    BackendPlugin, FrameworkPlugin, PluginInterface, PluginMetadata, PluginType, discover_plugins,
+    BackendPlugin,
+    FrameworkPlugin,
+    PluginInterface,
+    PluginMetadata,
+    PluginType,
+    discover_plugins,
 )
 from hf_eco2ai.tracking.settings import AutomagicConfig, ExperimentConfig, TraceletSettings
 
 __all__ = [
-    "ArtifactChecksumError", "ArtifactFile", "ArtifactObject", "ArtifactReference", "ArtifactResult",
-    "ArtifactType", "AutomagicConfig", "Backend", "BackendError", "BackendPlugin", "BackendStats",
-    "ConfigurationError", "Experiment", "ExperimentConfig", "FrameworkPlugin", "Metric", "Orchestrator",
-    "PluginInterface", "PluginMetadata", "PluginType", "TraceletArtifact", "TraceletException",
-    "TraceletSettings", "discover_plugins", "get_active_experiment", "start_logging", "stop_logging",
+    "ArtifactChecksumError",
+    "ArtifactFile",
+    "ArtifactObject",
+    "ArtifactReference",
+    "ArtifactResult",
+    "ArtifactType",
+    "AutomagicConfig",
+    "Backend",
+    "BackendError",
+    "BackendPlugin",
+    "BackendStats",
+    "ConfigurationError",
+    "Experiment",
+    "ExperimentConfig",
+    "FrameworkPlugin",
+    "Metric",
+    "Orchestrator",
+    "PluginInterface",
+    "PluginMetadata",
+    "PluginType",
+    "TraceletArtifact",
+    "TraceletException",
+    "TraceletSettings",
+    "discover_plugins",
+    "get_active_experiment",
+    "start_logging",
+    "stop_logging",
 ]

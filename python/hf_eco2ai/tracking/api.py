@@ -39,13 +39,17 @@ def _split_config(config: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
                 f"config key {key!r} is unknown: expected a TraceletSettings field "
                 f"({', '.join(sorted(_SETTING_NAMES))}), a backend option "
                 f"({', '.join(sorted(_BACKEND_OPTION_NAMES))}), an orchestrator option "
-                f"({', '.join(sorted(_ORCHESTRATOR_NAMES))}) or a CarbonConfig setting")
+                f"({', '.join(sorted(_ORCHESTRATOR_NAMES))}) or a CarbonConfig setting"
+            )
     return parts
 
 
-def start_logging(exp_name: str, project: Optional[str] = None,
-                  backend: Optional[Union[str, Backend, List[Union[str, Backend]]]] = None,
-                  config: Optional[Mapping[str, Any]] = None) -> Experiment:
+def start_logging(
+    exp_name: str,
+    project: Optional[str] = None,
+    backend: Optional[Union[str, Backend, List[Union[str, Backend]]]] = None,
+    config: Optional[Mapping[str, Any]] = None,
+) -> Experiment:
     """Create, start and make active an ``Experiment``; also a context manager that stops it.
 
     ``config`` mixes ``TraceletSettings`` fields (``track_system``, ``metrics_interval``...),
@@ -67,11 +71,19 @@ def start_logging(exp_name: str, project: Optional[str] = None,
     with _lock:
         if _active is not None and _active.running:
             raise ConfigurationError(
-                f"experiment {_active.name!r} is still active: call stop_logging() before starting {exp_name!r}")
-        experiment = Experiment(exp_name, config=ExperimentConfig.from_settings(settings), backend=backend,
-                                automagic=settings.enable_automagic, project=project, settings=settings,
-                                options=parts["options"], carbon_config=carbon,
-                                orchestrator_options=parts["orchestrator"])
+                f"experiment {_active.name!r} is still active: call stop_logging() before starting {exp_name!r}"
+            )
+        experiment = Experiment(
+            exp_name,
+            config=ExperimentConfig.from_settings(settings),
+            backend=backend,
+            automagic=settings.enable_automagic,
+            project=project,
+            settings=settings,
+            options=parts["options"],
+            carbon_config=carbon,
+            orchestrator_options=parts["orchestrator"],
+        )
         experiment._on_stop.append(_forget)
         experiment.start()
         _active = experiment

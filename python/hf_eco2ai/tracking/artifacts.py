@@ -56,7 +56,8 @@ def _safe_artifact_path(text: str) -> str:
     path = PurePosixPath(text.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or not path.parts:
         raise ConfigurationError(
-            f"artifact_path = {text!r} is invalid: expected a relative path inside the artifact (no '..')")
+            f"artifact_path = {text!r} is invalid: expected a relative path inside the artifact (no '..')"
+        )
     return str(path)
 
 
@@ -102,8 +103,15 @@ class ArtifactResult:
 
 def _model_framework(model: Any) -> str:
     module = type(model).__module__.split(".")[0]
-    return {"torch": "pytorch", "transformers": "pytorch", "lightning": "pytorch", "sklearn": "sklearn",
-            "tensorflow": "tensorflow", "keras": "keras", "xgboost": "xgboost"}.get(module, module)
+    return {
+        "torch": "pytorch",
+        "transformers": "pytorch",
+        "lightning": "pytorch",
+        "sklearn": "sklearn",
+        "tensorflow": "tensorflow",
+        "keras": "keras",
+        "xgboost": "xgboost",
+    }.get(module, module)
 
 
 class TraceletArtifact:
@@ -132,8 +140,9 @@ class TraceletArtifact:
         """Files plus references of known size, in bytes (objects count once serialised)."""
         return sum(f.size_bytes for f in self.files) + sum(r.size_bytes or 0 for r in self.references)
 
-    def add_file(self, local_path: str, artifact_path: Optional[str] = None,
-                 description: Optional[str] = None) -> "TraceletArtifact":
+    def add_file(
+        self, local_path: str, artifact_path: Optional[str] = None, description: Optional[str] = None
+    ) -> "TraceletArtifact":
         path = Path(local_path)
         if not path.is_file():
             raise ConfigurationError(f"local_path = {str(local_path)!r} is not a file: give an existing file")
@@ -143,13 +152,15 @@ class TraceletArtifact:
         self.files.append(ArtifactFile(str(path), target, description, path.stat().st_size, sha256_of(path)))
         return self
 
-    def add_object(self, obj: Any, name: str, serializer: str = "json",
-                   description: Optional[str] = None) -> "TraceletArtifact":
+    def add_object(
+        self, obj: Any, name: str, serializer: str = "json", description: Optional[str] = None
+    ) -> "TraceletArtifact":
         """Add ``obj`` to be written as ``objects/<name>.<serializer>``. ``pickle`` is used only
         when asked for by name: an object that JSON cannot hold raises instead of falling back."""
         if serializer not in SERIALIZERS:
             raise ConfigurationError(
-                f"serializer = {serializer!r} is invalid: expected one of {', '.join(map(repr, SERIALIZERS))}")
+                f"serializer = {serializer!r} is invalid: expected one of {', '.join(map(repr, SERIALIZERS))}"
+            )
         _safe_artifact_path(name)
         if serializer == "json":
             try:
@@ -157,19 +168,26 @@ class TraceletArtifact:
             except (TypeError, ValueError) as error:
                 raise ConfigurationError(
                     f"object {name!r} cannot be written as JSON ({error}): pass serializer='yaml' or, for "
-                    "objects you trust to load back, serializer='pickle'") from None
+                    "objects you trust to load back, serializer='pickle'"
+                ) from None
         self.objects.append(ArtifactObject(obj, name, serializer, description))
         return self
 
-    def add_reference(self, uri: str, size_bytes: Optional[int] = None,
-                      description: Optional[str] = None) -> "TraceletArtifact":
+    def add_reference(
+        self, uri: str, size_bytes: Optional[int] = None, description: Optional[str] = None
+    ) -> "TraceletArtifact":
         if not isinstance(uri, str) or "://" not in uri:
             raise ConfigurationError(f"uri = {uri!r} is invalid: expected a URI such as 's3://bucket/key'")
         self.references.append(ArtifactReference(uri, size_bytes, description))
         return self
 
-    def add_model(self, model: Any, framework: Optional[str] = None, input_example: Optional[Any] = None,
-                  description: Optional[str] = None) -> "TraceletArtifact":
+    def add_model(
+        self,
+        model: Any,
+        framework: Optional[str] = None,
+        input_example: Optional[Any] = None,
+        description: Optional[str] = None,
+    ) -> "TraceletArtifact":
         """Add a model: its framework, class and parameter count go into ``metadata``; a PyTorch
         module's ``state_dict`` is saved with ``torch.save`` (weights only, no pickled code).
 
@@ -187,7 +205,8 @@ class TraceletArtifact:
         if detected != "pytorch" or not hasattr(model, "state_dict"):
             raise ConfigurationError(
                 f"add_model cannot save a {detected} model ({info['class']}): save it to a file and use "
-                "add_file, or add_object(model, name, serializer='pickle')")
+                "add_file, or add_object(model, name, serializer='pickle')"
+            )
         self.metadata.setdefault("models", []).append(info)
         self.objects.append(ArtifactObject(model, "model", "torch_state_dict", description))
         return self
@@ -201,32 +220,50 @@ class TraceletArtifact:
             target.write_text(json.dumps(obj.obj, indent=2, allow_nan=False), encoding="utf-8")
         elif obj.serializer == "yaml":
             import yaml
+
             target.write_text(yaml.safe_dump(obj.obj), encoding="utf-8")
         elif obj.serializer == "pickle":
             import pickle
+
             target.write_bytes(pickle.dumps(obj.obj))
         else:
             import torch
+
             torch.save(obj.obj.state_dict(), str(target))
         return str(target)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON types only (objects by name and serializer)."""
         return {
-            "name": self.name, "type": self.type.value, "description": self.description,
-            "created_at": self.created_at.isoformat(), "size_bytes": self.size_bytes,
-            "files": [{"local_path": f.local_path, "artifact_path": f.artifact_path, "description": f.description,
-                       "size_bytes": f.size_bytes, "checksum": f.checksum} for f in self.files],
-            "objects": [{"name": o.name, "serializer": o.serializer, "description": o.description}
-                        for o in self.objects],
-            "references": [{"uri": r.uri, "size_bytes": r.size_bytes, "description": r.description}
-                           for r in self.references],
+            "name": self.name,
+            "type": self.type.value,
+            "description": self.description,
+            "created_at": self.created_at.isoformat(),
+            "size_bytes": self.size_bytes,
+            "files": [
+                {
+                    "local_path": f.local_path,
+                    "artifact_path": f.artifact_path,
+                    "description": f.description,
+                    "size_bytes": f.size_bytes,
+                    "checksum": f.checksum,
+                }
+                for f in self.files
+            ],
+            "objects": [
+                {"name": o.name, "serializer": o.serializer, "description": o.description} for o in self.objects
+            ],
+            "references": [
+                {"uri": r.uri, "size_bytes": r.size_bytes, "description": r.description} for r in self.references
+            ],
             "metadata": dict(self.metadata),
         }
 
     def __repr__(self) -> str:
-        return (f"TraceletArtifact(name={self.name!r}, type={self.type.value!r}, files={len(self.files)}, "
-                f"objects={len(self.objects)}, references={len(self.references)})")
+        return (
+            f"TraceletArtifact(name={self.name!r}, type={self.type.value!r}, files={len(self.files)}, "
+            f"objects={len(self.objects)}, references={len(self.references)})"
+        )
 
 
 def write_artifact_folder(artifact: TraceletArtifact, folder: Path) -> Dict[str, Any]:
@@ -245,14 +282,30 @@ def write_artifact_folder(artifact: TraceletArtifact, folder: Path) -> Dict[str,
         if checksum != item.checksum:
             raise ConfigurationError(
                 f"file {item.local_path!r} changed after it was added to artifact {artifact.name!r} "
-                "(its sha256 differs): add it again")
-        entries.append({"artifact_path": item.artifact_path, "size_bytes": target.stat().st_size,
-                        "sha256": checksum, "description": item.description, "kind": "file"})
+                "(its sha256 differs): add it again"
+            )
+        entries.append(
+            {
+                "artifact_path": item.artifact_path,
+                "size_bytes": target.stat().st_size,
+                "sha256": checksum,
+                "description": item.description,
+                "kind": "file",
+            }
+        )
     for obj in artifact.objects:
         written = Path(artifact.serialize_object(obj, str(folder)))
-        entries.append({"artifact_path": written.relative_to(folder).as_posix(), "size_bytes": written.stat().st_size,
-                        "sha256": sha256_of(written), "description": obj.description, "kind": "object",
-                        "name": obj.name, "serializer": obj.serializer})
+        entries.append(
+            {
+                "artifact_path": written.relative_to(folder).as_posix(),
+                "size_bytes": written.stat().st_size,
+                "sha256": sha256_of(written),
+                "description": obj.description,
+                "kind": "object",
+                "name": obj.name,
+                "serializer": obj.serializer,
+            }
+        )
     manifest = {**artifact.to_dict(), "entries": entries}
     manifest.pop("files")
     manifest.pop("objects")
@@ -279,18 +332,24 @@ def read_artifact_folder(folder: Path) -> TraceletArtifact:
         if actual != entry["sha256"]:
             raise ArtifactChecksumError(
                 f"artifact {manifest['name']!r}: {entry['artifact_path']} has sha256 {actual}, but "
-                f"{entry['sha256']} was recorded when it was logged; the stored copy is damaged or was changed")
+                f"{entry['sha256']} was recorded when it was logged; the stored copy is damaged or was changed"
+            )
         if entry["kind"] == "object" and entry["serializer"] in ("json", "yaml"):
             text = path.read_text(encoding="utf-8")
             if entry["serializer"] == "json":
                 value = json.loads(text)
             else:
                 import yaml
+
                 value = yaml.safe_load(text)
             artifact.objects.append(ArtifactObject(value, entry["name"], entry["serializer"], entry["description"]))
         else:
-            artifact.files.append(ArtifactFile(str(path), entry["artifact_path"], entry["description"],
-                                               entry["size_bytes"], entry["sha256"]))
-    artifact.references = [ArtifactReference(r["uri"], r.get("size_bytes"), r.get("description"))
-                           for r in manifest.get("references", [])]
+            artifact.files.append(
+                ArtifactFile(
+                    str(path), entry["artifact_path"], entry["description"], entry["size_bytes"], entry["sha256"]
+                )
+            )
+    artifact.references = [
+        ArtifactReference(r["uri"], r.get("size_bytes"), r.get("description")) for r in manifest.get("references", [])
+    ]
     return artifact

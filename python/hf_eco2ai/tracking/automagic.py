@@ -48,8 +48,10 @@ def hyperparameters_in(frame: Optional[FrameType], config: AutomagicConfig) -> D
 
 def describe_model(model: Any) -> Dict[str, Any]:
     """Class, framework and (for anything with ``parameters()``) parameter counts."""
-    info: Dict[str, Any] = {"class": f"{type(model).__module__}.{type(model).__qualname__}",
-                            "framework": type(model).__module__.split(".")[0]}
+    info: Dict[str, Any] = {
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "framework": type(model).__module__.split(".")[0],
+    }
     parameters = getattr(model, "parameters", None)
     if callable(parameters):
         values = list(parameters())
@@ -71,8 +73,9 @@ def describe_dataset(dataset: Any) -> Dict[str, Any]:
         except (TypeError, KeyError, IndexError):
             return info
         items = sample if isinstance(sample, (tuple, list)) else (sample,)
-        info["sample"] = ", ".join(str(tuple(getattr(item, "shape", ()))) if hasattr(item, "shape")
-                                   else type(item).__name__ for item in items)
+        info["sample"] = ", ".join(
+            str(tuple(getattr(item, "shape", ()))) if hasattr(item, "shape") else type(item).__name__ for item in items
+        )
     return info
 
 
@@ -123,8 +126,9 @@ class SummaryWriterCapture:
     def _wrap(self, original: Any) -> Any:
         sink = self._sink
 
-        def add_scalar(writer: Any, tag: str, scalar_value: Any, global_step: Optional[int] = None,
-                       *args: Any, **kwargs: Any) -> Any:
+        def add_scalar(
+            writer: Any, tag: str, scalar_value: Any, global_step: Optional[int] = None, *args: Any, **kwargs: Any
+        ) -> Any:
             result = original(writer, tag, scalar_value, global_step, *args, **kwargs)
             if not getattr(writer, INTERNAL_WRITER_ATTRIBUTE, False):
                 try:

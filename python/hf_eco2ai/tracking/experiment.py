@@ -36,10 +36,18 @@ from hf_eco2ai.integrations.backends.registry import create_backend
 from hf_eco2ai.session.tracking_session import TrackingSession
 from hf_eco2ai.store.run_store import default_store_path
 from hf_eco2ai.tracking.artifacts import (
-    ArtifactResult, ArtifactType, TraceletArtifact, read_artifact_folder, write_artifact_folder,
+    ArtifactResult,
+    ArtifactType,
+    TraceletArtifact,
+    read_artifact_folder,
+    write_artifact_folder,
 )
 from hf_eco2ai.tracking.automagic import (
-    SummaryWriterCapture, calling_frame, describe_dataset, describe_model, hyperparameters_in,
+    SummaryWriterCapture,
+    calling_frame,
+    describe_dataset,
+    describe_model,
+    hyperparameters_in,
 )
 from hf_eco2ai.tracking.exceptions import BackendError
 from hf_eco2ai.tracking.plugins import FrameworkPlugin, framework_plugins
@@ -55,8 +63,14 @@ BackendSpec = Union[str, Backend]
 
 def _git_commit(directory: Path) -> Optional[str]:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(directory), capture_output=True, text=True,
-                              timeout=_GIT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=str(directory),
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -95,14 +109,24 @@ class Experiment:
             library is missing (the message names the pip extra), all at construction.
     """
 
-    def __init__(self, name: str, config: Optional[ExperimentConfig] = None,
-                 backend: Optional[Union[BackendSpec, Sequence[BackendSpec]]] = None,
-                 tags: Optional[List[str]] = None, automagic: bool = False,
-                 automagic_config: Optional[AutomagicConfig] = None, artifacts: bool = False,
-                 automagic_artifacts: bool = False, *, project: Optional[str] = None,
-                 settings: Optional[TraceletSettings] = None, options: Optional[Mapping[str, Any]] = None,
-                 carbon_config: Optional[CarbonConfig] = None, meter: Any = None,
-                 orchestrator_options: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: Optional[ExperimentConfig] = None,
+        backend: Optional[Union[BackendSpec, Sequence[BackendSpec]]] = None,
+        tags: Optional[List[str]] = None,
+        automagic: bool = False,
+        automagic_config: Optional[AutomagicConfig] = None,
+        artifacts: bool = False,
+        automagic_artifacts: bool = False,
+        *,
+        project: Optional[str] = None,
+        settings: Optional[TraceletSettings] = None,
+        options: Optional[Mapping[str, Any]] = None,
+        carbon_config: Optional[CarbonConfig] = None,
+        meter: Any = None,
+        orchestrator_options: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"name = {name!r} is invalid: expected a non-empty experiment name")
         if config is not None and not isinstance(config, ExperimentConfig):
@@ -126,10 +150,15 @@ class Experiment:
         self._output_dir = Path(self._carbon_config.output_dir)
         self._meter = meter
         specs = self._backend_specs(backend)
-        self._store_path = (Path(self._options["store_path"]) if self._options.get("store_path")
-                            else default_store_path(self._output_dir))
-        self._backends = [spec if isinstance(spec, Backend) else create_backend(spec, self._options, self._output_dir)
-                          for spec in specs]
+        self._store_path = (
+            Path(self._options["store_path"])
+            if self._options.get("store_path")
+            else default_store_path(self._output_dir)
+        )
+        self._backends = [
+            spec if isinstance(spec, Backend) else create_backend(spec, self._options, self._output_dir)
+            for spec in specs
+        ]
         self._orchestrator = Orchestrator(self._backends, **dict(orchestrator_options or {}))
         self._iteration = 0
         self._state = "new"
@@ -234,11 +263,17 @@ class Experiment:
             if self._state == "stopped":
                 raise ConfigurationError(f"experiment {self._name!r} has stopped; create a new Experiment")
             uses_store = any(backend.name == "local" for backend in self._backends)
-            self._session = TrackingSession(self._carbon_config, meter=self._meter,
-                                            store=self._store_path if uses_store else False)
+            self._session = TrackingSession(
+                self._carbon_config, meter=self._meter, store=self._store_path if uses_store else False
+            )
             self._session.start()
-            run = BackendRun(name=self._name, project=self._project, run_id=self._session.run_id,
-                             output_dir=self._output_dir, tags=tuple(self._tags))
+            run = BackendRun(
+                name=self._name,
+                project=self._project,
+                run_id=self._session.run_id,
+                output_dir=self._output_dir,
+                tags=tuple(self._tags),
+            )
             self._orchestrator.start(run)
             self._state = "running"
         self._orchestrator.log_params(self._provenance_params())
@@ -249,16 +284,22 @@ class Experiment:
             plugin.start(self)
             self._plugins.append(plugin)
         if self._config.track_system_metrics:
-            self._energy_thread = threading.Thread(target=self._publish_energy_periodically,
-                                                   name="hf-eco2ai-tracelet-energy", daemon=True)
+            self._energy_thread = threading.Thread(
+                target=self._publish_energy_periodically, name="hf-eco2ai-tracelet-energy", daemon=True
+            )
             self._energy_thread.start()
         return self
 
     def _provenance_params(self) -> Dict[str, Any]:
         params = {**start_provenance(self._session), "hf_eco2ai/experiment_id": self._id}
         if self._config.track_environment and self._settings.track_env:
-            params.update({"env/python": platform.python_version(), "env/platform": platform.platform(),
-                           "env/hf_eco2ai": __version__})
+            params.update(
+                {
+                    "env/python": platform.python_version(),
+                    "env/platform": platform.platform(),
+                    "env/hf_eco2ai": __version__,
+                }
+            )
         if self._config.track_git and self._settings.track_git:
             commit = _git_commit(Path.cwd())
             if commit is not None:
@@ -267,8 +308,11 @@ class Experiment:
 
     def _capture_summary_writers(self) -> None:
         frameworks = self._config.automagic_frameworks or self._settings.automagic_frameworks
-        if not (self._config.track_metrics and self._automagic_config.capture_summary_writer
-                and {"tensorboard", "pytorch"} & set(frameworks)):
+        if not (
+            self._config.track_metrics
+            and self._automagic_config.capture_summary_writer
+            and {"tensorboard", "pytorch"} & set(frameworks)
+        ):
             return
         # Without automagic only writers already imported are captured, so that tracking never
         # imports torch on its own.
@@ -287,8 +331,11 @@ class Experiment:
             try:
                 self._publish_energy()
             except Exception as error:  # noqa: BLE001 - measurement faults never reach training
-                logger.warning("hf_eco2ai: the energy figures could not be sent to the backends (%s: %s); "
-                               "tracking goes on", type(error).__name__, error)
+                logger.warning(
+                    "hf_eco2ai: the energy figures could not be sent to the backends (%s: %s); tracking goes on",
+                    type(error).__name__,
+                    error,
+                )
 
     def _publish_energy(self) -> None:
         session = self._session
@@ -357,7 +404,8 @@ class Experiment:
         if self._state != "running":
             raise ConfigurationError(
                 f"{what} on experiment {self._name!r}, which is {self._state}: call start() first "
-                "(or use start_logging), and log before stop()")
+                "(or use start_logging), and log before stop()"
+            )
 
     def log_metric(self, name: str, value: Any, iteration: Optional[int] = None) -> None:
         """Queue a scalar for every backend and return at once (no backend I/O on this thread).
@@ -376,7 +424,8 @@ class Experiment:
         except (TypeError, ValueError):
             raise ConfigurationError(f"metric {name!r} = {value!r} is invalid: expected a number") from None
         self._orchestrator.route_metric(
-            Metric(name, number, self._iteration if iteration is None else int(iteration), time.time()))
+            Metric(name, number, self._iteration if iteration is None else int(iteration), time.time())
+        )
 
     def log_params(self, params: Dict[str, Any]) -> None:
         """Record hyperparameters in every backend (values other than str/int/float/bool as text).
@@ -434,8 +483,9 @@ class Experiment:
 
     # Artifacts -----------------------------------------------------------------------------------
 
-    def create_artifact(self, name: str, artifact_type: ArtifactType,
-                        description: Optional[str] = None) -> TraceletArtifact:
+    def create_artifact(
+        self, name: str, artifact_type: ArtifactType, description: Optional[str] = None
+    ) -> TraceletArtifact:
         """A new, empty artifact to fill with ``add_file``/``add_object``/... and log."""
         return TraceletArtifact(name, artifact_type, description)
 
@@ -466,8 +516,10 @@ class Experiment:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if errors and not results:
-            raise BackendError(f"artifact {artifact.name!r} could not be stored: " + "; ".join(
-                f"{name}: {error}" for name, error in errors.items()))
+            raise BackendError(
+                f"artifact {artifact.name!r} could not be stored: "
+                + "; ".join(f"{name}: {error}" for name, error in errors.items())
+            )
         self._artifacts.append({"artifact": artifact, "results": results})
         return results
 
@@ -492,8 +544,9 @@ class Experiment:
         artifact = TraceletArtifact(name, ArtifactType.CUSTOM).add_file(str(path), artifact_path)
         return self.log_artifact(artifact)
 
-    def get_artifact(self, name: str, version: str = "latest",
-                     backend: Optional[str] = None) -> Optional[TraceletArtifact]:
+    def get_artifact(
+        self, name: str, version: str = "latest", backend: Optional[str] = None
+    ) -> Optional[TraceletArtifact]:
         """Retrieve an artifact (from ``backend``, or the first backend that has it), verifying
         every file's sha256. Files are copied under ``<output_dir>/artifacts/retrieved/``.
 
@@ -525,16 +578,22 @@ class Experiment:
             raise ConfigurationError(f"backend = {backend_name!r} is not attached to experiment {self._name!r}")
         return matches[0].fetch_artifact_dir(name, version, destination)
 
-    def list_artifacts(self, type_filter: Optional[ArtifactType] = None,
-                       backend: Optional[str] = None) -> List[TraceletArtifact]:
+    def list_artifacts(
+        self, type_filter: Optional[ArtifactType] = None, backend: Optional[str] = None
+    ) -> List[TraceletArtifact]:
         """The artifacts this experiment logged, optionally of one type or stored by one backend."""
-        return [entry["artifact"] for entry in self._artifacts
-                if (type_filter is None or entry["artifact"].type == type_filter)
-                and (backend is None or backend in entry["results"])]
+        return [
+            entry["artifact"]
+            for entry in self._artifacts
+            if (type_filter is None or entry["artifact"].type == type_filter)
+            and (backend is None or backend in entry["results"])
+        ]
 
     def __repr__(self) -> str:
-        return (f"Experiment(name={self._name!r}, project={self._project!r}, "
-                f"backends={[b.name for b in self._backends]}, {self._state})")
+        return (
+            f"Experiment(name={self._name!r}, project={self._project!r}, "
+            f"backends={[b.name for b in self._backends]}, {self._state})"
+        )
 
 
 __all__ = ["Experiment"]

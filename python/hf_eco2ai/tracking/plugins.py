@@ -94,7 +94,8 @@ def discover_plugins() -> Dict[str, Any]:
             if not (isinstance(loaded, type) and issubclass(loaded, PluginInterface)):
                 raise ConfigurationError(
                     f"entry point {point.name!r} = {point.value!r} in {group!r} is not a PluginInterface "
-                    "subclass: subclass BackendPlugin or FrameworkPlugin")
+                    "subclass: subclass BackendPlugin or FrameworkPlugin"
+                )
             found[point.name] = loaded
     return found
 

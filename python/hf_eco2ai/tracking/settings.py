@@ -32,10 +32,32 @@ from hf_eco2ai.errors import ConfigurationError
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 DEFAULT_HYPERPARAMETER_NAMES = (
-    "lr", "learning_rate", "batch_size", "epochs", "num_epochs", "max_epochs", "max_steps", "momentum",
-    "weight_decay", "dropout", "hidden_size", "num_layers", "num_heads", "seed", "optimizer", "scheduler",
-    "warmup_steps", "gradient_accumulation_steps", "gamma", "beta1", "beta2", "eps", "temperature",
-    "max_length", "seq_len", "embedding_dim",
+    "lr",
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "num_epochs",
+    "max_epochs",
+    "max_steps",
+    "momentum",
+    "weight_decay",
+    "dropout",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "seed",
+    "optimizer",
+    "scheduler",
+    "warmup_steps",
+    "gradient_accumulation_steps",
+    "gamma",
+    "beta1",
+    "beta2",
+    "eps",
+    "temperature",
+    "max_length",
+    "seq_len",
+    "embedding_dim",
 )
 
 
@@ -106,8 +128,15 @@ class TraceletSettings:
             raise ConfigurationError(f"project = {self.project!r} is invalid: expected a non-empty name")
         self.backend = normalise_backends("backend", self.backend)
         self.metrics_interval = _check_interval("metrics_interval", self.metrics_interval)
-        for name in ("track_system", "track_git", "track_env", "enable_automagic", "enable_artifacts",
-                     "automagic_artifacts", "watch_filesystem"):
+        for name in (
+            "track_system",
+            "track_git",
+            "track_env",
+            "enable_automagic",
+            "enable_artifacts",
+            "automagic_artifacts",
+            "watch_filesystem",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} = {getattr(self, name)!r} is invalid: expected True or False")
         self.automagic_frameworks = set(self.automagic_frameworks)
@@ -149,7 +178,8 @@ class TraceletSettings:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ConfigurationError(
-                f"{unknown[0]} is not a TraceletSettings field: expected one of {', '.join(sorted(known))}")
+                f"{unknown[0]} is not a TraceletSettings field: expected one of {', '.join(sorted(known))}"
+            )
         current = {setting.name: getattr(self, setting.name) for setting in fields(self)}
         return TraceletSettings(**{**current, **changes})
 
@@ -182,11 +212,17 @@ class ExperimentConfig:
 
     @classmethod
     def from_settings(cls, settings: TraceletSettings) -> "ExperimentConfig":
-        return cls(track_environment=settings.track_env, track_system_metrics=settings.track_system,
-                   track_git=settings.track_git, enable_automagic=settings.enable_automagic,
-                   automagic_frameworks=set(settings.automagic_frameworks),
-                   enable_artifacts=settings.enable_artifacts, automagic_artifacts=settings.automagic_artifacts,
-                   artifact_watch_dirs=list(settings.artifact_watch_dirs), watch_filesystem=settings.watch_filesystem)
+        return cls(
+            track_environment=settings.track_env,
+            track_system_metrics=settings.track_system,
+            track_git=settings.track_git,
+            enable_automagic=settings.enable_automagic,
+            automagic_frameworks=set(settings.automagic_frameworks),
+            enable_artifacts=settings.enable_artifacts,
+            automagic_artifacts=settings.automagic_artifacts,
+            artifact_watch_dirs=list(settings.artifact_watch_dirs),
+            watch_filesystem=settings.watch_filesystem,
+        )
 
 
 @dataclass

@@ -17,8 +17,11 @@ from hf_eco2ai.reporting.summary import final_summary
 def split_summary(report: Mapping[str, Any]) -> Tuple[Dict[str, float], Dict[str, str]]:
     """The report's ``final_summary`` split into numbers (metrics) and text (provenance tags)."""
     summary = final_summary(report)
-    numbers = {key: float(value) for key, value in summary.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    numbers = {
+        key: float(value)
+        for key, value in summary.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
     texts = {key: str(value) for key, value in summary.items() if isinstance(value, str)}
     return numbers, texts
 

@@ -16,7 +16,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.base import (
-    SOURCE_ENERGY, Backend, BackendRun, Metric, StoredArtifact, plain_param,
+    SOURCE_ENERGY,
+    Backend,
+    BackendRun,
+    Metric,
+    StoredArtifact,
+    plain_param,
 )
 from hf_eco2ai.store.run_store import RunStore, RunWriter
 
@@ -90,21 +95,22 @@ class LocalBackend(Backend):
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if params:
-            self._require_writer().add_log(self._run_id, time.time(), None,
-                                           {f"param/{k}": plain_param(v) for k, v in params.items()})
+            self._require_writer().add_log(
+                self._run_id, time.time(), None, {f"param/{k}": plain_param(v) for k, v in params.items()}
+            )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if tags:
-            self._require_writer().add_log(self._run_id, time.time(), None,
-                                           {f"tag/{k}": str(v) for k, v in tags.items()})
+            self._require_writer().add_log(
+                self._run_id, time.time(), None, {f"tag/{k}": str(v) for k, v in tags.items()}
+            )
 
     def log_artifact_dir(self, local_dir: Path, name: str) -> Optional[StoredArtifact]:
         folder = self.artifact_root / name
         version = f"v{(artifact_versions(folder) or [0])[-1] + 1}"
         destination = folder / version
         shutil.copytree(local_dir, destination)
-        self._require_writer().add_log(self._run_id, time.time(), None,
-                                       {f"artifact/{name}": str(destination)})
+        self._require_writer().add_log(self._run_id, time.time(), None, {f"artifact/{name}": str(destination)})
         return StoredArtifact(uri=destination.as_uri(), version=version)
 
     def fetch_artifact_dir(self, name: str, version: str, destination: Path) -> Optional[Path]:

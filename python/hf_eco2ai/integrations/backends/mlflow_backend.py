@@ -17,7 +17,12 @@ from urllib.parse import urlparse
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.base import (
-    Backend, BackendRun, Metric, StoredArtifact, import_backend_library, plain_param,
+    Backend,
+    BackendRun,
+    Metric,
+    StoredArtifact,
+    import_backend_library,
+    plain_param,
 )
 
 METRICS_PER_BATCH = 1000
@@ -33,7 +38,7 @@ def _is_file_store(uri: str) -> bool:
 
 
 def _chunks(items: Sequence[Any], size: int) -> List[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class MlflowBackend(Backend):
@@ -57,8 +62,14 @@ class MlflowBackend(Backend):
 
     name = "mlflow"
 
-    def __init__(self, tracking_uri: Optional[str] = None, *, experiment_name: Optional[str] = None,
-                 active_run: bool = False, artifact_location: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: Optional[str] = None,
+        *,
+        experiment_name: Optional[str] = None,
+        active_run: bool = False,
+        artifact_location: Optional[str] = None,
+    ) -> None:
         self._mlflow = import_backend_library("mlflow", self.name)
         self._entities = import_backend_library("mlflow.entities", self.name)
         self._adopt_active_run = active_run
@@ -110,7 +121,7 @@ class MlflowBackend(Backend):
         parsed = urlparse(uri)
         if location is None and parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
             # MLflow's default is ./mlruns in whatever the working directory is.
-            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+            location = (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
         return self._client.create_experiment(name, artifact_location=location)
 
     def start(self, run: BackendRun) -> None:
@@ -134,8 +145,10 @@ class MlflowBackend(Backend):
         if not self._ready():
             return
         Entity = self._entities.Metric
-        rows = [Entity(key=m.name, value=m.value, timestamp=int(m.unix_time_s * 1000),
-                       step=0 if m.step is None else m.step) for m in metrics]
+        rows = [
+            Entity(key=m.name, value=m.value, timestamp=int(m.unix_time_s * 1000), step=0 if m.step is None else m.step)
+            for m in metrics
+        ]
         for chunk in _chunks(rows, METRICS_PER_BATCH):
             self._client.log_batch(self._run_id, metrics=chunk, synchronous=True)
 
@@ -189,8 +202,9 @@ class MlflowBackend(Backend):
 
     def stop(self, status: str) -> None:
         if self._client is not None and self._owns_run:
-            self._client.set_terminated(self._run_id, "FINISHED" if status == "finished" else "FAILED",
-                                        end_time=int(time.time() * 1000))
+            self._client.set_terminated(
+                self._run_id, "FINISHED" if status == "finished" else "FAILED", end_time=int(time.time() * 1000)
+            )
 
 
 def check_tracking_uri(uri: str) -> None:

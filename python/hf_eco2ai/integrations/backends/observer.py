@@ -53,15 +53,20 @@ class BackendObserver:
 
         def count_fault(backend_name: str, error: BaseException) -> None:
             session.record_monitoring_error(
-                f"backend-{backend_name}", error,
+                f"backend-{backend_name}",
+                error,
                 f"tracking backend {backend_name!r} failed ({type(error).__name__}: {error}); the other "
-                "backends and training go on")
+                "backends and training go on",
+            )
 
         config = session.config
         name = self._run_name or config.experiment_id or session.model_name or session.run_id[:12]
         self._orchestrator = Orchestrator(self._make_backends(), on_fault=count_fault)
-        self._orchestrator.start(BackendRun(name=name, project=config.project_name, run_id=session.run_id,
-                                            output_dir=Path(config.output_dir)))
+        self._orchestrator.start(
+            BackendRun(
+                name=name, project=config.project_name, run_id=session.run_id, output_dir=Path(config.output_dir)
+            )
+        )
         self._orchestrator.log_params(start_provenance(session))
         self._last_step = None
 
@@ -101,17 +106,20 @@ def active_run_observer(wandb: bool, mlflow: bool) -> Optional[BackendObserver]:
         backends: list = []
         if wandb:
             from hf_eco2ai.integrations.backends.wandb_backend import WandbBackend
+
             backends.append(WandbBackend(active_run=True))
         if mlflow:
             from hf_eco2ai.integrations.backends.mlflow_backend import MlflowBackend
+
             backends.append(MlflowBackend(active_run=True))
         return backends
 
     return BackendObserver(make_backends)
 
 
-def backend_factory(backends: Sequence[Any], options: Optional[Mapping[str, Any]],
-                    output_dir: Any) -> Optional[BackendFactory]:
+def backend_factory(
+    backends: Sequence[Any], options: Optional[Mapping[str, Any]], output_dir: Any
+) -> Optional[BackendFactory]:
     """What builds a run's backends from ``backends=[...]`` (names and/or ``Backend`` objects)
     given to ``track`` or the CarbonTracker API; None for none. Each name is checked here, at once:
     an unknown name or a missing library raises ``ConfigurationError`` naming the fix.
@@ -132,7 +140,6 @@ def backend_factory(backends: Sequence[Any], options: Optional[Mapping[str, Any]
             create_backend(spec, chosen, Path(output_dir))
 
     def make_backends() -> Sequence[Backend]:
-        return [spec if isinstance(spec, Backend) else create_backend(spec, chosen, Path(output_dir))
-                for spec in specs]
+        return [spec if isinstance(spec, Backend) else create_backend(spec, chosen, Path(output_dir)) for spec in specs]
 
     return make_backends

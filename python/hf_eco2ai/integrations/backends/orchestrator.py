@@ -25,7 +25,7 @@ import time
 import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.base import SOURCE_USER, Backend, BackendRun, Metric
@@ -79,8 +79,16 @@ class _Call:
 
 
 class _Worker:
-    def __init__(self, backend: Backend, capacity: int, overflow: str, block_timeout_s: float,
-                 batch_size: int, linger_s: float, on_fault: Optional[FaultHandler]) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        capacity: int,
+        overflow: str,
+        block_timeout_s: float,
+        batch_size: int,
+        linger_s: float,
+        on_fault: Optional[FaultHandler],
+    ) -> None:
         self.backend = backend
         self._linger_s = linger_s
         self._capacity = capacity
@@ -120,8 +128,9 @@ class _Worker:
         with self._lock:
             if self._closing:
                 if type(item) is _Call:
-                    item.future.set_exception(ConfigurationError(
-                        f"backend {self.backend.name!r} is stopped; {item.method} was not run"))
+                    item.future.set_exception(
+                        ConfigurationError(f"backend {self.backend.name!r} is stopped; {item.method} was not run")
+                    )
                 else:
                     self._count_dropped_locked(1, "closed")
                 return
@@ -149,10 +158,16 @@ class _Worker:
         self.dropped += count
         if why not in self._warned:
             self._warned.add(why)
-            reason = ("its queue was full (raise the capacity, or choose the other overflow policy)"
-                      if why == "overflow" else "it was already stopped")
-            logger.warning("hf_eco2ai: backend %r dropped metrics because %s; every dropped metric is "
-                           "counted in its stats", self.backend.name, reason)
+            reason = (
+                "its queue was full (raise the capacity, or choose the other overflow policy)"
+                if why == "overflow"
+                else "it was already stopped"
+            )
+            logger.warning(
+                "hf_eco2ai: backend %r dropped metrics because %s; every dropped metric is counted in its stats",
+                self.backend.name,
+                reason,
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -165,8 +180,15 @@ class _Worker:
 
     def stats(self) -> BackendStats:
         with self._lock:
-            return BackendStats(self.backend.name, self.delivered, self.dropped, self.failed, self.failures,
-                                len(self._queue), self.last_error)
+            return BackendStats(
+                self.backend.name,
+                self.delivered,
+                self.dropped,
+                self.failed,
+                self.failures,
+                len(self._queue),
+                self.last_error,
+            )
 
     # The worker thread ---------------------------------------------------------------------------
 
@@ -238,9 +260,13 @@ class _Worker:
             first = "failed" not in self._warned
             self._warned.add("failed")
         if first:
-            logger.warning("hf_eco2ai: backend %r failed (%s: %s); it is isolated, the other backends "
-                           "keep receiving, and its failures are counted", self.backend.name,
-                           type(error).__name__, error)
+            logger.warning(
+                "hf_eco2ai: backend %r failed (%s: %s); it is isolated, the other backends "
+                "keep receiving, and its failures are counted",
+                self.backend.name,
+                type(error).__name__,
+                error,
+            )
         if self._on_fault is not None:
             try:
                 self._on_fault(self.backend.name, error)
@@ -273,15 +299,24 @@ class Orchestrator:
         ConfigurationError: an invalid argument, named with its value.
     """
 
-    def __init__(self, backends: Iterable[Backend] = (), *, capacity: int = DEFAULT_CAPACITY,
-                 overflow: str = "block", block_timeout_s: float = 5.0, batch_size: int = DEFAULT_BATCH_SIZE,
-                 linger_s: float = DEFAULT_LINGER_S, on_fault: Optional[FaultHandler] = None) -> None:
+    def __init__(
+        self,
+        backends: Iterable[Backend] = (),
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        overflow: str = "block",
+        block_timeout_s: float = 5.0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        linger_s: float = DEFAULT_LINGER_S,
+        on_fault: Optional[FaultHandler] = None,
+    ) -> None:
         _positive("capacity", capacity)
         _positive("batch_size", batch_size)
         _positive("block_timeout_s", block_timeout_s, float)
         if overflow not in OVERFLOW_POLICIES:
             raise ConfigurationError(
-                f"overflow = {overflow!r} is invalid: expected one of {', '.join(map(repr, OVERFLOW_POLICIES))}")
+                f"overflow = {overflow!r} is invalid: expected one of {', '.join(map(repr, OVERFLOW_POLICIES))}"
+            )
         if isinstance(linger_s, bool) or not isinstance(linger_s, (int, float)) or linger_s < 0:
             raise ConfigurationError(f"linger_s = {linger_s!r} is invalid: expected a number of seconds >= 0")
         self._settings = (capacity, overflow, float(block_timeout_s), batch_size, float(linger_s), on_fault)
@@ -304,7 +339,8 @@ class Orchestrator:
     def _new_worker(self, backend: Backend) -> _Worker:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
-                f"backend = {backend!r} is invalid: expected an hf_eco2ai Backend (or a BackendPlugin)")
+                f"backend = {backend!r} is invalid: expected an hf_eco2ai Backend (or a BackendPlugin)"
+            )
         capacity, overflow, block_timeout_s, batch_size, linger_s, on_fault = self._settings
         return _Worker(backend, capacity, overflow, block_timeout_s, batch_size, linger_s, on_fault)
 
@@ -407,7 +443,8 @@ class Orchestrator:
                 return queued.future
         raise ConfigurationError(
             f"backend = {backend_name!r} is not attached: expected one of "
-            f"{', '.join(repr(w.backend.name) for w in self._workers) or 'none'}")
+            f"{', '.join(repr(w.backend.name) for w in self._workers) or 'none'}"
+        )
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.call("log_params", dict(params))

@@ -50,17 +50,24 @@ def create_backend(name: str, options: Mapping[str, Any], output_dir: Path) -> B
     """
     if name == "local":
         from hf_eco2ai.integrations.backends.local import LocalBackend
+
         return LocalBackend(options.get("store_path") or default_store_path(output_dir))
     if name == "mlflow":
         from hf_eco2ai.integrations.backends.mlflow_backend import MlflowBackend
-        return MlflowBackend(options.get("mlflow_tracking_uri"),
-                             experiment_name=options.get("mlflow_experiment_name"))
+
+        return MlflowBackend(options.get("mlflow_tracking_uri"), experiment_name=options.get("mlflow_experiment_name"))
     if name == "wandb":
         from hf_eco2ai.integrations.backends.wandb_backend import WandbBackend
-        return WandbBackend(options.get("wandb_project"), mode=options.get("wandb_mode"),
-                            dir=options.get("wandb_dir"), entity=options.get("wandb_entity"))
+
+        return WandbBackend(
+            options.get("wandb_project"),
+            mode=options.get("wandb_mode"),
+            dir=options.get("wandb_dir"),
+            entity=options.get("wandb_entity"),
+        )
     if name == "tensorboard":
         from hf_eco2ai.integrations.backends.tensorboard_backend import TensorBoardBackend
+
         return TensorBoardBackend(options.get("tensorboard_log_dir"))
     plugins = plugin_entry_points()
     if name not in plugins:
@@ -73,5 +80,6 @@ def create_backend(name: str, options: Mapping[str, Any], output_dir: Path) -> B
     if not isinstance(backend, Backend):
         raise ConfigurationError(
             f"backend = {name!r}: its entry point {plugins[name].value!r} built a {type(backend).__name__}, "
-            "not an hf_eco2ai Backend; the plugin must subclass BackendPlugin")
+            "not an hf_eco2ai Backend; the plugin must subclass BackendPlugin"
+        )
     return backend

@@ -88,7 +88,8 @@ class TensorBoardBackend(Backend):
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self._writer is not None and params:
             table = "| name | value |\n| --- | --- |\n" + "\n".join(
-                f"| {key} | {plain_param(value)} |" for key, value in params.items())
+                f"| {key} | {plain_param(value)} |" for key, value in params.items()
+            )
             self._writer.add_text("params", table, global_step=self._next_step)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:

@@ -15,7 +15,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.base import (
-    Backend, BackendRun, Metric, StoredArtifact, import_backend_library, plain_param,
+    Backend,
+    BackendRun,
+    Metric,
+    StoredArtifact,
+    import_backend_library,
+    plain_param,
 )
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -41,13 +46,21 @@ class WandbBackend(Backend):
 
     name = "wandb"
 
-    def __init__(self, project: Optional[str] = None, *, mode: Optional[str] = None,
-                 dir: Optional[str] = None, entity: Optional[str] = None, active_run: bool = False) -> None:
+    def __init__(
+        self,
+        project: Optional[str] = None,
+        *,
+        mode: Optional[str] = None,
+        dir: Optional[str] = None,
+        entity: Optional[str] = None,
+        active_run: bool = False,
+    ) -> None:
         self._wandb = import_backend_library("wandb", self.name)
         chosen = mode or os.environ.get("WANDB_MODE") or "offline"
         if chosen not in WANDB_MODES:
             raise ConfigurationError(
-                f"wandb mode = {chosen!r} is invalid: expected one of {', '.join(map(repr, WANDB_MODES))}")
+                f"wandb mode = {chosen!r} is invalid: expected one of {', '.join(map(repr, WANDB_MODES))}"
+            )
         self._mode = chosen
         self._project = project
         self._dir = dir
@@ -78,8 +91,12 @@ class WandbBackend(Backend):
             directory = Path(self._dir) if self._dir is not None else run.output_dir
             directory.mkdir(parents=True, exist_ok=True)
             self._run = self._wandb.init(
-                project=self._project or run.project, name=run.name, entity=self._entity, mode=self._mode,
-                dir=str(directory), tags=[str(tag) for tag in run.tags][:64] or None,
+                project=self._project or run.project,
+                name=run.name,
+                entity=self._entity,
+                mode=self._mode,
+                dir=str(directory),
+                tags=[str(tag) for tag in run.tags][:64] or None,
                 config={key: plain_param(value) for key, value in run.params.items()},
                 reinit="create_new",
                 settings=self._wandb.Settings(silent=True, console="off", x_disable_stats=True),
@@ -135,8 +152,11 @@ class WandbBackend(Backend):
         artifact.add_dir(str(local_dir))
         self._run.log_artifact(artifact)
         self._artifact_versions[name] = version
-        return StoredArtifact(uri=f"wandb-artifact://{self._run.project}/{name}:v{version}",
-                              version=f"v{version}", metadata={"mode": self._mode})
+        return StoredArtifact(
+            uri=f"wandb-artifact://{self._run.project}/{name}:v{version}",
+            version=f"v{version}",
+            metadata={"mode": self._mode},
+        )
 
     def stop(self, status: str) -> None:
         if self._run is not None and self._owns_run:

@@ -26,13 +26,12 @@ try:
     import prometheus_client  # noqa: F401 - imported first so a missing package gets a clear error
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "hf_eco2ai.integrations.prometheus needs the prometheus-client package: "
-        "pip install 'hf-eco2ai[prometheus]'"
+        "hf_eco2ai.integrations.prometheus needs the prometheus-client package: pip install 'hf-eco2ai[prometheus]'"
     ) from error
 
+from hf_eco2ai.integrations.prometheus.catalogue import CATALOGUE, NOT_EXPORTED, MetricSpec
 from hf_eco2ai.integrations.prometheus.collector import Attachment, SnapshotCollector, SnapshotProvider
 from hf_eco2ai.integrations.prometheus.labels import OVERFLOW_PROJECT
-from hf_eco2ai.integrations.prometheus.catalogue import CATALOGUE, NOT_EXPORTED, MetricSpec
 from hf_eco2ai.integrations.prometheus.push import push_snapshot
 from hf_eco2ai.integrations.prometheus.server import (
     DEFAULT_HOST,
@@ -77,8 +76,11 @@ def start_session_exporter(
     the address is unusable; the message names the fix.
     """
     exporter = shared_exporter(
-        host, port_for_rank(port, session.rank_info.local_rank),
-        max_projects=max_projects, label_cleanup=label_cleanup, aggregate_similar_models=aggregate_similar_models,
+        host,
+        port_for_rank(port, session.rank_info.local_rank),
+        max_projects=max_projects,
+        label_cleanup=label_cleanup,
+        aggregate_similar_models=aggregate_similar_models,
         compress=compress,
     )
     return SessionExport(exporter, exporter.attach(session.snapshot))

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from operator import itemgetter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable, Dict, Iterable, Iterator, Optional, Set, Tuple, Union
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from hf_eco2ai import __version__
-from hf_eco2ai.integrations.prometheus.labels import ProjectLabelGuard, clean_label_value
 from hf_eco2ai.integrations.prometheus.catalogue import BY_NAME, CATALOGUE, MetricSpec
+from hf_eco2ai.integrations.prometheus.labels import ProjectLabelGuard, clean_label_value
 from hf_eco2ai.integrations.prometheus.samples import snapshot_samples
 from hf_eco2ai.session.snapshot import SessionSnapshot
 
@@ -162,11 +162,16 @@ class SnapshotCollector(Collector):
         add("hf_training_build_info", build, 1)
         # The exporter's own errors belong to no run, so they carry no run labels; they appear
         # once they happen, which keeps a pushed group free of series without those labels.
-        for error_type, count in ((PROVIDER_ERROR, self._provider_failures),
-                                  (PROJECT_OVERFLOW_ERROR, self._guard.folded_count)):
+        for error_type, count in (
+            (PROVIDER_ERROR, self._provider_failures),
+            (PROJECT_OVERFLOW_ERROR, self._guard.folded_count),
+        ):
             if count:
-                add("hf_training_monitoring_errors_total",
-                    {"error_type": error_type, "project_name": "", "rank": "", "host": ""}, count)
+                add(
+                    "hf_training_monitoring_errors_total",
+                    {"error_type": error_type, "project_name": "", "rank": "", "host": ""},
+                    count,
+                )
         for spec in CATALOGUE:
             if spec.name in families:
                 yield families[spec.name]
@@ -182,8 +187,11 @@ class SnapshotCollector(Collector):
                 self._provider_failures += 1
                 first_failure = self._provider_failures == 1
             if first_failure:
-                _logger.warning("Prometheus exporter: a snapshot provider failed; its series are left out "
-                                "of this scrape (counted in hf_training_monitoring_errors_total)", exc_info=True)
+                _logger.warning(
+                    "Prometheus exporter: a snapshot provider failed; its series are left out "
+                    "of this scrape (counted in hf_training_monitoring_errors_total)",
+                    exc_info=True,
+                )
             return None
 
     def _finish(self, entry: _Entry) -> None:

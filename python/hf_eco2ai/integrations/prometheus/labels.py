@@ -94,6 +94,8 @@ class ProjectLabelGuard:
                 "Prometheus exporter: more than max_projects=%d distinct project names; project %r "
                 "and any later new ones are exported as project_name=%r. Raise max_projects if "
                 "every project needs its own series.",
-                self.max_projects, project_name, OVERFLOW_PROJECT,
+                self.max_projects,
+                project_name,
+                OVERFLOW_PROJECT,
             )
         return OVERFLOW_PROJECT

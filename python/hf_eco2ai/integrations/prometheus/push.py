@@ -29,8 +29,7 @@ def _checked_gateway(gateway_url: str) -> str:
     parts = urlsplit(gateway_url) if isinstance(gateway_url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
-            f"gateway_url={gateway_url!r} is invalid: use the Pushgateway's base URL, "
-            "e.g. http://127.0.0.1:9091"
+            f"gateway_url={gateway_url!r} is invalid: use the Pushgateway's base URL, e.g. http://127.0.0.1:9091"
         )
     if parts.username or parts.password:
         raise ConfigurationError(
@@ -90,11 +89,20 @@ def push_snapshot(
     """
     gateway = _checked_gateway(gateway_url)
     registry = CollectorRegistry()
-    SnapshotCollector(lambda: snapshot, registry=registry, label_cleanup=label_cleanup,
-                      aggregate_similar_models=aggregate_similar_models, commit=commit)
+    SnapshotCollector(
+        lambda: snapshot,
+        registry=registry,
+        label_cleanup=label_cleanup,
+        aggregate_similar_models=aggregate_similar_models,
+        commit=commit,
+    )
     try:
         push_to_gateway(
-            gateway, job=job, registry=registry, grouping_key=grouping_key(snapshot, label_cleanup), timeout=timeout_s,
+            gateway,
+            job=job,
+            registry=registry,
+            grouping_key=grouping_key(snapshot, label_cleanup),
+            timeout=timeout_s,
             handler=_deadline_handler,
         )
     except OSError as error:

@@ -54,7 +54,10 @@ def snapshot_samples(
 
 
 def _carbon(
-    snapshot: SessionSnapshot, project: Labels, per_model: Labels, process: Labels,
+    snapshot: SessionSnapshot,
+    project: Labels,
+    per_model: Labels,
+    process: Labels,
     label: Callable[[Optional[object]], str],
 ) -> Iterator[Sample]:
     intensity = snapshot.intensity
@@ -62,8 +65,7 @@ def _carbon(
     yield "hf_training_co2_rate_kg_per_hour", project, snapshot.co2_rate_kg_per_hour
     yield (
         "hf_training_grid_carbon_intensity_g_per_kwh",
-        {"country": label(intensity.country), "region": label(intensity.region), "source": intensity.source,
-         **process},
+        {"country": label(intensity.country), "region": label(intensity.region), "source": intensity.source, **process},
         intensity.g_per_kwh,
     )
     yield "hf_training_carbon_budget_kg", project, snapshot.budget_kg
@@ -71,7 +73,10 @@ def _carbon(
 
 
 def _energy(
-    snapshot: SessionSnapshot, project: Labels, per_model: Labels, process: Labels,
+    snapshot: SessionSnapshot,
+    project: Labels,
+    per_model: Labels,
+    process: Labels,
     label: Callable[[Optional[object]], str],
 ) -> Iterator[Sample]:
     yield "hf_training_energy_kwh_total", per_model, snapshot.energy_kwh_total
@@ -161,8 +166,11 @@ def _base_unit_twins(
     # kWh per hour is kW
     yield "hf_training_power_watts", run, _scaled(snapshot.energy_rate_kwh_per_hour, 1000.0)
     yield "hf_training_emissions_grams_total", run, snapshot.co2_kg_total * GRAMS_PER_KG
-    yield ("hf_training_emissions_rate_grams_per_second", run,
-           _scaled(snapshot.co2_rate_kg_per_hour, GRAMS_PER_KG / SECONDS_PER_HOUR))
+    yield (
+        "hf_training_emissions_rate_grams_per_second",
+        run,
+        _scaled(snapshot.co2_rate_kg_per_hour, GRAMS_PER_KG / SECONDS_PER_HOUR),
+    )
     yield "hf_training_carbon_budget_grams", run, _scaled(snapshot.budget_kg, GRAMS_PER_KG)
     yield "hf_training_carbon_budget_remaining_grams", run, _scaled(snapshot.budget_remaining_kg, GRAMS_PER_KG)
     yield "hf_training_steps_total", run, snapshot.step_count

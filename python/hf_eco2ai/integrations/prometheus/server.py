@@ -98,7 +98,9 @@ class _MetricsHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()
-        self._reader = _RequestDeadlineReader(self.connection, self.server.idle_keepalive_s, self.server.header_deadline_s)
+        self._reader = _RequestDeadlineReader(
+            self.connection, self.server.idle_keepalive_s, self.server.header_deadline_s
+        )
         self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self) -> None:
@@ -125,8 +127,14 @@ class _MetricsHandler(BaseHTTPRequestHandler):
 class _MetricsServer(ThreadingHTTPServer):
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: Tuple[str, int], registry: CollectorRegistry, family: socket.AddressFamily,
-                 compress: bool, limits: "_Limits") -> None:
+    def __init__(
+        self,
+        address: Tuple[str, int],
+        registry: CollectorRegistry,
+        family: socket.AddressFamily,
+        compress: bool,
+        limits: "_Limits",
+    ) -> None:
         self.address_family = family
         self.registry = registry
         self.compress = compress
@@ -240,11 +248,12 @@ _Limits = Tuple[int, float, float]
 def _check_limits(max_connections: int, header_deadline_s: float, idle_keepalive_s: float) -> _Limits:
     if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
         raise ConfigurationError(
-            f"max_connections={max_connections!r} is invalid: use an integer >= 1 "
-            f"(default {DEFAULT_MAX_CONNECTIONS})"
+            f"max_connections={max_connections!r} is invalid: use an integer >= 1 (default {DEFAULT_MAX_CONNECTIONS})"
         )
-    for name, value, default in (("header_deadline_s", header_deadline_s, DEFAULT_HEADER_DEADLINE_S),
-                                 ("idle_keepalive_s", idle_keepalive_s, DEFAULT_IDLE_KEEPALIVE_S)):
+    for name, value, default in (
+        ("header_deadline_s", header_deadline_s, DEFAULT_HEADER_DEADLINE_S),
+        ("idle_keepalive_s", idle_keepalive_s, DEFAULT_IDLE_KEEPALIVE_S),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
             raise ConfigurationError(f"{name}={value!r} is invalid: use seconds > 0 (default {default:g})")
     return max_connections, float(header_deadline_s), float(idle_keepalive_s)
@@ -328,8 +337,11 @@ class PrometheusExporter:
         limits = _check_limits(max_connections, header_deadline_s, idle_keepalive_s)
         self.registry = CollectorRegistry() if registry is None else registry
         self.collector = SnapshotCollector(
-            registry=self.registry, max_projects=max_projects, label_cleanup=label_cleanup,
-            aggregate_similar_models=aggregate_similar_models, commit=commit,
+            registry=self.registry,
+            max_projects=max_projects,
+            label_cleanup=label_cleanup,
+            aggregate_similar_models=aggregate_similar_models,
+            commit=commit,
         )
         try:
             self._server = _bind(host, port, self.registry, compress, limits)

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from hf_eco2ai import units
 from hf_eco2ai.carbon.provenance import IntensityResult
-from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.prometheus.server import DEFAULT_HOST, PrometheusExporter
+from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.session.snapshot import SessionSnapshot
 from hf_eco2ai.store.run_store import RunStore, RunSummary
-from hf_eco2ai import units
 
 
 def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
@@ -46,21 +46,37 @@ def snapshot_from_stored_run(summary: RunSummary) -> Optional[SessionSnapshot]:
     energy_rate = latest.get("energy_rate_kwh_per_hour") if running else None
     intensity = IntensityResult(**summary.intensity)
     return SessionSnapshot(
-        run_id=summary.run_id, project_name=summary.project_name, experiment_id=summary.experiment_id,
-        model_name=summary.model_name, host=summary.host, rank=summary.rank, local_rank=summary.local_rank,
-        world_size=summary.world_size, unix_time_s=summary.updated_unix_s,
-        step_count=int(latest.get("steps_marked", summary.step_count)), epoch_count=int(latest.get("epoch_count", 0)),
+        run_id=summary.run_id,
+        project_name=summary.project_name,
+        experiment_id=summary.experiment_id,
+        model_name=summary.model_name,
+        host=summary.host,
+        rank=summary.rank,
+        local_rank=summary.local_rank,
+        world_size=summary.world_size,
+        unix_time_s=summary.updated_unix_s,
+        step_count=int(latest.get("steps_marked", summary.step_count)),
+        epoch_count=int(latest.get("epoch_count", 0)),
         channels=[ChannelInfo(**channel) for channel in summary.channels],
         energy_joules_by_channel=dict(latest.get("energy_joules_by_channel", {})),
         power_watts_by_channel=dict(latest.get("power_watts_by_channel", {})) if running else {},
-        energy_kwh_total=kwh, energy_rate_kwh_per_hour=energy_rate, co2_kg_total=co2_kg,
+        energy_kwh_total=kwh,
+        energy_rate_kwh_per_hour=energy_rate,
+        co2_kg_total=co2_kg,
         co2_rate_kg_per_hour=None if energy_rate is None else units.co2_kg(energy_rate, intensity.g_per_kwh),
-        intensity=intensity, pue=float(config.get("pue", 1.0)),
-        budget_kg=budget_kg, budget_remaining_kg=None if budget_kg is None else budget_kg - co2_kg,
+        intensity=intensity,
+        pue=float(config.get("pue", 1.0)),
+        budget_kg=budget_kg,
+        budget_remaining_kg=None if budget_kg is None else budget_kg - co2_kg,
         budget_used_fraction=_ratio(co2_kg, budget_kg),
-        samples_total=samples, samples_per_second=_ratio(samples, latest.get("t_s")), samples_per_kwh=_ratio(samples, kwh),
-        loss=latest.get("loss"), eval_loss=latest.get("eval_loss"), learning_rate=latest.get("learning_rate"),
-        cost_total=None if price is None else kwh * price, electricity_price_per_kwh=price,
+        samples_total=samples,
+        samples_per_second=_ratio(samples, latest.get("t_s")),
+        samples_per_kwh=_ratio(samples, kwh),
+        loss=latest.get("loss"),
+        eval_loss=latest.get("eval_loss"),
+        learning_rate=latest.get("learning_rate"),
+        cost_total=None if price is None else kwh * price,
+        electricity_price_per_kwh=price,
         electricity_currency=config.get("electricity_currency"),
         monitoring_errors_total=int(latest.get("monitoring_errors_total", 0)),
     )

@@ -67,8 +67,9 @@ class TrainingTracer:
         ConfigurationError: invalid settings, or a store that cannot be opened.
     """
 
-    def __init__(self, config: TracerConfig, *, session: Any = None, carbon_config: Any = None,
-                 meter: Any = None) -> None:
+    def __init__(
+        self, config: TracerConfig, *, session: Any = None, carbon_config: Any = None, meter: Any = None
+    ) -> None:
         if not isinstance(config, TracerConfig):
             raise ConfigurationError(f"config = {type(config).__name__} is invalid: expected a TracerConfig")
         self.config = config
@@ -126,9 +127,20 @@ class TrainingTracer:
         return self
 
     def _record_run(self) -> None:
-        self._guard("store", lambda: self.storage.create_run(
-            self.run_id, self.config.project_name, self.run_name, self.start_time, self.config.as_dict(),
-            layers=self._layers, tags=self.config.tags, notes=self.config.notes, register=self._registers_run))
+        self._guard(
+            "store",
+            lambda: self.storage.create_run(
+                self.run_id,
+                self.config.project_name,
+                self.run_name,
+                self.start_time,
+                self.config.as_dict(),
+                layers=self._layers,
+                tags=self.config.tags,
+                notes=self.config.notes,
+                register=self._registers_run,
+            ),
+        )
 
     @property
     def step_count(self) -> int:
@@ -180,8 +192,7 @@ class TrainingTracer:
             self._watcher.close()
         watcher = GradientWatcher(model, self.config.gradient_layers, self._on_gradient_row, optimizer_hook)
         if self._step > 0:
-            logger.warning("hf_eco2ai tracer: watch() after %d steps: the rolling statistics start again",
-                           self._step)
+            logger.warning("hf_eco2ai tracer: watch() after %d steps: the rolling statistics start again", self._step)
         self._rows.flush()
         self._watcher = watcher
         self._layers = list(watcher.layer_names)
@@ -298,11 +309,15 @@ class TrainingTracer:
                 self._watcher.drain()
             self._take_anomalies()
             self._rows.flush()
+
         self._guard("tracer", flush)
 
     def _write_checkpoint(self, step: int) -> None:
-        metrics = {name: value for name, value in self._metrics.items()
-                   if isinstance(value, (int, float, str, bool)) or value is None}
+        metrics = {
+            name: value
+            for name, value in self._metrics.items()
+            if isinstance(value, (int, float, str, bool)) or value is None
+        }
         system: Dict[str, Any] = {}
         energy_joules: Optional[float] = None
         steps_covered = step - self._last_checkpoint_step
@@ -315,15 +330,20 @@ class TrainingTracer:
                 if steps_covered > 0:
                     system["energy_joules_per_step"] = energy_joules / steps_covered
         gradient_stats = self._gradient_stats()
-        gradient_stats["recent_steps"] = [
-            {"step": s, "loss": loss, "memory_bytes": memory} for s, loss, memory in self._recent
-        ] if self.config.capture_samples else []
+        gradient_stats["recent_steps"] = (
+            [{"step": s, "loss": loss, "memory_bytes": memory} for s, loss, memory in self._recent]
+            if self.config.capture_samples
+            else []
+        )
         self.storage.write_checkpoint(self.run_id, step, time.time(), metrics, gradient_stats, system, energy_joules)
         if self._owns_session:
             # An attached session is logged by its lifecycle, whose interval figures a log here
             # would cut short.
-            numeric = {name: value for name, value in metrics.items()
-                       if isinstance(value, (int, float)) and not isinstance(value, bool)}
+            numeric = {
+                name: value
+                for name, value in metrics.items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+            }
             self.session.log(numeric, step=step)
 
     def _gradient_stats(self) -> Dict[str, Any]:
@@ -349,16 +369,27 @@ class TrainingTracer:
         snapshot = self.session.snapshot()
         if snapshot is None:
             return {}, None
-        top_level = sum(joules for channel in snapshot.channels if channel.is_top_level
-                        for name, joules in snapshot.energy_joules_by_channel.items() if name == channel.name)
+        top_level = sum(
+            joules
+            for channel in snapshot.channels
+            if channel.is_top_level
+            for name, joules in snapshot.energy_joules_by_channel.items()
+            if name == channel.name
+        )
         system = {
             "energy_joules_total": top_level,
             "energy_kwh_total": snapshot.energy_kwh_total,
             "co2_kg_total": snapshot.co2_kg_total,
             "power_watts_by_channel": dict(snapshot.power_watts_by_channel),
-            "gpus": [{"index": gpu.index, "memory_used_bytes": gpu.memory_used_bytes,
-                      "utilization_percent": gpu.utilization_percent, "temperature_c": gpu.temperature_c}
-                     for gpu in snapshot.gpus],
+            "gpus": [
+                {
+                    "index": gpu.index,
+                    "memory_used_bytes": gpu.memory_used_bytes,
+                    "utilization_percent": gpu.utilization_percent,
+                    "temperature_c": gpu.temperature_c,
+                }
+                for gpu in snapshot.gpus
+            ],
         }
         if self._memory_reader is not None:
             system["max_memory_allocated_bytes"] = self._memory_reader()
@@ -371,10 +402,21 @@ class TrainingTracer:
             self._take_anomalies()
         self._rows.set_gradients(step, row_view)
 
-    def _write_rows(self, steps: np.ndarray, recorded: np.ndarray, loss: np.ndarray, memory: np.ndarray,
-                    gradients: Optional[np.ndarray], has_gradients: np.ndarray) -> None:
-        self._guard("store", lambda: self.storage.write_step_statistics(
-            self.run_id, steps, recorded, loss, memory, gradients, has_gradients))
+    def _write_rows(
+        self,
+        steps: np.ndarray,
+        recorded: np.ndarray,
+        loss: np.ndarray,
+        memory: np.ndarray,
+        gradients: Optional[np.ndarray],
+        has_gradients: np.ndarray,
+    ) -> None:
+        self._guard(
+            "store",
+            lambda: self.storage.write_step_statistics(
+                self.run_id, steps, recorded, loss, memory, gradients, has_gradients
+            ),
+        )
 
     def _take_anomalies(self) -> None:
         raw = self._ring.drain_anomalies()
@@ -387,8 +429,7 @@ class TrainingTracer:
             if self.config.stops_on(kind) and not self._stop_requested:
                 self._stop_requested = True
                 self._stop_reason = f"{kind} at step {record['step']} in {record['layer']}"
-                logger.warning("hf_eco2ai tracer: training is asked to stop (stop_on_anomaly): %s",
-                               self._stop_reason)
+                logger.warning("hf_eco2ai tracer: training is asked to stop (stop_on_anomaly): %s", self._stop_reason)
         log_anomalies(records)
         self._guard("store", lambda: self.storage.write_anomalies(self.run_id, records))
         self.session.count_anomalies(ANOMALY_TYPES, self._anomaly_counts)
@@ -403,5 +444,7 @@ class TrainingTracer:
 
     def _fault(self, kind: str, error: BaseException) -> None:
         self.session.record_monitoring_error(
-            f"tracer-{kind}", error,
-            f"the Tracer's {kind} update failed ({type(error).__name__}: {error}); training goes on")
+            f"tracer-{kind}",
+            error,
+            f"the Tracer's {kind} update failed ({type(error).__name__}: {error}); training goes on",
+        )

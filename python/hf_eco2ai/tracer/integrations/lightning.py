@@ -44,8 +44,10 @@ def _callback_bases() -> List[type]:
     except ImportError:
         pass
     if not bases:
-        raise ImportError("LightningCallback needs the lightning (or pytorch_lightning) package, which cannot be "
-                          "imported: pip install 'hf-eco2ai[lightning]'")
+        raise ImportError(
+            "LightningCallback needs the lightning (or pytorch_lightning) package, which cannot be "
+            "imported: pip install 'hf-eco2ai[lightning]'"
+        )
     return bases
 
 
@@ -65,18 +67,30 @@ class LightningCallback(Eco2AILightningTracking, *_callback_bases()):  # type: i
         ConfigurationError: an invalid setting, at construction.
     """
 
-    def __init__(self, project: Optional[str] = None, checkpoint_interval: int = 1000, *,
-                 carbon_config: Any = None, meter: Any = None,
-                 report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS, tracking_frequency: str = "step",
-                 **tracer_settings: Any) -> None:
-        carbon = energy_config(carbon_config, project,
-                               Path(tracer_settings.get("storage_path", DEFAULT_STORAGE_PATH)))
+    def __init__(
+        self,
+        project: Optional[str] = None,
+        checkpoint_interval: int = 1000,
+        *,
+        carbon_config: Any = None,
+        meter: Any = None,
+        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
+        tracking_frequency: str = "step",
+        **tracer_settings: Any,
+    ) -> None:
+        carbon = energy_config(carbon_config, project, Path(tracer_settings.get("storage_path", DEFAULT_STORAGE_PATH)))
         config = tracer_config(project, checkpoint_interval, tracer_settings, carbon.project_name)
         # Lightning's optimisers run the backward pass inside step() (a closure), so the
         # gradients are read in on_before_optimizer_step rather than by the optimiser pre-hook.
         self.tracer_observer = TracerObserver(config, optimizer_hook=False)
-        super().__init__(carbon, tracking_frequency=tracking_frequency, meter=meter, store=config.store_file,
-                         report_formats=report_formats, observers=[self.tracer_observer])
+        super().__init__(
+            carbon,
+            tracking_frequency=tracking_frequency,
+            meter=meter,
+            store=config.store_file,
+            report_formats=report_formats,
+            observers=[self.tracer_observer],
+        )
         self.tracer_config = config
 
     @property

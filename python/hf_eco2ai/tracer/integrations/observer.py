@@ -31,11 +31,11 @@ def energy_config(carbon_config: Any, project: Optional[str], storage_path: Path
     return CarbonConfig(**changes)
 
 
-def tracer_config(project: Optional[str], checkpoint_interval: int, settings: Dict[str, Any],
-                  carbon_project: str) -> TracerConfig:
+def tracer_config(
+    project: Optional[str], checkpoint_interval: int, settings: Dict[str, Any], carbon_project: str
+) -> TracerConfig:
     """The callbacks' ``TracerConfig``: ``project`` (default: the energy config's project)."""
-    return TracerConfig(project_name=project or carbon_project, checkpoint_interval=checkpoint_interval,
-                        **settings)
+    return TracerConfig(project_name=project or carbon_project, checkpoint_interval=checkpoint_interval, **settings)
 
 
 class TracerObserver:

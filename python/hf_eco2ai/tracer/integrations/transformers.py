@@ -46,16 +46,28 @@ class TransformersCallback(Eco2AICallback):
         ConfigurationError: an invalid setting, at construction.
     """
 
-    def __init__(self, project: Optional[str] = None, checkpoint_interval: int = 1000, *,
-                 carbon_config: Optional[CarbonConfig] = None, meter: Any = None,
-                 report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS, tracking_frequency: str = "step",
-                 **tracer_settings: Any) -> None:
-        carbon = energy_config(carbon_config, project,
-                               Path(tracer_settings.get("storage_path", DEFAULT_STORAGE_PATH)))
+    def __init__(
+        self,
+        project: Optional[str] = None,
+        checkpoint_interval: int = 1000,
+        *,
+        carbon_config: Optional[CarbonConfig] = None,
+        meter: Any = None,
+        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
+        tracking_frequency: str = "step",
+        **tracer_settings: Any,
+    ) -> None:
+        carbon = energy_config(carbon_config, project, Path(tracer_settings.get("storage_path", DEFAULT_STORAGE_PATH)))
         config = tracer_config(project, checkpoint_interval, tracer_settings, carbon.project_name)
         self.tracer_observer = TracerObserver(config)
-        super().__init__(carbon, tracking_frequency=tracking_frequency, meter=meter, store=config.store_file,
-                         report_formats=report_formats, observers=[self.tracer_observer])
+        super().__init__(
+            carbon,
+            tracking_frequency=tracking_frequency,
+            meter=meter,
+            store=config.store_file,
+            report_formats=report_formats,
+            observers=[self.tracer_observer],
+        )
         self.tracer_config = config
         self._step_open = False
 
@@ -69,35 +81,42 @@ class TransformersCallback(Eco2AICallback):
             self._step_open = False
             self.tracer_observer.step()
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
         """Start the run, and watch the model's gradients."""
         super().on_train_begin(args, state, control, model=model, **kwargs)
         self.tracer_observer.watch(model)
 
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                      **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """Close the previous traced step if no log closed it."""
         self._close_step()
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kwargs: Any) -> None:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         """Mark the energy step; the traced step stays open for the Trainer's log."""
         super().on_step_end(args, state, control, **kwargs)
         self._step_open = True
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> None:
         """Energy figures into ``logs``; the logs to the traced step, which closes here."""
         super().on_log(args, state, control, logs=logs, **kwargs)
         self.tracer_observer.log(logs or {})
         self._close_step()
         control.should_training_stop |= self.tracer_observer.stop_requested
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                     **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         """The last checkpoint while measuring, then the lifecycle's end (report with gradients)."""
         self._close_step()
         self.tracer_observer.close_steps()
         super().on_train_end(args, state, control, **kwargs)
-

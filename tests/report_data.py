@@ -29,7 +29,7 @@ DEFAULT_CHANNELS: Sequence[Tuple[str, str, str, str, Optional[str], PowerModel]]
     ("dram:0", "power", "estimated", "cpu-estimate", None, lambda t: 6.0),
 )
 
-# Factors as in /work/shared/CARBON.md; in the product they come from the carbon layer's table.
+# Factors as cited in docs/carbon.md; in the product they come from the carbon layer's table.
 COMPARISON_FACTORS = (
     (
         "smartphone charges",

@@ -638,7 +638,7 @@ class CarbonConfig:
             cache lifetime in seconds.
         cloud_metadata_url: base URL of the cloud metadata endpoints (for tests and proxies).
         prometheus_enabled, prometheus_port, prometheus_host: the metrics endpoint
-            (``export_prometheus`` reads ``prometheus_enabled``, as the monitoring guide spells it).
+            (``export_prometheus`` reads ``prometheus_enabled`` under its other documented name).
         max_projects, aggregate_similar_models, label_cleanup_enabled, export_batch_size,
             compression_enabled: the Prometheus exporter's cardinality and transport settings.
         prometheus_pushgateway_url: push the run's final figures to this Pushgateway at stop.
@@ -806,7 +806,7 @@ class CarbonConfig:
 
     @property
     def export_prometheus(self) -> bool:
-        """``prometheus_enabled`` under the monitoring guide's name."""
+        """``prometheus_enabled`` under its other documented name."""
         return bool(self._values["prometheus_enabled"])
 
     def origin(self, name: str) -> str:

@@ -1,6 +1,6 @@
 """``track``: eco2ai's decorator, as a decorator and a context manager over a ``TrackingSession``.
 
-The seed's migration example keeps working::
+eco2ai's migration example keeps working::
 
     from hf_eco2ai import track
 

@@ -1,4 +1,4 @@
-"""Prometheus integration: the ``hf_training_*`` metrics of the monitoring guide.
+"""Prometheus integration: the documented ``hf_training_*`` metrics and their base-unit twins.
 
 Three ways to get the metrics out, all reading a session's snapshot, never the training loop:
 

@@ -1,6 +1,6 @@
 """The catalogue of every ``hf_training_*`` metric the Prometheus exporter serves.
 
-Names, types and labels follow the monitoring guide's reference tables (seed 004). Each entry
+Names, types and labels follow the documented ``hf_training_*`` reference tables. Each entry
 names the series exactly as Prometheus stores it, so the dashboard and alert rules in
 ``docs/monitoring/`` can be checked against this table.
 
@@ -49,7 +49,7 @@ class MetricSpec:
     """One exported metric.
 
     ``name`` is the series name as stored by Prometheus (counters include their ``_total``).
-    ``documented_kind`` is the type the monitoring guide gives; it differs from ``kind`` only for
+    ``documented_kind`` is the documented type; it differs from ``kind`` only for
     the three metrics explained in the module docstring. ``twin_of`` names the documented metric
     a base-unit twin mirrors ("" for every other metric).
     """

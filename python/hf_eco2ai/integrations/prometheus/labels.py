@@ -1,7 +1,7 @@
 """Label hygiene for the Prometheus exporter: clean-up of label values and a cap on projects.
 
 Every distinct label value becomes a new time series in Prometheus, kept for the whole retention
-period. The monitoring guide's troubleshooting section names the defences implemented here:
+period. The documented troubleshooting advice names the defences implemented here:
 ``label_cleanup_enabled`` (values made printable, single-line and bounded),
 ``aggregate_similar_models`` (the checkpoint directories of one model share its series) and
 ``max_projects`` (a bound on distinct ``project_name`` values; later projects are folded into

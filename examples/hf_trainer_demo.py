@@ -22,7 +22,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback
 from hf_eco2ai.carbon.comparisons import compute_comparisons
+from hf_eco2ai.meter.flags import FLAG_TAIL
 from hf_eco2ai.reporting.numbers import energy_kwh, mass_kg, significant
+from hf_eco2ai.reporting.step_file import read_step_file
 
 VOCABULARY = 256
 SEQUENCE_LENGTH = 64
@@ -122,12 +124,15 @@ def print_summary(report: Dict[str, Any], callback: Eco2AICallback, losses: List
     print(f"  emissions       {mass_kg(report['total_co2_kg'])} CO2e")
     equivalents = [c.text for c in compute_comparisons(report["total_co2_kg"], energy["total_kwh"])]
     print(f"    = {'; '.join(equivalents)} (factors and their sources are in the reports)")
-    steps = [step["joules"] for step in report["steps"] if not step["flags"] & 16]
+    # Every step is in the per-step file the run streamed; the report itself stays small.
+    every_step = list(read_step_file(report["steps_file"]["path"])) if report.get("steps_file") else []
+    steps = [step["joules"] for step in every_step if not step["flags"] & FLAG_TAIL]
     if steps:
         print(
             f"  per step        mean {significant(statistics.fmean(steps))} J, median "
             f"{significant(statistics.median(steps))} J, over {len(steps)} steps "
-            f"(+ tail {significant(report['steps'][-1]['joules'])} J after the last step)"
+            f"(+ tail {significant(every_step[-1]['joules'])} J after the last step; every step in "
+            f"{report['steps_file']['path']})"
         )
     if report["samples_total"]:
         print(

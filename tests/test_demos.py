@@ -21,7 +21,12 @@ def test_each_demo_trains_and_prints_its_energy_and_reports(demo: str, tmp_path:
     environ["HF_ECO2AI_OFFLINE"] = "1"
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / demo), "--seconds", "4", "--output-dir", str(tmp_path)],
-        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=280)
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "CO2e" in result.stdout
     assert list(tmp_path.glob("carbon_report_*.json")), result.stdout[-2000:]

@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("demo", ["hf_trainer_demo.py", "lightning_demo.py"])
 def test_each_demo_trains_and_prints_its_energy_and_reports(demo: str, tmp_path: Path) -> None:
     environ = {name: value for name, value in os.environ.items() if not name.startswith("HF_ECO2AI_")}

@@ -128,9 +128,13 @@ class LightningCallback(Eco2AILightningTracking, *_callback_bases()):  # type: i
 
     @override
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        """The last checkpoint while measuring, then the lifecycle's end (report with gradients)."""
+        """The last checkpoint while measuring, then the lifecycle's end (report with gradients).
+
+        Waits until the run is in the store: the Tracer's queries read it as soon as ``fit()``
+        returns."""
         self.tracer_observer.close_steps()
         super().on_fit_end(trainer, pl_module)
+        self.lifecycle.wait_finished()
 
     @override
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:

@@ -116,7 +116,11 @@ class TransformersCallback(Eco2AICallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """The last checkpoint while measuring, then the lifecycle's end (report with gradients)."""
+        """The last checkpoint while measuring, then the lifecycle's end (report with gradients).
+
+        Waits until the run is in the store: the Tracer's queries read it as soon as ``train()``
+        returns."""
         self._close_step()
         self.tracer_observer.close_steps()
         super().on_train_end(args, state, control, **kwargs)
+        self.lifecycle.wait_finished()

@@ -108,7 +108,9 @@ def test_a_failing_backend_under_a_callback_is_counted_in_the_monitoring_errors(
     callback = Eco2AICallback(_config(tmp_path), meter=synthetic_meter(), observers=[observer])
     with caplog.at_level(logging.WARNING):
         _train(tmp_path, callback)
-    # The backend fails on its own thread: train() has returned once the run's end drained it.
+        # The backend fails on its own thread, drained by the run's end, which finishes in the
+        # background after train() returns.
+        assert callback.lifecycle.wait_finished(timeout_s=120)
     failures = observer.orchestrator.stats()["failing"].failures
     assert failures >= 1 and callback.session.monitoring_errors_total == failures
     assert any("tracking backend 'failing' failed" in record.getMessage() for record in caplog.records)

@@ -39,15 +39,12 @@ def _synthetic_meter() -> EnergyMeter:
 
 
 def test_a_configured_log_level_is_applied_to_the_hf_eco2ai_logger(
-    package_logger_level: logging.Logger, clean_carbon_env: Path
+    package_logger_level: logging.Logger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     TrackingSession(CarbonConfig(log_level="error", offline=True), meter=_synthetic_meter(), store=False)
     assert package_logger_level.level == logging.ERROR
-    os.environ["HF_ECO2AI_LOG_LEVEL"] = "DEBUG"
-    try:
-        TrackingSession(CarbonConfig(offline=True), meter=_synthetic_meter(), store=False)
-    finally:
-        del os.environ["HF_ECO2AI_LOG_LEVEL"]
+    monkeypatch.setenv("HF_ECO2AI_LOG_LEVEL", "DEBUG")
+    TrackingSession(CarbonConfig(offline=True), meter=_synthetic_meter(), store=False)
     assert package_logger_level.level == logging.DEBUG
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -20,8 +21,8 @@ CLI = [sys.executable, "-m", "hf_eco2ai.cli"]
 pytestmark = pytest.mark.timeout(120)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+def run_cli(*args: str, cwd: Path, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
 def _digest(path: Path) -> str:
@@ -136,6 +137,7 @@ def test_profile_into_an_unwritable_directory_keeps_the_childs_exit_code(tmp_pat
         "-c",
         "raise SystemExit(3)",
         cwd=tmp_path,
+        env={**os.environ, "HF_ECO2AI_OFFLINE": "1"},
     )
     assert result.returncode == 3
     assert "Traceback" not in result.stderr

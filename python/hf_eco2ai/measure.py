@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hf_eco2ai.carbon.budget import BudgetStatus, CarbonBudget
@@ -33,6 +34,8 @@ from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.observer import BackendObserver, backend_factory
 from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS
+from hf_eco2ai.reporting.run_outputs import check_report_formats, log_run_summary, write_run_outputs
 from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
 NETWORK_MODES = ("machine", "offline")
@@ -138,6 +141,10 @@ class CarbonTracker:
             session's emissions, energy and duration as ``session/<name>/...`` metrics when it
             stops, and the run's totals, provenance and report when the last open one stops.
         backend_options: their options (``mlflow_tracking_uri``, ``wandb_mode``...).
+        report_formats: the report files written to ``output_dir`` when the last open session
+            stops, named ``carbon_report_<run id>`` (default json, html, csv, markdown; ``()``
+            writes none). Each run also appends a row to ``<output_dir>/emissions.csv`` and logs
+            one summary line at INFO, as the callbacks do.
 
     Threading: all methods may be called from any thread; one lock serialises them.
 
@@ -161,6 +168,7 @@ class CarbonTracker:
         store: StoreSetting = True,
         backends: Sequence[Any] = (),
         backend_options: Optional[Mapping[str, Any]] = None,
+        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
     ) -> None:
         if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
@@ -184,6 +192,7 @@ class CarbonTracker:
             "offline": None if network_mode is None else network_mode == "offline",
         }
         given = {name: value for name, value in overrides.items() if value is not None}
+        self._report_formats = check_report_formats(report_formats)
         base = config if config is not None else CarbonConfig()
         self.config = base.replace(**given) if given else base
         # No budget for the sessions: the tracker's budget spans all of its runs.
@@ -337,13 +346,27 @@ class CarbonTracker:
                 len(self._finished),
             )
             if not self._open:
-                report = session.stop("failed" if failed else "finished")
+                status = "failed" if failed else "finished"
+                report = session.stop(status)
                 self._reports.append(report)
                 self._session = None
-                self._notify(session, "on_run_end", report, {})
+                paths = self._write_outputs(session, report, status)
+                self._notify(session, "on_run_end", report, paths)
+                log_run_summary(report, paths)
             if self._budget is not None:
                 self._budget.record_total(self.get_total_emissions())
             return metrics
+
+    def _write_outputs(self, session: TrackingSession, report: Dict[str, Any], status: str) -> Dict[str, Path]:
+        def failed(error: OSError) -> None:
+            session.record_monitoring_error(
+                "report-files",
+                error,
+                f"could not write the report files to {self.config.output_dir} ({type(error).__name__}: {error}); "
+                "the report is kept in the run store (hf-eco2ai report RUN)",
+            )
+
+        return write_run_outputs(report, self.config.output_dir, self._report_formats, status, failed)
 
     def _metrics(
         self,

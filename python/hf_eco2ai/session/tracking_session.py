@@ -35,6 +35,7 @@ from hf_eco2ai.carbon.recommendations import Recommendation, recommendations_for
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
+from hf_eco2ai.logs import apply_log_level
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.reporting.step_file import StepFileWriter, check_step_file_format, step_file_path
 from hf_eco2ai.session import figures as live
@@ -125,6 +126,7 @@ class TrackingSession:
         if not isinstance(step_file, bool):
             raise ConfigurationError(f"step_file = {step_file!r} is invalid: expected True or False")
         self.config = CarbonConfig() if config is None else config
+        apply_log_level(self.config)
         self._step_file_format = check_step_file_format(
             self.config.step_file_format if step_file_format is None else step_file_format
         )

@@ -20,7 +20,6 @@ import socket
 import sqlite3
 import threading
 import time
-import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import numpy as np
 
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.logs import warn
+from hf_eco2ai.meter.flags import FLAG_TAIL
 from hf_eco2ai.store.tracer_tables import (
     READABLE_OLDER_VERSIONS,
     upgrade_schema,
@@ -256,6 +257,7 @@ class RunSummary:
 
     ``status`` is ``running``, ``finished`` or ``failed`` as the run last wrote it, except that a
     ``running`` run whose process is gone from this host reads as ``interrupted``.
+    ``step_count`` counts the stored steps, not the tail record (the energy after the last step).
     """
 
     run_id: str
@@ -442,7 +444,8 @@ class RunStore:
         "r.run_id, r.project_name, r.experiment_id, r.model_name, r.host, r.pid, r.rank, "
         "r.local_rank, r.world_size, r.status, r.started_unix_s, r.ended_unix_s, r.updated_unix_s, "
         "r.channels_json, r.intensity_json, r.config_json, r.latest_json, "
-        "(SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id)"
+        # Steps a person counts: the tail record (after the last step) is energy, not a step.
+        f"(SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id AND (s.flags & {FLAG_TAIL}) = 0)"
     )
 
     def _summary(self, row: Tuple[Any, ...]) -> RunSummary:
@@ -999,7 +1002,7 @@ class RunWriter:
         if self._on_error is not None:
             self._on_error(error)
         else:
-            warnings.warn(f"hf_eco2ai run store {self.path}: a write failed: {error}", RuntimeWarning, stacklevel=1)
+            warn(f"run store {self.path}: a write failed: {error}", stacklevel=1)
 
     @staticmethod
     def _commit(connection: sqlite3.Connection, batch: List[_Operation]) -> None:

@@ -455,6 +455,8 @@ class TrackingSession:
             for key in self._latest_metrics:
                 if key in numeric:
                     self._latest_metrics[key] = numeric[key]
+            if "loss" in numeric and step is not None and self._state == "running":
+                self._records.add_loss(int(step), numeric["loss"])
             if self._state != "running":
                 return {}
             now = self._drain_locked()

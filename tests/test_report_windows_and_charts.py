@@ -25,9 +25,13 @@ STEP_S = 0.02
 VALIDATION_S = 0.06
 
 
+SAMPLES_PER_LOG = 8
+
+
 def phased_run(output_dir: Path, epochs: int = 2, steps_per_epoch: int = 6) -> Dict[str, Any]:
-    """A real session's report: training steps, a validation window after each epoch, a loss
-    logged every other step."""
+    """A real session's report (the run stored under ``output_dir``): training steps, a
+    validation window after each epoch, a loss and ``SAMPLES_PER_LOG`` samples logged every other
+    step."""
     config = CarbonConfig(project_name="phases", output_dir=str(output_dir), country_iso_code="FR", offline=True)
     meter = EnergyMeter(
         sources="synthetic",
@@ -42,7 +46,7 @@ def phased_run(output_dir: Path, epochs: int = 2, steps_per_epoch: int = 6) -> D
             session.mark_step()
             step += 1
             if step % 2 == 0:
-                session.log({"loss": 2.0 / step}, step=step)
+                session.log({"loss": 2.0 / step, "samples": SAMPLES_PER_LOG}, step=step)
         session.epoch_end()
         with session.window("validation"):
             time.sleep(VALIDATION_S)

@@ -354,3 +354,56 @@ def figures_by_name(data: Mapping[str, Any]) -> Dict[str, str]:
         "Energy per step and loss": energy_loss_chart(data),
     }
     return {title: svg for title, svg in charts.items() if svg}
+
+
+def overlay_chart(
+    series: Sequence[Sequence[Tuple[float, Optional[float]]]],
+    labels: Sequence[str],
+    chart_id: str,
+    x_title: str,
+    y_title: str,
+    unit: str,
+) -> str:
+    """One line per series (``class="series"``, ``data-run``), coloured by position; ``unit`` "J"
+    picks a readable energy unit for the axis. "" when no series has two points."""
+    lines = [
+        [(float(x), float(y)) for x, y in points if y is not None and math.isfinite(y)][:: max(1, len(points) // 1000)]
+        for points in series
+    ]
+    present = [point for line in lines for point in line]
+    if not any(len(line) >= 2 for line in lines):
+        return ""
+    x_low, x_high = min(x for x, _ in present), max(x for x, _ in present)
+    x_high = max(x_high, x_low + 1e-9)
+    y_low = min(0.0, min(y for _, y in present))
+    y_max = max(y for _, y in present)
+    per_unit, shown_unit = 1.0, unit
+    if unit == "J":
+        shown_unit, per_unit = _energy_ladder(y_max)
+    y_ticks = nice_ticks(y_low / per_unit, y_low / per_unit + (y_max - y_low) / per_unit * svg_charts.HEADROOM)
+
+    def x_px(x: float) -> float:
+        return _scale(x, x_low, x_high, FRAME.left, FRAME.right)
+
+    def y_px(y: float) -> float:
+        return _scale(y / per_unit, y_ticks[0], y_ticks[-1], FRAME.bottom, FRAME.top)
+
+    x_ticks = nice_ticks(x_low, x_high, count=8)
+    parts = [_svg_open(chart_id, f"{y_title} of each run")]
+    parts += _axes(
+        [(x_px(x), numbers.significant(x, 6)) for x in x_ticks if x_low - 1e-9 <= x <= x_high + 1e-9],
+        [(y_px(v * per_unit), numbers.significant(v, 6)) for v in y_ticks],
+        x_title,
+        f"{y_title} ({shown_unit})" if shown_unit else y_title,
+    )
+    for index, (label, line) in enumerate(zip(labels, lines)):
+        if not line:
+            continue
+        coordinates = " ".join(f"{_number(x_px(x))},{_number(y_px(y))}" for x, y in line)
+        parts.append(
+            f'<polyline class="series" data-run="{escape(label)}" fill="none" '
+            f'stroke="{PALETTE[index % len(PALETTE)]}" stroke-width="1.8" stroke-linejoin="round" '
+            f'points="{coordinates}"><title>{escape(label)}</title></polyline>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -19,6 +19,11 @@ Draining records, carbon figures, the budget and logging happen in ``on_log``, `
 - ``carbon/co2_kg``, ``carbon/intensity_g_per_kwh``: the run's CO2 so far and the intensity used;
 - ``carbon/samples_per_kwh`` and, with a budget, ``carbon/budget_used_fraction``;
 - with ``detailed_gpu_tracking``, ``power/<channel>_watts`` for every channel (``gpu:0``, ...).
+
+``trainer.evaluate()`` runs inside an ``evaluate`` window and ``trainer.predict()`` inside a
+``predict`` window, so the report shows their energy apart from training. The Trainer sends no
+event before a loop's first batch, so the window opens when that batch ends and misses it. Called
+outside ``train()``, each is a run of its own, with its own report and ``get_carbon_report()``.
 """
 
 from __future__ import annotations

@@ -122,6 +122,10 @@ def test_html_charts_split_training_and_validation(report: Dict[str, Any], tmp_p
     bars = dom.find("rect", chart="windows-chart", css_class="window-bar")
     assert [bar.attrs["data-window"] for bar in bars] == ["validation"]
     assert {bar.attrs["data-epoch"] for bar in dom.find("rect", chart="epoch-chart", css_class="bar")} == {"0", "1"}
+    # The first validation ran after epoch 0 ended, inside epoch 1's first step; the second after
+    # the last epoch ended, in the tail: only epoch 1 has an evaluation bar, as tall as one window.
+    (evaluation_bar,) = dom.find("rect", chart="epoch-chart", css_class="evaluation-bar")
+    assert evaluation_bar.attrs["data-epoch"] == "1"
     assert len(dom.find("polyline", chart="energy-loss-chart", css_class="loss")) == 1
     assert len(dom.find("polyline", chart="energy-loss-chart", css_class="step-energy")) == 1
 

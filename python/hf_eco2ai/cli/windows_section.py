@@ -6,21 +6,17 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional
 
 from hf_eco2ai.reporting import numbers
-from hf_eco2ai.reporting.windows import window_summaries
+from hf_eco2ai.reporting.windows import window_summaries, windows_from_rows
 from hf_eco2ai.store.run_store import RunStore, RunSummary
 
 
 def _from_rows(store: RunStore, summary: RunSummary) -> Dict[str, Any]:
-    """A run without a final report: its stored window rows, totalled per name, as the report's
-    ``windows`` section would have them (no run total: its share stays unknown)."""
-    top_level = {channel["name"] for channel in summary.channels if not channel.get("parent")}
-    totals: Dict[str, Dict[str, Any]] = {}
-    for row in store.windows(summary.run_id):
-        window = totals.setdefault(row["name"], {"name": row["name"], "count": 0, "duration_s": 0.0, "joules": 0.0})
-        window["count"] += 1
-        window["duration_s"] += row["t1_s"] - row["t0_s"]
-        window["joules"] += sum(j for name, j in row["joules_by_channel"].items() if name in top_level)
-    return {"windows": list(totals.values()), "energy": {}}
+    """A run without a final report: its stored window rows, totalled per name (no run total
+    yet, so no share of the run)."""
+    top_level = [channel["name"] for channel in summary.channels if not channel.get("parent")]
+    pue = float((summary.config or {}).get("pue") or 1.0)
+    g_per_kwh = (summary.intensity or {}).get("g_per_kwh")
+    return {"windows": windows_from_rows(store.windows(summary.run_id), top_level, pue, g_per_kwh), "energy": {}}
 
 
 def window_lines(report: Mapping[str, Any]) -> List[str]:

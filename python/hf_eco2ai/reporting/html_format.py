@@ -223,10 +223,15 @@ def _run_charts(data: Mapping[str, Any], shaded: bool) -> List[str]:
     epochs = run_charts.epoch_chart(data)
     if epochs:
         stacked = [channel["name"] for channel in data["channels"] if channel["parent"] is None]
+        notes = ["The training steps' bars are stacked by top-level channel, without PUE."]
+        if 'class="evaluation-bar"' in epochs:
+            notes.append(
+                "Beside them, the energy of the evaluation windows that ran during the epoch. A step's energy "
+                "is everything between its two step marks, so evaluation run between two marks is in that step too."
+            )
         parts += [
             "<h2>Energy per epoch</h2>",
-            f"<figure>{epochs}{_legend(data, stacked)}"
-            f"{_caption(['Bars are stacked by top-level channel, without PUE.'])}</figure>",
+            f"<figure>{epochs}{_legend(data, stacked)}{_caption(notes)}</figure>",
         ]
     energy_loss = run_charts.energy_loss_chart(data)
     if energy_loss:

@@ -176,19 +176,39 @@ def cumulative_chart(data: Mapping[str, Any], chart_id: str = "cumulative-chart"
     return "".join(parts)
 
 
+def evaluation_joules_by_epoch(data: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]]) -> List[float]:
+    """Per epoch, the joules (top-level, without PUE) of the evaluation windows that ran during it:
+    a window belongs to the latest epoch that began before its middle, if that epoch had not ended
+    yet. Windows whose spans the report does not keep are left out."""
+    found = [0.0] * len(epochs)
+    for name, kept in (data.get("window_spans") or {}).items():
+        if not is_evaluation(name):
+            continue
+        for t0, t1, joules in zip(kept["t0_s"], kept["t1_s"], kept.get("joules") or []):
+            middle = (t0 + t1) / 2
+            started = [i for i, epoch in enumerate(epochs) if epoch["t0_s"] <= middle]
+            if started and middle <= epochs[started[-1]]["t1_s"] and joules is not None:
+                found[started[-1]] += joules
+    return found
+
+
 def epoch_chart(data: Mapping[str, Any], chart_id: str = "epoch-chart") -> str:
-    """Energy per epoch as bars stacked by top-level channel (``class="bar"``, ``data-epoch``)."""
+    """Energy per epoch: the training steps' bar, stacked by top-level channel (``class="bar"``,
+    ``data-epoch``), and beside it, when evaluation ran during the epoch, its evaluation windows'
+    bar (``class="evaluation-bar"``)."""
     epochs = [epoch for epoch in data.get("epochs") or [] if epoch.get("joules") is not None]
     if not epochs:
         return ""
     stacked = [c["name"] for c in data["channels"] if c["parent"] is None]
     colours = channel_colours([c["name"] for c in data["channels"]])
     totals = [float(epoch["joules"]) for epoch in epochs]
-    unit, joules_per_unit = _energy_ladder(max(totals))
-    y_ticks = headroom_ticks(max(max(totals), 1e-12) / joules_per_unit)
+    evaluation = evaluation_joules_by_epoch(data, epochs)
+    unit, joules_per_unit = _energy_ladder(max(totals + evaluation))
+    y_ticks = headroom_ticks(max(max(totals + evaluation), 1e-12) / joules_per_unit)
     y_high = y_ticks[-1] * joules_per_unit
     slot = (FRAME.right - FRAME.left) / len(epochs)
-    width = max(min(slot * 0.6, 80.0), 1.0)
+    split = any(evaluation)
+    width = max(min(slot * (0.4 if split else 0.6), 80.0), 1.0)
 
     def y_px(joules: float) -> float:
         return _scale(min(joules, y_high), 0.0, y_high, FRAME.bottom, FRAME.top)
@@ -207,7 +227,15 @@ def epoch_chart(data: Mapping[str, Any], chart_id: str = "epoch-chart") -> str:
     )
     parts.append('<g class="bars">')
     for i, epoch in enumerate(epochs):
-        x = FRAME.left + (i + 0.5) * slot - width / 2
+        x = FRAME.left + (i + 0.5) * slot - (width if split else width / 2)
+        if evaluation[i] > 0:
+            tooltip = f"epoch {epoch['epoch']}: evaluation {numbers.significant(evaluation[i], 4)} J"
+            parts.append(
+                f'<rect class="evaluation-bar" data-epoch="{escape(str(epoch["epoch"]))}" '
+                f'x="{_number(x + width)}" y="{_number(y_px(evaluation[i]))}" width="{_number(width)}" '
+                f'height="{_number(max(FRAME.bottom - y_px(evaluation[i]), 0.0))}" fill="{EVALUATION_COLOUR}">'
+                f"<title>{escape(tooltip)}</title></rect>"
+            )
         by_channel = epoch.get("joules_by_channel") or {}
         pieces = [(name, max(by_channel.get(name) or 0.0, 0.0)) for name in stacked if name in by_channel]
         if not pieces:

@@ -141,7 +141,9 @@ _WINDOW: Spec = _obj(
     },
     ("mean_joules", "mean_watts", "share_of_run"),
 )
-_WINDOW_SPANS: Spec = _obj({"t0_s": ("list", "number"), "t1_s": ("list", "number"), "complete": "bool"})
+_WINDOW_SPANS: Spec = _obj(
+    {"t0_s": ("list", "number"), "t1_s": ("list", "number"), "joules": ("list", "number?"), "complete": "bool"}
+)
 _LOSS_SERIES: Spec = _obj({"step": ("list", "number"), "loss": ("list", "number?"), "points": "int"})
 _RECOMMENDATION: Spec = _obj(
     {

@@ -7,9 +7,9 @@ so every renderer shows the same figures.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from hf_eco2ai.units import joules_from_kwh
+from hf_eco2ai.units import JOULES_PER_KWH, joules_from_kwh
 
 # Names the Lightning and Hugging Face callbacks give to work that is not a training step.
 EVALUATION_WINDOWS = ("validation", "evaluate", "predict", "test", "eval")
@@ -71,3 +71,28 @@ def window_summaries(data: Mapping[str, Any]) -> List[Dict[str, Any]]:
 def is_evaluation(name: str) -> bool:
     """Whether a window holds evaluation work (validation, evaluate, predict, test)."""
     return name.lower() in EVALUATION_WINDOWS
+
+
+def windows_from_rows(
+    rows: Sequence[Mapping[str, Any]], top_level: Sequence[str], pue: float, g_per_kwh: Optional[float]
+) -> List[Dict[str, Any]]:
+    """The report's ``windows`` section from stored window rows (``RunStore.windows``), for a run
+    without a final report: per name in order of first appearance, totals over ``top_level``
+    channels, PUE applied to ``energy_kwh`` and ``g_per_kwh`` (0 when unknown) to ``co2_kg``."""
+    totals: Dict[str, Dict[str, Any]] = {}
+    for row in rows:
+        window = totals.setdefault(
+            row["name"],
+            {"name": row["name"], "count": 0, "duration_s": 0.0, "joules": 0.0, "joules_by_channel": {}, "flags": 0},
+        )
+        window["count"] += 1
+        window["duration_s"] += row["t1_s"] - row["t0_s"]
+        window["flags"] |= int(row["flags"])
+        for channel, joules in row["joules_by_channel"].items():
+            window["joules_by_channel"][channel] = window["joules_by_channel"].get(channel, 0.0) + joules
+            if channel in top_level:
+                window["joules"] += joules
+    for window in totals.values():
+        window["energy_kwh"] = window["joules"] / JOULES_PER_KWH * pue
+        window["co2_kg"] = window["energy_kwh"] * (g_per_kwh or 0.0) / 1000.0
+    return list(totals.values())

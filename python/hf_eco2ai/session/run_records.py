@@ -52,7 +52,7 @@ class _EpochTotals:
 
 
 class _WindowTotals:
-    __slots__ = ("count", "duration_s", "joules_by_channel", "flags", "span_t0_s", "span_t1_s")
+    __slots__ = ("count", "duration_s", "joules_by_channel", "flags", "span_t0_s", "span_t1_s", "span_joules")
 
     def __init__(self, n_channels: int) -> None:
         self.count = 0
@@ -61,6 +61,7 @@ class _WindowTotals:
         self.flags = 0
         self.span_t0_s: List[float] = []
         self.span_t1_s: List[float] = []
+        self.span_joules: List[float] = []
 
 
 class StepBatch:
@@ -198,6 +199,7 @@ class RunRecords:
             if totals.count <= MAX_SPANS_PER_WINDOW_NAME:
                 totals.span_t0_s.append(float(t0_s[position]))
                 totals.span_t1_s.append(float(t1_s[position]))
+                totals.span_joules.append(float(np.sum(joules[position][self.top_level])))
 
     def add_loss(self, step: int, loss: float) -> None:
         """A training loss logged at optimiser step ``step`` (kept in at most MAX_LOSS_POINTS
@@ -291,11 +293,12 @@ class RunRecords:
 
     def window_spans(self) -> Dict[str, Dict[str, Any]]:
         """Per window name, when its first MAX_SPANS_PER_WINDOW_NAME windows ran (s since the run's
-        start) and whether that is all of them."""
+        start), their top-level joules (without PUE) and whether that is all of them."""
         return {
             name: {
                 "t0_s": list(totals.span_t0_s),
                 "t1_s": list(totals.span_t1_s),
+                "joules": list(totals.span_joules),
                 "complete": totals.count == len(totals.span_t0_s),
             }
             for name, totals in self._windows.items()

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from html import escape
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from hf_eco2ai.meter.flags import FLAG_TAIL
 from hf_eco2ai.reporting import content, svg_charts
 
 ROOT_CLASS = "hf-eco2ai"
@@ -21,7 +22,7 @@ _SCOPED_CSS = f"""
 .{ROOT_CLASS} .cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 10px; }}
 .{ROOT_CLASS} .card {{ background: #f6f8fa; border: 1px solid #dde3e9; border-radius: 8px; padding: 10px 12px; }}
 .{ROOT_CLASS} .label {{ font-size: 11px; text-transform: uppercase; letter-spacing: .04em; color: #5b6773; }}
-.{ROOT_CLASS} .value {{ font-size: 20px; font-weight: 650; white-space: nowrap; }}
+.{ROOT_CLASS} .value {{ font-size: 18px; font-weight: 650; overflow-wrap: anywhere; }}
 .{ROOT_CLASS} .detail {{ font-size: 12px; color: #5b6773; }}
 .{ROOT_CLASS} .note {{ font-size: 12px; color: #5b6773; margin: 6px 0 0; }}
 .{ROOT_CLASS} svg.chart {{ width: 100%; height: auto; display: block; margin-top: 10px; }}
@@ -67,8 +68,10 @@ def report_fragment(prepared: Mapping[str, Any], chart_id: str = "step-chart") -
         svg = svg.replace('id="step-chart"', f'id="{escape(chart_id)}"', 1)
         body.append(svg)
         per_bar = items_per_bar * steps_per_item
-        note = f"Energy per step ({content.step_count(prepared)} steps"
-        note += f", each bar a mean of up to {per_bar})." if per_bar > 1 else ")."
+        tails = sum(1 for step in steps if step["flags"] & FLAG_TAIL)
+        note = f"Energy per step ({content.step_count(prepared) - tails} steps"
+        note += " and the tail, drawn pale" if tails else ""
+        note += f"; each bar a mean of up to {per_bar})." if per_bar > 1 else ")."
         body.append(f'<p class="note">{escape(note)} Stacked by top-level channel, without PUE.</p>')
     return fragment(content.title(prepared), body)
 

@@ -431,7 +431,7 @@ def overlay_chart(
         parts.append(
             f'<polyline class="series" data-run="{escape(label)}" fill="none" '
             f'stroke="{PALETTE[index % len(PALETTE)]}" stroke-width="1.8" stroke-linejoin="round" '
-            f'points="{coordinates}"><title>{escape(label)}</title></polyline>'
+            f'stroke-opacity="0.85" points="{coordinates}"><title>{escape(label)}</title></polyline>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -12,12 +12,14 @@ from typing import Any, Dict
 
 import pytest
 from headless_chromium import load
+from nvml_emulator import run_emulated
 from report_data import make_tracking_data
 from test_report_html import _Dom
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.meter.window_estimates import WindowEstimate, WindowEstimates
 from hf_eco2ai.reporting.generate import generate_carbon_report
+from hf_eco2ai.reporting.numbers import significant
 from hf_eco2ai.reporting.svg_charts import FRAME
 
 TOP_LEVEL_WATTS = 140.0
@@ -153,3 +155,34 @@ def test_power_chart_has_headroom_and_labels_the_estimate(tmp_path: Path) -> Non
     assert [(label.attrs["data-channel"], label.text) for label in labels] == [
         ("dram:0", "dram:0: estimated, not measured")
     ]
+
+
+SHORT_WINDOWS_RUN = """
+import json, random, time, tempfile
+from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
+from hf_eco2ai.reporting.generate import generate_carbon_report
+from hf_eco2ai.reporting.numbers import significant
+config = CarbonConfig(project_name="short", output_dir=tempfile.mkdtemp(), country_iso_code="FR", offline=True)
+session = TrackingSession(config, meter=EnergyMeter(sources="nvml", rate_hz=500)).start()
+random.seed(0)
+deadline = time.monotonic() + 1.5
+while time.monotonic() < deadline:
+    with session.window("forward"):
+        time.sleep(0.004)
+    time.sleep(random.uniform(0.001, 0.008))
+    session.mark_step()
+session.stop()
+report = session.report()
+print(json.dumps({"section": report["window_estimates"], "markdown": generate_carbon_report(report, "markdown")}))
+"""
+
+
+def test_an_emulated_gpu_runs_short_windows_and_the_report_shows_their_estimate(nvml_emulator_dir: Path) -> None:
+    result = run_emulated(nvml_emulator_dir, "gpus=1;stair_ms=20", SHORT_WINDOWS_RUN)
+    estimate = result["section"]["windows"]["forward"]
+    assert estimate["repetitions"] > 50 and estimate["mean_joules"] is not None
+    section = result["markdown"].split("## Windows", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| forward"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[-2].startswith(significant(estimate["mean_joules"]) + " ± ")
+    assert f"{result['section']['stairs_used']} stairs of gpu:0" in section

@@ -123,6 +123,9 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
     ) -> None:
         """Start measuring: the first step opens here."""
+        if self._evaluation_window is not None:
+            # An evaluate()/predict() that raised never sent its end event: end its window (and run) now.
+            self._close_evaluation_window(state)
         self.setup(args, state, model)
         self.lifecycle.watch_phases(model, kwargs.get("optimizer"))
 

@@ -12,10 +12,11 @@ import math
 from html import escape
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hf_eco2ai.reporting import numbers, svg_charts
+from hf_eco2ai.reporting import numbers
 from hf_eco2ai.reporting.svg_charts import (
     EVALUATION_COLOUR,
     FRAME,
+    HEADROOM,
     HEIGHT,
     PALETTE,
     WIDTH,
@@ -32,7 +33,6 @@ from hf_eco2ai.reporting.svg_charts import (
 from hf_eco2ai.reporting.windows import is_evaluation, window_summaries
 from hf_eco2ai.units import JOULES_PER_KWH
 
-# Above the largest value, so that no line or bar touches the top of the frame.
 TRAINING_COLOUR = "#0072B2"
 CO2_COLOUR = "#D55E00"
 
@@ -347,7 +347,7 @@ def energy_loss_chart(data: Mapping[str, Any], chart_id: str = "energy-loss-char
     y_high = y_ticks[-1] * joules_per_unit
     losses = [v for _, v in loss_points]
     loss_low, loss_high = min(0.0, min(losses)), max(losses)
-    loss_ticks = nice_ticks(loss_low, loss_low + (loss_high - loss_low) * svg_charts.HEADROOM)
+    loss_ticks = nice_ticks(loss_low, loss_low + (loss_high - loss_low) * HEADROOM)
     loss_top = loss_ticks[-1]
 
     def x_px(step: float) -> float:
@@ -408,7 +408,7 @@ def overlay_chart(
     per_unit, shown_unit = 1.0, unit
     if unit == "J":
         shown_unit, per_unit = _energy_ladder(y_max)
-    y_ticks = nice_ticks(y_low / per_unit, y_low / per_unit + (y_max - y_low) / per_unit * svg_charts.HEADROOM)
+    y_ticks = nice_ticks(y_low / per_unit, y_low / per_unit + (y_max - y_low) / per_unit * HEADROOM)
 
     def x_px(x: float) -> float:
         return _scale(x, x_low, x_high, FRAME.left, FRAME.right)

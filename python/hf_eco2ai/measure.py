@@ -42,7 +42,7 @@ NETWORK_MODES = ("machine", "offline")
 _TABLE_SOURCES = ("cloud-region-table", "subnational-table", "country-table")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CarbonMetrics:
     """The figures of one named tracking session.
 
@@ -67,6 +67,26 @@ class CarbonMetrics:
     parent: Optional[str] = None
     cost: Optional[float] = None
     electricity_currency: Optional[str] = None
+
+    def __repr__(self) -> str:
+        """One line: name, CO2e, energy, duration and the intensity with its source."""
+        from hf_eco2ai.reporting import numbers
+
+        intensity = self.intensity
+        where = intensity.zone or intensity.country or intensity.region
+        source = " ".join(str(part) for part in (intensity.source, where, intensity.year) if part)
+        return (
+            f"CarbonMetrics({self.name!r}: {numbers.mass_kg(self.emissions_kg_co2)} CO2e, "
+            f"{numbers.energy_kwh(self.energy_consumed_kwh)} ({self.energy_provenance}), "
+            f"{numbers.duration(self.duration_s)}, "
+            f"{numbers.significant(self.carbon_intensity_g_per_kwh)} gCO2e/kWh from {source}, run {self.run_id[:12]})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Headline cards and each channel's energy, for Jupyter."""
+        from hf_eco2ai.reporting.notebook import metrics_fragment
+
+        return metrics_fragment(self)
 
     def comparisons(self) -> List[Comparison]:
         """Everyday equivalents, computed from the cited factor table."""

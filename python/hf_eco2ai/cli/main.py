@@ -76,6 +76,11 @@ def _add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser("compare", help="energy and carbon of runs side by side, against the first")
     compare.add_argument("runs", nargs="+", help="run ids or unique prefixes")
     compare.add_argument("--store", help=store_help)
+    compare.add_argument(
+        "--html",
+        metavar="OUT",
+        help="also write a comparison page there: per-run cards, energy and CO2 per step and per sample, overlaid curves",
+    )
 
     report = subparsers.add_parser("report", help="render a finished run's report")
     report.add_argument("run", help="a run id or a unique prefix of one")
@@ -159,7 +164,13 @@ def _run_show(args: argparse.Namespace) -> int:
 def _run_compare(args: argparse.Namespace) -> int:
     from hf_eco2ai.cli.runs import open_store, print_comparison
 
-    return print_comparison(open_store(args.store), args.runs)
+    store = open_store(args.store)
+    status = print_comparison(store, args.runs)
+    if args.html is not None:
+        from hf_eco2ai.cli.compare_page import write_comparison_page
+
+        write_comparison_page(store, args.runs, args.html)
+    return status
 
 
 def _run_report(args: argparse.Namespace) -> int:

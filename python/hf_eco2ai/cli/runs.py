@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hf_eco2ai.cli.tracer_sections import print_curve_comparison, print_gradient_sections, tracer_json
+from hf_eco2ai.cli.windows_section import print_windows
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.reporting import numbers
 from hf_eco2ai.reporting.csv_format import neutralise_formula
@@ -159,6 +160,7 @@ def print_run(store: RunStore, run: str, as_json: bool) -> int:
         )
     for channel in summary.channels:
         print(f"  channel {channel['name']}: {channel.get('provenance')}, {channel.get('source')}")
+    print_windows(store, summary, store.report(summary.run_id))
     print_gradient_sections(store, summary.run_id)
     return 0
 

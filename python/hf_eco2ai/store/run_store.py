@@ -23,7 +23,21 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 
@@ -37,6 +51,9 @@ from hf_eco2ai.store.tracer_tables import (
 from hf_eco2ai.store.tracer_tables import (
     SCHEMA_VERSION as STORE_SCHEMA_VERSION,
 )
+
+if TYPE_CHECKING:
+    from hf_eco2ai.reporting.comparison import RunComparison
 
 STORE_FILE_NAME = "runs.sqlite"
 _BUSY_TIMEOUT_MS = 10_000
@@ -513,9 +530,13 @@ class RunStore:
         rows = self._read(f"SELECT {self._SUMMARY_COLUMNS} FROM runs r WHERE r.run_id = ?", (run_id,))
         return self._summary(rows[0])
 
-    def compare(self, run_ids_or_prefixes: Sequence[str]) -> List[RunSummary]:
-        """The summaries of the runs named, in the order given. Raises KeyError for an unknown one."""
-        return [self.get_run(run_id) for run_id in run_ids_or_prefixes]
+    def compare(self, run_ids_or_prefixes: Sequence[str]) -> "RunComparison":
+        """The runs named, in the order given: a list of their summaries with each run's figures
+        (``runs``: energy and CO2 per step and per sample), ``to_html()`` for the comparison page,
+        and cards and curves in Jupyter. Raises KeyError for an unknown one."""
+        from hf_eco2ai.reporting.comparison import compare_runs
+
+        return compare_runs(self, run_ids_or_prefixes)
 
     def latest(self, run_id_or_prefix: str) -> Dict[str, Any]:
         """The latest figures the run wrote (energy, CO2, steps, power, budget...): the dict that

@@ -84,10 +84,21 @@ def test_the_device_nan_count_equals_the_element_count_in_chunks(monkeypatch) ->
     expected = [float((~torch.isfinite(grad)).sum()) for grad in grads]
     # The device path counts every element in fused passes; small chunks exercise the splitting.
     monkeypatch.setattr(watch_module, "_COUNT_CHUNK_ELEMENTS", 10)
-    watcher._on_gpu = True
-    assert watcher._nonfinite_counts(grads, None, None).tolist() == expected
-    watcher._on_gpu = False
-    norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))
-    largest = torch.stack(torch._foreach_norm(grads, float("inf"), dtype=torch.float64))
-    assert watcher._nonfinite_counts(grads, norms, largest).tolist() == expected
+    assert watcher._nonfinite_counts(grads).tolist() == expected
     watcher.close()
+
+
+def test_gradients_that_cannot_be_read_in_place_take_the_torch_path() -> None:
+    """A gradient made non-contiguous, or resized through ``.data``, is never read as raw memory:
+    the step's figures come from the torch reductions instead, and stay right."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model(torch.randn(3, 4)).sum().backward()
+    expected = captured_row(model)
+    weight = model[0].weight
+    assert weight.grad is not None
+    weight.grad = weight.grad.t().contiguous().t()
+    assert not weight.grad.is_contiguous()
+    assert np.allclose(captured_row(model), expected, rtol=1e-6)
+    model[1].bias.grad.data = torch.zeros(1000)
+    resized = captured_row(model)
+    assert np.isclose(resized[1, 0], np.sqrt(float(model[1].weight.grad.pow(2).sum())), rtol=1e-6)

@@ -634,45 +634,49 @@ pub fn slice_stats(values: &[f32]) -> (f64, f32, u64) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn slice_stats_avx512(values: &[f32]) -> (f64, f32, u64) {
-    slice_stats_lanes(values, |x, acc| x.mul_add(x, acc))
+    slice_stats_lanes(values, |x, y, acc| x.mul_add(y, acc))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn slice_stats_avx2(values: &[f32]) -> (f64, f32, u64) {
-    slice_stats_lanes(values, |x, acc| x.mul_add(x, acc))
+    slice_stats_lanes(values, |x, y, acc| x.mul_add(y, acc))
 }
 
 fn slice_stats_portable(values: &[f32]) -> (f64, f32, u64) {
-    slice_stats_lanes(values, |x, acc| x * x + acc)
+    slice_stats_lanes(values, |x, y, acc| x * y + acc)
 }
 
-/// Values per block: a block holding a NaN or an infinity is read again to count them.
+/// Values per block: the unit summed in float32, and read again in float64 when it must be.
 const STATS_BLOCK: usize = 4096;
 /// Independent accumulators: enough vector registers in flight that the multiply-adds do not
-/// wait on each other (8 AVX-512 or 16 AVX2 registers of float64 squares).
+/// wait on each other.
 const STATS_LANES: usize = 64;
+/// 2^96: each square is taken as x * (x * 2^96), whose product is rounded only once (a fused
+/// multiply-add), so the square of a gradient down to 4e-34 is a normal float32: the CPU takes a
+/// slow microcode path for every subnormal result, and gradients below 1e-19 (whose plain
+/// squares are subnormal) are common in deep networks.
+const SQUARE_SCALE: f32 = 79_228_162_514_264_337_593_543_950_336.0;
+/// 2^-96, exact in float64.
+const SQUARE_UNSCALE: f64 = 1.0 / 79_228_162_514_264_337_593_543_950_336.0;
 
-/// The common case, finite gradients, costs a widening, a multiply-add, an abs and a max per
-/// value, all in vector lanes: NaN/Inf are not looked for value by value. Any of them makes the
-/// block's sum of squares non-finite, and only then is the block read again to count them.
-/// Squares are summed in float64: the square of a float32 gradient below 1e-19 (common in deep
-/// networks) is subnormal in float32, and the CPU takes a slow microcode path for each subnormal
-/// result (summing in float32 made this pass 4x slower on a 50-layer MLP's gradients); in float64
-/// every such square is a normal number, and huge gradients keep an exact, finite norm.
+/// The common case costs a multiply, a multiply-add, an abs and a max per value, in float32
+/// vector lanes; NaN/Inf are not looked for value by value. A block is read again in float64
+/// only when its scaled sum of squares is not finite: a NaN or an infinity (then counted), or a
+/// block whose L2 norm exceeds 65,536 (where the scaled squares leave the float32 range).
 #[inline(always)]
-fn slice_stats_lanes(values: &[f32], add_square: impl Fn(f64, f64) -> f64) -> (f64, f32, u64) {
+fn slice_stats_lanes(values: &[f32], add_square: impl Fn(f32, f32, f32) -> f32) -> (f64, f32, u64) {
     let mut total_squares = 0.0f64;
     let mut largest = [0.0f32; STATS_LANES];
     let mut total_nonfinite = 0u64;
     for block in values.chunks(STATS_BLOCK) {
-        let mut squares = [0.0f64; STATS_LANES];
+        let mut squares = [0.0f32; STATS_LANES];
         let chunks = block.chunks_exact(STATS_LANES);
         let rest = chunks.remainder();
         for chunk in chunks {
             for lane in 0..STATS_LANES {
                 let x = chunk[lane];
-                squares[lane] = add_square(f64::from(x), squares[lane]);
+                squares[lane] = add_square(x, x * SQUARE_SCALE, squares[lane]);
                 let magnitude = x.abs();
                 // A comparison, not f32::max: it maps onto one vector max (NaN is the slow path's).
                 largest[lane] = if magnitude > largest[lane] {
@@ -682,9 +686,9 @@ fn slice_stats_lanes(values: &[f32], add_square: impl Fn(f64, f64) -> f64) -> (f
                 };
             }
         }
-        let mut block_squares: f64 = squares.iter().sum();
+        let mut block_squares: f32 = squares.iter().sum();
         for &x in rest {
-            block_squares += f64::from(x) * f64::from(x);
+            block_squares = add_square(x, x * SQUARE_SCALE, block_squares);
             let magnitude = x.abs();
             largest[0] = if magnitude > largest[0] {
                 magnitude
@@ -692,10 +696,13 @@ fn slice_stats_lanes(values: &[f32], add_square: impl Fn(f64, f64) -> f64) -> (f
                 largest[0]
             };
         }
-        if !block_squares.is_finite() {
-            total_nonfinite += block.iter().filter(|x| !x.is_finite()).count() as u64;
+        if block_squares.is_finite() {
+            total_squares += f64::from(block_squares) * SQUARE_UNSCALE;
+        } else {
+            let (squares, nonfinite) = block_stats_f64(block);
+            total_squares += squares;
+            total_nonfinite += nonfinite;
         }
-        total_squares += block_squares;
     }
     let mut total_largest = largest.iter().fold(0.0f32, |a, &b| a.max(b));
     // The lanes skip NaN; a NaN element shows in the sum of squares, and then in the max too,
@@ -704,6 +711,29 @@ fn slice_stats_lanes(values: &[f32], add_square: impl Fn(f64, f64) -> f64) -> (f
         total_largest = f32::NAN;
     }
     (total_squares, total_largest, total_nonfinite)
+}
+
+/// Sum of squares in float64 (every square of a float32 is a normal float64, so huge gradients
+/// keep an exact, finite norm) and the NaN/Inf count of one block.
+#[inline(always)]
+fn block_stats_f64(block: &[f32]) -> (f64, u64) {
+    const WIDE_LANES: usize = 16;
+    let mut squares = [0.0f64; WIDE_LANES];
+    let chunks = block.chunks_exact(WIDE_LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..WIDE_LANES {
+            let x = f64::from(chunk[lane]);
+            squares[lane] += x * x;
+        }
+    }
+    let total = squares.iter().sum::<f64>()
+        + rest
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>();
+    let nonfinite = block.iter().filter(|x| !x.is_finite()).count() as u64;
+    (total, nonfinite)
 }
 
 /// Per-group gradient figures (L2 norm, max |g|, NaN/Inf count) of slices that each belong to a

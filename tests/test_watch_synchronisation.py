@@ -134,3 +134,24 @@ def test_watched_steps_on_a_gpu_never_synchronise(tmp_path: Path) -> None:
     assert (rows.gradients[:, :, 0] > 0).all()
     print(f"waits for a pinned slot in {steps - warmup} steps: {len(waits)}")
     assert len(waits) == 0
+
+
+def test_a_gradient_the_capture_cannot_reduce_is_a_fault_not_a_crash(tmp_path: Path) -> None:
+    """A sparse gradient (``Embedding(sparse=True)``) fails the capture inside the optimiser's
+    step hook: the step goes on, and the fault is counted."""
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4, sparse=True), torch.nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = tracer.init("sync-tests", storage_path=str(tmp_path / "tracer"), carbon_config=quiet_carbon_config(tmp_path))
+    tracer.watch(model)
+    before = model[1].weight.detach().clone()
+    try:
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(torch.tensor([1, 2, 3])).sum().backward()
+            optimizer.step()
+            tracer.step()
+    finally:
+        tracer.finish()
+    report = run.finish()
+    assert not torch.equal(model[1].weight.detach(), before), "the optimiser stepped"
+    assert report["monitoring_errors_total"] >= 1

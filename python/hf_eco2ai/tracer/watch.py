@@ -100,13 +100,20 @@ class GradientWatcher:
             leaves it to the caller to call ``capture()`` once the gradients are complete: an
             optimiser that takes a closure (Lightning, LBFGS) computes them inside ``step()``,
             after the pre-hook.
+        on_error: receives a fault of the capture run by the optimiser hook (a gradient torch
+            cannot reduce), so that it never ends ``optimizer.step()``; None re-raises it.
 
     Raises:
         ConfigurationError: the model has no trainable parameter, or a pattern matches none.
     """
 
     def __init__(
-        self, model: Any, gradient_layers: Optional[Sequence[str]], sink: RowSink, optimizer_hook: bool = True
+        self,
+        model: Any,
+        gradient_layers: Optional[Sequence[str]],
+        sink: RowSink,
+        optimizer_hook: bool = True,
+        on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         import torch
         from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -138,6 +145,7 @@ class GradientWatcher:
             parameter.device.type == "cpu" and parameter.dtype == torch.float32 for parameter in self._parameters
         )
         self._sink = sink
+        self._on_error = on_error
         layers = len(self.layer_names)
         self._row = bytearray(layers * 3 * 4)
         self._row_view = np.frombuffer(self._row, dtype="<f4").reshape(layers, 3)
@@ -180,7 +188,12 @@ class GradientWatcher:
 
     def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._captured is None and self._owns(optimizer):
-            self.capture()
+            try:
+                self.capture()
+            except Exception as error:  # noqa: BLE001 - the hook runs inside the user's optimizer.step()
+                if self._on_error is None:
+                    raise
+                self._on_error(error)
 
     def capture(self) -> None:
         """Compute this step's statistics from the gradients present now (the hook calls it; a
@@ -192,16 +205,8 @@ class GradientWatcher:
         """
         grads = list(map(_grad_of, self._parameters))
         groups, numels = self._groups, self._numels
-        if self._host_pass:
-            try:
-                addresses = list(map(self._torch.Tensor.data_ptr, grads))
-            except TypeError:  # data_ptr(None): a parameter without gradient this step
-                addresses = None
-            if addresses is not None and self._readable_in_place(grads, numels):
-                gradient_group_stats_f32(addresses, numels, groups, self.n_layers, self._row)
-                self.captures += 1
-                self._captured = (_IN_ROW, None)
-                return
+        if self._host_pass and self._pass_in_place(grads, numels, groups):
+            return
         present = [position for position, grad in enumerate(grads) if grad is not None]
         if not present:
             return
@@ -209,12 +214,8 @@ class GradientWatcher:
             grads = [grads[position] for position in present]
             groups = [groups[position] for position in present]
             numels = [numels[position] for position in present]
-        if self._host_pass and self._readable_in_place(grads, numels):
-            addresses = list(map(self._torch.Tensor.data_ptr, grads))
-            gradient_group_stats_f32(addresses, numels, groups, self.n_layers, self._row)
-            self.captures += 1
-            self._captured = (_IN_ROW, None)
-            return
+            if self._host_pass and self._pass_in_place(grads, numels, groups):
+                return
         stats = self._device_stats(grads, groups)
         self.captures += 1
         if self._on_gpu:
@@ -226,17 +227,26 @@ class GradientWatcher:
         else:
             self._captured = (stats, None)
 
-    def _readable_in_place(self, grads: List[Any], numels: List[int]) -> bool:
-        """Whether the Rust pass may read every gradient's memory: float32, on the CPU, contiguous
-        and of its parameter's size (``.data`` assignments can change a gradient's dtype or size
-        after torch's checks)."""
+    def _pass_in_place(self, grads: List[Any], numels: List[int], groups: List[int]) -> bool:
+        """The Rust pass over the gradients' memory, into the row; False (nothing done) unless
+        every gradient is present, float32, on the CPU, contiguous and of its parameter's size
+        (``.data`` assignments can change a gradient's dtype or size after torch's checks)."""
         tensor = self._torch.Tensor
-        return (
+        try:
+            addresses = list(map(tensor.data_ptr, grads))
+        except (TypeError, RuntimeError):  # data_ptr(None): no gradient this step; a sparse one
+            return False
+        if not (
             list(map(tensor.numel, grads)) == numels
             and all(map(tensor.is_contiguous, grads))
             and all(map(_is_cpu, grads))
             and all(map(self._torch.float32.__eq__, map(_dtype_of, grads)))
-        )
+        ):
+            return False
+        gradient_group_stats_f32(addresses, numels, groups, self.n_layers, self._row)
+        self.captures += 1
+        self._captured = (_IN_ROW, None)
+        return True
 
     def _device_stats(self, grads: List[Any], groups: List[int]) -> Any:
         """The ``(layers, 3)`` float32 figures on the gradients' device: fused torch ops, no value

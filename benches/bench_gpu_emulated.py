@@ -316,7 +316,7 @@ def main() -> None:
         for name, _, _ in PHASES:
             measured = result.get("phase_joules", {}).get(name)
             stderr = result.get("phase_stderr", {}).get(name)
-            spread = "" if stderr is None else f" ± {100 * stderr / result['phase_truth'][name]:.1f}"
+            spread = "" if stderr is None else f" ± {100 * stderr / result['phase_truth'][name]:.2f}"
             phases.append("-" if measured is None else percent(measured, result["phase_truth"][name]) + spread)
         print(f"| {arm} | {per_window_us:.1f} µs | {ratio:.3f} | {run} | {step} | " + " | ".join(phases) + " |")
     for arm in ("eco2ai", "eco2ai-duty25"):

@@ -237,7 +237,11 @@ def build_emulator() -> Path:
         timeout=900,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "target" / "release" / "libnvml_emulator.so", out_dir / LIBRARY_NAME)
+    # Copied aside and renamed into place: overwriting the file would corrupt it under a process
+    # that has it loaded (another benchmark running at the same time).
+    staged = out_dir / f".{LIBRARY_NAME}.{os.getpid()}"
+    shutil.copyfile(REPO / "target" / "release" / "libnvml_emulator.so", staged)
+    os.replace(staged, out_dir / LIBRARY_NAME)
     # CodeCarbon looks for NVIDIA GPUs only where `nvidia-smi --help` runs: the emulated machine
     # has one, which answers that and nothing else.
     smi = out_dir / "nvidia-smi"

@@ -228,6 +228,7 @@ RANK_PHASES_SCRIPT = textwrap.dedent("""
     import torch.distributed as dist
     from nvml_emulator import Emulator
     from hf_eco2ai import CarbonConfig, EnergyMeter
+    from hf_eco2ai import generate_carbon_report
     from hf_eco2ai.reporting.schema import validate
     from hf_eco2ai.session.tracking_session import TrackingSession
 
@@ -258,9 +259,10 @@ RANK_PHASES_SCRIPT = textwrap.dedent("""
     local = session.report(combine_ranks=False)["window_estimates"]
     combined = session.report()
     validate(combined)
+    markdown = generate_carbon_report(combined, "markdown")
     with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as handle:
         json.dump({"truth": {name: sum(v) / len(v) for name, v in truth.items()}, "local": local,
-                   "combined": combined["window_estimates"]}, handle)
+                   "combined": combined["window_estimates"], "markdown": markdown}, handle)
     dist.destroy_process_group()
 """)
 
@@ -314,3 +316,4 @@ def test_two_ranks_window_estimates_combine_to_the_sum_of_their_truths(nvml_emul
     # Rank 0's forward phase draws 600 W, rank 1's 400 W: the spread shows it.
     by_rank = combined["windows"]["forward"]["mean_joules_by_rank"]
     assert by_rank["0"] > by_rank["1"]
+    assert "summed over ranks 0, 1" in ranks[0]["markdown"]

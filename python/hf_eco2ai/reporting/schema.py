@@ -135,7 +135,11 @@ _WINDOW: Spec = _obj(
         "energy_kwh": "number",
         "co2_kg": "number",
         "flags": "int",
-    }
+        "mean_joules": "number?",
+        "mean_watts": "number?",
+        "share_of_run": "number?",
+    },
+    ("mean_joules", "mean_watts", "share_of_run"),
 )
 _WINDOW_ESTIMATE: Spec = _obj(
     {
@@ -164,6 +168,10 @@ _WINDOW_ESTIMATES: Spec = _obj(
     },
     ("stair_timing", "ranks"),
 )
+_WINDOW_SPANS: Spec = _obj(
+    {"t0_s": ("list", "number"), "t1_s": ("list", "number"), "joules": ("list", "number?"), "complete": "bool"}
+)
+_LOSS_SERIES: Spec = _obj({"step": ("list", "number"), "loss": ("list", "number?"), "points": "int"})
 _RECOMMENDATION: Spec = _obj(
     {
         "kind": "str",
@@ -220,12 +228,24 @@ TRACKING_DATA: Spec = _obj(
         "window_estimates": ("nullable", _WINDOW_ESTIMATES),
         "counter_resets": "int",
         "power_trace": ("nullable", _POWER_TRACE),
+        "window_spans": ("map", _WINDOW_SPANS),
+        "loss_series": ("nullable", _LOSS_SERIES),
         "monitoring_errors_total": "int",
         "warnings": ("list", _WARNING),
         "config": ("map", "json"),
         "versions": ("map", "str?"),
     },
-    ("steps", "step_series", "steps_file", "windows", "window_estimates", "counter_resets", "recommendations"),
+    (
+        "steps",
+        "step_series",
+        "steps_file",
+        "windows",
+        "window_estimates",
+        "counter_resets",
+        "window_spans",
+        "loss_series",
+        "recommendations",
+    ),
 )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 import uuid
@@ -176,7 +177,12 @@ class TrackingSession:
         self._final_report: Dict[str, Any] = {}
         self._drainer: Optional[threading.Thread] = None
         self._drainer_stop = threading.Event()
-        self._drain_wanted = threading.Event()
+        # Requests for a drain: one C-level put per log (an Event's set runs several Python
+        # frames, which a log after many steps pays with cold caches).
+        self._drain_wanted: "queue.SimpleQueue[None]" = queue.SimpleQueue()
+        # Logged metrics waiting for the next drain to hand them to the writer: a log wakes one
+        # thread (the session's), not two.
+        self._pending_logs: List[tuple] = []
         self._exporter: Any = None
 
     # Construction helpers ------------------------------------------------------------------------
@@ -396,7 +402,7 @@ class TrackingSession:
             self.__dict__.pop("mark_step", None)
             self._state = "stopping"
         self._drainer_stop.set()
-        self._drain_wanted.set()
+        self._drain_wanted.put(None)
         if self._drainer is not None:
             self._drainer.join()
         with self._records_lock, self._lock:
@@ -479,8 +485,8 @@ class TrackingSession:
                 now, self._last_log_point, self._samples_total, channel_power
             )
             if self._writer is not None and self._store is not None:
-                self._writer.add_log(self.run_id, time.time(), step, {**numeric, **figures})
-        self._drain_wanted.set()
+                self._pending_logs.append((time.time(), step, {**numeric, **figures}))
+        self._drain_wanted.put(None)
         return figures
 
     def epoch_end(self) -> None:
@@ -492,7 +498,7 @@ class TrackingSession:
             totals = self._totals()
             self._records.end_epoch(int(totals["steps_marked"]), totals["t_s"])
         self._health.raise_strict_failure()
-        self._drain_wanted.set()
+        self._drain_wanted.put(None)
 
     def window(self, name: str) -> Any:
         """A named span (context manager and decorator) recorded with its own energy, e.g.
@@ -563,11 +569,16 @@ class TrackingSession:
         interval_s = float(self.config.measurement_interval_s)
         next_refresh_s = time.monotonic() + interval_s
         while True:
-            self._drain_wanted.wait(max(0.0, next_refresh_s - time.monotonic()))
+            try:
+                self._drain_wanted.get(timeout=max(0.0, next_refresh_s - time.monotonic()))
+            except queue.Empty:
+                pass
             if self._drainer_stop.is_set():
                 return
-            # Cleared before draining: a request arriving during the drain is served by the next.
-            self._drain_wanted.clear()
+            # Requests that piled up are served by this one drain; one arriving during the drain
+            # is served by the next.
+            while not self._drain_wanted.empty():
+                self._drain_wanted.get_nowait()
             try:
                 if time.monotonic() >= next_refresh_s:
                     # The live API (when configured) answers from its cache or within its own
@@ -601,6 +612,9 @@ class TrackingSession:
             self._health.check_meter(totals, now.t_s, self.config.strict)
         self._update_rates_and_budget(now)
         if self._writer is not None and self._store is not None:
+            logs, self._pending_logs = self._pending_logs, []
+            for unix_time_s, step, metrics in logs:
+                self._writer.add_log(self.run_id, unix_time_s, step, metrics)
             self._writer.update_latest(
                 self.run_id,
                 live.latest_figures(

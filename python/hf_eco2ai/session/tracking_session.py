@@ -36,7 +36,9 @@ from hf_eco2ai.carbon.recommendations import Recommendation, recommendations_for
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
+from hf_eco2ai.logs import apply_log_level
 from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.reporting.report_object import as_carbon_report
 from hf_eco2ai.reporting.step_file import StepFileWriter, check_step_file_format, step_file_path
 from hf_eco2ai.session import figures as live
 from hf_eco2ai.session import fork_safety
@@ -128,6 +130,7 @@ class TrackingSession:
         if not isinstance(step_file, bool):
             raise ConfigurationError(f"step_file = {step_file!r} is invalid: expected True or False")
         self.config = CarbonConfig() if config is None else config
+        apply_log_level(self.config)
         self._step_file_format = check_step_file_format(
             self.config.step_file_format if step_file_format is None else step_file_format
         )
@@ -183,6 +186,7 @@ class TrackingSession:
         # Logged metrics waiting for the next drain to hand them to the writer: a log wakes one
         # thread (the session's), not two.
         self._pending_logs: List[tuple] = []
+        self._pending_losses: List[tuple] = []
         self._exporter: Any = None
 
     # Construction helpers ------------------------------------------------------------------------
@@ -410,7 +414,7 @@ class TrackingSession:
                 self._meter.stop()
             self._ended_unix_s = time.time()
             self._drain_and_publish(final=True)
-            self._final_report = self._local_report()
+            self._final_report = as_carbon_report(self._local_report())
             self._state = "stopped"
         # Outside the lock: the writer's thread reports a failed write through the health log,
         # which takes the lock, and waiting for that thread must not hold it.
@@ -472,6 +476,9 @@ class TrackingSession:
             for key in self._latest_metrics:
                 if key in numeric:
                     self._latest_metrics[key] = numeric[key]
+            if "loss" in numeric and step is not None and self._state == "running":
+                # Into the loss series by the next drain, so that a log does no numpy work.
+                self._pending_losses.append((int(step), numeric["loss"]))
             if self._state != "running":
                 return {}
             totals = self._totals()
@@ -601,6 +608,10 @@ class TrackingSession:
         latest figures; returns the figures the drain ended with. The caller holds
         ``_records_lock`` (and may hold ``_lock``, taken after it); the drain itself runs
         without ``_lock``, so that a log is not kept waiting."""
+        with self._lock:
+            losses, self._pending_losses = self._pending_losses, []
+        for step, loss in losses:
+            self._records.add_loss(step, loss)
         pipeline = self._pipeline
         totals = pipeline.drain(self.intensity, final) if pipeline is not None else self._totals()
         with self._lock:
@@ -751,8 +762,8 @@ class TrackingSession:
                 self._health.raise_strict_failure()
                 local = self._local_report()
         if not combine_ranks or not self.rank_info.is_distributed or not process_group_is_initialised():
-            return local
-        return combine_rank_reports(gather_across_ranks(local), self.rank_info.rank)
+            return as_carbon_report(local)
+        return as_carbon_report(combine_rank_reports(gather_across_ranks(local), self.rank_info.rank))
 
     def _local_report(self) -> Dict[str, Any]:
         warnings = self._resolver.warnings + self._health.warnings

@@ -9,10 +9,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use crate::boundary_queue::{Boundary, BoundaryConsumer, BoundaryKind, BoundaryQueue};
 use crate::channel::{ChannelSpec, Provenance, Sample, MAX_CHANNELS};
-use crate::clock::{monotonic_ns, sleep_until_ns};
+use crate::clock::monotonic_ns;
 use crate::energy::{ChannelIntegrator, Stair};
 use crate::error::{CoreError, CoreResult};
 use crate::sources::Source;
@@ -369,11 +370,10 @@ fn set_timer_slack(period_ns: u64) {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, slack_ns as libc::c_ulong) };
 }
 
-/// The longest single sleep: a stop request is noticed within this, whatever the rate.
-const STOP_CHECK_NS: u64 = 50_000_000;
-
-/// Sleeps until `deadline_ns` on the monotonic clock, or until a stop is requested. At rates
-/// above 20 Hz this is one absolute sleep per tick: each wake-up costs more than the reading.
+/// Sleeps until `deadline_ns` on the monotonic clock, or until `stop()` requests a stop and
+/// unparks the thread. One wait per tick (each wake-up costs more than the reading). Parked
+/// rather than asleep, so that a stop wakes the thread at once: a run's end does not wait out
+/// the rest of a sampler period (up to 10 ms at 100 Hz) for its final reading.
 fn wait_until(deadline_ns: u64, stop: &AtomicBool) {
     loop {
         if stop.load(Ordering::Acquire) {
@@ -383,7 +383,9 @@ fn wait_until(deadline_ns: u64, stop: &AtomicBool) {
         if now >= deadline_ns {
             return;
         }
-        sleep_until_ns(deadline_ns.min(now + STOP_CHECK_NS));
+        // The futex wait behind park_timeout turns this into an absolute deadline at once, so
+        // ticks stay free of drift; an early or spurious return is re-checked above.
+        thread::park_timeout(Duration::from_nanos(deadline_ns - now));
     }
 }
 
@@ -594,6 +596,9 @@ impl Meter {
         let handle = self.shared.thread.lock().expect("thread slot lock").take();
         if let Some(handle) = handle {
             self.shared.stop_requested.store(true, Ordering::Release);
+            // A stop flagged just before the thread parks is not lost: the unpark token makes
+            // that park return at once.
+            handle.thread().unpark();
             handle.join().map_err(|_| {
                 CoreError::Thread(
                     "the sampler thread panicked; the energy up to its last reading is kept".into(),

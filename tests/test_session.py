@@ -112,6 +112,41 @@ def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Pa
     assert 0 < second["energy/step_joules"] < second["energy/interval_joules"]
 
 
+def test_a_log_leaves_the_drain_to_the_session_thread_and_every_step_still_arrives(tmp_path: Path) -> None:
+    meter = constant_meter(100.0)
+    drained_on = []
+    drain_steps = meter.drain_steps
+
+    def recording_drain_steps() -> Any:
+        drained_on.append(threading.current_thread())
+        return drain_steps()
+
+    meter.drain_steps = recording_drain_steps  # type: ignore[method-assign]
+    session = TrackingSession(config(tmp_path, pue=1.0), meter=meter, store=False)
+    session.start()
+    intervals = []
+    for _ in range(5):
+        run_steps(session, 20)
+        during_log = len(drained_on)
+        figures = session.log()
+        # The log itself drained nothing on the calling thread...
+        assert threading.current_thread() not in drained_on[during_log:]
+        intervals.append(figures["energy/interval_joules"])
+    deadline = time.monotonic() + 10.0
+    while not any(thread is not threading.current_thread() for thread in drained_on):
+        assert time.monotonic() < deadline, "no drain ran on the session's thread after the logs"
+        time.sleep(0.01)
+    logged_joules = sum(intervals)
+    report = session.stop()
+    # ...the session's thread did, and the figures still add up: the logs' intervals are the
+    # run's energy up to the last log, and every step reached the per-step file.
+    assert logged_joules == pytest.approx(figures["energy/total_kwh"] * 3.6e6, rel=1e-9)
+    assert any(thread.name == "hf-eco2ai-session" for thread in drained_on)
+    streamed = streamed_steps(session)
+    assert [row["index"] for row in streamed] == list(range(101))
+    assert sum(row["joules"] for row in streamed) == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-9)
+
+
 def test_snapshot_is_none_before_start_then_tracks_the_meter(tmp_path: Path) -> None:
     session = TrackingSession(
         config(tmp_path, carbon_budget_kg=1.0, electricity_price_per_kwh=0.2, electricity_currency="EUR"),

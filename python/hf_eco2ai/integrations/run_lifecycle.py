@@ -8,8 +8,8 @@ does between those events lives here or below, in the session:
   rule) and points ``mark_step`` at its lock-free mark;
 - ``substep_end`` counts micro-batches that did not end an optimiser step (gradient
   accumulation), so that ``log`` knows how many samples went by;
-- ``log`` drains, returns the energy and carbon figures for the framework's logs, and hands them
-  to the observers (W&B, MLflow, ...);
+- ``log`` returns the energy and carbon figures for the framework's logs (the session drains the
+  step records on its own thread), and hands them to the observers (W&B, MLflow, ...);
 - ``finish`` stops the session and builds the report (combined over ranks) on the training
   thread; writing the report files and telling the observers finish on a background thread
   (``report_paths``, ``carbon_report()`` and interpreter exit wait for it), so the time a run's
@@ -348,7 +348,7 @@ class RunLifecycle:
             self.mark_step()
 
     def log(self, metrics: Mapping[str, Any], step: int) -> Dict[str, float]:
-        """Drain, and return the energy and carbon figures for the framework's logs.
+        """Return the energy and carbon figures for the framework's logs (no drain on this thread).
 
         ``metrics`` are the training loop's (``loss``, ``eval_loss``, ``learning_rate`` are kept
         for the exporters); ``step`` is the optimiser step reached. The samples processed since

@@ -8,8 +8,9 @@ print(callback.get_carbon_report()["total_co2_kg"])
 ```
 
 The training step costs one call: ``on_step_end`` marks the step boundary and does nothing else.
-Draining records, carbon figures, the budget and logging happen in ``on_log``, ``on_epoch_end`` and
-``on_train_end``. The callback adds its figures to the Trainer's ``logs`` dict and to
+Carbon figures, the budget and logging happen in ``on_log``, ``on_epoch_end`` and ``on_train_end``;
+the step records are drained on the session's background thread, which those hooks wake. The
+callback adds its figures to the Trainer's ``logs`` dict and to
 ``state.log_history`` (so callbacks after it see them; ``install(trainer)`` puts it before the
 ``report_to`` integrations too), under these keys (units in the names):
 

@@ -12,6 +12,7 @@ import threading
 import weakref
 from contextlib import ContextDecorator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
@@ -171,6 +172,13 @@ def _cpu_tdp(cpu_tdp_watts: Optional[float]) -> tuple:
                 f"cpu_tdp_watts={cpu_tdp_watts!r} is not allowed: give the CPU's TDP in watts, > 0"
             )
         return float(cpu_tdp_watts), "set by cpu_tdp_watts"
+    return _tabled_cpu_tdp()
+
+
+@lru_cache(maxsize=1)
+def _tabled_cpu_tdp() -> Tuple[float, str]:
+    """The TDP from the packaged table (or the fallback), looked up once per process: the CPU
+    does not change under it, and matching its name costs milliseconds at every run's start."""
     from hf_eco2ai.meter.cpu_tdp import count_cpu_packages, lookup_cpu_tdp, read_cpu_model_name
 
     model = read_cpu_model_name()

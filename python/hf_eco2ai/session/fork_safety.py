@@ -35,6 +35,7 @@ def _after_fork_in_child() -> None:
     # handler's lock may be held too); the warning is kept and reported by the session.
     for session in list(_sessions):
         session._lock = threading.RLock()
+        session._records_lock = threading.RLock()
         session._health.replace_lock(session._lock)
         if session._state in ("running", "stopping"):
             session.__dict__.pop("mark_step", None)

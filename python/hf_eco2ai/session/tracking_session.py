@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 import uuid
@@ -99,8 +100,10 @@ class TrackingSession:
             location is never detected twice.
 
     Threading: ``mark_step`` may be called from the training thread while ``snapshot`` runs on an
-    exporter thread; every other method takes the session's lock. A session is one run:
-    ``start`` after ``stop`` raises.
+    exporter thread; every other method takes the session's lock. The meter's records are drained
+    into the aggregates and handed to the writer on the session's background thread, under a lock
+    of their own, so ``log`` never waits for a drain. A session is one run: ``start`` after
+    ``stop`` raises.
 
     Raises:
         ConfigurationError: invalid settings or distributed environment.
@@ -154,6 +157,10 @@ class TrackingSession:
             if self.config.carbon_budget_kg is None
             else CarbonBudget(self.config.carbon_budget_kg, stop_on_exceeded=self.config.stop_on_budget_exceeded)
         )
+        # Lock order: _records_lock (the drain pipeline and the aggregates) before _lock (the
+        # small state a log reads and writes); the background drain holds only the first while
+        # it drains, so a log on the training thread never waits for one.
+        self._records_lock = threading.RLock()
         self._lock = threading.RLock()
         self._health = HealthLog(self._lock)
         fork_safety.register(self)
@@ -173,6 +180,13 @@ class TrackingSession:
         self._final_report: Dict[str, Any] = {}
         self._drainer: Optional[threading.Thread] = None
         self._drainer_stop = threading.Event()
+        # Requests for a drain: one C-level put per log (an Event's set runs several Python
+        # frames, which a log after many steps pays with cold caches).
+        self._drain_wanted: "queue.SimpleQueue[None]" = queue.SimpleQueue()
+        # Logged metrics waiting for the next drain to hand them to the writer: a log wakes one
+        # thread (the session's), not two.
+        self._pending_logs: List[tuple] = []
+        self._pending_losses: List[tuple] = []
         self._exporter: Any = None
 
     # Construction helpers ------------------------------------------------------------------------
@@ -328,7 +342,7 @@ class TrackingSession:
                 )
             self._state = "running"
             self._drainer_stop.clear()
-            self._drainer = threading.Thread(target=self._drain_periodically, name="hf-eco2ai-session", daemon=True)
+            self._drainer = threading.Thread(target=self._drain_in_background, name="hf-eco2ai-session", daemon=True)
             self._drainer.start()
         return self
 
@@ -392,13 +406,14 @@ class TrackingSession:
             self.__dict__.pop("mark_step", None)
             self._state = "stopping"
         self._drainer_stop.set()
+        self._drain_wanted.put(None)
         if self._drainer is not None:
             self._drainer.join()
-        with self._lock:
+        with self._records_lock, self._lock:
             if self._meter is not None:
                 self._meter.stop()
             self._ended_unix_s = time.time()
-            self._drain_locked(final=True)
+            self._drain_and_publish(final=True)
             self._final_report = as_carbon_report(self._local_report())
             self._state = "stopped"
         # Outside the lock: the writer's thread reports a failed write through the health log,
@@ -437,8 +452,11 @@ class TrackingSession:
 
         ``metrics`` may hold ``loss``, ``eval_loss``, ``learning_rate`` (kept for the snapshot) and
         ``samples``: the number of samples processed since the previous ``log`` (added to the run's
-        total). Every numeric entry is stored with the run. Drains first, so figures are fresh;
-        the cost is O(steps since the previous drain).
+        total). Every numeric entry is stored with the run. The figures come from the meter's live
+        cumulative totals (the interval's energy is the difference from the previous log's), so
+        the cost does not depend on how many steps went by: the records of those steps are
+        drained into the aggregates, the store and the per-step file on the session's background
+        thread, which this call only wakes.
 
         Returns (units in the keys): ``energy/interval_joules`` and ``power/mean_watts`` (top-level
         channels, no PUE, since the previous ``log``), ``energy/step_joules`` (that energy per step
@@ -459,28 +477,35 @@ class TrackingSession:
                 if key in numeric:
                     self._latest_metrics[key] = numeric[key]
             if "loss" in numeric and step is not None and self._state == "running":
-                self._records.add_loss(int(step), numeric["loss"])
+                # Into the loss series by the next drain, so that a log does no numpy work.
+                self._pending_losses.append((int(step), numeric["loss"]))
             if self._state != "running":
                 return {}
-            now = self._drain_locked()
+            totals = self._totals()
+            now = self._figures(totals)
+            if self._meter is not None:
+                self._health.check_meter(totals, now.t_s, self.config.strict)
+            self._update_rates_and_budget(now)
             self._health.raise_strict_failure()
             # The figures the budget was just checked against, so the figures and the stop agree.
             figures, self._last_log_point = live.log_figures(
                 now, self._last_log_point, self._samples_total, channel_power
             )
             if self._writer is not None and self._store is not None:
-                self._writer.add_log(self.run_id, time.time(), step, {**numeric, **figures})
-            return figures
+                self._pending_logs.append((time.time(), step, {**numeric, **figures}))
+        self._drain_wanted.put(None)
+        return figures
 
     def epoch_end(self) -> None:
-        """Close the current epoch: every step marked so far belongs to it or to an earlier one."""
-        with self._lock:
+        """Close the current epoch: every step marked so far belongs to it or to an earlier one.
+        Its steps are drained on the background thread (``report()`` drains what is left)."""
+        with self._records_lock, self._lock:
             if self._state != "running":
                 return
             totals = self._totals()
             self._records.end_epoch(int(totals["steps_marked"]), totals["t_s"])
-            self._drain_locked()
-            self._health.raise_strict_failure()
+        self._health.raise_strict_failure()
+        self._drain_wanted.put(None)
 
     def window(self, name: str) -> Any:
         """A named span (context manager and decorator) recorded with its own energy, e.g.
@@ -514,9 +539,9 @@ class TrackingSession:
         Raises:
             CarbonTrackingError: ``strict`` is set and a sensor failed since the last drain.
         """
-        with self._lock:
+        with self._records_lock, self._lock:
             if self._state in ("running", "stopping"):
-                self._drain_locked()
+                self._drain_and_publish()
                 self._health.raise_strict_failure()
 
     def flush(self, timeout_s: Optional[float] = 30.0) -> bool:
@@ -545,30 +570,62 @@ class TrackingSession:
     def _totals(self) -> Dict[str, Any]:
         return self._meter.totals() if self._meter is not None else dict(_NO_TOTALS)
 
-    def _drain_periodically(self) -> None:
-        while not self._drainer_stop.wait(float(self.config.measurement_interval_s)):
+    def _drain_in_background(self) -> None:
+        """The session's thread: drains whenever a log or an epoch end asks (``_drain_wanted``),
+        and every ``measurement_interval_s`` refreshes the intensity and drains."""
+        interval_s = float(self.config.measurement_interval_s)
+        next_refresh_s = time.monotonic() + interval_s
+        while True:
             try:
-                # The live API (when configured) answers from its cache or within its own timeout;
-                # asking here keeps any network wait off the training thread.
-                intensity = self._resolver.resolve()
-                with self._lock:
+                self._drain_wanted.get(timeout=max(0.0, next_refresh_s - time.monotonic()))
+            except queue.Empty:
+                pass
+            if self._drainer_stop.is_set():
+                return
+            # Requests that piled up are served by this one drain; one arriving during the drain
+            # is served by the next.
+            while not self._drain_wanted.empty():
+                self._drain_wanted.get_nowait()
+            try:
+                if time.monotonic() >= next_refresh_s:
+                    # The live API (when configured) answers from its cache or within its own
+                    # timeout; asking here keeps any network wait off the training thread.
+                    intensity = self._resolver.resolve()
+                    with self._lock:
+                        if self._state != "running":
+                            return
+                        self._intensity = intensity
+                    next_refresh_s = time.monotonic() + interval_s
+                with self._records_lock:
                     if self._state != "running":
                         return
-                    self._intensity = intensity
-                    self._drain_locked()
+                    self._drain_and_publish()
             except Exception as error:  # noqa: BLE001 - a background failure must never end training
                 self._health.count_error("session", error)
 
-    def _drain_locked(self, final: bool = False) -> live.LiveFigures:
+    def _drain_and_publish(self, final: bool = False) -> live.LiveFigures:
         """Drain, check the meter's health, move the rate and the budget on, and publish the
-        latest figures; returns the figures the drain ended with."""
+        latest figures; returns the figures the drain ended with. The caller holds
+        ``_records_lock`` (and may hold ``_lock``, taken after it); the drain itself runs
+        without ``_lock``, so that a log is not kept waiting."""
+        with self._lock:
+            losses, self._pending_losses = self._pending_losses, []
+        for step, loss in losses:
+            self._records.add_loss(step, loss)
         pipeline = self._pipeline
         totals = pipeline.drain(self.intensity, final) if pipeline is not None else self._totals()
+        with self._lock:
+            return self._publish(totals)
+
+    def _publish(self, totals: Mapping[str, Any]) -> live.LiveFigures:
         now = self._figures(totals)
         if self._meter is not None:
             self._health.check_meter(totals, now.t_s, self.config.strict)
         self._update_rates_and_budget(now)
         if self._writer is not None and self._store is not None:
+            logs, self._pending_logs = self._pending_logs, []
+            for unix_time_s, step, metrics in logs:
+                self._writer.add_log(self.run_id, unix_time_s, step, metrics)
             self._writer.update_latest(
                 self.run_id,
                 live.latest_figures(
@@ -695,13 +752,13 @@ class TrackingSession:
             ConfigurationError: called before ``start()``.
             CarbonTrackingError: ``strict`` is set and a sensor failed since the last drain.
         """
-        with self._lock:
+        with self._records_lock, self._lock:
             if self._state == "new":
                 raise ConfigurationError("report() needs a started session: call start() first")
             if self._state == "stopped":
                 local = self._final_report
             else:
-                self._drain_locked()
+                self._drain_and_publish()
                 self._health.raise_strict_failure()
                 local = self._local_report()
         if not combine_ranks or not self.rank_info.is_distributed or not process_group_is_initialised():

@@ -138,6 +138,8 @@ class CarbonTracker:
             session's emissions, energy and duration as ``session/<name>/...`` metrics when it
             stops, and the run's totals, provenance and report when the last open one stops.
         backend_options: their options (``mlflow_tracking_uri``, ``wandb_mode``...).
+        cpu_scope: ``machine`` (the whole node's CPU energy) or ``process`` (this process and its
+            children's share of it); ``None`` keeps ``config.cpu_scope``.
 
     Threading: all methods may be called from any thread; one lock serialises them.
 
@@ -161,6 +163,7 @@ class CarbonTracker:
         store: StoreSetting = True,
         backends: Sequence[Any] = (),
         backend_options: Optional[Mapping[str, Any]] = None,
+        cpu_scope: Optional[str] = None,
     ) -> None:
         if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
@@ -182,6 +185,7 @@ class CarbonTracker:
             "cloud_region": cloud_region,
             "country_iso_code": country_iso_code,
             "offline": None if network_mode is None else network_mode == "offline",
+            "cpu_scope": cpu_scope,
         }
         given = {name: value for name, value in overrides.items() if value is not None}
         base = config if config is not None else CarbonConfig()

@@ -22,6 +22,13 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rate", type=float, default=100.0, metavar="HZ", help="sampler rate (default 100)")
     parser.add_argument("--sources", default="auto", help="auto, nvml, rapl, cpu-estimate, or a comma-separated list")
     parser.add_argument(
+        "--cpu-scope",
+        choices=("process", "machine"),
+        default="process",
+        help="charge CMD's share of the CPU energy (process, the default: its process tree's CPU time "
+        "over the machine's) or the whole machine's (machine)",
+    )
+    parser.add_argument(
         "--json",
         dest="json_path",
         metavar="FILE",
@@ -100,7 +107,9 @@ def _run_profile(args: argparse.Namespace) -> int:
         )
         return 2
     sources = args.sources.split(",") if "," in args.sources else args.sources
-    return profile_command(command, rate_hz=args.rate, sources=sources, json_path=args.json_path)
+    return profile_command(
+        command, rate_hz=args.rate, sources=sources, json_path=args.json_path, cpu_scope=args.cpu_scope
+    )
 
 
 def _run_devices(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from hf_eco2ai import __version__
+from hf_eco2ai.meter.coverage import coverage_warnings, dram_coverage
 from hf_eco2ai.meter.energy_meter import EnergyMeter
 from hf_eco2ai.reporting.atomic import write_text_atomically
 from hf_eco2ai.units import kwh_from_joules
@@ -60,6 +61,7 @@ def _summarise(meter: EnergyMeter, duration_s: float) -> List[Dict[str, Any]]:
                 "channel": channel.name,
                 "provenance": channel.provenance,
                 "source": channel.source,
+                "scope": channel.scope,
                 "part_of": channel.parent,
                 "joules": channel_joules,
                 "kwh": kwh_from_joules(channel_joules),
@@ -95,14 +97,18 @@ def profile_command(
     rate_hz: float = 100.0,
     sources: Union[str, Sequence[str]] = "auto",
     json_path: Optional[str] = None,
+    cpu_scope: str = "process",
 ) -> int:
     """Runs ``command`` under an EnergyMeter; prints a table and writes a JSON report.
+
+    ``cpu_scope="process"`` charges the command's process tree its share of the CPU channels
+    (its CPU time over the machine's); ``"machine"`` charges it the whole node's.
 
     Returns the command's exit code, also when the report cannot be written (that is a warning).
     Raises ConfigurationError or SensorUnavailableError before the command starts if the meter
     cannot be built.
     """
-    meter = EnergyMeter(sources=sources, rate_hz=rate_hz)
+    meter = EnergyMeter(sources=sources, rate_hz=rate_hz, cpu_scope=cpu_scope, cpu_scope_children_only=True)
     started_unix_s = time.time()
     meter.start()
     try:
@@ -116,6 +122,9 @@ def profile_command(
     _print_table(rows, duration_s, exit_code)
 
     info = meter.info()
+    warnings = coverage_warnings(info)
+    for warning in warnings:
+        print(f"hf-eco2ai: note: {warning['message']}", file=sys.stderr)
     report = {
         "schema": "hf-eco2ai/profile/1",
         "hf_eco2ai_version": __version__,
@@ -127,6 +136,9 @@ def profile_command(
         "total_joules": sum(r["joules"] for r in rows if r["part_of"] is None),
         "total_kwh": sum(r["kwh"] for r in rows if r["part_of"] is None),
         "meter": {key: info[key] for key in ("rate_hz", "sources", "skipped_sources", "channels")},
+        "cpu_scope": cpu_scope,
+        "dram": dram_coverage(info),
+        "warnings": warnings,
         "counters": {k: v for k, v in totals.items() if isinstance(v, int)},
     }
     _write_report(Path(json_path) if json_path else _default_report_path(), report)

@@ -195,14 +195,17 @@ impl Source for ProcessShareSource {
         let mut inner_samples = self.inner_samples;
         self.inner.read(t_ns, &mut inner_samples[..n]);
         match self.read_ticks() {
-            Some(now) => {
-                if let Some(before) = self.previous_ticks {
+            Some(now) => match self.previous_ticks {
+                Some(before) => {
+                    // Within one clock tick no machine time passes: keep the baseline, so the
+                    // tree's ticks of this read count in the next share rather than in none.
                     if let Some(share) = cpu_time_share((before.0, now.0), (before.1, now.1)) {
                         self.share = share;
+                        self.previous_ticks = Some(now);
                     }
                 }
-                self.previous_ticks = Some(now);
-            }
+                None => self.previous_ticks = Some(now),
+            },
             None => {
                 for slot in out.iter_mut().take(n) {
                     *slot = Sample::FAILED;

@@ -28,6 +28,10 @@ use crate::sources::cpu_estimate::parse_proc_stat;
 use crate::sources::Source;
 
 const READ_INTERVAL_NS: u64 = 100_000_000;
+/// Reads between two walks of the process tree (1 s at the read interval): listing children
+/// costs one file per thread, reading the members' times one file per process.
+const WALK_EVERY_READS: u32 = 10;
+const MAX_TREE_MEMBERS: usize = 100_000;
 
 /// CPU time in clock ticks, from the fields after the command name in `/proc/<pid>/stat`:
 /// `(utime + stime, cutime + cstime)`. The command name may hold spaces and parentheses, so
@@ -69,7 +73,9 @@ pub struct ProcessShareSource {
     previous_ticks: Option<(u64, u64)>,
     share: f64,
     text: String,
-    pids: Vec<u32>,
+    members: Vec<u32>,
+    pending: Vec<u32>,
+    reads_until_walk: u32,
 }
 
 impl ProcessShareSource {
@@ -111,7 +117,9 @@ impl ProcessShareSource {
             previous_ticks: None,
             share: 0.0,
             text: String::with_capacity(4096),
-            pids: Vec::with_capacity(64),
+            members: Vec::with_capacity(64),
+            pending: Vec::with_capacity(64),
+            reads_until_walk: 0,
         };
         source.previous_ticks = source.read_ticks();
         if source.previous_ticks.is_none() {
@@ -130,51 +138,66 @@ impl ProcessShareSource {
             .is_ok()
     }
 
-    /// (tree ticks, machine ticks) now; None when the machine's or the root's stat is unreadable.
-    fn read_ticks(&mut self) -> Option<(u64, u64)> {
-        let stat = self.proc_root.join("stat");
-        if !self.read_text(&stat) {
-            return None;
-        }
-        let machine = parse_proc_stat(&self.text)?.total;
-        let mut tree = 0u64;
-        self.pids.clear();
-        self.pids.push(self.root_pid);
-        let mut visited = 0usize;
-        while let Some(pid) = self.pids.pop() {
-            visited += 1;
-            let pid_dir = self.proc_root.join(pid.to_string());
-            let (own, reaped) = if self.read_text(&pid_dir.join("stat")) {
-                match parse_pid_stat(&self.text) {
-                    Some(times) => times,
-                    None if pid == self.root_pid => return None,
-                    None => continue,
-                }
-            } else if pid == self.root_pid {
-                return None;
-            } else {
-                // Exited between the parent's listing and now: its time is in the parent's
-                // cumulative children time once reaped.
-                continue;
-            };
-            tree += reaped;
-            if !(self.children_only && pid == self.root_pid) {
-                tree += own;
-            }
+    /// The root and its live descendants, through every thread's `children` list.
+    fn walk_tree(&mut self) {
+        self.members.clear();
+        self.pending.clear();
+        self.pending.push(self.root_pid);
+        while let Some(pid) = self.pending.pop() {
+            self.members.push(pid);
             // A guard against a pid cycle in a corrupt tree: no real tree is this large.
-            if visited > 100_000 {
+            if self.members.len() > MAX_TREE_MEMBERS {
                 break;
             }
-            if let Ok(tasks) = std::fs::read_dir(pid_dir.join("task")) {
+            let tasks = self.proc_root.join(pid.to_string()).join("task");
+            if let Ok(tasks) = std::fs::read_dir(tasks) {
                 for task in tasks.flatten() {
                     if self.read_text(&task.path().join("children")) {
-                        self.pids.extend(
+                        self.pending.extend(
                             self.text
                                 .split_whitespace()
                                 .filter_map(|p| p.parse::<u32>().ok()),
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// (tree ticks, machine ticks) now; None when the machine's or the root's stat is unreadable.
+    /// The tree is walked again every WALK_EVERY_READS reads: a child started in between counts
+    /// from the next walk with all its time so far, and one reaped in between is in its parent's
+    /// cumulative children time, so no CPU time is lost, only shifted by at most one walk.
+    fn read_ticks(&mut self) -> Option<(u64, u64)> {
+        let stat = self.proc_root.join("stat");
+        if !self.read_text(&stat) {
+            return None;
+        }
+        let machine = parse_proc_stat(&self.text)?.total;
+        if self.reads_until_walk == 0 {
+            self.walk_tree();
+            self.reads_until_walk = WALK_EVERY_READS;
+        }
+        self.reads_until_walk -= 1;
+        let mut tree = 0u64;
+        for i in 0..self.members.len() {
+            let pid = self.members[i];
+            let path = self.proc_root.join(pid.to_string()).join("stat");
+            let times = if self.read_text(&path) {
+                parse_pid_stat(&self.text)
+            } else {
+                None
+            };
+            match times {
+                Some((own, reaped)) => {
+                    tree += reaped;
+                    if !(self.children_only && pid == self.root_pid) {
+                        tree += own;
+                    }
+                }
+                None if pid == self.root_pid => return None,
+                // Exited since the walk: its time is in its parent's once reaped.
+                None => {}
             }
         }
         Some((tree, machine))

@@ -161,6 +161,8 @@ def test_profile_charges_an_idle_command_far_less_than_the_machine_beside_a_busy
     process = profile(tmp_path, "process", "--", "sleep", "1")
     machine = profile(tmp_path, "machine", "--cpu-scope", "machine", "--", "sleep", "1")
     assert process["cpu_scope"] == "process" and machine["cpu_scope"] == "machine"
+    assert "CPU scope: process (the command's share of the CPU energy)" in process["stderr"]
+    assert "CPU scope: machine" in machine["stderr"]
     assert [row["scope"] for row in process["channels"]] == ["process"]
     assert [row["scope"] for row in machine["channels"]] == ["machine"]
     # The machine scope charges at least the idle floor (10 % of TDP) for a second; sleep uses

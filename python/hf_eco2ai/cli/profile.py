@@ -123,6 +123,12 @@ def profile_command(
 
     info = meter.info()
     warnings = coverage_warnings(info)
+    scope_meaning = (
+        "the command's share of the CPU energy"
+        if cpu_scope == "process"
+        else "the whole machine's, other programs' too"
+    )
+    print(f"hf-eco2ai: CPU scope: {cpu_scope} ({scope_meaning})", file=sys.stderr)
     for warning in warnings:
         print(f"hf-eco2ai: note: {warning['message']}", file=sys.stderr)
     report = {

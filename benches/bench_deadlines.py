@@ -17,58 +17,20 @@ it: every wait must have ended with no answer (an ``APIError`` or ``None``).
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from stalling_server import StallingServer  # noqa: E402
 
 from hf_eco2ai.carbon.cloud import from_metadata  # noqa: E402
 from hf_eco2ai.carbon.live import LiveIntensityClient  # noqa: E402
 from hf_eco2ai.errors import APIError  # noqa: E402
-
-
-class StallingServer:
-    """Accepts connections on 127.0.0.1; says nothing (``trickle=False``) or one byte per 100 ms."""
-
-    def __init__(self, trickle: bool) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self._trickle = trickle
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
-
-    def _hold(self, connection: socket.socket) -> None:
-        with connection:
-            try:
-                if self._trickle:
-                    connection.sendall(b"HTTP/1.1 200 OK\r\n")
-                while not self._closed.wait(0.1):
-                    if self._trickle:
-                        connection.sendall(b"X")
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
 
 
 def live_wait(url: str) -> bool:
@@ -84,7 +46,7 @@ def cloud_wait(url: str) -> bool:
 
 
 def measure(rounds: int, deadline_s: float, wait: Callable[[str], bool], trickle: bool) -> Tuple[List[float], bool]:
-    server = StallingServer(trickle)
+    server = StallingServer(trickle_interval_s=0.1 if trickle else None)
     elapsed_s: List[float] = []
     all_failed = True
     try:

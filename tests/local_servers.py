@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -289,46 +288,3 @@ class MetadataServer(_LoopbackServer):
                 handler._send(200, self.region.encode(), "text/plain")
                 return
         handler._send(404, b"not found", "text/plain")
-
-
-class TricklingServer:
-    """Accepts connections on 127.0.0.1 and answers with one byte every ``interval_s``, forever.
-
-    Each byte resets a per-read socket timeout, so only a deadline for the whole exchange ends it.
-    ``connections`` counts the connections accepted.
-    """
-
-    def __init__(self, interval_s: float = 0.05) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._interval_s = interval_s
-        self._closed = threading.Event()
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
-
-    def _trickle(self, connection: socket.socket) -> None:
-        with connection:
-            try:
-                connection.sendall(b"HTTP/1.1 200 OK\r\n")
-                while not self._closed.wait(self._interval_s):
-                    connection.sendall(b"X")
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()

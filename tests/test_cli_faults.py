@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -20,8 +21,8 @@ CLI = [sys.executable, "-m", "hf_eco2ai.cli"]
 pytestmark = pytest.mark.timeout(120)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+def run_cli(*args: str, cwd: Path, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
 def _digest(path: Path) -> str:
@@ -136,6 +137,7 @@ def test_profile_into_an_unwritable_directory_keeps_the_childs_exit_code(tmp_pat
         "-c",
         "raise SystemExit(3)",
         cwd=tmp_path,
+        env={**os.environ, "HF_ECO2AI_OFFLINE": "1"},
     )
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
@@ -154,6 +156,9 @@ session.start()
 for _ in range(30):
     time.sleep(0.005)
     session.mark_step()
+with session.window("evaluate"):
+    time.sleep(0.02)
+time.sleep(0.02)  # a reading past the window's end, so that the drain below resolves it
 session.log({"loss": 0.7})
 session.flush()
 print(session.run_id, flush=True)
@@ -179,6 +184,12 @@ def test_report_of_a_killed_run_is_rendered_from_its_stored_rows_marked_interrup
     assert [warning["code"] for warning in data["warnings"]] == ["run-interrupted"]
     assert len(data["steps"]) >= 25
     assert data["energy"]["it_kwh"] > 0 and data["total_co2_kg"] > 0
+    (window,) = data["windows"]
+    assert window["name"] == "evaluate" and window["count"] == 1
+    assert window["mean_watts"] == pytest.approx(80.0, rel=0.1) and 0 < window["share_of_run"] < 1
+    shown = run_cli("show", run_id, "--store", str(store), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert any(line.startswith("    evaluate: 1 ×, ") for line in shown.stdout.splitlines()), shown.stdout
 
 
 def test_report_into_an_unwritable_path_is_a_message_not_a_traceback(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def test_process_scope_lets_every_rank_read_its_own_share_of_the_node() -> None:
 def profile(tmp_path: Path, name: str, *args: str) -> dict:
     report_path = tmp_path / f"{name}.json"
     result = subprocess.run(
-        [*CLI, "profile", "--sources", "cpu-estimate", "--json", str(report_path), *args],
+        [*CLI, "profile", "--country", "FR", "--sources", "cpu-estimate", "--json", str(report_path), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -186,7 +186,7 @@ def test_profile_charges_a_busy_grandchild_to_the_command(tmp_path: Path) -> Non
 def test_profile_states_the_estimates_inputs_and_that_dram_was_not_measured(tmp_path: Path) -> None:
     report = profile(tmp_path, "notes", "--", "true")
     codes = [warning["code"] for warning in report["warnings"]]
-    assert codes == ["cpu-estimated", "dram-not-measured"]
+    assert {"cpu-estimated", "dram-not-measured"} <= set(codes)
     assert "TDP" in report["warnings"][0]["message"]
     assert report["dram"]["measured"] is False
     assert "DRAM not measured" in report["stderr"]

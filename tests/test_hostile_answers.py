@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from local_servers import IntensityServer, MetadataServer, TricklingServer, clean_carbon_env, loopback_only  # noqa: F401
+from local_servers import IntensityServer, MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
+from stalling_server import StallingServer
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, generate_carbon_report
 from hf_eco2ai.carbon import bounded_http
@@ -226,7 +227,7 @@ def test_token_echoed_as_a_metadata_region_is_redacted(no_cloud: MetadataServer)
 
 
 def test_server_trickling_its_headers_is_cut_off_at_the_deadline() -> None:
-    server = TricklingServer()
+    server = StallingServer()
     try:
         with pytest.raises(APIError, match="no answer for zone FR within 0.5 s"):
             LiveIntensityClient(TOKEN, base_url=server.url, timeout_s=0.5).latest("FR")

@@ -119,7 +119,8 @@ MIG_RUN = """
     meter.start()
     time.sleep(0.3)
     meter.stop()
-    print(json.dumps({"warnings": [str(w.message) for w in caught], "skipped": meter.skipped_sources,
+    print(json.dumps({"warnings": [str(w.message) for w in caught],
+                      "categories": [w.category.__name__ for w in caught], "skipped": meter.skipped_sources,
                       "joules": meter.totals()["joules"]}))
 """
 
@@ -131,6 +132,7 @@ def test_a_gpu_in_mig_mode_is_named_and_the_others_are_still_measured(nvml_emula
     assert list(result["skipped"]) == ["nvml:gpu:1"]
     assert "GPU 1" in result["skipped"]["nvml:gpu:1"] and "MIG" in result["skipped"]["nvml:gpu:1"]
     assert len(result["warnings"]) == 1 and "nvml:gpu:1" in result["warnings"][0]
+    assert result["warnings"][0].startswith("hf-eco2ai: ") and result["categories"] == ["HfEco2AIWarning"]
 
 
 def test_a_mig_instance_in_cuda_visible_devices_is_named_and_the_gpus_go_on(nvml_emulator_dir: Path) -> None:

@@ -3,7 +3,8 @@
 Each ``python`` block runs in its own process, after a short prelude that defines the names a
 reader supplies (``model``, ``data``, ``loader``, ``step``, ``train``, ``evaluate``) with a tiny
 random model, offline, in a scratch directory. Each ``hf-eco2ai`` line of a ``bash`` block runs
-too (``python train.py`` stands for a tiny script). The README's setup commands (``make``,
+too, a block's lines in order in one directory (``python train.py`` stands for a tiny script,
+``RUN`` and ``OTHER`` for the newest and second newest stored run). The README's setup commands (``make``,
 ``pip install``) are what CI itself runs, so they are not repeated here.
 """
 
@@ -115,30 +116,46 @@ def test_each_python_snippet_runs(line: int, snippet: str, tmp_path: Path) -> No
     assert result.returncode == 0, f"README.md:{line}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
 
 
-def _cli_lines() -> List[Tuple[int, List[str]]]:
-    commands = []
+def _cli_blocks() -> List[Tuple[int, List[Tuple[int, List[str]]]]]:
+    """Each bash block's ``hf-eco2ai`` lines, (line number, words), in order."""
+    blocks = []
     for line, block in _blocks("bash"):
+        commands = []
         for offset, text in enumerate(block.splitlines()):
             command = re.sub(r"\s+#.*$", "", text).strip()
             if command.startswith("hf-eco2ai "):
                 commands.append((line + offset, shlex.split(command)))
-    return commands
+        if commands:
+            blocks.append((line, commands))
+    return blocks
 
 
-CLI_LINES = _cli_lines()
+CLI_BLOCKS = _cli_blocks()
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize(("line", "words"), CLI_LINES, ids=[f"README.md:{line}" for line, _ in CLI_LINES])
-def test_each_command_line_runs(line: int, words: List[str], tmp_path: Path) -> None:
+def _newest_run_ids(directory: Path) -> List[str]:
+    from hf_eco2ai.store.run_store import RunStore
+
+    store = directory / "carbon_reports" / "runs.sqlite"
+    return [run.run_id for run in RunStore(store, read_only=True).list_runs()] if store.is_file() else []
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("line", "commands"), CLI_BLOCKS, ids=[f"README.md:{line}" for line, _ in CLI_BLOCKS])
+def test_each_command_line_runs(line: int, commands: List[Tuple[int, List[str]]], tmp_path: Path) -> None:
+    """A block's lines run in order in one directory, as a user types them: ``RUN`` and ``OTHER``
+    stand for the newest and the second newest stored run."""
     (tmp_path / "train.py").write_text("import time\ntime.sleep(0.2)\nprint('trained')\n", encoding="utf-8")
-    arguments = [sys.executable if word == "python" else word for word in words[1:]]
-    result = subprocess.run(
-        [sys.executable, "-m", "hf_eco2ai.cli", *arguments],
-        cwd=tmp_path,
-        env=_environment(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert result.returncode == 0, f"README.md:{line}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    for command_line, words in commands:
+        run_ids = _newest_run_ids(tmp_path)
+        placeholders = {"RUN": run_ids[0] if run_ids else "RUN", "OTHER": run_ids[1] if len(run_ids) > 1 else "OTHER"}
+        arguments = [sys.executable if word == "python" else placeholders.get(word, word) for word in words[1:]]
+        result = subprocess.run(
+            [sys.executable, "-m", "hf_eco2ai.cli", *arguments],
+            cwd=tmp_path,
+            env=_environment(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=110,
+        )
+        assert result.returncode == 0, f"README.md:{command_line}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"

@@ -232,7 +232,9 @@ def test_the_store_receives_steps_latest_figures_and_the_final_report(tmp_path: 
     report = session.stop()
     store = RunStore(tmp_path / "runs.sqlite")
     run = store.get_run(session.run_id[:8])
-    assert (run.status, run.experiment_id, run.model_name, run.step_count) == ("finished", "exp-7", "Tiny", 26)
+    # Twenty-five steps; the tail record (energy after the last step) is stored but is not a step.
+    assert (run.status, run.experiment_id, run.model_name, run.step_count) == ("finished", "exp-7", "Tiny", 25)
+    assert len(store.steps(session.run_id).index) == 26
     assert store.steps(session.run_id).joules.sum() == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-9)
     assert run.latest["energy_kwh_total"] == pytest.approx(report["energy"]["total_kwh"], rel=1e-9)
     assert store.logs(session.run_id)[0]["loss"] == 0.5

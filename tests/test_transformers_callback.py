@@ -246,3 +246,28 @@ def test_installed_first_the_figures_reach_callbacks_that_come_before_it(tmp_pat
         trainer.train()
         seen[installed] = any("carbon/co2_kg" in keys for keys in recorder.keys)
     assert seen == {False: False, True: True}
+
+
+def test_evaluate_and_predict_run_inside_windows_of_their_own(tmp_path: Path) -> None:
+    callback = Eco2AICallback(config(tmp_path))
+    trainer = train(tmp_path, callback, max_steps=6, eval_strategy="steps", eval_steps=3)
+    training = callback.get_carbon_report()
+    windows = {window["name"]: window for window in training["windows"]}
+    assert set(windows) == {"evaluate"} and windows["evaluate"]["count"] == 2
+    assert 0 < windows["evaluate"]["duration_s"] < training["duration_s"]
+    assert windows["evaluate"]["share_of_run"] == pytest.approx(
+        windows["evaluate"]["joules"] / (training["energy"]["it_kwh"] * 3.6e6)
+    )
+
+    # Outside train(), each loop is a run of its own holding its window.
+    trainer.evaluate()
+    evaluation = callback.get_carbon_report()
+    trainer.predict(TokenDataset(16, seed=2))
+    prediction = callback.get_carbon_report()
+    assert [(w["name"], w["count"]) for w in evaluation["windows"]] == [("evaluate", 1)]
+    assert [(w["name"], w["count"]) for w in prediction["windows"]] == [("predict", 1)]
+    assert prediction["training"]["loop"] == "predict" and evaluation["training"]["loop"] == "evaluate"
+    run_ids = {training["run"]["run_id"], evaluation["run"]["run_id"], prediction["run"]["run_id"]}
+    store = RunStore(tmp_path / "carbon" / "runs.sqlite", read_only=True)
+    assert len(run_ids) == 3 and run_ids == {run.run_id for run in store.list_runs()}
+    assert [window["name"] for window in store.windows(prediction["run"]["run_id"])] == ["predict"]

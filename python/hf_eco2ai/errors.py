@@ -26,3 +26,8 @@ class SamplerError(CarbonTrackingError, RuntimeError):
 
 class APIError(CarbonTrackingError):
     """The live carbon-intensity API failed while ``strict=True``. Never contains the API token."""
+
+
+class HfEco2AIWarning(RuntimeWarning):
+    """The category of every warning hf_eco2ai emits through ``warnings``; each message starts
+    with ``hf-eco2ai:``. Filter it to silence them: ``warnings.simplefilter("ignore", HfEco2AIWarning)``."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hf_eco2ai.carbon.budget import BudgetStatus, CarbonBudget
@@ -33,13 +34,15 @@ from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.backends.observer import BackendObserver, backend_factory
 from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS
+from hf_eco2ai.reporting.run_outputs import check_report_formats, log_run_summary, write_run_outputs
 from hf_eco2ai.session.tracking_session import StoreSetting, TrackingSession
 
 NETWORK_MODES = ("machine", "offline")
 _TABLE_SOURCES = ("cloud-region-table", "subnational-table", "country-table")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CarbonMetrics:
     """The figures of one named tracking session.
 
@@ -64,6 +67,26 @@ class CarbonMetrics:
     parent: Optional[str] = None
     cost: Optional[float] = None
     electricity_currency: Optional[str] = None
+
+    def __repr__(self) -> str:
+        """One line: name, CO2e, energy, duration and the intensity with its source."""
+        from hf_eco2ai.reporting import numbers
+
+        intensity = self.intensity
+        where = intensity.zone or intensity.country or intensity.region
+        source = " ".join(str(part) for part in (intensity.source, where, intensity.year) if part)
+        return (
+            f"CarbonMetrics({self.name!r}: {numbers.mass_kg(self.emissions_kg_co2)} CO2e, "
+            f"{numbers.energy_kwh(self.energy_consumed_kwh)} ({self.energy_provenance}), "
+            f"{numbers.duration(self.duration_s)}, "
+            f"{numbers.significant(self.carbon_intensity_g_per_kwh)} gCO2e/kWh from {source}, run {self.run_id[:12]})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Headline cards and each channel's energy, for Jupyter."""
+        from hf_eco2ai.reporting.notebook import metrics_fragment
+
+        return metrics_fragment(self)
 
     def comparisons(self) -> List[Comparison]:
         """Everyday equivalents, computed from the cited factor table."""
@@ -140,6 +163,10 @@ class CarbonTracker:
         backend_options: their options (``mlflow_tracking_uri``, ``wandb_mode``...).
         cpu_scope: ``machine`` (the whole node's CPU energy) or ``process`` (this process and its
             children's share of it); ``None`` keeps ``config.cpu_scope``.
+        report_formats: the report files written to ``output_dir`` when the last open session
+            stops, named ``carbon_report_<run id>`` (default json, html, csv, markdown; ``()``
+            writes none). Each run also appends a row to ``<output_dir>/emissions.csv`` and logs
+            one summary line at INFO, as the callbacks do.
 
     Threading: all methods may be called from any thread; one lock serialises them.
 
@@ -164,6 +191,7 @@ class CarbonTracker:
         backends: Sequence[Any] = (),
         backend_options: Optional[Mapping[str, Any]] = None,
         cpu_scope: Optional[str] = None,
+        report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
     ) -> None:
         if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
             raise ConfigurationError(
@@ -188,6 +216,7 @@ class CarbonTracker:
             "cpu_scope": cpu_scope,
         }
         given = {name: value for name, value in overrides.items() if value is not None}
+        self._report_formats = check_report_formats(report_formats)
         base = config if config is not None else CarbonConfig()
         self.config = base.replace(**given) if given else base
         # No budget for the sessions: the tracker's budget spans all of its runs.
@@ -341,13 +370,27 @@ class CarbonTracker:
                 len(self._finished),
             )
             if not self._open:
-                report = session.stop("failed" if failed else "finished")
+                status = "failed" if failed else "finished"
+                report = session.stop(status)
                 self._reports.append(report)
                 self._session = None
-                self._notify(session, "on_run_end", report, {})
+                paths = self._write_outputs(session, report, status)
+                self._notify(session, "on_run_end", report, paths)
+                log_run_summary(report, paths)
             if self._budget is not None:
                 self._budget.record_total(self.get_total_emissions())
             return metrics
+
+    def _write_outputs(self, session: TrackingSession, report: Dict[str, Any], status: str) -> Dict[str, Path]:
+        def failed(error: OSError) -> None:
+            session.record_monitoring_error(
+                "report-files",
+                error,
+                f"could not write the report files to {self.config.output_dir} ({type(error).__name__}: {error}); "
+                "the report is kept in the run store (hf-eco2ai report RUN)",
+            )
+
+        return write_run_outputs(report, self.config.output_dir, self._report_formats, status, failed)
 
     def _metrics(
         self,

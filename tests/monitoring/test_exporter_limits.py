@@ -10,6 +10,7 @@ from typing import Iterator, List
 
 import pytest
 from monitoring_helpers import make_snapshot, scrape_text
+from stalling_server import StallingServer
 
 from hf_eco2ai import CarbonConfig, EnergyMeter, TrackingSession
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError
@@ -179,45 +180,8 @@ def test_invalid_limits_are_configuration_errors(setting: str, value: object) ->
         PrometheusExporter(port=0, **{setting: value})  # type: ignore[arg-type]
 
 
-class _TricklingGateway:
-    """Reads a push, then answers one byte every 50 ms forever (each byte resets a per-read timeout)."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self._closed = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
-
-    def _trickle(self, connection: socket.socket) -> None:
-        with connection:
-            try:
-                connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 200 OK\r\n")
-                while not self._closed.wait(0.05):
-                    connection.sendall(b"X")
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
-
-
 def test_push_to_a_trickling_gateway_fails_at_its_timeout() -> None:
-    gateway = _TricklingGateway()
+    gateway = StallingServer(read_request=True)
     outcome: List[BaseException] = []
 
     def push() -> None:
@@ -238,7 +202,7 @@ def test_push_to_a_trickling_gateway_fails_at_its_timeout() -> None:
 
 
 def test_session_stop_with_a_trickling_gateway_returns_and_counts_one_error(tmp_path: Path) -> None:
-    gateway = _TricklingGateway()
+    gateway = StallingServer(read_request=True)
     config = CarbonConfig(
         output_dir=str(tmp_path), offline=True, country_iso_code="FR", prometheus_pushgateway_url=gateway.url
     )

@@ -106,7 +106,7 @@ class CarbonBudget:
         if status.used_fraction >= self.warn_fraction and not self._warned_near:
             self._warned_near = True
             logger.warning(
-                "carbon budget %.0f %% used: %.4g of %.4g kg CO2e",
+                "hf-eco2ai: carbon budget %.0f %% used: %.4g of %.4g kg CO2e",
                 status.used_percent,
                 status.used_kg,
                 status.budget_kg,
@@ -116,7 +116,9 @@ class CarbonBudget:
             action = (
                 "stopping training" if self.stop_on_exceeded else "training continues (stop_on_budget_exceeded is off)"
             )
-            logger.warning("carbon budget exceeded: %.4g of %.4g kg CO2e; %s", status.used_kg, status.budget_kg, action)
+            logger.warning(
+                "hf-eco2ai: carbon budget exceeded: %.4g of %.4g kg CO2e; %s", status.used_kg, status.budget_kg, action
+            )
         if status.exceeded and self.stop_on_exceeded:
             self.should_stop = True
         return status

@@ -183,5 +183,5 @@ def locate(
     if found is None:
         found = from_metadata(metadata_url, budget_s)
     if found is not None:
-        logger.info("running on %s region %s (%s)", found.provider, found.region, found.detected_by)
+        logger.info("hf-eco2ai: running on %s region %s (%s)", found.provider, found.region, found.detected_by)
     return found

@@ -119,7 +119,7 @@ class IntensityResolver:
     def _warn_once(self, code: str, message: str) -> None:
         if code not in self._warned:
             self._warned[code] = message
-            logger.warning(message)
+            logger.warning("hf-eco2ai: %s", message)
 
     def resolve(self) -> IntensityResult:
         """The intensity to use now, with its provenance. Never raises unless ``strict``."""

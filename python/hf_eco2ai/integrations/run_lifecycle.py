@@ -29,10 +29,9 @@ from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional,
 
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import ConfigurationError
-from hf_eco2ai.reporting.emissions_csv import append_emissions_row, emissions_row
-from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS, REPORT_FILE_SUFFIXES, write_reports
+from hf_eco2ai.reporting.files import DEFAULT_REPORT_FORMATS, REPORT_FILE_SUFFIXES
 from hf_eco2ai.reporting.finishing import BackgroundFinish
-from hf_eco2ai.reporting.summary import summary_line
+from hf_eco2ai.reporting.run_outputs import log_run_summary, write_run_outputs
 from hf_eco2ai.session import StoreSetting, TrackingSession
 from hf_eco2ai.session.distributed import NODE_WIDE_SOURCES
 
@@ -461,8 +460,7 @@ class RunLifecycle:
             session.record_monitoring_error("report-files", error)
             paths = {}
         self._notify("on_run_end", report, paths)
-        main_file = paths.get("html") or next(iter(paths.values()), None)
-        logger.info("hf-eco2ai: %s", summary_line(report, main_file))
+        log_run_summary(report, paths)
         return paths
 
     def abort(self, status: str = "failed") -> None:
@@ -501,17 +499,13 @@ class RunLifecycle:
 
     def _write_outputs(self, report: Dict[str, Any], status: str) -> Dict[str, Path]:
         """The report files and the run's ``emissions.csv`` row; the run store has the report already."""
-        output_dir = self.config.output_dir
-        try:
-            paths = write_reports(report, output_dir, self.options.report_formats)
-        except OSError as error:
-            self._output_failed(report, error)
-            return {}
-        try:
-            append_emissions_row(output_dir, emissions_row(report, status, paths.get("json")))
-        except OSError as error:
-            self._output_failed(report, error)
-        return paths
+        return write_run_outputs(
+            report,
+            self.config.output_dir,
+            self.options.report_formats,
+            status,
+            lambda error: self._output_failed(report, error),
+        )
 
     def _output_failed(self, report: Dict[str, Any], error: OSError) -> None:
         message = (
@@ -536,4 +530,4 @@ class RunLifecycle:
         if self.session is not None:
             self.session.record_monitoring_error(f"observer-{name}", error, message)
         else:
-            logger.warning("hf_eco2ai: %s", message)
+            logger.warning("hf-eco2ai: %s", message)

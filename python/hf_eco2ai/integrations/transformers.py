@@ -19,10 +19,17 @@ Draining records, carbon figures, the budget and logging happen in ``on_log``, `
 - ``carbon/co2_kg``, ``carbon/intensity_g_per_kwh``: the run's CO2 so far and the intensity used;
 - ``carbon/samples_per_kwh`` and, with a budget, ``carbon/budget_used_fraction``;
 - with ``detailed_gpu_tracking``, ``power/<channel>_watts`` for every channel (``gpu:0``, ...).
+
+``trainer.evaluate()`` runs inside an ``evaluate`` window and ``trainer.predict()`` inside a
+``predict`` window, so the report shows their energy apart from training. The Trainer sends no
+event before a loop's first batch, so the window opens when that batch ends and misses it. Called
+outside ``train()``, each is a run of its own, with its own report and ``get_carbon_report()``.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any, Dict, Mapping, Optional
 
 try:
@@ -33,12 +40,38 @@ except ImportError as missing:
         f"({missing}): pip install 'hf-eco2ai[transformers]'"
     ) from missing
 
+from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.integrations.tracked_callback import TrackedRunCallback
 from hf_eco2ai.session import TrackingSession
 
 __all__ = ["Eco2AICallback"]
 
+logger = logging.getLogger(__name__)
+
 _LOGGED_METRICS = ("loss", "eval_loss", "learning_rate")
+EVALUATE_WINDOW = "evaluate"
+PREDICT_WINDOW = "predict"
+# How far up the stack the Trainer's evaluate()/predict() lies from a callback hook: hook,
+# CallbackHandler.call_event, its on_prediction_step, evaluation_loop, evaluate or predict, with
+# room for subclasses that wrap them.
+_STACK_FRAMES_SEARCHED = 12
+
+
+def _evaluation_loop_name() -> str:
+    """``predict`` inside ``Trainer.predict()``, else ``evaluate``: the callback events of the two
+    loops are the same, so the Trainer method on the stack tells them apart."""
+    from transformers import Trainer
+
+    frame = sys._getframe(1)
+    for _ in range(_STACK_FRAMES_SEARCHED):
+        if frame.f_back is None:
+            break
+        frame = frame.f_back
+        if frame.f_code.co_name in (EVALUATE_WINDOW, PREDICT_WINDOW) and isinstance(
+            frame.f_locals.get("self"), Trainer
+        ):
+            return frame.f_code.co_name
+    return EVALUATE_WINDOW
 
 
 class Eco2AICallback(TrainerCallback, TrackedRunCallback):
@@ -55,6 +88,8 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
     """
 
     framework = "transformers"
+    _evaluation_window: Optional[str] = None
+    _evaluation_run = False
 
     def install(self, trainer: Any) -> "Eco2AICallback":
         """Add this callback to ``trainer`` ahead of every other one, and return it.
@@ -88,6 +123,9 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
     ) -> None:
         """Start measuring: the first step opens here."""
+        if self._evaluation_window is not None:
+            # An evaluate()/predict() that raised never sent its end event: end its window (and run) now.
+            self._close_evaluation_window(state)
         self.setup(args, state, model)
         self.lifecycle.watch_phases(model, kwargs.get("optimizer"))
 
@@ -121,6 +159,50 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
         """Close the epoch (its energy is reported per epoch) and check the budget."""
         control.should_log |= self.lifecycle.epoch_end()
         control.should_training_stop |= self.lifecycle.stop_requested
+
+    def on_prediction_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Open the ``evaluate`` or ``predict`` window at the loop's first batch (the first event a
+        Trainer sends inside ``evaluate()``/``predict()``). Outside ``train()`` the loop is a run of
+        its own, with its own report."""
+        if self._evaluation_window is not None:
+            return
+        name = _evaluation_loop_name()
+        if not self.lifecycle.running:
+            try:
+                self.lifecycle.start(
+                    model=kwargs.get("model"), global_step=state.global_step, framework_output_dir=args.output_dir
+                )
+            except ConfigurationError as error:
+                # The meter given at construction measured train() already: nothing to measure with.
+                logger.warning("hf-eco2ai: %s() is not measured: %s", name, error)
+                self._evaluation_window = name
+                return
+            self._evaluation_run = True
+        self._evaluation_window = name
+        self.lifecycle.open_window(name)
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        """Close the ``evaluate`` window (and the run of its own, outside ``train()``)."""
+        self._close_evaluation_window(state)
+
+    def on_predict(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: Any = None, **kwargs: Any
+    ) -> None:
+        """Close the ``predict`` window (and the run of its own, outside ``train()``)."""
+        self._close_evaluation_window(state)
+
+    def _close_evaluation_window(self, state: TrainerState) -> None:
+        name, self._evaluation_window = self._evaluation_window, None
+        if name is not None:
+            self.lifecycle.close_window(name)
+        if self._evaluation_run:
+            self._evaluation_run = False
+            self.lifecycle.finish(
+                {"global_step_end": state.global_step, "loop": name or EVALUATE_WINDOW},
+                write_outputs=state.is_world_process_zero,
+            )
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import warnings
 import weakref
 from contextlib import ContextDecorator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from hf_eco2ai import _core
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
+from hf_eco2ai.logs import warn
 from hf_eco2ai.meter.channels import CPU_SCOPES, ChannelInfo
 from hf_eco2ai.meter.flags import (
     FLAG_TAIL,
@@ -362,7 +362,7 @@ class EnergyMeter:
                 if key.startswith("skipped "):
                     label = f"{source}:{key[len('skipped ') :]}"
                     self.skipped_sources[label] = reason
-                    warnings.warn(f"{label} is not measured: {reason}", RuntimeWarning, stacklevel=3)
+                    warn(f"{label} is not measured: {reason}", stacklevel=3)
 
     @property
     def cpu_scope(self) -> str:

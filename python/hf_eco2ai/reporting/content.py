@@ -11,6 +11,7 @@ from typing import Any, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 from hf_eco2ai.meter.coverage import describe_estimate
 from hf_eco2ai.reporting import numbers
 from hf_eco2ai.reporting.schema import flag_names
+from hf_eco2ai.reporting.windows import window_summaries
 
 STEPS_SHOWN_AT_EACH_END = 10
 
@@ -288,22 +289,77 @@ def step_summary_rows(data: Mapping[str, Any]) -> List[Tuple[str, str]]:
     return rows
 
 
-def window_header() -> List[str]:
-    return ["Window", "Count", "Duration", "Energy (J)", "Energy (kWh, PUE)", "CO2e (kg)"]
+def has_window_estimates(data: Mapping[str, Any]) -> bool:
+    return any(summary["estimate"] is not None for summary in window_summaries(data))
+
+
+def window_header(data: Mapping[str, Any]) -> List[str]:
+    header = [
+        "Window",
+        "Count",
+        "Duration",
+        "Energy (J)",
+        "Mean energy (J)",
+        "Mean power (W)",
+        "Share of run",
+        "Energy (kWh, PUE)",
+        "CO2e (kg)",
+    ]
+    if has_window_estimates(data):
+        header += ["Estimated mean energy (J)", "Estimated mean power (W)"]
+    return header
+
+
+def _plus_minus(value: Optional[float], stderr: Optional[float]) -> str:
+    if value is None:
+        return numbers.MISSING
+    if stderr is None:
+        return numbers.significant(value)
+    return f"{numbers.significant(value)} ± {numbers.significant(stderr, 2)}"
 
 
 def window_rows(data: Mapping[str, Any]) -> List[List[str]]:
-    return [
-        [
+    """One row per window name (``window_header``); the estimate's columns, when the report has
+    ``window_estimates``, give its mean with one standard error."""
+    estimated = has_window_estimates(data)
+    rows = []
+    for window in window_summaries(data):
+        row = [
             window["name"],
             str(window["count"]),
             numbers.duration(window["duration_s"]),
             numbers.significant(window["joules"], 6),
-            numbers.significant(window["energy_kwh"], 6),
-            numbers.significant(window["co2_kg"], 6),
+            numbers.significant(window["mean_joules"]),
+            numbers.significant(window["mean_watts"]),
+            numbers.percent(window["share_of_run"]),
+            numbers.significant(window.get("energy_kwh"), 6),
+            numbers.significant(window.get("co2_kg"), 6),
         ]
-        for window in data.get("windows", [])
+        if estimated:
+            estimate = window["estimate"] or {}
+            row += [
+                _plus_minus(estimate.get("mean_joules"), estimate.get("mean_joules_stderr")),
+                _plus_minus(estimate.get("mean_watts"), estimate.get("mean_watts_stderr")),
+            ]
+        rows.append(row)
+    return rows
+
+
+def window_notes(data: Mapping[str, Any]) -> List[str]:
+    """What a reader needs to read the Windows table right."""
+    notes = [
+        "Energy is over the top-level channels, without PUE; the share is of the run's energy. "
+        "Windows nested in others are counted in both, so shares may add up to more than 100 %."
     ]
+    section = data.get("window_estimates")
+    if section and has_window_estimates(data):
+        notes.append(
+            f"Estimated columns: windows shorter than the sensor's update period, {section.get('method')} "
+            f"({section.get('stairs_used')} stairs of {', '.join(section.get('channels') or []) or 'no channel'}, "
+            f"observed fraction {numbers.significant(section.get('observed_fraction'))}); ± one standard error."
+        )
+        notes += [str(note) for note in section.get("notes") or []]
+    return notes
 
 
 def shown_steps(data: Mapping[str, Any]) -> Tuple[List[Mapping[str, Any]], int]:

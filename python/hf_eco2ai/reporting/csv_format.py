@@ -15,6 +15,7 @@ from typing import Any, Iterator, List, Mapping, Optional, Sequence
 
 from hf_eco2ai import units
 from hf_eco2ai.reporting.schema import flag_names
+from hf_eco2ai.reporting.windows import window_summaries
 
 STEP_COLUMNS: Sequence[str] = (
     "run_id",
@@ -193,6 +194,32 @@ def _summary_rows(prepared: Mapping[str, Any]) -> Iterator[List[Any]]:
             yield ["epoch", scope, key, epoch[key], unit, ""]
         for channel_name, joules in epoch["joules_by_channel"].items():
             yield ["epoch", scope, channel_column(channel_name), joules, "J", ""]
+
+    for window in window_summaries(prepared):
+        scope = window["name"]
+        for key, unit in (
+            ("count", ""),
+            ("duration_s", "s"),
+            ("joules", "J"),
+            ("mean_joules", "J"),
+            ("mean_watts", "W"),
+            ("share_of_run", ""),
+            ("energy_kwh", "kWh"),
+            ("co2_kg", "kg CO2e"),
+        ):
+            yield ["window", scope, key, window.get(key), unit, ""]
+        estimate = window["estimate"]
+        if estimate is not None:
+            note = "estimated: windows shorter than the sensor, ± one standard error"
+            for key, unit in (
+                ("repetitions", ""),
+                ("mean_duration_s", "s"),
+                ("mean_joules", "J"),
+                ("mean_joules_stderr", "J"),
+                ("mean_watts", "W"),
+                ("mean_watts_stderr", "W"),
+            ):
+                yield ["window-estimate", scope, key, estimate.get(key), unit, note]
 
     yield ["run", "", "monitoring_errors_total", prepared["monitoring_errors_total"], "", ""]
     for warning in prepared["warnings"]:

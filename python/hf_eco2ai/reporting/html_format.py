@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, List, Mapping, Sequence, Tuple, Union
 
 from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL
-from hf_eco2ai.reporting import content, numbers, svg_charts
+from hf_eco2ai.reporting import content, numbers, run_charts, svg_charts
 from hf_eco2ai.reporting.gradient_chart import gradient_parts
 from hf_eco2ai.reporting.schema import incomplete_reason
 
@@ -47,6 +47,8 @@ svg.chart .epoch-line { stroke: #9aa5b1; stroke-width: 1; stroke-dasharray: 3 3;
 svg.chart .epoch-label { fill: var(--muted); font-size: 11px; }
 svg.chart rect.tail { opacity: .45; }
 svg.chart .clipped-label { fill: var(--ink); }
+svg.chart .estimate-label { font-style: italic; }
+svg.chart .end-label { fill: var(--ink); }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 18px; list-style: none; padding: 0; margin: 6px 0 0;
   font-size: 13px; }
 .legend li { display: flex; align-items: center; gap: 6px; }
@@ -161,13 +163,18 @@ def _legend(data: Mapping[str, Any], names: Sequence[str]) -> str:
 def _charts(data: Mapping[str, Any]) -> List[str]:
     parts = ["<h2>Power over time</h2>"]
     trace = data["power_trace"]
-    power_svg = svg_charts.power_chart(trace, data["channels"], data["epochs"])
+    spans = run_charts.evaluation_spans(data)
+    power_svg = svg_charts.power_chart(trace, data["channels"], data["epochs"], spans)
     if power_svg:
         names = [channel["name"] for channel in data["channels"] if channel["name"] in trace["watts"]]
         points, readings = len(trace["t_s"]), trace["raw_points"]
         notes = [f"{points} points averaged from {readings} readings." if readings > points else f"{points} readings."]
         if any(channel["parent"] for channel in data["channels"] if channel["name"] in names):
             notes.append("Dashed lines are channels that lie inside another one.")
+        if any(channel["provenance"] == "estimated" for channel in data["channels"] if channel["name"] in names):
+            notes.append("Lines labelled estimated come from a model of the hardware, not from a sensor.")
+        if spans:
+            notes.append(_EVALUATION_NOTE)
         caption = " ".join(notes)
         parts.append(f"<figure>{power_svg}{_legend(data, names)}<figcaption>{_e(caption)}</figcaption></figure>")
     else:
@@ -195,7 +202,66 @@ def _charts(data: Mapping[str, Any]) -> List[str]:
         )
     else:
         parts.append('<p class="empty">No steps were resolved.</p>')
+    parts += _run_charts(data, bool(spans))
     return parts
+
+
+_EVALUATION_NOTE = "Shaded spans are evaluation (validation, evaluate, predict, test windows); the rest is training."
+
+
+def _run_charts(data: Mapping[str, Any], shaded: bool) -> List[str]:
+    parts = []
+    cumulative = run_charts.cumulative_chart(data)
+    if cumulative:
+        notes = [
+            "The curve's shape is the power trace's; it ends at the run's total (PUE applied). "
+            "CO2e is the same curve at the run's carbon intensity."
+        ]
+        if shaded:
+            notes.append(_EVALUATION_NOTE)
+        parts += ["<h2>Cumulative energy and CO2e</h2>", f"<figure>{cumulative}{_caption(notes)}</figure>"]
+    epochs = run_charts.epoch_chart(data)
+    if epochs:
+        stacked = [channel["name"] for channel in data["channels"] if channel["parent"] is None]
+        notes = ["The training steps' bars are stacked by top-level channel, without PUE."]
+        if 'class="evaluation-bar"' in epochs:
+            notes.append(
+                "Beside them, the energy of the evaluation windows that ran during the epoch. A step's energy "
+                "is everything between its two step marks, so evaluation run between two marks is in that step too."
+            )
+        parts += [
+            "<h2>Energy per epoch</h2>",
+            f"<figure>{epochs}{_legend(data, stacked)}{_caption(notes)}</figure>",
+        ]
+    energy_loss = run_charts.energy_loss_chart(data)
+    if energy_loss:
+        parts += [
+            "<h2>Energy per step and loss</h2>",
+            f"<figure>{energy_loss}"
+            '<ul class="legend"><li><span class="swatch" style="background: '
+            f'{run_charts.TRAINING_COLOUR}"></span>energy per step (left axis)</li>'
+            f'<li><span class="swatch" style="background: {run_charts.CO2_COLOUR}"></span>'
+            "training loss as logged (right axis)</li></ul>"
+            f"{_caption(['Energy per step is over the top-level channels, without PUE; means of consecutive steps on long runs.'])}"
+            "</figure>",
+        ]
+    return parts
+
+
+def _caption(notes: Sequence[str]) -> str:
+    return f"<figcaption>{_e(' '.join(notes))}</figcaption>"
+
+
+def windows_chart_figure(data: Mapping[str, Any]) -> str:
+    svg = run_charts.windows_chart(data)
+    if not svg:
+        return ""
+    return (
+        f"<figure>{svg}"
+        f'<ul class="legend"><li><span class="swatch" style="background: {run_charts.TRAINING_COLOUR}"></span>'
+        f'training and other windows</li><li><span class="swatch" style="background: {svg_charts.EVALUATION_COLOUR}">'
+        "</span>evaluation windows</li></ul></figure>"
+    )
 
 
 def _channels(data: Mapping[str, Any]) -> List[str]:
@@ -268,8 +334,15 @@ def _breakdowns(data: Mapping[str, Any]) -> List[str]:
     parts: List[str] = []
     if data["epochs"]:
         parts += ["<h2>Epochs</h2>", _table(content.epoch_header(), content.epoch_rows(data), numeric=range(2, 6))]
-    if data.get("windows"):
-        parts += ["<h2>Windows</h2>", _table(content.window_header(), content.window_rows(data), numeric=range(1, 6))]
+    window_rows = content.window_rows(data)
+    if window_rows:
+        header = content.window_header(data)
+        parts += [
+            '<h2 id="windows">Windows</h2>',
+            windows_chart_figure(data),
+            _table(header, window_rows, numeric=range(1, len(header))),
+        ]
+        parts += [f'<p class="note">{_e(note)}</p>' for note in content.window_notes(data)]
     summary = content.step_summary_rows(data)
     if "steps" not in data and summary:
         parts += [f"<h2>Steps ({content.step_count(data)})</h2>", _key_values(summary)]

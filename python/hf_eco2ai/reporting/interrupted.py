@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from hf_eco2ai.carbon.comparisons import compute_comparisons
 from hf_eco2ai.reporting.schema import SCHEMA_VERSION
+from hf_eco2ai.reporting.windows import windows_from_rows, with_window_figures
 from hf_eco2ai.store.run_store import RunStore, RunSummary, StoredSteps
 
 JOULES_PER_KWH = 3.6e6
@@ -134,6 +135,10 @@ def interrupted_report(store: RunStore, run_id: str) -> Dict[str, Any]:
         },
         "steps": _step_dicts(steps),
         "epochs": [],
+        "windows": with_window_figures(
+            windows_from_rows(store.windows(summary.run_id), sorted(top_level), pue, float(g_per_kwh)),
+            it_kwh * JOULES_PER_KWH,
+        ),
         "power_trace": _power_trace(store, summary.run_id),
         "monitoring_errors_total": int(summary.latest.get("monitoring_errors_total") or 0),
         "warnings": [

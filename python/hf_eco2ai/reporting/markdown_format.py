@@ -72,9 +72,11 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
         lines += ["", "## Epochs", ""]
         lines += _table(content.epoch_header(), content.epoch_rows(prepared))
 
-    if prepared.get("windows"):
+    window_rows = content.window_rows(prepared)
+    if window_rows:
         lines += ["", "## Windows", ""]
-        lines += _table(content.window_header(), content.window_rows(prepared))
+        lines += _table(content.window_header(prepared), window_rows)
+        lines += [""] + [_text(note) for note in content.window_notes(prepared)]
 
     summary = content.step_summary_rows(prepared)
     if "steps" not in prepared and summary:

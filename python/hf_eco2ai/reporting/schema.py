@@ -149,8 +149,16 @@ _WINDOW: Spec = _obj(
         "energy_kwh": "number",
         "co2_kg": "number",
         "flags": "int",
-    }
+        "mean_joules": "number?",
+        "mean_watts": "number?",
+        "share_of_run": "number?",
+    },
+    ("mean_joules", "mean_watts", "share_of_run"),
 )
+_WINDOW_SPANS: Spec = _obj(
+    {"t0_s": ("list", "number"), "t1_s": ("list", "number"), "joules": ("list", "number?"), "complete": "bool"}
+)
+_LOSS_SERIES: Spec = _obj({"step": ("list", "number"), "loss": ("list", "number?"), "points": "int"})
 _RECOMMENDATION: Spec = _obj(
     {
         "kind": "str",
@@ -206,12 +214,14 @@ TRACKING_DATA: Spec = _obj(
         "windows": ("list", _WINDOW),
         "power_trace": ("nullable", _POWER_TRACE),
         "dram": ("nullable", _DRAM),
+        "window_spans": ("map", _WINDOW_SPANS),
+        "loss_series": ("nullable", _LOSS_SERIES),
         "monitoring_errors_total": "int",
         "warnings": ("list", _WARNING),
         "config": ("map", "json"),
         "versions": ("map", "str?"),
     },
-    ("steps", "step_series", "steps_file", "windows", "recommendations", "dram"),
+    ("steps", "step_series", "steps_file", "windows", "window_spans", "loss_series", "recommendations", "dram"),
 )
 
 

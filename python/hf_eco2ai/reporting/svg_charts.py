@@ -16,6 +16,9 @@ from hf_eco2ai.reporting import numbers
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies and readable on white.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#999999")
 ERROR_COLOUR = "#C0392B"
+EVALUATION_COLOUR = "#CC79A7"
+# Above the largest value, so that no line or bar touches the top of the frame.
+HEADROOM = 1.08
 
 MAX_POINTS_PER_LINE = 1000
 MAX_BARS = 400
@@ -56,6 +59,25 @@ def nice_ticks(low: float, high: float, count: int = 5) -> List[float]:
         if value >= high:
             return ticks
         index += 1
+
+
+def headroom_ticks(high: float) -> List[float]:
+    """Round ticks from 0 that leave room above ``high``."""
+    return nice_ticks(0.0, max(high * HEADROOM, 1e-12))
+
+
+def _shade_spans(spans: Sequence[Tuple[str, float, float]], x_px: Any) -> List[str]:
+    parts = ['<g class="evaluation-spans">']
+    for name, t0, t1 in spans:
+        left, right = x_px(t0), x_px(t1)
+        parts.append(
+            f'<rect class="evaluation-span" data-window="{escape(name)}" x="{_number(left)}" '
+            f'y="{_number(FRAME.top)}" width="{_number(max(right - left, 1.0))}" '
+            f'height="{_number(FRAME.bottom - FRAME.top)}" fill="{EVALUATION_COLOUR}" opacity="0.15">'
+            f"<title>{escape(name)}: {numbers.significant(t0, 4)}–{numbers.significant(t1, 4)} s</title></rect>"
+        )
+    parts.append("</g>")
+    return parts
 
 
 def _time_unit(span_s: float) -> Tuple[str, float]:
@@ -161,9 +183,14 @@ def _svg_open(chart_id: str, label: str) -> str:
 
 
 def power_chart(
-    trace: Optional[Mapping[str, Any]], channels: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[str, Any]]
+    trace: Optional[Mapping[str, Any]],
+    channels: Sequence[Mapping[str, Any]],
+    epochs: Sequence[Mapping[str, Any]],
+    evaluation_spans: Sequence[Tuple[str, float, float]] = (),
 ) -> str:
-    """Power over time: one polyline per channel (``class="series"``, ``data-channel``)."""
+    """Power over time: one polyline per channel (``class="series"``, ``data-channel``), with room
+    above the highest reading; an estimated channel's line is labelled as an estimate
+    (``class="estimate-label"``) and evaluation windows are shaded (``class="evaluation-span"``)."""
     if trace is None or not trace["t_s"]:
         return ""
     times: List[float] = trace["t_s"]
@@ -188,7 +215,7 @@ def power_chart(
         for t in nice_ticks(t_low / seconds_per_unit, t_high / seconds_per_unit, count=8)
         if t_low / seconds_per_unit - 1e-9 <= t <= t_high / seconds_per_unit + 1e-9
     ]
-    y_ticks_watts = nice_ticks(0.0, max(max(present_watts), 1e-9))
+    y_ticks_watts = headroom_ticks(max(present_watts))
     y_high = y_ticks_watts[-1]
 
     def x_px(t_s: float) -> float:
@@ -205,7 +232,11 @@ def power_chart(
         "Power (W)",
     )
     parts += _epoch_marks(epochs, t_low, t_high, x_px)
+    parts += _shade_spans(evaluation_spans, x_px)
+    provenance = {channel["name"]: channel["provenance"] for channel in channels}
     for name, points in series.items():
+        if provenance.get(name) == "estimated":
+            parts += _estimate_label(name, points, x_px, y_px, colours[name])
         dashed = ' stroke-dasharray="5 3"' if parents.get(name) else ""
         for run in _runs_without_gaps(points):
             if len(run) == 1:
@@ -224,6 +255,21 @@ def power_chart(
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _estimate_label(
+    name: str, points: Sequence[Tuple[float, Optional[float]]], x_px: Any, y_px: Any, colour: str
+) -> List[str]:
+    """``<name>: estimated`` just above the channel's last reading, at the right end of its line."""
+    present = [(t, w) for t, w in points if w is not None]
+    if not present:
+        return []
+    t, watts = present[-1]
+    return [
+        f'<text class="estimate-label" data-channel="{escape(name)}" x="{_number(x_px(t) - 4)}" '
+        f'y="{_number(y_px(watts) - 6)}" text-anchor="end" style="fill: {colour}">'
+        f"{escape(name)}: estimated, not measured</text>"
+    ]
 
 
 def _epoch_marks(epochs: Sequence[Mapping[str, Any]], t_low: float, t_high: float, x_px: Any) -> List[str]:

@@ -61,7 +61,7 @@ class HealthLog:
                 entry["t_s"] = t_s
             self._warnings.append(entry)
         if log:
-            logger.warning("hf_eco2ai: %s", message)
+            logger.warning("hf-eco2ai: %s", message)
 
     def count_error(self, error_type: str, error: BaseException, message: Optional[str] = None) -> None:
         """Count one fault of kind ``error_type`` and warn about the first (with ``message``, or

@@ -19,8 +19,10 @@ from hf_eco2ai.carbon.provenance import IntensityResult
 from hf_eco2ai.carbon.recommendations import Recommendation
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.reporting.windows import with_window_figures
 from hf_eco2ai.session.figures import top_level_joules
 from hf_eco2ai.session.run_records import RunRecords
+from hf_eco2ai.units import joules_from_kwh
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -90,9 +92,11 @@ def build_local_report(
         "step_series": records.step_series() if mode == "detailed" else None,
         "steps_file": steps_file,
         "epochs": records.epoch_dicts(config.pue, intensity.g_per_kwh) if mode != "minimal" else [],
-        "windows": records.window_dicts(config.pue, intensity.g_per_kwh),
+        "windows": with_window_figures(records.window_dicts(config.pue, intensity.g_per_kwh), joules_from_kwh(it_kwh)),
         "power_trace": records.power_trace(),
         "dram": _plain(dram),
+        "window_spans": records.window_spans(),
+        "loss_series": records.loss_series(),
         "monitoring_errors_total": errors_total,
         "warnings": warnings,
         "config": config.as_dict(),

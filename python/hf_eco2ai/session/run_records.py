@@ -25,6 +25,10 @@ MAX_POWER_TRACE_POINTS = 2000
 # store's trace small while staying far finer than the report's 2,000 points need.
 POWER_BIN_S = 0.2
 NO_EPOCH = -1
+# Spans kept per window name for the report's timeline charts; a name repeated more often (a phase
+# of every step) is a breakdown, not a timeline, and keeps only its totals beyond this.
+MAX_SPANS_PER_WINDOW_NAME = 200
+MAX_LOSS_POINTS = 2000
 
 
 def _distinct(values: np.ndarray) -> List[int]:
@@ -48,13 +52,16 @@ class _EpochTotals:
 
 
 class _WindowTotals:
-    __slots__ = ("count", "duration_s", "joules_by_channel", "flags")
+    __slots__ = ("count", "duration_s", "joules_by_channel", "flags", "span_t0_s", "span_t1_s", "span_joules")
 
     def __init__(self, n_channels: int) -> None:
         self.count = 0
         self.duration_s = 0.0
         self.joules_by_channel = np.zeros(n_channels)
         self.flags = 0
+        self.span_t0_s: List[float] = []
+        self.span_t1_s: List[float] = []
+        self.span_joules: List[float] = []
 
 
 class StepBatch:
@@ -106,6 +113,7 @@ class RunRecords:
         # Columns: top-level joules, duration, then each channel's joules.
         self._series = Downsampler(2 + n_channels, MAX_SERIES_POINTS, width=1.0)
         self._power = Downsampler(max(n_channels, 1), MAX_POWER_TRACE_POINTS, width=POWER_BIN_S)
+        self._loss = Downsampler(1, MAX_LOSS_POINTS, width=1.0)
         self._pending_bin: Optional[List[Any]] = None
         self._tail: Optional[Dict[str, Any]] = None
         self.power_readings = 0
@@ -188,6 +196,16 @@ class RunRecords:
             totals.duration_s += float(t1_s[position] - t0_s[position])
             totals.joules_by_channel += joules[position]
             totals.flags |= int(flags[position])
+            if totals.count <= MAX_SPANS_PER_WINDOW_NAME:
+                totals.span_t0_s.append(float(t0_s[position]))
+                totals.span_t1_s.append(float(t1_s[position]))
+                totals.span_joules.append(float(np.sum(joules[position][self.top_level])))
+
+    def add_loss(self, step: int, loss: float) -> None:
+        """A training loss logged at optimiser step ``step`` (kept in at most MAX_LOSS_POINTS
+        buckets of consecutive steps)."""
+        if math.isfinite(loss):
+            self._loss.add(np.array([float(step)]), np.array([[float(loss)]]))
 
     def add_power(self, t_s: np.ndarray, watts: np.ndarray) -> List[Any]:
         """Take power readings (monotonic s, W per channel); returns the finished bins
@@ -272,6 +290,28 @@ class RunRecords:
                 }
             )
         return result
+
+    def window_spans(self) -> Dict[str, Dict[str, Any]]:
+        """Per window name, when its first MAX_SPANS_PER_WINDOW_NAME windows ran (s since the run's
+        start), their top-level joules (without PUE) and whether that is all of them."""
+        return {
+            name: {
+                "t0_s": list(totals.span_t0_s),
+                "t1_s": list(totals.span_t1_s),
+                "joules": list(totals.span_joules),
+                "complete": totals.count == len(totals.span_t0_s),
+            }
+            for name, totals in self._windows.items()
+        }
+
+    def loss_series(self) -> Optional[Dict[str, Any]]:
+        """The training loss as logged, in at most MAX_LOSS_POINTS buckets: each bucket's mean
+        step and mean loss. None when no loss was logged."""
+        if len(self._loss) == 0:
+            return None
+        raw = self._loss.series(["loss"])
+        columns: Dict[str, Dict[str, List[float]]] = raw["columns"]  # type: ignore[assignment]
+        return {"step": raw["mean_key"], "loss": columns["loss"]["mean"], "points": int(self._loss.rows)}
 
     def step_series(self) -> Optional[Dict[str, Any]]:
         """The training steps (tail excluded) in at most ``MAX_SERIES_POINTS`` buckets of

@@ -35,8 +35,10 @@ from hf_eco2ai.carbon.recommendations import Recommendation, recommendations_for
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
+from hf_eco2ai.logs import apply_log_level
 from hf_eco2ai.meter import coverage
 from hf_eco2ai.meter.channels import ChannelInfo
+from hf_eco2ai.reporting.report_object import as_carbon_report
 from hf_eco2ai.reporting.step_file import StepFileWriter, check_step_file_format, step_file_path
 from hf_eco2ai.session import figures as live
 from hf_eco2ai.session import fork_safety
@@ -126,6 +128,7 @@ class TrackingSession:
         if not isinstance(step_file, bool):
             raise ConfigurationError(f"step_file = {step_file!r} is invalid: expected True or False")
         self.config = CarbonConfig() if config is None else config
+        apply_log_level(self.config)
         self._step_file_format = check_step_file_format(
             self.config.step_file_format if step_file_format is None else step_file_format
         )
@@ -403,7 +406,7 @@ class TrackingSession:
                 self._meter.stop()
             self._ended_unix_s = time.time()
             self._drain_locked(final=True)
-            self._final_report = self._local_report()
+            self._final_report = as_carbon_report(self._local_report())
             self._state = "stopped"
         # Outside the lock: the writer's thread reports a failed write through the health log,
         # which takes the lock, and waiting for that thread must not hold it.
@@ -462,6 +465,8 @@ class TrackingSession:
             for key in self._latest_metrics:
                 if key in numeric:
                     self._latest_metrics[key] = numeric[key]
+            if "loss" in numeric and step is not None and self._state == "running":
+                self._records.add_loss(int(step), numeric["loss"])
             if self._state != "running":
                 return {}
             now = self._drain_locked()
@@ -707,8 +712,8 @@ class TrackingSession:
                 self._health.raise_strict_failure()
                 local = self._local_report()
         if not combine_ranks or not self.rank_info.is_distributed or not process_group_is_initialised():
-            return local
-        return combine_rank_reports(gather_across_ranks(local), self.rank_info.rank)
+            return as_carbon_report(local)
+        return as_carbon_report(combine_rank_reports(gather_across_ranks(local), self.rank_info.rank))
 
     def _local_report(self) -> Dict[str, Any]:
         warnings = self._resolver.warnings + self._health.warnings

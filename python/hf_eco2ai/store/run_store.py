@@ -20,15 +20,30 @@ import socket
 import sqlite3
 import threading
 import time
-import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 
 from hf_eco2ai.errors import ConfigurationError
+from hf_eco2ai.logs import warn
+from hf_eco2ai.meter.flags import FLAG_TAIL
 from hf_eco2ai.store.tracer_tables import (
     READABLE_OLDER_VERSIONS,
     upgrade_schema,
@@ -36,6 +51,9 @@ from hf_eco2ai.store.tracer_tables import (
 from hf_eco2ai.store.tracer_tables import (
     SCHEMA_VERSION as STORE_SCHEMA_VERSION,
 )
+
+if TYPE_CHECKING:
+    from hf_eco2ai.reporting.comparison import RunComparison
 
 STORE_FILE_NAME = "runs.sqlite"
 _BUSY_TIMEOUT_MS = 10_000
@@ -256,6 +274,7 @@ class RunSummary:
 
     ``status`` is ``running``, ``finished`` or ``failed`` as the run last wrote it, except that a
     ``running`` run whose process is gone from this host reads as ``interrupted``.
+    ``step_count`` counts the stored steps, not the tail record (the energy after the last step).
     """
 
     run_id: str
@@ -442,7 +461,8 @@ class RunStore:
         "r.run_id, r.project_name, r.experiment_id, r.model_name, r.host, r.pid, r.rank, "
         "r.local_rank, r.world_size, r.status, r.started_unix_s, r.ended_unix_s, r.updated_unix_s, "
         "r.channels_json, r.intensity_json, r.config_json, r.latest_json, "
-        "(SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id)"
+        # Steps a person counts: the tail record (after the last step) is energy, not a step.
+        f"(SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id AND (s.flags & {FLAG_TAIL}) = 0)"
     )
 
     def _summary(self, row: Tuple[Any, ...]) -> RunSummary:
@@ -510,9 +530,13 @@ class RunStore:
         rows = self._read(f"SELECT {self._SUMMARY_COLUMNS} FROM runs r WHERE r.run_id = ?", (run_id,))
         return self._summary(rows[0])
 
-    def compare(self, run_ids_or_prefixes: Sequence[str]) -> List[RunSummary]:
-        """The summaries of the runs named, in the order given. Raises KeyError for an unknown one."""
-        return [self.get_run(run_id) for run_id in run_ids_or_prefixes]
+    def compare(self, run_ids_or_prefixes: Sequence[str]) -> "RunComparison":
+        """The runs named, in the order given: a list of their summaries with each run's figures
+        (``runs``: energy and CO2 per step and per sample), ``to_html()`` for the comparison page,
+        and cards and curves in Jupyter. Raises KeyError for an unknown one."""
+        from hf_eco2ai.reporting.comparison import compare_runs
+
+        return compare_runs(self, run_ids_or_prefixes)
 
     def latest(self, run_id_or_prefix: str) -> Dict[str, Any]:
         """The latest figures the run wrote (energy, CO2, steps, power, budget...): the dict that
@@ -999,7 +1023,7 @@ class RunWriter:
         if self._on_error is not None:
             self._on_error(error)
         else:
-            warnings.warn(f"hf_eco2ai run store {self.path}: a write failed: {error}", RuntimeWarning, stacklevel=1)
+            warn(f"run store {self.path}: a write failed: {error}", stacklevel=1)
 
     @staticmethod
     def _commit(connection: sqlite3.Connection, batch: List[_Operation]) -> None:

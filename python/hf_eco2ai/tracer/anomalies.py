@@ -67,7 +67,7 @@ def log_anomalies(records: Sequence[Dict[str, Any]]) -> None:
         )
         statistic = first["statistic"]
         logger.warning(
-            "hf_eco2ai tracer: %s at step %d in %s: %s = %.6g, threshold %.6g%s",
+            "hf-eco2ai: tracer: %s at step %d in %s: %s = %.6g, threshold %.6g%s",
             kind,
             step,
             layers,

@@ -122,7 +122,7 @@ class StorageBackend:
         self._write_failures += 1
         if self._write_failures == 1:
             logger.warning(
-                "hf_eco2ai tracer: a write to %s failed (%s: %s); later failures are counted only",
+                "hf-eco2ai: tracer: a write to %s failed (%s: %s); later failures are counted only",
                 self.store.path,
                 type(error).__name__,
                 error,

@@ -332,7 +332,7 @@ class Experiment:
                 self._publish_energy()
             except Exception as error:  # noqa: BLE001 - measurement faults never reach training
                 logger.warning(
-                    "hf_eco2ai: the energy figures could not be sent to the backends (%s: %s); tracking goes on",
+                    "hf-eco2ai: the energy figures could not be sent to the backends (%s: %s); tracking goes on",
                     type(error).__name__,
                     error,
                 )
@@ -366,7 +366,7 @@ class Experiment:
             try:
                 plugin.stop()
             except Exception as error:  # noqa: BLE001 - a plugin must not keep the run from ending
-                logger.warning("hf_eco2ai: plugin %r failed to stop (%s)", type(plugin).__name__, error)
+                logger.warning("hf-eco2ai: plugin %r failed to stop (%s)", type(plugin).__name__, error)
         self._energy_stop.set()
         if self._energy_thread is not None:
             self._energy_thread.join()

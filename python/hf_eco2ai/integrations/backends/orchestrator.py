@@ -164,7 +164,7 @@ class _Worker:
                 else "it was already stopped"
             )
             logger.warning(
-                "hf_eco2ai: backend %r dropped metrics because %s; every dropped metric is counted in its stats",
+                "hf-eco2ai: backend %r dropped metrics because %s; every dropped metric is counted in its stats",
                 self.backend.name,
                 reason,
             )
@@ -261,7 +261,7 @@ class _Worker:
             self._warned.add("failed")
         if first:
             logger.warning(
-                "hf_eco2ai: backend %r failed (%s: %s); it is isolated, the other backends "
+                "hf-eco2ai: backend %r failed (%s: %s); it is isolated, the other backends "
                 "keep receiving, and its failures are counted",
                 self.backend.name,
                 type(error).__name__,
@@ -271,7 +271,7 @@ class _Worker:
             try:
                 self._on_fault(self.backend.name, error)
             except Exception:  # noqa: BLE001 - the fault handler must not stop the worker
-                logger.exception("hf_eco2ai: the backend fault handler failed")
+                logger.exception("hf-eco2ai: the backend fault handler failed")
 
 
 def _positive(name: str, value: Any, kind: type = int) -> None:

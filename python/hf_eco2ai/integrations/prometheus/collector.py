@@ -188,7 +188,7 @@ class SnapshotCollector(Collector):
                 first_failure = self._provider_failures == 1
             if first_failure:
                 _logger.warning(
-                    "Prometheus exporter: a snapshot provider failed; its series are left out "
+                    "hf-eco2ai: Prometheus exporter: a snapshot provider failed; its series are left out "
                     "of this scrape (counted in hf_training_monitoring_errors_total)",
                     exc_info=True,
                 )

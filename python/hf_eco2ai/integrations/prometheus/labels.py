@@ -91,7 +91,7 @@ class ProjectLabelGuard:
             self._folded.add(project_name)
         if first_fold:
             _logger.warning(
-                "Prometheus exporter: more than max_projects=%d distinct project names; project %r "
+                "hf-eco2ai: Prometheus exporter: more than max_projects=%d distinct project names; project %r "
                 "and any later new ones are exported as project_name=%r. Raise max_projects if "
                 "every project needs its own series.",
                 self.max_projects,

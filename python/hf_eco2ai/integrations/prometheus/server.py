@@ -203,7 +203,7 @@ class _MetricsServer(ThreadingHTTPServer):
         # else is logged once per failure instead of printed to the training's stderr.
         if isinstance(sys.exc_info()[1], OSError):
             return
-        _logger.warning("Prometheus exporter: a request from %s failed", client_address, exc_info=True)
+        _logger.warning("hf-eco2ai: Prometheus exporter: a request from %s failed", client_address, exc_info=True)
 
     def close_connections(self) -> None:
         """Ends open keep-alive connections, so that nothing answers once the exporter is closed."""
@@ -355,6 +355,7 @@ class PrometheusExporter:
             target=self._server.serve_forever, name=f"hf-eco2ai-prometheus-{self.port}", daemon=True
         )
         self._thread.start()
+        _logger.info("hf-eco2ai: Prometheus metrics at %s", self.url)
 
     @property
     def url(self) -> str:

@@ -192,7 +192,7 @@ class TrainingTracer:
             self._watcher.close()
         watcher = GradientWatcher(model, self.config.gradient_layers, self._on_gradient_row, optimizer_hook)
         if self._step > 0:
-            logger.warning("hf_eco2ai tracer: watch() after %d steps: the rolling statistics start again", self._step)
+            logger.warning("hf-eco2ai: tracer: watch() after %d steps: the rolling statistics start again", self._step)
         self._rows.flush()
         self._watcher = watcher
         self._layers = list(watcher.layer_names)
@@ -429,7 +429,7 @@ class TrainingTracer:
             if self.config.stops_on(kind) and not self._stop_requested:
                 self._stop_requested = True
                 self._stop_reason = f"{kind} at step {record['step']} in {record['layer']}"
-                logger.warning("hf_eco2ai tracer: training is asked to stop (stop_on_anomaly): %s", self._stop_reason)
+                logger.warning("hf-eco2ai: tracer: training is asked to stop (stop_on_anomaly): %s", self._stop_reason)
         log_anomalies(records)
         self._guard("store", lambda: self.storage.write_anomalies(self.run_id, records))
         self.session.count_anomalies(ANOMALY_TYPES, self._anomaly_counts)

@@ -237,7 +237,11 @@ def build_emulator() -> Path:
         timeout=900,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "target" / "release" / "libnvml_emulator.so", out_dir / LIBRARY_NAME)
+    # Copied aside and renamed into place: overwriting the file would corrupt it under a process
+    # that has it loaded (another benchmark running at the same time).
+    staged = out_dir / f".{LIBRARY_NAME}.{os.getpid()}"
+    shutil.copyfile(REPO / "target" / "release" / "libnvml_emulator.so", staged)
+    os.replace(staged, out_dir / LIBRARY_NAME)
     # CodeCarbon looks for NVIDIA GPUs only where `nvidia-smi --help` runs: the emulated machine
     # has one, which answers that and nothing else.
     smi = out_dir / "nvidia-smi"
@@ -316,7 +320,7 @@ def main() -> None:
         for name, _, _ in PHASES:
             measured = result.get("phase_joules", {}).get(name)
             stderr = result.get("phase_stderr", {}).get(name)
-            spread = "" if stderr is None else f" ± {100 * stderr / result['phase_truth'][name]:.1f}"
+            spread = "" if stderr is None else f" ± {100 * stderr / result['phase_truth'][name]:.2f}"
             phases.append("-" if measured is None else percent(measured, result["phase_truth"][name]) + spread)
         print(f"| {arm} | {per_window_us:.1f} µs | {ratio:.3f} | {run} | {step} | " + " | ".join(phases) + " |")
     for arm in ("eco2ai", "eco2ai-duty25"):

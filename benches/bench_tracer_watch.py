@@ -1,21 +1,23 @@
 """What the Tracer API costs a training step, and how fast its per-step rows reach the store.
 
-1. ``watch()`` overhead. A ~50-layer MLP (50 ``Linear`` layers) trains on a CPU with SGD, the
-   same batches for every variant, variants interleaved round by round (the order rotating) so
-   that drifts of a shared machine cancel out; each variant's median step time is divided by the
-   baseline's of the same round, and the table gives the median of those ratios:
+1. ``watch()`` overhead. Identical ~50-layer MLPs (50 ``Linear`` layers) train on a CPU with SGD
+   on the same batches, one model per variant, **step by step in turn** (the order rotating every
+   step), so that the load of a shared machine falls on every variant alike:
 
    - ``baseline``: the plain loop;
-   - ``tracer``: ``tracer.init`` + ``log`` + ``step`` each step, no ``watch`` (energy session,
-     loss detector, per-step rows to the store);
-   - ``tracer+watch``: the same with ``tracer.watch(model)``: per-layer gradient statistics at
-     every optimiser step;
+   - ``tracer``: a Tracer run with its documented defaults (``tracer.init(project,
+     storage_path=..., carbon_config=...)``: ``checkpoint_interval=1000``, ``capture_samples=5``,
+     ``track_gradients=True``, ``async_writes=True``, ``write_buffer_size=100``), ``log`` +
+     ``step`` each step, no ``watch`` (energy session, loss detector, per-step rows to the store);
+   - ``tracer+watch``: the same with ``watch(model)``: per-layer gradient statistics at every
+     optimiser step (the default: every step is captured);
    - ``wandb.watch``: ``wandb.watch(model, log="gradients")`` on an offline run, when wandb is
      installed (the ``bench`` extra): its per-module hooks are the usual way to watch gradients.
 
-   The watch overhead is ``tracer+watch`` against ``tracer``; the time inside ``step()`` and in
-   the gradient capture is also measured per call. Correctness is checked beside the speed: every
-   step has its gradient row in the store.
+   The steps are split into blocks; each block gives every variant's median step time, and the
+   tables give the median over blocks of the ratios. The watch overhead is ``tracer+watch``
+   against ``tracer``. The time inside ``step()`` and the gradient capture is also measured per
+   call. Correctness is checked beside the speed: every step has its gradient row in the store.
 
 2. CUDA synchronisations (only with a GPU): the loop runs under
    ``torch.cuda.set_sync_debug_mode("warn")`` without any sync of its own; every synchronising
@@ -24,7 +26,7 @@
 3. Store throughput: step rows (loss, memory and a 50-layer gradient row each) through the
    store's batched background writer, from the first enqueue until they are committed.
 
-    python benches/bench_tracer_watch.py [--rounds 5] [--steps 200] [--threads 1] [--smoke]
+    python benches/bench_tracer_watch.py [--steps 1500] [--block 100] [--threads 1] [--smoke]
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ import statistics
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from hf_eco2ai import CarbonConfig, tracer
 from hf_eco2ai.tracer.config import TracerConfig
+from hf_eco2ai.tracer.core.tracer import TrainingTracer
 from hf_eco2ai.tracer.storage import StorageBackend
 
 LAYERS = 50
@@ -66,22 +69,26 @@ def carbon_config(directory: str) -> CarbonConfig:
     )
 
 
-def loop(
-    model: torch.nn.Module, steps: int, after_step: Callable[[torch.Tensor], None], device: str = "cpu"
-) -> List[float]:
-    """Step times (s). ``after_step`` gets the loss (a tensor) once the optimiser has stepped."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+def batches(device: str = "cpu") -> List[Tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
-    batches = [
+    return [
         (
             torch.randn(BATCH, WIDTH, generator=generator).to(device),
             torch.randint(0, 10, (BATCH,), generator=generator).to(device),
         )
         for _ in range(16)
     ]
+
+
+def loop(
+    model: torch.nn.Module, steps: int, after_step: Callable[[torch.Tensor], None], device: str = "cpu"
+) -> List[float]:
+    """Step times (s). ``after_step`` gets the loss (a tensor) once the optimiser has stepped."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    data = batches(device)
     times = []
     for step in range(steps):
-        features, labels = batches[step % len(batches)]
+        features, labels = data[step % len(data)]
         start = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model(features), labels)
         optimizer.zero_grad()
@@ -109,83 +116,119 @@ class Timed:
             self.seconds.append(time.perf_counter() - start)
 
 
-def run_variant(name: str, steps: int, directory: str, timings: Dict[str, List[float]]) -> float:
-    """The median step time (s) of one variant's run."""
-    model = mlp()
-    if name == "baseline":
-        return statistics.median(loop(model, steps, lambda loss: None))
-    if name == "wandb.watch":
-        import wandb
+class Variant:
+    """One model, its optimiser and what runs after its optimiser step; ``step(i)`` times step i."""
 
-        wandb_run = wandb.init(mode="offline", dir=directory, project="bench", reinit="finish_previous")
-        wandb.watch(model, log="gradients")
-        try:
-            return statistics.median(loop(model, steps, lambda loss: None))
-        finally:
-            wandb_run.finish()
-    run = tracer.init(
-        "bench", storage_path=directory, carbon_config=carbon_config(directory), checkpoint_interval=10_000
-    )
-    watching = name == "tracer+watch"
-    if watching:
-        tracer.watch(model)
-        run._watcher.capture = Timed(run._watcher.capture)  # type: ignore[union-attr]
-    timed_step = Timed(run.step)
+    def __init__(self, name: str, directory: str) -> None:
+        self.name = name
+        self.model = mlp()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3)
+        self.times: List[float] = []
+        self.run: Optional[TrainingTracer] = None
+        self.wandb_run: Any = None
+        self.timed_step: Optional[Timed] = None
+        self.timed_capture: Optional[Timed] = None
+        if name == "wandb.watch":
+            import wandb
 
-    def after_step(loss: torch.Tensor) -> None:
-        run.log({"loss": loss})
-        timed_step()
+            self.wandb_run = wandb.init(mode="offline", dir=directory, project="bench", reinit="finish_previous")
+            wandb.watch(self.model, log="gradients")
+        elif name != "baseline":
+            # The documented defaults: only where it stores and how energy is read are set.
+            config = TracerConfig(project_name="bench", storage_path=os.path.join(directory, name))
+            self.run = TrainingTracer(config, carbon_config=carbon_config(directory)).start()
+            if name == "tracer+watch":
+                self.run.watch(self.model)
+                watcher = self.run._watcher
+                self.timed_capture = watcher.capture = Timed(watcher.capture)
+            self.timed_step = Timed(self.run.step)
 
-    try:
-        median = statistics.median(loop(model, steps, after_step))
-    finally:
-        tracer.finish()
-    timings.setdefault(f"{name} step()", []).extend(timed_step.seconds)
-    if watching:
-        timings.setdefault("capture", []).extend(run._watcher.capture.seconds)  # type: ignore[union-attr]
-        stored = run.storage.get_step_statistics(run.run_id)
-        assert len(stored) == steps and stored.has_gradients.all(), "every step must have its gradient row"
-    return median
+    def step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(self.model(features), labels)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.run is not None and self.timed_step is not None:
+            self.run.log({"loss": loss.detach()})
+            self.timed_step()
+        self.times.append(time.perf_counter() - start)
+
+    def finish(self) -> None:
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+        if self.run is not None:
+            self.run.finish()
+            if self.timed_capture is not None:
+                stored = self.run.storage.get_step_statistics(self.run.run_id)
+                assert len(stored) == len(self.times) and stored.has_gradients.all(), "every step needs its row"
 
 
-def bench_watch(rounds: int, steps: int) -> None:
-    variants = ["baseline", "tracer", "tracer+watch"]
+def bench_watch(steps: int, block: int) -> None:
+    names = ["baseline", "tracer", "tracer+watch"]
     if importlib.util.find_spec("wandb") is not None:
-        variants.append("wandb.watch")
+        names.append("wandb.watch")
     else:
         print("wandb is not installed (pip install 'hf-eco2ai[bench]'): no wandb.watch baseline")
-    ratios: Dict[str, List[float]] = {name: [] for name in variants}
-    watch_ratios: List[float] = []
-    medians: Dict[str, List[float]] = {name: [] for name in variants}
-    timings: Dict[str, List[float]] = {}
+    data = batches()
     with tempfile.TemporaryDirectory() as directory:
-        for round_index in range(rounds):
-            order = variants[round_index % len(variants) :] + variants[: round_index % len(variants)]
-            this_round = {name: run_variant(name, steps, directory, timings) for name in order}
-            for name in variants:
-                ratios[name].append(this_round[name] / this_round["baseline"])
-                medians[name].append(this_round[name])
-            watch_ratios.append(this_round["tracer+watch"] / this_round["tracer"])
+        variants = [Variant(name, directory) for name in names]
+        try:
+            for step in range(steps):
+                features, labels = data[step % len(data)]
+                shift = step % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
+                    variant.step(features, labels)
+        finally:
+            for variant in variants:
+                variant.finish()
+    by_name = {variant.name: variant for variant in variants}
+    warmup = min(20, steps // 2)
+    blocks = [(first, first + block) for first in range(warmup, steps - block + 1, block)] or [(warmup, steps)]
+    block_medians = {
+        name: [statistics.median(by_name[name].times[first:last]) for first, last in blocks] for name in names
+    }
     print(
         f"\nwatch() overhead: {LAYERS}-layer MLP (width {WIDTH}, batch {BATCH}) on the CPU, "
-        f"{torch.get_num_threads()} thread(s), {rounds} rounds x {steps} steps"
+        f"{torch.get_num_threads()} thread(s), {steps} steps per variant interleaved step by step, "
+        f"{len(blocks)} blocks of {blocks[0][1] - blocks[0][0]} steps"
     )
-    print(f"{'variant':<16}{'step (ms)':>11}{'vs baseline':>13}")
-    for name in variants:
-        print(
-            f"{name:<16}{statistics.median(medians[name]) * 1e3:>11.3f}{(statistics.median(ratios[name]) - 1) * 100:>+12.2f}%"
+    print(f"{'variant':<16}{'step (ms)':>11}{'vs baseline':>13}{'vs tracer':>12}")
+    for name in names:
+        versus_baseline = statistics.median(
+            [mine / base for mine, base in zip(block_medians[name], block_medians["baseline"])]
         )
-    print(f"watch() alone (tracer+watch vs tracer): {(statistics.median(watch_ratios) - 1) * 100:+.2f}% per step")
+        versus_tracer = statistics.median(
+            [mine / base for mine, base in zip(block_medians[name], block_medians["tracer"])]
+        )
+        print(
+            f"{name:<16}{statistics.median(by_name[name].times[warmup:]) * 1e3:>11.3f}"
+            f"{(versus_baseline - 1) * 100:>+12.2f}%{(versus_tracer - 1) * 100:>+11.2f}%"
+        )
+    watch_ratios = [mine / base for mine, base in zip(block_medians["tracer+watch"], block_medians["tracer"])]
+    print(
+        "watch() alone (tracer+watch vs tracer), per block: "
+        + " ".join(f"{(ratio - 1) * 100:+.1f}%" for ratio in watch_ratios)
+    )
+    print(f"watch() alone: median {(statistics.median(watch_ratios) - 1) * 100:+.2f}% per step")
+    watched, plain = by_name["tracer+watch"], by_name["tracer"]
+    assert watched.timed_step is not None and plain.timed_step is not None and watched.timed_capture is not None
+    timings = {
+        "tracer step()": plain.timed_step.seconds[warmup:],
+        "tracer+watch step()": watched.timed_step.seconds[warmup:],
+        "capture": watched.timed_capture.seconds[warmup:],
+    }
     for name, seconds in timings.items():
         print(f"time in {name}: median {statistics.median(seconds) * 1e6:.1f} us per call ({len(seconds)} calls)")
-    # The direct cost is steadier than step-time ratios on a busy machine: the time watch() adds
-    # inside the step (the capture, and step() handing the row over) against the plain step.
+    # The direct cost: the time watch() adds inside the step (the capture, and step() handing
+    # the row over) against the plain step. The capture includes creating the Python objects of
+    # the step's new gradients, which the optimiser would otherwise create a moment later.
     added_s = (
         statistics.median(timings["capture"])
         + statistics.median(timings["tracer+watch step()"])
         - statistics.median(timings["tracer step()"])
     )
-    baseline_s = statistics.median(medians["baseline"])
+    baseline_s = statistics.median(by_name["baseline"].times[warmup:])
     print(
         f"watch() direct cost: {added_s * 1e6:.0f} us per step = {added_s / baseline_s * 100:.2f}% of the "
         f"baseline step ({baseline_s * 1e3:.2f} ms)"
@@ -199,9 +242,7 @@ def bench_cuda_syncs(steps: int) -> None:
         return
     with tempfile.TemporaryDirectory() as directory:
         model = mlp("cuda")
-        run = tracer.init(
-            "bench-gpu", storage_path=directory, carbon_config=carbon_config(directory), checkpoint_interval=10_000
-        )
+        run = tracer.init("bench-gpu", storage_path=directory, carbon_config=carbon_config(directory))
         tracer.watch(model)
         counted = {"capture": 0, "step": 0}
         watcher = run._watcher
@@ -279,18 +320,18 @@ def bench_store(rows_total: int, batch_rows: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=1500, help="steps per variant")
+    parser.add_argument("--block", type=int, default=100, help="steps per block of the ratios")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--store-rows", type=int, default=300_000)
     parser.add_argument("--smoke", action="store_true", help="a few steps and rows; no figures to rely on")
     args = parser.parse_args()
     if args.smoke:
-        args.rounds, args.steps, args.store_rows = 1, 20, 5_000
+        args.steps, args.block, args.store_rows = 20, 10, 5_000
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
-    bench_watch(args.rounds, args.steps)
+    bench_watch(args.steps, args.block)
     bench_cuda_syncs(args.steps)
     for batch_rows in (100, 1_000):  # write_buffer_size: the default, and a larger one
         bench_store(args.store_rows, batch_rows)

@@ -615,11 +615,15 @@ impl GradientRing {
 }
 
 /// Sum of squares (f64), largest |x| (NaN when any element is NaN) and NaN/Inf count of a slice,
-/// in one pass. Uses AVX2 where the CPU has it (the same code, compiled for it).
+/// in one pass. Uses AVX-512 or AVX2 where the CPU has it (the same code, compiled for it).
 pub fn slice_stats(values: &[f32]) -> (f64, f32, u64) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU was just checked to support AVX-512F.
+            return unsafe { slice_stats_avx512(values) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU was just checked to support AVX2.
             return unsafe { slice_stats_avx2(values) };
         }
@@ -628,54 +632,130 @@ pub fn slice_stats(values: &[f32]) -> (f64, f32, u64) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn slice_stats_avx2(values: &[f32]) -> (f64, f32, u64) {
-    slice_stats_portable(values)
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn slice_stats_avx512(values: &[f32]) -> (f64, f32, u64) {
+    slice_stats_lanes(values, |x, y, acc| x.mul_add(y, acc))
 }
 
-/// Squares are summed in float32 lanes over blocks of `BLOCK` values (eight independent
-/// accumulators, so the loop vectorises) and the blocks in float64; a block whose float32 sum is
-/// not finite is summed again in float64, so huge gradients keep an exact, finite norm.
-#[inline(always)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn slice_stats_avx2(values: &[f32]) -> (f64, f32, u64) {
+    slice_stats_lanes(values, |x, y, acc| x.mul_add(y, acc))
+}
+
 fn slice_stats_portable(values: &[f32]) -> (f64, f32, u64) {
-    const LANES: usize = 8;
-    const BLOCK: usize = 256;
+    slice_stats_lanes(values, |x, y, acc| x * y + acc)
+}
+
+/// Values per block: the unit summed in float32, and read again in float64 when it must be.
+const STATS_BLOCK: usize = 4096;
+/// Independent accumulators: enough vector registers in flight that the multiply-adds do not
+/// wait on each other.
+const STATS_LANES: usize = 64;
+/// 2^96: each square is taken as x * (x * 2^96), whose product is rounded only once (a fused
+/// multiply-add), so the square of a gradient down to 4e-34 is a normal float32: the CPU takes a
+/// slow microcode path for every subnormal result, and gradients below 1e-19 (whose plain
+/// squares are subnormal) are common in deep networks.
+const SQUARE_SCALE: f32 = 79_228_162_514_264_337_593_543_950_336.0;
+/// 2^-96, exact in float64.
+const SQUARE_UNSCALE: f64 = 1.0 / 79_228_162_514_264_337_593_543_950_336.0;
+
+/// The common case costs a multiply, a multiply-add, an abs and a max per value, in float32
+/// vector lanes; NaN/Inf are not looked for value by value. A block is read again in float64
+/// only when its scaled sum of squares is not finite: a NaN or an infinity (then counted), or a
+/// block whose L2 norm exceeds 65,536 (where the scaled squares leave the float32 range).
+#[inline(always)]
+fn slice_stats_lanes(values: &[f32], add_square: impl Fn(f32, f32, f32) -> f32) -> (f64, f32, u64) {
     let mut total_squares = 0.0f64;
-    let mut largest = [0.0f32; LANES];
+    let mut largest = [0.0f32; STATS_LANES];
     let mut total_nonfinite = 0u64;
-    for block in values.chunks(BLOCK) {
-        let mut squares = [0.0f32; LANES];
-        let mut nonfinite = [0u32; LANES];
-        let chunks = block.chunks_exact(LANES);
+    for block in values.chunks(STATS_BLOCK) {
+        let mut squares = [0.0f32; STATS_LANES];
+        let chunks = block.chunks_exact(STATS_LANES);
         let rest = chunks.remainder();
         for chunk in chunks {
-            for lane in 0..LANES {
+            prefetch_ahead(chunk.as_ptr());
+            for lane in 0..STATS_LANES {
                 let x = chunk[lane];
-                squares[lane] += x * x;
-                largest[lane] = largest[lane].max(x.abs());
-                nonfinite[lane] += u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+                squares[lane] = add_square(x, x * SQUARE_SCALE, squares[lane]);
+                let magnitude = x.abs();
+                // A comparison, not f32::max: it maps onto one vector max (NaN is the slow path's).
+                largest[lane] = if magnitude > largest[lane] {
+                    magnitude
+                } else {
+                    largest[lane]
+                };
             }
         }
         let mut block_squares: f32 = squares.iter().sum();
         for &x in rest {
-            block_squares += x * x;
-            largest[0] = largest[0].max(x.abs());
-            nonfinite[0] += u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+            block_squares = add_square(x, x * SQUARE_SCALE, block_squares);
+            let magnitude = x.abs();
+            largest[0] = if magnitude > largest[0] {
+                magnitude
+            } else {
+                largest[0]
+            };
         }
-        total_squares += if block_squares.is_finite() {
-            f64::from(block_squares)
+        if block_squares.is_finite() {
+            total_squares += f64::from(block_squares) * SQUARE_UNSCALE;
         } else {
-            block.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
-        };
-        total_nonfinite += nonfinite.iter().map(|&n| u64::from(n)).sum::<u64>();
+            let (squares, nonfinite) = block_stats_f64(block);
+            total_squares += squares;
+            total_nonfinite += nonfinite;
+        }
     }
     let mut total_largest = largest.iter().fold(0.0f32, |a, &b| a.max(b));
-    // f32::max skips NaN; a NaN element shows in the sum of squares, and then in the max too,
+    // The lanes skip NaN; a NaN element shows in the sum of squares, and then in the max too,
     // as torch's reductions give it.
     if total_squares.is_nan() {
         total_largest = f32::NAN;
     }
     (total_squares, total_largest, total_nonfinite)
+}
+
+/// Bytes read ahead of the pass: gradients read after a backward pass are partly out of the
+/// core's cache, and the hardware prefetcher restarts at every 4 KiB page.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Asks for the cache lines `PREFETCH_BYTES` past one chunk of `STATS_LANES` values. A prefetch
+/// never faults, so addresses past the end of the buffer are harmless.
+#[inline(always)]
+fn prefetch_ahead(chunk: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let ahead = chunk.cast::<i8>().wrapping_add(PREFETCH_BYTES);
+        for line in 0..STATS_LANES * 4 / 64 {
+            // SAFETY: SSE is part of x86_64, and a prefetch reads nothing the program sees.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line * 64)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = chunk;
+}
+
+/// Sum of squares in float64 (every square of a float32 is a normal float64, so huge gradients
+/// keep an exact, finite norm) and the NaN/Inf count of one block.
+#[inline(always)]
+fn block_stats_f64(block: &[f32]) -> (f64, u64) {
+    const WIDE_LANES: usize = 16;
+    let mut squares = [0.0f64; WIDE_LANES];
+    let chunks = block.chunks_exact(WIDE_LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..WIDE_LANES {
+            let x = f64::from(chunk[lane]);
+            squares[lane] += x * x;
+        }
+    }
+    let total = squares.iter().sum::<f64>()
+        + rest
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>();
+    let nonfinite = block.iter().filter(|x| !x.is_finite()).count() as u64;
+    (total, nonfinite)
 }
 
 /// Per-group gradient figures (L2 norm, max |g|, NaN/Inf count) of slices that each belong to a
@@ -893,5 +973,29 @@ mod tests {
         let (squares, _, count) = slice_stats(&huge);
         assert_eq!(count, 0);
         assert!((squares.sqrt() / (3e30 * 300f64.sqrt()) - 1.0).abs() < 1e-6);
+    }
+    #[test]
+    fn slice_stats_count_nonfinite_values_anywhere_in_long_slices() {
+        let mut values: Vec<f32> = (0..3 * 4096 + 45)
+            .map(|i| ((i % 11) as f32 - 5.0) * 0.5)
+            .collect();
+        let finite_squares: f64 = values.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        let last = values.len() - 1;
+        values[last] = -7.5;
+        let (_, largest, count) = slice_stats(&values);
+        assert_eq!(
+            (largest, count),
+            (7.5, 0),
+            "the largest value sits in the tail"
+        );
+        values[5000] = f32::INFINITY;
+        values[last] = f32::NEG_INFINITY;
+        let (squares, largest, count) = slice_stats(&values);
+        assert_eq!((squares, largest, count), (f64::INFINITY, f32::INFINITY, 2));
+        values[9000] = f32::NAN;
+        let (squares, largest, count) = slice_stats(&values);
+        assert!(squares.is_nan() && largest.is_nan());
+        assert_eq!(count, 3);
+        assert!(finite_squares > 0.0);
     }
 }

@@ -59,7 +59,8 @@ def test_compare_writes_a_page_with_cards_per_step_and_per_sample_figures_and_ov
     assert second[1] == str(steps) == "12"
     assert float(second[4]) == pytest.approx(joules / steps, rel=1e-3)
     assert float(second[6]) == pytest.approx(joules / (6 * SAMPLES_PER_LOG), rel=1e-3)
-    assert second[8].endswith("%") and second[8].startswith("+")
+    first_kwh = reports[0]["energy"]["total_kwh"]
+    assert second[8] == f"{(reports[1]['energy']['total_kwh'] / first_kwh - 1) * 100:+.1f} %"
 
 
 def test_compare_names_an_unknown_run_without_a_traceback(

@@ -84,10 +84,36 @@ def test_the_device_nan_count_equals_the_element_count_in_chunks(monkeypatch) ->
     expected = [float((~torch.isfinite(grad)).sum()) for grad in grads]
     # The device path counts every element in fused passes; small chunks exercise the splitting.
     monkeypatch.setattr(watch_module, "_COUNT_CHUNK_ELEMENTS", 10)
-    watcher._on_gpu = True
-    assert watcher._nonfinite_counts(grads, None, None).tolist() == expected
-    watcher._on_gpu = False
-    norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))
-    largest = torch.stack(torch._foreach_norm(grads, float("inf"), dtype=torch.float64))
-    assert watcher._nonfinite_counts(grads, norms, largest).tolist() == expected
+    assert watcher._nonfinite_counts(grads).tolist() == expected
     watcher.close()
+
+
+def test_gradients_that_cannot_be_read_in_place_take_the_torch_path() -> None:
+    """A gradient made non-contiguous, or resized through ``.data``, is never read as raw memory:
+    the step's figures come from the torch reductions instead, and stay right."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model(torch.randn(3, 4)).sum().backward()
+    expected = captured_row(model)
+    weight = model[0].weight
+    assert weight.grad is not None
+    weight.grad = weight.grad.t().contiguous().t()
+    assert not weight.grad.is_contiguous()
+    assert np.allclose(captured_row(model), expected, rtol=1e-6)
+    model[1].bias.grad.data = torch.zeros(1000)
+    resized = captured_row(model)
+    assert np.isclose(resized[1, 0], np.sqrt(float(model[1].weight.grad.pow(2).sum())), rtol=1e-6)
+
+
+def test_the_rust_pass_is_exact_for_tiny_and_huge_gradients() -> None:
+    """Squares of tiny gradients are subnormal in float32 and those of huge ones overflow it:
+    the norms still match a float64 reference, at every scale."""
+    from hf_eco2ai._core import gradient_group_stats_f32
+
+    generator = torch.Generator().manual_seed(3)
+    for scale in (1e-33, 1e-25, 1e-19, 1e-3, 1.0, 1e4, 1e12, 1e30):
+        values = torch.randn(3 * 4096 + 77, generator=generator) * scale
+        row = bytearray(12)
+        gradient_group_stats_f32([values.data_ptr()], [values.numel()], [0], 1, row)
+        norm, largest, nonfinite = np.frombuffer(row, dtype="<f4")
+        assert np.isclose(norm, float(values.double().norm()), rtol=1e-6), scale
+        assert largest == float(values.abs().max()) and nonfinite == 0

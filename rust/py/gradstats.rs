@@ -226,23 +226,27 @@ pub fn gradient_group_stats_f32(
     }
     if addresses
         .iter()
-        .any(|&address| address == 0 || address % 4 != 0)
+        .zip(&lengths)
+        .any(|(&address, &length)| length > 0 && (address == 0 || address % 4 != 0))
     {
         return Err(pyo3::exceptions::PyValueError::new_err(
             "every address must be a non-null, 4-byte aligned float32 buffer",
         ));
     }
     // SAFETY: the caller guarantees each (address, length) is a live float32 buffer (checked
-    // non-null and aligned above) that nothing writes while the GIL is held.
+    // non-null and aligned above) that nothing writes while the GIL is held. An empty tensor may
+    // have a null address: it is read as an empty slice.
     let slices: Vec<(&[f32], usize)> = addresses
         .iter()
         .zip(&lengths)
         .zip(&groups)
         .map(|((&address, &length), &group)| {
-            (
-                unsafe { std::slice::from_raw_parts(address as *const f32, length) },
-                group,
-            )
+            let values: &[f32] = if length == 0 {
+                &[]
+            } else {
+                unsafe { std::slice::from_raw_parts(address as *const f32, length) }
+            };
+            (values, group)
         })
         .collect();
     let mut values = vec![0.0f32; n_groups * STATS_PER_LAYER];

@@ -6,6 +6,7 @@
 //! instant-power field (NVML_FI_DEV_POWER_INSTANT): `power_usage()` is a 1 s average on recent
 //! GPUs and must not be read as instant power.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
@@ -24,6 +25,15 @@ const FIELD_POWER_INSTANT: FieldId = FieldId(186);
 /// NVML is read at most this many times per observed update period of its energy counter:
 /// enough to place each stair within 2 % of its length for the window estimator.
 const READS_PER_UPDATE_PERIOD: f64 = 50.0;
+
+/// Each read interval is drawn uniformly from this range around the nominal one. A fixed
+/// interval that divides the counter's update period (2 ms into 100 ms, 10 ms into 100 ms) locks
+/// the reads to the stairs: every change then falls at the same point between two reads, and
+/// the midpoint places every stair boundary early or late by the same amount, up to half an
+/// interval. That constant shift moves energy between adjacent windows (a 5 ms phase lost 10 %
+/// of its energy at 0.6 ms). Random intervals make each change uniform between its two reads, so
+/// the midpoint is unbiased; the mean interval, and so the cost, is unchanged.
+const READ_INTERVAL_DITHER: (f64, f64) = (0.5, 1.5);
 
 /// NVML is initialised once per process and kept: init is slow, and `Device` borrows it.
 static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
@@ -158,6 +168,8 @@ pub struct NvmlSource {
     devices: Vec<Device<'static>>,
     channels: Vec<ChannelSpec>,
     facts: Vec<(String, String)>,
+    /// xorshift64 state for the read-interval dither; only the sampler thread touches it.
+    dither_state: Cell<u64>,
 }
 
 impl NvmlSource {
@@ -254,8 +266,19 @@ impl NvmlSource {
             devices,
             channels,
             facts,
+            dither_state: Cell::new(crate::clock::monotonic_ns() | 1),
         })
     }
+}
+
+/// A uniform draw from [0, 1) (xorshift64: dithering needs no better randomness).
+fn next_unit(state: &Cell<u64>) -> f64 {
+    let mut x = state.get();
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    state.set(x);
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn instant_watts(device: &Device<'static>) -> f64 {
@@ -294,15 +317,18 @@ impl Source for NvmlSource {
     /// A fiftieth of the counter's observed update period (2 ms at 100 ms stairs): each stair is
     /// located within 1 % of its length (for the window estimator), without the reads a 10 kHz
     /// rate would add. The sampler's own period until the update period is seen, or when it is
-    /// longer (at the default 100 Hz, every 10 ms).
+    /// longer (at the default 100 Hz, every 10 ms). Dithered (`READ_INTERVAL_DITHER`).
     fn read_interval_ns(
         &self,
         sampler_period_ns: u64,
         observed_update_period_ns: Option<f64>,
     ) -> u64 {
-        observed_update_period_ns.map_or(sampler_period_ns, |period| {
+        let nominal_ns = observed_update_period_ns.map_or(sampler_period_ns, |period| {
             sampler_period_ns.max((period / READS_PER_UPDATE_PERIOD) as u64)
-        })
+        });
+        let (low, high) = READ_INTERVAL_DITHER;
+        let factor = low + (high - low) * next_unit(&self.dither_state);
+        ((nominal_ns as f64 * factor) as u64).max(1)
     }
 
     fn describe(&self) -> Vec<(String, String)> {
@@ -373,5 +399,22 @@ mod tests {
             parse_visible_devices(Some("e0000000-0000,zz")),
             Some(vec![VisibleDevice::Uuid("GPU-e0000000-0000".into())])
         );
+    }
+
+    #[test]
+    fn read_dither_is_uniform_so_reads_never_lock_to_the_stairs() {
+        let state = Cell::new(12_345);
+        let draws: Vec<f64> = (0..10_000).map(|_| next_unit(&state)).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
+        // Every tenth of the range is hit about equally: a change falls anywhere between reads.
+        for decile in 0..10 {
+            let hits = draws
+                .iter()
+                .filter(|u| (**u * 10.0) as usize == decile)
+                .count();
+            assert!((800..1200).contains(&hits), "decile {decile}: {hits}");
+        }
     }
 }

@@ -14,6 +14,14 @@ its own, not an increment over an enclosing window.
 Some GPUs (A100, H100) observe only a part of each update period (about 25 %, published). Pass
 ``observed_fraction`` so that each stair is compared with the part of time its energy came from.
 
+Stair boundaries are where the counter was seen to change: the midpoint between two reads, off
+by up to half a read interval (about 1 ms at 1 kHz). An error that size is a fifth of a 5 ms
+window. A counter that updates on a regular clock (NVML does) lets the boundaries be fitted to
+one regular grid per measured span, which averages the read error away over hundreds of stairs.
+The estimate is solved with the boundaries as read and as fitted, and keeps the one whose
+energies the model explains better (smaller residuals): a sensor with irregular updates keeps its
+boundaries as read.
+
 Pure numpy functions; no I/O; safe from any thread.
 """
 
@@ -81,6 +89,9 @@ class WindowEstimates:
     observed_fraction: float
     method: str = "least squares over counter stairs"
     notes: List[str] = field(default_factory=list)
+    # Per channel estimated: "fitted grid" (boundaries fitted to the counter's regular updates)
+    # or "as read" (the midpoint between the reads around each change).
+    stair_timing: Dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> Dict[str, Any]:
         """The report's ``window_estimates`` section (plain JSON types)."""
@@ -91,6 +102,7 @@ class WindowEstimates:
             "observed_fraction": self.observed_fraction,
             "rest_watts": self.rest_watts,
             "windows": {name: estimate.as_dict() for name, estimate in self.windows.items()},
+            "stair_timing": dict(self.stair_timing),
             "notes": list(self.notes),
         }
 
@@ -117,6 +129,63 @@ def _merge(starts: np.ndarray, ends: np.ndarray) -> tuple:
             merged_starts.append(start)
             merged_ends.append(end)
     return np.asarray(merged_starts), np.asarray(merged_ends)
+
+
+# A span needs this many stairs before its boundaries are fitted to a grid.
+_MIN_STAIRS_FOR_GRID = 8
+# Consecutive stairs closer than this (seconds) share a boundary: one measured span.
+_CONTIGUOUS_S = 1e-6
+
+
+def _grid_boundaries(t0: np.ndarray, t1: np.ndarray) -> Optional[tuple]:
+    """Stair boundaries fitted to one regular grid per contiguous span (least squares of the
+    boundaries against their update count), or None when the stairs do not look regular
+    (a stair shorter than half the median). Spans too short to fit keep their boundaries."""
+    if t1.size < _MIN_STAIRS_FOR_GRID:
+        return None
+    fitted0, fitted1 = t0.copy(), t1.copy()
+    breaks = np.flatnonzero(np.abs(t0[1:] - t1[:-1]) > _CONTIGUOUS_S) + 1
+    for first, end in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [t1.size]))):
+        if end - first < _MIN_STAIRS_FOR_GRID:
+            continue
+        boundaries = np.concatenate(([t0[first]], t1[first:end]))
+        lengths = np.diff(boundaries)
+        period = float(np.median(lengths))
+        updates = np.rint(lengths / period) if period > 0 else np.zeros_like(lengths)
+        if np.any(updates < 1):
+            return None
+        count = np.concatenate(([0.0], np.cumsum(updates)))
+        slope, intercept = np.polyfit(count, boundaries, 1)
+        grid = intercept + slope * count
+        fitted0[first:end], fitted1[first:end] = grid[:-1], grid[1:]
+    return fitted0, fitted1
+
+
+def _solve_channel(
+    a0: np.ndarray,
+    a1: np.ndarray,
+    y: np.ndarray,
+    intervals: Dict[str, tuple],
+    wanted: List[str],
+    observed_fraction: float,
+) -> Optional[tuple]:
+    """(solution, covariance, residual variance) of one channel's stairs, or None when the
+    windows never vary across stairs (rank-deficient design)."""
+    columns = []
+    for name in wanted:
+        starts, ends = intervals[name]
+        overlap = _coverage(starts, ends, a1) - _coverage(starts, ends, a0) if starts.size else np.zeros_like(a1)
+        columns.append(overlap)
+    covered = np.sum(columns, axis=0) if columns else np.zeros_like(a1)
+    columns.append((a1 - a0) - covered)
+    design = np.stack(columns, axis=1) / observed_fraction
+    solution, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
+    if rank < design.shape[1]:
+        return None
+    residuals = y - design @ solution
+    dof = max(y.shape[0] - design.shape[1], 1)
+    sigma2 = float(residuals @ residuals) / dof
+    return solution, sigma2 * np.linalg.inv(design.T @ design), sigma2
 
 
 def estimate_windows(
@@ -166,33 +235,30 @@ def estimate_windows(
     variance = np.zeros(n_names)
     rest_watts = 0.0
     stairs_used = 0
+    stair_timing: Dict[str, str] = {}
     for channel_index in range(len(stairs.channels)):
+        channel_name = stairs.channels[channel_index]
         mine = stairs.channel == channel_index
-        a1 = stairs.t1_s[mine]
-        a0 = a1 - observed_fraction * (a1 - stairs.t0_s[mine])
         y = stairs.joules[mine]
         if y.shape[0] <= n_names + 1:
-            notes.append(f"{stairs.channels[channel_index]}: {y.shape[0]} stairs, too few for {n_names} window names")
+            notes.append(f"{channel_name}: {y.shape[0]} stairs, too few for {n_names} window names")
             continue
-        columns = []
-        for name in wanted:
-            starts, ends = intervals[name]
-            overlap = _coverage(starts, ends, a1) - _coverage(starts, ends, a0) if starts.size else np.zeros_like(a1)
-            columns.append(overlap)
-        covered = np.sum(columns, axis=0) if columns else np.zeros_like(a1)
-        columns.append((a1 - a0) - covered)
-        design = np.stack(columns, axis=1) / observed_fraction
-        solution, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
-        if rank < design.shape[1]:
-            notes.append(
-                f"{stairs.channels[channel_index]}: windows never vary across stairs; "
-                "add random gaps between repetitions"
-            )
+        t0_read, t1_read = stairs.t0_s[mine], stairs.t1_s[mine]
+        candidates = {"as read": (t0_read, t1_read)}
+        fitted = _grid_boundaries(t0_read, t1_read)
+        if fitted is not None:
+            candidates["fitted grid"] = fitted
+        best = None
+        for timing, (s0, s1) in candidates.items():
+            a0 = s1 - observed_fraction * (s1 - s0)
+            solved = _solve_channel(a0, s1, y, intervals, wanted, observed_fraction)
+            if solved is not None and (best is None or solved[2] < best[1][2]):
+                best = (timing, solved)
+        if best is None:
+            notes.append(f"{channel_name}: windows never vary across stairs; add random gaps between repetitions")
             continue
-        residuals = y - design @ solution
-        dof = max(y.shape[0] - design.shape[1], 1)
-        sigma2 = float(residuals @ residuals) / dof
-        covariance = sigma2 * np.linalg.inv(design.T @ design)
+        timing, (solution, covariance, _) = best
+        stair_timing[channel_name] = timing
         watts += solution[:n_names]
         variance += np.diag(covariance)[:n_names]
         rest_watts += float(solution[n_names])
@@ -219,6 +285,7 @@ def estimate_windows(
         stairs_used=stairs_used,
         observed_fraction=observed_fraction,
         notes=notes,
+        stair_timing=stair_timing,
     )
 
 

@@ -358,6 +358,12 @@ def window_notes(data: Mapping[str, Any]) -> List[str]:
             f"({section.get('stairs_used')} stairs of {', '.join(section.get('channels') or []) or 'no channel'}, "
             f"observed fraction {numbers.significant(section.get('observed_fraction'))}); ± one standard error."
         )
+        ranks = section.get("ranks")
+        if ranks:
+            notes.append(
+                f"The estimates are summed over ranks {', '.join(str(rank) for rank in ranks)} (each on its own "
+                "GPUs at the same time); the measured columns are this rank's."
+            )
         notes += [str(note) for note in section.get("notes") or []]
     return notes
 

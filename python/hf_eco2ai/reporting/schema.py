@@ -155,6 +155,33 @@ _WINDOW: Spec = _obj(
     },
     ("mean_joules", "mean_watts", "share_of_run"),
 )
+_WINDOW_ESTIMATE: Spec = _obj(
+    {
+        "repetitions": "int",
+        "mean_duration_s": "number?",
+        "mean_watts": "number?",
+        "mean_watts_stderr": "number?",
+        "mean_joules": "number?",
+        "mean_joules_stderr": "number?",
+        "ranks": "int",
+        "mean_joules_by_rank": ("map", "number?"),
+    },
+    ("ranks", "mean_joules_by_rank"),
+)
+_WINDOW_ESTIMATES: Spec = _obj(
+    {
+        "method": "str",
+        "channels": ("list", "str"),
+        "stairs_used": "int",
+        "observed_fraction": "number",
+        "rest_watts": "number?",
+        "windows": ("map", _WINDOW_ESTIMATE),
+        "stair_timing": ("map", "str"),
+        "notes": ("list", "str"),
+        "ranks": ("list", "int"),
+    },
+    ("stair_timing", "ranks"),
+)
 _WINDOW_SPANS: Spec = _obj(
     {"t0_s": ("list", "number"), "t1_s": ("list", "number"), "joules": ("list", "number?"), "complete": "bool"}
 )
@@ -212,6 +239,8 @@ TRACKING_DATA: Spec = _obj(
         "steps_file": ("nullable", _STEPS_FILE),
         "epochs": ("list", _EPOCH),
         "windows": ("list", _WINDOW),
+        "window_estimates": ("nullable", _WINDOW_ESTIMATES),
+        "counter_resets": "int",
         "power_trace": ("nullable", _POWER_TRACE),
         "dram": ("nullable", _DRAM),
         "window_spans": ("map", _WINDOW_SPANS),
@@ -221,7 +250,18 @@ TRACKING_DATA: Spec = _obj(
         "config": ("map", "json"),
         "versions": ("map", "str?"),
     },
-    ("steps", "step_series", "steps_file", "windows", "window_spans", "loss_series", "recommendations", "dram"),
+    (
+        "steps",
+        "step_series",
+        "steps_file",
+        "windows",
+        "window_estimates",
+        "counter_resets",
+        "window_spans",
+        "loss_series",
+        "recommendations",
+        "dram",
+    ),
 )
 
 

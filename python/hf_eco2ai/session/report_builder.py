@@ -7,11 +7,12 @@ does not grow with the number of steps. Pure functions of what the session hands
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import time
 from dataclasses import asdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hf_eco2ai import __version__, units
 from hf_eco2ai.carbon.comparisons import compute_comparisons
@@ -148,10 +149,87 @@ def _with_prefixed_channels(section: Optional[Mapping[str, Any]], keys: Sequence
     return {**section, **{key: _prefixed(section[key], prefix) for key in keys if section.get(key) is not None}}
 
 
+def _combine_window_estimates(reports: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The job's ``window_estimates``: per window name, each rank's mean joules and watts summed
+    (the ranks run their windows side by side on their own GPUs, so one window of the job costs
+    the sum), standard errors in quadrature (the ranks' sensors are independent), repetitions
+    summed, and each rank's mean joules kept for the spread. None when no rank estimated any."""
+    sections: List[Tuple[int, Dict[str, Any]]] = sorted(
+        (
+            (int(report["run"]["rank"]), report["window_estimates"])
+            for report in reports
+            if report.get("window_estimates")
+        ),
+        key=lambda item: item[0],
+    )
+    if not sections:
+        return None
+    windows: Dict[str, Dict[str, Any]] = {}
+    for rank, section in sections:
+        for name, estimate in section["windows"].items():
+            combined = windows.setdefault(
+                name,
+                {
+                    "repetitions": 0,
+                    "duration_s_total": 0.0,
+                    "mean_watts": 0.0,
+                    "watts_variance": 0.0,
+                    "mean_joules": 0.0,
+                    "joules_variance": 0.0,
+                    "mean_joules_by_rank": {},
+                },
+            )
+            repetitions = int(estimate["repetitions"])
+            combined["repetitions"] += repetitions
+            combined["duration_s_total"] += repetitions * _number(estimate["mean_duration_s"])
+            combined["mean_watts"] += _number(estimate["mean_watts"])
+            combined["watts_variance"] += _number(estimate["mean_watts_stderr"]) ** 2
+            combined["mean_joules"] += _number(estimate["mean_joules"])
+            combined["joules_variance"] += _number(estimate["mean_joules_stderr"]) ** 2
+            combined["mean_joules_by_rank"][str(rank)] = estimate["mean_joules"]
+    own = sections[0][1]
+    return {
+        "method": own["method"],
+        "channels": [f"rank{rank}/{channel}" for rank, section in sections for channel in section["channels"]],
+        "stairs_used": sum(int(section["stairs_used"]) for _, section in sections),
+        "observed_fraction": own["observed_fraction"],
+        "rest_watts": sum(_number(section["rest_watts"]) for _, section in sections),
+        "windows": {
+            name: {
+                "repetitions": combined["repetitions"],
+                "mean_duration_s": (
+                    combined["duration_s_total"] / combined["repetitions"] if combined["repetitions"] else math.nan
+                ),
+                "mean_watts": combined["mean_watts"],
+                "mean_watts_stderr": math.sqrt(combined["watts_variance"]),
+                "mean_joules": combined["mean_joules"],
+                "mean_joules_stderr": math.sqrt(combined["joules_variance"]),
+                "ranks": len(combined["mean_joules_by_rank"]),
+                "mean_joules_by_rank": combined["mean_joules_by_rank"],
+            }
+            for name, combined in windows.items()
+        },
+        "stair_timing": {
+            f"rank{rank}/{channel}": timing
+            for rank, section in sections
+            for channel, timing in section.get("stair_timing", {}).items()
+        },
+        "notes": [f"rank {rank}: {note}" for rank, section in sections for note in section["notes"]],
+        "ranks": [rank for rank, _ in sections],
+    }
+
+
+def _number(value: Any) -> float:
+    """A report number as a float; None (a non-finite value after output preparation) is NaN, so
+    a rank without an estimate makes the job's figure unknown rather than too small."""
+    return math.nan if value is None else float(value)
+
+
 def combine_rank_reports(reports: List[Dict[str, Any]], own_rank: int) -> Dict[str, Any]:
     """One job-wide report from every rank's local one (see ``TrackingSession.report``): each
     rank's channels as ``rank<N>/<channel>``, energy and CO2 summed over the ranks, ``ranks``
-    listing each rank's share; the step series, epochs, windows and power trace stay this rank's."""
+    listing each rank's share, counter resets and window estimates combined over the ranks; the
+    step series, epochs, windows and power trace stay this rank's."""
     own = next(report for report in reports if report["run"]["rank"] == own_rank)
     channels: List[Dict[str, Any]] = []
     by_channel: Dict[str, Dict[str, Any]] = {}
@@ -212,4 +290,8 @@ def combine_rank_reports(reports: List[Dict[str, Any]], own_rank: int) -> Dict[s
             "ranks": ranks,
         }
     )
+    if any("counter_resets" in report for report in reports):
+        combined["counter_resets"] = sum(int(report.get("counter_resets") or 0) for report in reports)
+    if any("window_estimates" in report for report in reports):
+        combined["window_estimates"] = _combine_window_estimates(reports)
     return combined

@@ -17,7 +17,7 @@ from hf_eco2ai.store.tracer_tables import LOSS_RECORDED, MEMORY_RECORDED
 BatchSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], None]
 
 # Steps a gradient row may lag behind tracer.step() (the watcher's pinned slots, plus one).
-MAX_GRADIENT_LAG = 5
+MAX_GRADIENT_LAG = 9
 
 
 class StepRows:

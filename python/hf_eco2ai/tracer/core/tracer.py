@@ -190,7 +190,13 @@ class TrainingTracer:
         if self._watcher is not None:
             self._watcher.drain()
             self._watcher.close()
-        watcher = GradientWatcher(model, self.config.gradient_layers, self._on_gradient_row, optimizer_hook)
+        watcher = GradientWatcher(
+            model,
+            self.config.gradient_layers,
+            self._on_gradient_row,
+            optimizer_hook,
+            on_error=lambda error: self._fault("tracer", error),
+        )
         if self._step > 0:
             logger.warning("hf-eco2ai: tracer: watch() after %d steps: the rolling statistics start again", self._step)
         self._rows.flush()

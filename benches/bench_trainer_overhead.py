@@ -290,8 +290,14 @@ SAMPLER_CPU_CHILD = """
 import sys, threading, time
 from pathlib import Path
 
-source, seconds = sys.argv[1], float(sys.argv[2])
+arm, seconds = sys.argv[1], float(sys.argv[2])
+source, _, cpu_scope = arm.partition(":")
 main_tid = threading.get_native_id()
+if cpu_scope == "process":
+    # The process share walks every thread's children list: give it a trainer's thread count.
+    idle = threading.Event()
+    for _ in range(48):
+        threading.Thread(target=idle.wait, daemon=True).start()
 
 
 def thread_cpu_ns():
@@ -317,7 +323,7 @@ if source == "codecarbon":
 else:
     from hf_eco2ai import EnergyMeter
 
-    meter = EnergyMeter(sources=source, rate_hz=100.0)
+    meter = EnergyMeter(sources=source, rate_hz=100.0, cpu_scope=cpu_scope or "machine")
     meter.start()
     stop = meter.stop
 time.sleep(0.5)
@@ -335,7 +341,13 @@ def sampler_cpu_by_source(seconds: float) -> Dict[str, Optional[float]]:
     when it was built (`make nvml-emulator`)."""
     repo = Path(__file__).resolve().parents[1]
     emulator = next((repo / d for d in EMULATOR_DIRS if (repo / d / "libnvidia-ml.so.1").is_file()), None)
-    arms: Dict[str, Dict[str, str]] = {"cpu-estimate": {}, "synthetic": {}, "auto": {}, "codecarbon": {}}
+    arms: Dict[str, Dict[str, str]] = {
+        "cpu-estimate": {},
+        "cpu-estimate:process": {},
+        "synthetic": {},
+        "auto": {},
+        "codecarbon": {},
+    }
     if emulator is not None:
         arms["nvml"] = {"LD_LIBRARY_PATH": str(emulator), "NVML_EMULATOR": "gpus=1;stair_ms=100"}
     shares: Dict[str, Optional[float]] = {"nvml": None}
@@ -359,9 +371,10 @@ def print_sampler_cpu(seconds: float) -> None:
     )
     print("| tracker / source | CPU of its threads |")
     print("| --- | ---: |")
-    for source in ("cpu-estimate", "synthetic", "nvml", "auto", "codecarbon"):
+    for source in ("cpu-estimate", "cpu-estimate:process", "synthetic", "nvml", "auto", "codecarbon"):
         share = shares.get(source)
         label = {
+            "cpu-estimate:process": "cpu-estimate, cpu_scope=process (49 threads walked)",
             "synthetic": "synthetic (read at the configured rate, as RAPL)",
             "nvml": "nvml (emulated GPU)",
             "auto": "auto (everything found here)",

@@ -85,6 +85,7 @@ SAMPLES: Dict[str, list] = {
         (("synthetic",), "synthetic", "synthetic"),
         (("cpu-estimate",), " cpu-estimate ", ["cpu-estimate"]),
     ],
+    "cpu_scope": [("process",) * 3, ("machine", "MACHINE", "machine"), ("process", " Process ", "process")],
 }
 
 
@@ -231,6 +232,7 @@ def test_token_never_appears_in_repr_str_explain_or_dict(
         ({"rate_hz": 50_000}, "rate_hz", "50000", "20000"),
         ({"sources": "gpu"}, "sources", "'gpu'", "nvml"),
         ({"sources": ["auto", "nvml"]}, "sources", "['auto', 'nvml']", "'auto' or"),
+        ({"cpu_scope": "proces"}, "cpu_scope", "'proces'", "machine, process (did you mean 'process'?)"),
         ({"measurement_interval_s": 0}, "measurement_interval_s", "0", "> 0"),
         ({"electricity_price_per_kwh": -0.1}, "electricity_price_per_kwh", "-0.1", ">= 0"),
         ({"electricity_currency": "euro"}, "electricity_currency", "'euro'", "ISO 4217"),

@@ -30,6 +30,7 @@ import yaml  # type: ignore[import-untyped]
 from hf_eco2ai.carbon.bounded_http import is_loopback_host
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter import flags as meter_flags
+from hf_eco2ai.meter.channels import CPU_SCOPES
 from hf_eco2ai.safe_yaml import UnsafeYaml, load_config_yaml
 
 CONFIG_FILE_NAME = "eco2ai.yaml"
@@ -499,6 +500,15 @@ _FIELDS: Tuple[_Field, ...] = (
         "sensor sampling rate",
     ),
     _Field("sources", ("auto",), "sampler", "sources", _sources, "sensor sources to read"),
+    _Field(
+        "cpu_scope",
+        "machine",
+        "sampler",
+        "cpu_scope",
+        _choice(CPU_SCOPES),
+        "what the CPU channels (RAPL, the CPU estimate) charge: machine (the whole node) or process "
+        "(this process and its children's share of the node's CPU time)",
+    ),
 )
 
 _BY_NAME: Dict[str, _Field] = {field.name: field for field in _FIELDS}
@@ -646,6 +656,8 @@ class CarbonConfig:
         measurement_interval_s: seconds between carbon/exporter updates (``measurement_interval``,
             the eco2ai spelling, is the same setting).
         rate_hz, sources: the sensor sampler's rate and sources.
+        cpu_scope: ``machine`` (default) charges the whole node's CPU energy; ``process`` charges
+            this process and its children's share of it (their CPU time over the machine's).
         offline: never touch the network. strict: raise instead of warn on sensor/API failures.
         log_level: level of the ``hf_eco2ai`` logger.
         config_file: the YAML file to read instead of ``./eco2ai.yaml``.
@@ -690,6 +702,7 @@ class CarbonConfig:
     stop_on_budget_exceeded: bool
     rate_hz: float
     sources: Tuple[str, ...]
+    cpu_scope: str
 
     def __init__(
         self,
@@ -730,6 +743,7 @@ class CarbonConfig:
         cloud_metadata_url: Optional[str] = None,
         rate_hz: Optional[float] = None,
         sources: Union[str, Iterable[str], None] = None,
+        cpu_scope: Optional[str] = None,
         log_level: Optional[str] = None,
         config_file: Optional[PathLike] = None,
     ) -> None:

@@ -161,6 +161,8 @@ class CarbonTracker:
             session's emissions, energy and duration as ``session/<name>/...`` metrics when it
             stops, and the run's totals, provenance and report when the last open one stops.
         backend_options: their options (``mlflow_tracking_uri``, ``wandb_mode``...).
+        cpu_scope: ``machine`` (the whole node's CPU energy) or ``process`` (this process and its
+            children's share of it); ``None`` keeps ``config.cpu_scope``.
         report_formats: the report files written to ``output_dir`` when the last open session
             stops, named ``carbon_report_<run id>`` (default json, html, csv, markdown; ``()``
             writes none). Each run also appends a row to ``<output_dir>/emissions.csv`` and logs
@@ -188,6 +190,7 @@ class CarbonTracker:
         store: StoreSetting = True,
         backends: Sequence[Any] = (),
         backend_options: Optional[Mapping[str, Any]] = None,
+        cpu_scope: Optional[str] = None,
         report_formats: Sequence[str] = DEFAULT_REPORT_FORMATS,
     ) -> None:
         if tracking_mode is not None and network_mode is not None and tracking_mode != network_mode:
@@ -210,6 +213,7 @@ class CarbonTracker:
             "cloud_region": cloud_region,
             "country_iso_code": country_iso_code,
             "offline": None if network_mode is None else network_mode == "offline",
+            "cpu_scope": cpu_scope,
         }
         given = {name: value for name, value in overrides.items() if value is not None}
         self._report_formats = check_report_formats(report_formats)

@@ -43,8 +43,8 @@ mod _core {
     use super::meter::PyMeter;
     #[pymodule_export]
     use super::sources::{
-        cpu_estimate_source, nvml_gpu_stats, nvml_source, rapl_source, synthetic_source,
-        SourceHandle,
+        cpu_estimate_source, nvml_gpu_stats, nvml_source, process_share_source, rapl_source,
+        synthetic_source, SourceHandle,
     };
 
     #[pymodule_init]

@@ -11,6 +11,7 @@ use crate::error::CoreError;
 use crate::py::errors::IntoPyResult;
 use crate::sources::cpu_estimate::CpuEstimateSource;
 use crate::sources::nvml::{gpu_stats, NvmlSource};
+use crate::sources::process_share::ProcessShareSource;
 use crate::sources::rapl::RaplSource;
 use crate::sources::synthetic::{SyntheticSource, Trace};
 use crate::sources::Source;
@@ -115,6 +116,23 @@ pub fn cpu_estimate_source(
     proc_stat_path: &str,
 ) -> PyResult<SourceHandle> {
     CpuEstimateSource::new(tdp_watts, tdp_origin, Path::new(proc_stat_path))
+        .map(SourceHandle::wrap)
+        .into_py_result(py)
+}
+
+/// `inner`'s channels scaled by the share of the machine's CPU time that pid `root_pid` and its
+/// children used (see `sources::process_share`). Takes `inner` out of its handle.
+#[pyfunction]
+#[pyo3(signature = (inner, root_pid, children_only=false, proc_root="/proc"))]
+pub fn process_share_source(
+    py: Python<'_>,
+    inner: &SourceHandle,
+    root_pid: u32,
+    children_only: bool,
+    proc_root: &str,
+) -> PyResult<SourceHandle> {
+    let inner = inner.take().into_py_result(py)?;
+    ProcessShareSource::new(inner, Path::new(proc_root), root_pid, children_only)
         .map(SourceHandle::wrap)
         .into_py_result(py)
 }

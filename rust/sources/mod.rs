@@ -2,6 +2,7 @@
 
 pub mod cpu_estimate;
 pub mod nvml;
+pub mod process_share;
 pub mod rapl;
 pub mod synthetic;
 

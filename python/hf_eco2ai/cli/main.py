@@ -36,6 +36,12 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
         "--interval", type=float, metavar="S", help="print a progress line every S seconds while CMD runs"
     )
     parser.add_argument(
+        "--cpu-scope",
+        choices=("process", "machine"),
+        help="charge CMD's share of the CPU energy (process, the default unless cpu_scope is configured: "
+        "its process tree's CPU time over the machine's) or the whole machine's (machine)",
+    )
+    parser.add_argument(
         "--json",
         dest="json_path",
         metavar="FILE",
@@ -139,6 +145,7 @@ def _run_profile(args: argparse.Namespace) -> int:
         region=args.region,
         project_name=args.project,
         output_dir=args.output_dir,
+        cpu_scope=args.cpu_scope,
     )
     return profile_command(command, config=config, json_path=args.json_path, interval_s=args.interval)
 

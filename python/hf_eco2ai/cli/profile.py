@@ -27,6 +27,7 @@ from hf_eco2ai.session.tracking_session import TrackingSession
 from hf_eco2ai.units import kwh_from_joules
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+COVERAGE_CODES = ("cpu-estimated", "dram-not-measured")
 
 
 def _unstartable(command: Sequence[str]) -> Optional[int]:
@@ -114,6 +115,7 @@ def _summarise(meter: EnergyMeter, duration_s: float) -> List[Dict[str, Any]]:
                 "channel": channel.name,
                 "provenance": channel.provenance,
                 "source": channel.source,
+                "scope": channel.scope,
                 "part_of": channel.parent,
                 "joules": channel_joules,
                 "kwh": kwh_from_joules(channel_joules),
@@ -159,6 +161,10 @@ def profile_command(
     With ``interval_s``, a progress line goes to stderr every ``interval_s`` seconds. A command
     that cannot start returns 127 or 126 and leaves no run and no report.
 
+    Unless ``cpu_scope`` is configured (argument, environment or ``eco2ai.yaml``), the command is
+    charged its process tree's share of the CPU channels (``cpu_scope="process"``), not the
+    profiler's own CPU time and not other programs'.
+
     Returns the command's exit code, also when an output cannot be written (that is a warning).
     Raises ConfigurationError or SensorUnavailableError before the command starts if the
     settings are invalid or the meter cannot be built.
@@ -166,7 +172,8 @@ def profile_command(
     unstartable = _unstartable(command)
     if unstartable is not None:
         return unstartable
-    session = TrackingSession(config)
+    config = _with_profile_scope(config if config is not None else CarbonConfig())
+    session = TrackingSession(config, meter=_process_scope_meter(config))
     session.start()
     try:
         exit_code, started = _run_child(command, session, interval_s)
@@ -184,6 +191,7 @@ def profile_command(
     rows = _summarise(meter, duration_s) if meter is not None else []
     _print_table(rows, duration_s, exit_code)
 
+    _print_scope_and_notes(report)
     report["training"] = {"framework": "profile", "exit_code": exit_code}
     paths = write_run_outputs(report, session.config.output_dir, DEFAULT_REPORT_FORMATS, status, _output_failed)
     log_run_summary(report, paths)
@@ -218,8 +226,43 @@ def _profile_json(
         "intensity": report["intensity"],
         "reports": {name: str(path) for name, path in paths.items()},
         "meter": {key: info.get(key) for key in ("rate_hz", "sources", "skipped_sources", "channels")},
+        "cpu_scope": report["config"]["cpu_scope"],
+        "dram": report.get("dram"),
+        "warnings": report["warnings"],
         "counters": {k: v for k, v in totals.items() if isinstance(v, int)},
     }
+
+
+def _with_profile_scope(config: CarbonConfig) -> CarbonConfig:
+    """``config`` with the process scope, unless the user chose a scope."""
+    return config.replace(cpu_scope="process") if config.origin("cpu_scope") == "default" else config
+
+
+def _process_scope_meter(config: CarbonConfig) -> Optional[EnergyMeter]:
+    """In process scope, a meter that charges the command's tree only (the profiler's own CPU
+    time left out); None lets the session build its meter as for any run."""
+    if config.cpu_scope != "process":
+        return None
+    return EnergyMeter(
+        sources=list(config.sources),
+        rate_hz=config.rate_hz,
+        cpu_scope="process",
+        cpu_scope_children_only=True,
+    )
+
+
+def _print_scope_and_notes(report: Mapping[str, Any]) -> None:
+    """The CPU scope, the CPU estimate's inputs and the DRAM statement, on stderr."""
+    cpu_scope = report["config"]["cpu_scope"]
+    meaning = (
+        "the command's share of the CPU energy"
+        if cpu_scope == "process"
+        else "the whole machine's, other programs' too"
+    )
+    print(f"hf-eco2ai: CPU scope: {cpu_scope} ({meaning})", file=sys.stderr)
+    for warning in report["warnings"]:
+        if warning["code"] in COVERAGE_CODES:
+            print(f"hf-eco2ai: note: {warning['message']}", file=sys.stderr)
 
 
 def _output_failed(error: OSError) -> None:

@@ -7,6 +7,8 @@ from typing import Literal, Optional
 
 ChannelKind = Literal["counter", "power"]
 Provenance = Literal["measured", "estimated"]
+CpuScope = Literal["machine", "process"]
+CPU_SCOPES = ("machine", "process")
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,8 @@ class ChannelInfo:
     ``kind`` says whether energy comes from a hardware energy counter or from integrating power.
     ``parent`` names the channel this one is part of (RAPL ``cpu:core-0`` lies inside
     ``cpu:package-0``); only channels whose ``parent`` is None may be summed into a total.
+    ``scope`` is ``machine`` when the figure is the whole device's or node's (every process on
+    it), ``process`` when it is this process tree's share of it (``cpu_scope="process"``).
     """
 
     name: str
@@ -24,6 +28,7 @@ class ChannelInfo:
     provenance: Provenance
     source: str
     parent: Optional[str] = None
+    scope: str = "machine"
 
     @property
     def is_top_level(self) -> bool:

@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from hf_eco2ai import _core
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
 from hf_eco2ai.logs import warn
-from hf_eco2ai.meter.channels import ChannelInfo
-from hf_eco2ai.meter.flags import FLAG_TAIL, FLAG_WINDOW_NESTING, FLAG_WINDOW_UNCLOSED, SOURCE_NAMES
+from hf_eco2ai.meter.channels import CPU_SCOPES, ChannelInfo
+from hf_eco2ai.meter.flags import (
+    FLAG_TAIL,
+    FLAG_WINDOW_NESTING,
+    FLAG_WINDOW_UNCLOSED,
+    NODE_WIDE_SOURCES,
+    SOURCE_NAMES,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 KNOWN_SOURCES = ("auto",) + SOURCE_NAMES
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 DEFAULT_PROC_STAT = "/proc/stat"
+DEFAULT_PROC_ROOT = "/proc"
 # CodeCarbon's fallback for a CPU missing from every table: a documented assumption, flagged.
 FALLBACK_WATTS_PER_LOGICAL_CPU = 4.0
 
@@ -241,6 +248,14 @@ class EnergyMeter:
         include_host: with ``"auto"``, also measure node-wide sensors (RAPL or the CPU
             estimate). Distributed runs set it on local rank 0 only.
         proc_stat_path: where the CPU estimate reads utilisation.
+        cpu_scope: ``"machine"`` (default): RAPL and the CPU estimate report the whole node.
+            ``"process"``: they report this process tree's share of it, the CPU time of this
+            process and its children (``/proc/<pid>/stat``, reaped children included) over the
+            machine's CPU time (``/proc/stat``) since the previous reading, times the node's
+            energy. The share is taken at most every 100 ms on the sampler thread.
+        cpu_scope_children_only: with ``cpu_scope="process"``, count only the children of this
+            process, not its own CPU time (``hf-eco2ai profile`` charges the command it runs).
+        proc_root: where the process share reads ``stat`` and ``<pid>/stat`` (default ``/proc``).
 
     ``mark_step()`` is the hot path: one clock read and one lock-free push, from any thread.
 
@@ -264,8 +279,16 @@ class EnergyMeter:
         synthetic_fail_after_s: Optional[float] = None,
         include_host: bool = True,
         proc_stat_path: Union[str, Path] = DEFAULT_PROC_STAT,
+        cpu_scope: str = "machine",
+        cpu_scope_children_only: bool = False,
+        proc_root: Union[str, Path] = DEFAULT_PROC_ROOT,
     ) -> None:
         names = _normalise_sources(sources)
+        if cpu_scope not in CPU_SCOPES:
+            raise ConfigurationError(
+                f"cpu_scope={cpu_scope!r} is not allowed: give 'machine' (the whole node's CPU) or "
+                "'process' (this process tree's share of it)"
+            )
         if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)) or not 0 < rate_hz <= _core.MAX_RATE_HZ:
             raise ConfigurationError(
                 f"rate_hz={rate_hz!r} is not allowed: it must be a number > 0 and <= {_core.MAX_RATE_HZ:g}"
@@ -283,13 +306,20 @@ class EnergyMeter:
         self._synthetic = synthetic
         self._synthetic_fail_after_s = synthetic_fail_after_s
         self._proc_stat_path = str(proc_stat_path)
+        self._cpu_scope = cpu_scope
+        self._cpu_scope_children_only = bool(cpu_scope_children_only)
+        self._proc_root = str(proc_root)
         self.skipped_sources: Dict[str, str] = {}
 
         handles = self._open_auto(include_host) if names == ["auto"] else [self._open(name) for name in names]
         self._core = _core.Meter(handles, float(rate_hz), ring_capacity, boundary_capacity)
         self._note_unmeasurable_gpus()
         self.mark_step = self._core.mark
-        self._channels = [ChannelInfo(*cast(Tuple[Any, ...], fields)) for fields in self._core.channels()]
+        scoped_sources = {source for source, facts in self._core.source_facts() if ("scope", "process") in facts}
+        self._channels = [
+            ChannelInfo(name, kind, provenance, source, parent, "process" if source in scoped_sources else "machine")
+            for name, kind, provenance, source, parent in cast(List[Tuple[Any, ...]], self._core.channels())
+        ]
         self._channel_names = [c.name for c in self._channels]
         self._window_ids: Dict[str, int] = {}
         self._window_names: Dict[int, str] = {}
@@ -301,6 +331,12 @@ class EnergyMeter:
         _live_meters.add(self)
 
     def _open(self, name: str) -> Any:
+        handle = self._open_unscoped(name)
+        if self._cpu_scope == "process" and name in NODE_WIDE_SOURCES:
+            return _core.process_share_source(handle, os.getpid(), self._cpu_scope_children_only, self._proc_root)
+        return handle
+
+    def _open_unscoped(self, name: str) -> Any:
         if name == "nvml":
             return _core.nvml_source(os.environ.get("CUDA_VISIBLE_DEVICES"), self._devices)
         if name == "rapl":
@@ -335,6 +371,11 @@ class EnergyMeter:
                     label = f"{source}:{key[len('skipped ') :]}"
                     self.skipped_sources[label] = reason
                     warn(f"{label} is not measured: {reason}", stacklevel=3)
+
+    @property
+    def cpu_scope(self) -> str:
+        """``machine`` or ``process``: what RAPL and the CPU estimate channels cover."""
+        return self._cpu_scope
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -587,6 +628,7 @@ class EnergyMeter:
                     "provenance": c.provenance,
                     "source": c.source,
                     "parent": c.parent,
+                    "scope": c.scope,
                     "observed_update_period_s": period,
                     "counter_resets": int(resets.get(c.name, 0)),
                 }

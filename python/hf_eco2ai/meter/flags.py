@@ -29,3 +29,5 @@ STEP_FLAG_NAMES: Tuple[Tuple[int, str], ...] = tuple(
 # The sensor sources, as channels name them (``ChannelInfo.source``) and ``sources=`` takes them.
 SOURCE_NAMES: Tuple[str, ...] = tuple(_core.SOURCE_NAMES)
 SOURCE_NVML, SOURCE_RAPL, SOURCE_CPU_ESTIMATE, SOURCE_SYNTHETIC = SOURCE_NAMES
+# The node's CPU and DRAM sensors: every process on the node shares them.
+NODE_WIDE_SOURCES: Tuple[str, ...] = (SOURCE_RAPL, SOURCE_CPU_ESTIMATE)

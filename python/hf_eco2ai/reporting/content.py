@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from hf_eco2ai.meter.coverage import describe_estimate
 from hf_eco2ai.reporting import numbers
 from hf_eco2ai.reporting.schema import flag_names
 from hf_eco2ai.reporting.windows import window_summaries
@@ -111,6 +112,7 @@ class ChannelRow(NamedTuple):
     name: str
     kind: str
     provenance: str
+    scope: str
     source: str
     parent: str
     joules: str
@@ -128,6 +130,7 @@ def channel_rows(data: Mapping[str, Any]) -> List[ChannelRow]:
                 name=channel["name"],
                 kind=channel["kind"],
                 provenance=channel["provenance"],
+                scope=channel.get("scope", "machine"),
                 source=channel["source"],
                 parent=channel["parent"] or "",
                 joules=numbers.significant(energy["joules"], 6),
@@ -136,6 +139,20 @@ def channel_rows(data: Mapping[str, Any]) -> List[ChannelRow]:
             )
         )
     return rows
+
+
+def coverage_notes(data: Mapping[str, Any]) -> List[str]:
+    """Sentences stating each estimate's inputs (TDP, its origin, the utilisation's scope) and
+    whether DRAM was measured; empty for a report written before these were recorded."""
+    notes = [
+        describe_estimate(channel["name"], channel["estimate_inputs"])
+        for channel in data["channels"]
+        if channel.get("estimate_inputs")
+    ]
+    dram = data.get("dram")
+    if dram:
+        notes.append(dram["note"])
+    return notes
 
 
 def energy_total_note(data: Mapping[str, Any]) -> str:

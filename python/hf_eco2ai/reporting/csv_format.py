@@ -133,6 +133,7 @@ def _summary_rows(prepared: Mapping[str, Any]) -> Iterator[List[Any]]:
         name = channel["name"]
         for key in ("kind", "provenance", "source", "parent"):
             yield ["channel", name, key, channel[key], "", ""]
+        yield ["channel", name, "scope", channel.get("scope", "machine"), "", ""]
         energy = by_channel[name]
         yield ["channel", name, "joules", energy["joules"], "J", ""]
         yield ["channel", name, "kwh", energy["kwh"], "kWh", ""]

@@ -270,6 +270,7 @@ def _channels(data: Mapping[str, Any]) -> List[str]:
             f"<code>{_e(row.name)}</code>",
             _e(row.kind),
             _badge(row.provenance),
+            _e(row.scope),
             _e(row.source),
             _e(row.parent) if row.parent else "",
             _e(row.joules),
@@ -278,12 +279,23 @@ def _channels(data: Mapping[str, Any]) -> List[str]:
         ]
         for row in content.channel_rows(data)
     ]
-    header = ["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)", "Mean power (W)"]
+    header = [
+        "Channel",
+        "Kind",
+        "Provenance",
+        "Scope",
+        "Source",
+        "Inside",
+        "Energy (J)",
+        "Energy (kWh)",
+        "Mean power (W)",
+    ]
+    notes = content.coverage_notes(data)
     return [
         "<h2>Energy per channel</h2>",
-        _table(header, rows, numeric=(5, 6, 7), raw_columns=range(len(header))),
+        _table(header, rows, numeric=(6, 7, 8), raw_columns=range(len(header))),
         f'<p class="note">{_e(content.energy_total_note(data))}</p>',
-    ]
+    ] + ([f'<ul class="note">{"".join(f"<li>{_e(note)}</li>" for note in notes)}</ul>'] if notes else [])
 
 
 def _intensity(data: Mapping[str, Any]) -> List[str]:

@@ -36,10 +36,13 @@ def render_markdown(prepared: Mapping[str, Any]) -> str:
 
     lines += ["", "## Energy per channel", ""]
     lines += _table(
-        ["Channel", "Kind", "Provenance", "Source", "Inside", "Energy (J)", "Energy (kWh)", "Mean power (W)"],
+        ["Channel", "Kind", "Provenance", "Scope", "Source", "Inside", "Energy (J)", "Energy (kWh)", "Mean power (W)"],
         [list(row) for row in content.channel_rows(prepared)],
     )
     lines += ["", _text(content.energy_total_note(prepared))]
+    notes = content.coverage_notes(prepared)
+    if notes:
+        lines += [""] + [f"- {_text(note)}" for note in notes]
 
     intensity = prepared["intensity"]
     lines += [

@@ -30,6 +30,16 @@ def _obj(fields: Dict[str, Spec], may_be_absent: Tuple[str, ...] = ()) -> Spec:
     return ("object", fields, frozenset(may_be_absent))
 
 
+_ESTIMATE_INPUTS: Spec = _obj(
+    {
+        "tdp_watts": "number",
+        "tdp_origin": "str",
+        "model": "str",
+        "utilisation_from": "str",
+        "utilisation_scope": "str",
+        "process_share": "str?",
+    }
+)
 _CHANNEL: Spec = _obj(
     {
         "name": "str",
@@ -37,8 +47,12 @@ _CHANNEL: Spec = _obj(
         "provenance": "str",
         "source": "str",
         "parent": "str?",
-    }
+        "scope": "str",
+        "estimate_inputs": ("nullable", _ESTIMATE_INPUTS),
+    },
+    ("scope", "estimate_inputs"),
 )
+_DRAM: Spec = _obj({"measured": "bool", "channels": ("list", "str"), "note": "str"})
 _CHANNEL_ENERGY: Spec = _obj({"joules": "number", "kwh": "number", "mean_watts": "number?"})
 _INTENSITY: Spec = _obj(
     {
@@ -228,6 +242,7 @@ TRACKING_DATA: Spec = _obj(
         "window_estimates": ("nullable", _WINDOW_ESTIMATES),
         "counter_resets": "int",
         "power_trace": ("nullable", _POWER_TRACE),
+        "dram": ("nullable", _DRAM),
         "window_spans": ("map", _WINDOW_SPANS),
         "loss_series": ("nullable", _LOSS_SERIES),
         "monitoring_errors_total": "int",
@@ -245,6 +260,7 @@ TRACKING_DATA: Spec = _obj(
         "window_spans",
         "loss_series",
         "recommendations",
+        "dram",
     ),
 )
 

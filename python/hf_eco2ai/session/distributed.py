@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from hf_eco2ai.errors import ConfigurationError
-
-NODE_WIDE_SOURCES = ("rapl", "cpu-estimate")
+from hf_eco2ai.meter.flags import NODE_WIDE_SOURCES
 
 
 def _env_int(name: str, default: int, environ: Mapping[str, str]) -> int:
@@ -66,17 +65,19 @@ class RankInfo:
 
 
 def sources_for_rank(
-    sources: Sequence[str], rank_info: RankInfo, include_host: bool = True
+    sources: Sequence[str], rank_info: RankInfo, include_host: bool = True, cpu_scope: str = "machine"
 ) -> Tuple[Tuple[str, ...], bool, bool]:
     """The sources this process may read: ``(sources, include_host, left_to_local_rank_0)``.
 
-    Node-wide sensors (RAPL, the CPU estimate) are read by local rank 0 only, so a node is counted
-    once: elsewhere ``auto`` keeps to the GPUs (``include_host=False``) and explicit node-wide
-    sources are dropped. Per-process sources (``nvml``, ``synthetic``) are kept on every rank.
+    With ``cpu_scope="machine"``, node-wide sensors (RAPL, the CPU estimate) are read by local
+    rank 0 only, so a node is counted once: elsewhere ``auto`` keeps to the GPUs
+    (``include_host=False``) and explicit node-wide sources are dropped. With
+    ``cpu_scope="process"`` each rank reads its own share of them, and the shares add up without
+    counting anything twice. Per-process sources (``nvml``, ``synthetic``) are kept on every rank.
     ``include_host=False`` asks for GPUs only on every rank.
     """
     requested = tuple(sources)
-    host_allowed = include_host and rank_info.measures_node_wide_sensors
+    host_allowed = include_host and (cpu_scope == "process" or rank_info.measures_node_wide_sensors)
     if requested == ("auto",):
         return requested, host_allowed, include_host and not host_allowed
     kept = requested if host_allowed else tuple(s for s in requested if s not in NODE_WIDE_SOURCES)

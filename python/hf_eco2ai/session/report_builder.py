@@ -42,10 +42,14 @@ def build_local_report(
     samples_total: Optional[float],
     steps_file: Optional[Dict[str, Any]],
     recommendations: Sequence[Recommendation] = (),
+    estimate_inputs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    dram: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """This rank's report. ``identity`` is the ``run`` section; ``steps_file`` names the per-step
     file (``path``, ``format``, ``rows``) or is None when steps are not kept; ``recommendations``
-    are the carbon layer's advice for this location (regions, time of day)."""
+    are the carbon layer's advice for this location (regions, time of day); ``estimate_inputs``
+    (per channel) and ``dram`` come from ``hf_eco2ai.meter.coverage``."""
+    estimate_inputs = estimate_inputs or {}
     duration_s = records.relative(totals["t_s"])
     joules_by_channel = {c.name: float(totals["joules"].get(c.name, 0.0)) for c in channels}
     it_kwh = units.kwh_from_joules(top_level_joules(channels, joules_by_channel))
@@ -58,7 +62,9 @@ def build_local_report(
         "generated_unix_s": time.time(),
         "run": dict(identity),
         "duration_s": duration_s,
-        "channels": [asdict(channel) for channel in channels],
+        "channels": [
+            {**asdict(channel), "estimate_inputs": _plain(estimate_inputs.get(channel.name))} for channel in channels
+        ],
         "energy": {
             "by_channel": {
                 name: {
@@ -89,6 +95,7 @@ def build_local_report(
         "epochs": records.epoch_dicts(config.pue, intensity.g_per_kwh) if mode != "minimal" else [],
         "windows": with_window_figures(records.window_dicts(config.pue, intensity.g_per_kwh), joules_from_kwh(it_kwh)),
         "power_trace": records.power_trace(),
+        "dram": _plain(dram),
         "window_spans": records.window_spans(),
         "loss_series": records.loss_series(),
         "monitoring_errors_total": errors_total,
@@ -98,6 +105,10 @@ def build_local_report(
         "steps_marked": int(totals["steps_marked"]),
         "samples_total": samples_total,
     }
+
+
+def _plain(section: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    return None if section is None else dict(section)
 
 
 def budget_section(budget_kg: float, co2_kg: float) -> Dict[str, Any]:

@@ -37,6 +37,7 @@ from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import CarbonTrackingError, ConfigurationError, SensorUnavailableError
 from hf_eco2ai.logs import apply_log_level
+from hf_eco2ai.meter import coverage
 from hf_eco2ai.meter.channels import ChannelInfo
 from hf_eco2ai.reporting.report_object import as_carbon_report
 from hf_eco2ai.reporting.step_file import StepFileWriter, check_step_file_format, step_file_path
@@ -168,6 +169,7 @@ class TrackingSession:
         self._started_unix_s: Optional[float] = None
         self._ended_unix_s: Optional[float] = None
         self._channels: List[ChannelInfo] = []
+        self._meter_info: Optional[Dict[str, Any]] = None
         self._records = RunRecords([], [])
         self._pipeline: Optional[DrainPipeline] = None
         self._intensity: Optional[IntensityResult] = None
@@ -195,7 +197,7 @@ class TrackingSession:
         from hf_eco2ai.meter.energy_meter import EnergyMeter
 
         sources, host_allowed, self._left_to_local_rank_0 = sources_for_rank(
-            self.config.sources, self.rank_info, include_host
+            self.config.sources, self.rank_info, include_host, self.config.cpu_scope
         )
         if not sources:
             self._nothing_to_measure_reason = "every configured source is node-wide and left to local rank 0"
@@ -206,6 +208,7 @@ class TrackingSession:
                 rate_hz=self.config.rate_hz,
                 devices=own_gpu_devices(self.rank_info, environ),
                 include_host=host_allowed,
+                cpu_scope=self.config.cpu_scope,
             )
         except SensorUnavailableError as unavailable:
             if sources != ("auto",) or self.config.strict:
@@ -315,6 +318,7 @@ class TrackingSession:
             if self._meter is not None:
                 self._meter.start()
                 self._channels = list(self._meter.channels())
+                self._meter_info = self._meter.info()
                 # The hot path without a Python frame of ours: while running, the instance's
                 # mark_step *is* the meter's (Rust) mark, shadowing the no-op method below.
                 self.mark_step = self._meter.mark_step  # type: ignore[method-assign]
@@ -322,6 +326,9 @@ class TrackingSession:
                 self._health.warn_once(
                     "nothing-measured", f"this process measures no energy: {self._nothing_to_measure_reason}"
                 )
+            for warning in coverage.coverage_warnings(self._meter_info):
+                # Facts about the figures, not faults: kept for every report, not logged.
+                self._health.warn_once(warning["code"], warning["message"], warning.get("channel"), log=False)
             self._records = RunRecords([c.name for c in self._channels], [c.parent is None for c in self._channels])
             self._records.set_origin(self._totals()["first_reading_s"])
             if self._records.origin_s is not None:
@@ -791,6 +798,12 @@ class TrackingSession:
             samples_total=self._samples_total,
             steps_file=steps_file,
             recommendations=self.recommendations(),
+            estimate_inputs={} if self._meter_info is None else coverage.estimate_inputs(self._meter_info),
+            dram=(
+                coverage.dram_coverage(self._meter_info)
+                if self._meter_info is not None
+                else {"measured": False, "channels": [], "note": coverage.dram_not_measured_note(None)}
+            ),
         )
         # The meter layer's own figures: counter resets, and the energy of windows shorter than
         # the sensor (docs/gpu.md).

@@ -29,6 +29,7 @@ _PARENTHESISED = re.compile(r"\([^)]*\)")
 _CORE_COUNT = re.compile(r"\b\d+-cores?\b", re.IGNORECASE)
 _GENERATION_PREFIX = re.compile(r"\b\d+(?:st|nd|rd|th)\s+gen\b", re.IGNORECASE)
 _NOISE_WORDS = frozenset({"intel", "amd", "cpu", "processor"})
+_HAS_DIGIT = re.compile(r"\d").search
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,29 @@ def normalise_cpu_name(model_name: str) -> str:
     "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz" and "Intel Xeon Platinum 8375C" both become
     "xeon platinum 8375c".
     """
-    text = _TRADEMARKS.sub(" ", model_name)
-    text = _CLOCK_SPEED.sub(" ", text)
-    text = _INTEGRATED_GRAPHICS.sub(" ", text)
-    text = _PARENTHESISED.sub(" ", text)
-    text = _CORE_COUNT.sub(" ", text)
-    text = _GENERATION_PREFIX.sub(" ", text)
+    # Each pattern runs only where its literal part occurs: most table names are plain, and
+    # building the index (every name, once per process) is part of a run's start.
+    lowered = model_name.lower()
+    text = model_name
+    if "(" in lowered or "®" in lowered or "™" in lowered:
+        text = _TRADEMARKS.sub(" ", text)
+    if "@" in lowered:
+        text = _CLOCK_SPEED.sub(" ", text)
+    if "with" in lowered or "w/" in lowered:
+        text = _INTEGRATED_GRAPHICS.sub(" ", text)
+    if "(" in lowered:
+        text = _PARENTHESISED.sub(" ", text)
+    if "core" in lowered:
+        text = _CORE_COUNT.sub(" ", text)
+    if "gen" in lowered:
+        text = _GENERATION_PREFIX.sub(" ", text)
     words = [word for word in text.lower().split() if word not in _NOISE_WORDS]
     return " ".join(words)
 
 
 def _fuzzy_key(normalised_name: str) -> Optional[_FuzzyKey]:
     words = normalised_name.split()
-    numbered = frozenset(word for word in words if any(character.isdigit() for character in word))
+    numbered = frozenset(filter(_HAS_DIGIT, words))
     if not words or not numbered or words[0] in numbered:
         return None
     return words[0], numbered

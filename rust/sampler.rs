@@ -691,21 +691,40 @@ impl Meter {
         Ok(())
     }
 
-    pub fn drain_records(&self) -> Vec<Record> {
-        let mut consumer = self.shared.records_out.lock().expect("records lock");
-        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    /// Hands up to `max_rows` resolved records to `each`, oldest first; returns how many. A
+    /// bound, so that a caller can drain a full ring in pieces of a size it chooses. Lock-free
+    /// against the sampler thread; concurrent drains of the same ring take turns.
+    pub fn drain_records(&self, max_rows: usize, each: impl FnMut(Record)) -> usize {
+        drain_ring(&self.shared.records_out, max_rows, each)
     }
 
-    pub fn drain_trace(&self) -> Vec<TraceRow> {
-        let mut consumer = self.shared.trace_out.lock().expect("trace lock");
-        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    /// Hands up to `max_rows` power readings to `each`, oldest first; returns how many.
+    pub fn drain_trace(&self, max_rows: usize, each: impl FnMut(TraceRow)) -> usize {
+        drain_ring(&self.shared.trace_out, max_rows, each)
     }
 
-    /// Counter stairs completed since the last drain, every counter channel interleaved.
-    pub fn drain_stairs(&self) -> Vec<StairRow> {
-        let mut consumer = self.shared.stairs_out.lock().expect("stairs lock");
-        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    /// Hands up to `max_rows` completed counter stairs to `each`, oldest first, every counter
+    /// channel interleaved; returns how many.
+    pub fn drain_stairs(&self, max_rows: usize, each: impl FnMut(StairRow)) -> usize {
+        drain_ring(&self.shared.stairs_out, max_rows, each)
     }
+}
+
+fn drain_ring<T>(
+    ring: &Mutex<rtrb::Consumer<T>>,
+    max_rows: usize,
+    mut each: impl FnMut(T),
+) -> usize {
+    let mut consumer = ring.lock().expect("ring consumer lock");
+    let mut moved = 0;
+    while moved < max_rows {
+        match consumer.pop() {
+            Ok(row) => each(row),
+            Err(_) => break,
+        }
+        moved += 1;
+    }
+    moved
 }
 
 impl Drop for Meter {
@@ -719,6 +738,12 @@ mod tests {
     use super::*;
     use crate::sources::synthetic::{SyntheticSource, Trace};
     use crate::steps::{RecordKind, FLAG_TAIL};
+
+    fn drain_all_records(meter: &Meter) -> Vec<Record> {
+        let mut records = Vec::new();
+        meter.drain_records(usize::MAX, |r| records.push(r));
+        records
+    }
 
     fn constant_meter(watts: f64, rate_hz: f64, ring_capacity: usize) -> Meter {
         let source = SyntheticSource::new(vec![Trace::Constant { watts }], None).unwrap();
@@ -742,7 +767,7 @@ mod tests {
             assert!(meter.mark());
         }
         meter.stop().unwrap();
-        let records = meter.drain_records();
+        let records = drain_all_records(&meter);
         assert_eq!(records.len(), 6);
         assert!(records.iter().all(|r| r.kind == RecordKind::Step));
         assert_eq!(records[5].flags & FLAG_TAIL, FLAG_TAIL);
@@ -751,6 +776,27 @@ mod tests {
         assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
         let span_s = (records[5].t1_ns - records[0].t0_ns) as f64 * 1e-9;
         assert!((total - 100.0 * span_s).abs() <= 1e-6 * total);
+    }
+
+    #[test]
+    fn bounded_drains_hand_over_every_record_once_in_order() {
+        let meter = constant_meter(100.0, 1_000.0, 4096);
+        meter.start().unwrap();
+        for _ in 0..1_000 {
+            meter.mark();
+        }
+        meter.stop().unwrap();
+        let mut indices = Vec::new();
+        loop {
+            let moved = meter.drain_records(64, |r| indices.push(r.index));
+            assert!(moved <= 64);
+            if moved == 0 {
+                break;
+            }
+        }
+        // 1,000 marks close steps 0..999; the tail is step 1,000.
+        assert_eq!(indices, (0..=1_000).collect::<Vec<u64>>());
+        assert_eq!(meter.drain_records(64, |_| panic!("drained twice")), 0);
     }
 
     #[test]
@@ -769,7 +815,7 @@ mod tests {
             thread::sleep(std::time::Duration::from_micros(300));
         }
         meter.stop().unwrap();
-        let records = meter.drain_records();
+        let records = drain_all_records(&meter);
         assert_eq!(records.len(), 4);
         assert!(meter.live().records_dropped.load(Ordering::Relaxed) > 0);
         for pair in records.windows(2) {
@@ -878,10 +924,11 @@ mod tests {
         assert!(meter.live().watts(0).is_nan());
         meter.mark();
         meter.stop().unwrap();
-        let trace = meter.drain_trace();
+        let mut trace = Vec::new();
+        meter.drain_trace(usize::MAX, |row| trace.push(row));
         assert_eq!(trace[0].watts[0], 50.0);
         assert!(trace.last().unwrap().watts[0].is_nan());
-        let records = meter.drain_records();
+        let records = drain_all_records(&meter);
         assert_ne!(records[0].flags & crate::steps::FLAG_SENSOR_ERROR, 0);
     }
 
@@ -902,8 +949,7 @@ mod tests {
         let accepted: Vec<bool> = (0..6).map(|_| meter.mark()).collect();
         assert_eq!(accepted, vec![true, true, true, true, false, false]);
         meter.stop().unwrap();
-        let dropped: Vec<bool> = meter
-            .drain_records()
+        let dropped: Vec<bool> = drain_all_records(&meter)
             .iter()
             .map(|r| r.flags & crate::steps::FLAG_BOUNDARIES_DROPPED != 0)
             .collect();
@@ -926,7 +972,7 @@ mod tests {
         for _ in 0..200 {
             meter.start().unwrap();
             meter.stop().unwrap();
-            let records = meter.drain_records();
+            let records = drain_all_records(&meter);
             let begin = records.first().map_or(0, |r| r.t0_ns);
             phantoms += records
                 .iter()
@@ -997,7 +1043,7 @@ mod tests {
             all_readings > 5 * slow_reads,
             "{all_readings} vs {slow_reads}"
         );
-        let records = meter.drain_records();
+        let records = drain_all_records(&meter);
         assert_eq!(records.len(), 31);
         for channel in 0..2 {
             let sum: f64 = records.iter().map(|r| r.joules[channel]).sum();

@@ -115,13 +115,13 @@ def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Pa
 def test_a_log_leaves_the_drain_to_the_session_thread_and_every_step_still_arrives(tmp_path: Path) -> None:
     meter = constant_meter(100.0)
     drained_on = []
-    drain_steps = meter.drain_steps
+    drain_in_chunks = meter.drain_in_chunks
 
-    def recording_drain_steps() -> Any:
+    def recording_drain_in_chunks() -> Any:
         drained_on.append(threading.current_thread())
-        return drain_steps()
+        return drain_in_chunks()
 
-    meter.drain_steps = recording_drain_steps  # type: ignore[method-assign]
+    meter.drain_in_chunks = recording_drain_in_chunks  # type: ignore[method-assign]
     session = TrackingSession(config(tmp_path, pue=1.0), meter=meter, store=False)
     session.start()
     intervals = []

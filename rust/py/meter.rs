@@ -1,5 +1,6 @@
 //! The `Meter` class: a thin wrapper over the sampler. Arrays leave as raw little-endian bytes
-//! that the Python side views with numpy, so the extension needs no numpy at build time.
+//! that the Python side views with numpy, so the extension needs no numpy at build time. Drains
+//! take a row bound, so that the caller decides how large the arrays of one drain get.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -9,44 +10,76 @@ use crate::py::errors::IntoPyResult;
 use crate::py::sources::SourceHandle;
 use crate::sampler::{Meter, MeterConfig};
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
 #[pyclass(frozen, module = "hf_eco2ai._core", name = "Meter")]
 pub struct PyMeter {
     inner: Meter,
+    /// Column buffers kept from one drain to the next (see [`Columns`]).
+    records_columns: Mutex<Columns>,
+    trace_columns: Mutex<Columns>,
+    stairs_columns: Mutex<Columns>,
 }
 
-/// One column of little-endian values, written straight into the Python bytes object.
-fn column<'py, T, const N: usize>(
-    py: Python<'py>,
-    values: impl ExactSizeIterator<Item = T>,
-    to_bytes: impl Fn(T) -> [u8; N],
-) -> PyResult<Bound<'py, PyBytes>> {
-    let mut values = values;
-    PyBytes::new_with(py, values.len() * N, |buffer| {
-        for chunk in buffer.chunks_exact_mut(N) {
-            if let Some(value) = values.next() {
-                chunk.copy_from_slice(&to_bytes(value));
-            }
-        }
-        Ok(())
-    })
+/// Little-endian columns that a drain fills with the GIL released and then copies into Python
+/// bytes. Kept with their capacity between drains, so that a drain of a bounded number of rows
+/// allocates nothing here after the first: a buffer allocated and freed at every drain would be
+/// a large transient block, and glibc's malloc keeps the heap it grew for such blocks.
+#[derive(Default)]
+struct Columns {
+    count: usize,
+    bytes: Vec<Vec<u8>>,
 }
 
-/// The per-channel joules of each row, row-major, in one column.
-fn joules_column<'py>(
-    py: Python<'py>,
-    rows: &[[f64; crate::channel::MAX_CHANNELS]],
-    n_channels: usize,
-) -> PyResult<Bound<'py, PyBytes>> {
-    PyBytes::new_with(py, rows.len() * n_channels * 8, |buffer| {
-        for (chunk, value) in buffer
-            .chunks_exact_mut(8)
-            .zip(rows.iter().flat_map(|r| &r[..n_channels]))
-        {
-            chunk.copy_from_slice(&value.to_le_bytes());
+impl Columns {
+    /// Empty, with `n` columns.
+    fn reset(&mut self, n: usize) {
+        self.count = 0;
+        self.bytes.resize_with(n, Vec::new);
+        self.bytes.iter_mut().for_each(Vec::clear);
+    }
+
+    fn put(&mut self, column: usize, value: &[u8]) {
+        self.bytes[column].extend_from_slice(value);
+    }
+
+    /// The columns as a dict of bytes named by `names`, plus `count`.
+    fn to_dict<'py>(&self, py: Python<'py>, names: &[&str]) -> PyResult<Bound<'py, PyDict>> {
+        let columns = PyDict::new(py);
+        columns.set_item("count", self.count)?;
+        for (name, bytes) in names.iter().zip(&self.bytes) {
+            columns.set_item(name, PyBytes::new(py, bytes))?;
         }
-        Ok(())
-    })
+        Ok(columns)
+    }
+}
+
+const RECORD_COLUMNS: [&str; 7] = [
+    "kind", "index", "name_id", "flags", "t0_s", "t1_s", "joules",
+];
+const TRACE_COLUMNS: [&str; 2] = ["t_s", "watts"];
+const STAIR_COLUMNS: [&str; 4] = ["channel", "t0_s", "t1_s", "joules"];
+
+impl PyMeter {
+    /// Fills the columns kept in `slot` by `fill` with the GIL released, then returns them as a
+    /// dict. The buffers leave the slot meanwhile, so a concurrent drain fills buffers of its own.
+    fn drain_columns<'py>(
+        &self,
+        py: Python<'py>,
+        slot: &Mutex<Columns>,
+        names: &[&str],
+        fill: impl FnOnce(&mut Columns) + Send,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let columns = py.detach(|| {
+            let mut columns = std::mem::take(&mut *slot.lock().expect("drain columns lock"));
+            columns.reset(names.len());
+            fill(&mut columns);
+            columns
+        });
+        let dict = columns.to_dict(py, names);
+        *slot.lock().expect("drain columns lock") = columns;
+        dict
+    }
 }
 
 #[pymethods]
@@ -71,7 +104,12 @@ impl PyMeter {
             boundary_capacity,
         };
         Meter::new(sources, config)
-            .map(|inner| PyMeter { inner })
+            .map(|inner| PyMeter {
+                inner,
+                records_columns: Mutex::default(),
+                trace_columns: Mutex::default(),
+                stairs_columns: Mutex::default(),
+            })
             .into_py_result(py)
     }
 
@@ -103,76 +141,51 @@ impl PyMeter {
         self.inner.is_running()
     }
 
-    /// Resolved records since the last drain, as a dict of raw little-endian columns.
-    fn drain_records<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let records = py.detach(|| self.inner.drain_records());
+    /// Up to `max_rows` resolved records since the last drain, oldest first, as a dict of raw
+    /// little-endian columns: `count`, `kind` (u8), `index` (u64), `name_id` (u32), `flags`
+    /// (u32), `t0_s`, `t1_s` and `joules` (rows × channels, f64).
+    fn drain_records<'py>(&self, py: Python<'py>, max_rows: usize) -> PyResult<Bound<'py, PyDict>> {
         let n_channels = self.inner.channels().len();
-        let columns = PyDict::new(py);
-        columns.set_item("count", records.len())?;
-        columns.set_item("kind", column(py, records.iter(), |r| [r.kind as u8])?)?;
-        columns.set_item(
-            "index",
-            column(py, records.iter(), |r| r.index.to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "name_id",
-            column(py, records.iter(), |r| r.name_id.to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "flags",
-            column(py, records.iter(), |r| r.flags.to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "t0_s",
-            column(py, records.iter(), |r| ns_to_s(r.t0_ns).to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "t1_s",
-            column(py, records.iter(), |r| ns_to_s(r.t1_ns).to_le_bytes())?,
-        )?;
-        let joules: Vec<_> = records.iter().map(|r| r.joules).collect();
-        columns.set_item("joules", joules_column(py, &joules, n_channels)?)?;
-        Ok(columns)
+        self.drain_columns(py, &self.records_columns, &RECORD_COLUMNS, |columns| {
+            columns.count = self.inner.drain_records(max_rows, |r| {
+                columns.put(0, &[r.kind as u8]);
+                columns.put(1, &r.index.to_le_bytes());
+                columns.put(2, &r.name_id.to_le_bytes());
+                columns.put(3, &r.flags.to_le_bytes());
+                columns.put(4, &ns_to_s(r.t0_ns).to_le_bytes());
+                columns.put(5, &ns_to_s(r.t1_ns).to_le_bytes());
+                for joules in &r.joules[..n_channels] {
+                    columns.put(6, &joules.to_le_bytes());
+                }
+            });
+        })
     }
 
-    /// Power readings since the last drain: `t_s` and `watts` (rows × channels) as raw columns.
-    /// A failed reading is NaN.
-    fn drain_trace<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let rows = py.detach(|| self.inner.drain_trace());
+    /// Up to `max_rows` power readings since the last drain, oldest first: `t_s` and `watts`
+    /// (rows × channels) as raw columns. A failed reading is NaN.
+    fn drain_trace<'py>(&self, py: Python<'py>, max_rows: usize) -> PyResult<Bound<'py, PyDict>> {
         let n_channels = self.inner.channels().len();
-        let columns = PyDict::new(py);
-        columns.set_item("count", rows.len())?;
-        columns.set_item(
-            "t_s",
-            column(py, rows.iter(), |r| ns_to_s(r.t_ns).to_le_bytes())?,
-        )?;
-        let watts: Vec<_> = rows.iter().map(|r| r.watts).collect();
-        columns.set_item("watts", joules_column(py, &watts, n_channels)?)?;
-        Ok(columns)
+        self.drain_columns(py, &self.trace_columns, &TRACE_COLUMNS, |columns| {
+            columns.count = self.inner.drain_trace(max_rows, |row| {
+                columns.put(0, &ns_to_s(row.t_ns).to_le_bytes());
+                for watts in &row.watts[..n_channels] {
+                    columns.put(1, &watts.to_le_bytes());
+                }
+            });
+        })
     }
 
-    /// Counter stairs since the last drain: `channel` (u32), `t0_s`, `t1_s`, `joules`.
-    fn drain_stairs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let rows = py.detach(|| self.inner.drain_stairs());
-        let columns = PyDict::new(py);
-        columns.set_item("count", rows.len())?;
-        columns.set_item(
-            "channel",
-            column(py, rows.iter(), |r| r.channel.to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "t0_s",
-            column(py, rows.iter(), |r| ns_to_s(r.stair.t0_ns).to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "t1_s",
-            column(py, rows.iter(), |r| ns_to_s(r.stair.t1_ns).to_le_bytes())?,
-        )?;
-        columns.set_item(
-            "joules",
-            column(py, rows.iter(), |r| r.stair.joules.to_le_bytes())?,
-        )?;
-        Ok(columns)
+    /// Up to `max_rows` counter stairs since the last drain, oldest first: `channel` (u32),
+    /// `t0_s`, `t1_s`, `joules`.
+    fn drain_stairs<'py>(&self, py: Python<'py>, max_rows: usize) -> PyResult<Bound<'py, PyDict>> {
+        self.drain_columns(py, &self.stairs_columns, &STAIR_COLUMNS, |columns| {
+            columns.count = self.inner.drain_stairs(max_rows, |row| {
+                columns.put(0, &row.channel.to_le_bytes());
+                columns.put(1, &ns_to_s(row.stair.t0_ns).to_le_bytes());
+                columns.put(2, &ns_to_s(row.stair.t1_ns).to_le_bytes());
+                columns.put(3, &row.stair.joules.to_le_bytes());
+            });
+        })
     }
 
     /// Channels as (name, kind, provenance, source, parent) tuples, in column order.

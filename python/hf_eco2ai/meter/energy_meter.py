@@ -14,7 +14,20 @@ from contextlib import ContextDecorator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    cast,
+)
 
 from hf_eco2ai import _core
 from hf_eco2ai.errors import ConfigurationError, SensorUnavailableError
@@ -45,6 +58,20 @@ _RECORD_KIND_STEP = 0
 # Stairs and windows kept for the window estimator: enough for hours at 100 ms stairs and
 # thousands of windows per minute, bounded so a long run cannot grow without limit.
 MAX_RETAINED_ROWS = 1_000_000
+# Drains pull a full ring in chunks, each processed before the next is pulled, so that no array of
+# a drain is large: glibc's malloc serves a block over its mmap threshold (128 KiB at first) with
+# mmap, and freeing one raises the threshold to that size for good, after which such blocks come
+# from the heap and its high-water mark stays resident. The widest array a chunk makes downstream
+# is a row of every channel plus three columns (the step series' key, joules and duration).
+DRAIN_CHUNK_BYTES = 64 * 1024
+MAX_ROWS_PER_PULL = 1024
+
+
+def rows_per_pull(n_channels: int) -> int:
+    """Rows per pull from the core for a meter of ``n_channels``: at most ``MAX_ROWS_PER_PULL``,
+    and few enough that a float64 array of ``n_channels + 3`` columns fits ``DRAIN_CHUNK_BYTES``
+    (234 rows at the most channels a meter has)."""
+    return max(1, min(MAX_ROWS_PER_PULL, DRAIN_CHUNK_BYTES // (8 * (n_channels + 3))))
 
 
 @dataclass(frozen=True)
@@ -321,6 +348,7 @@ class EnergyMeter:
             for name, kind, provenance, source, parent in cast(List[Tuple[Any, ...]], self._core.channels())
         ]
         self._channel_names = [c.name for c in self._channels]
+        self._rows_per_pull = rows_per_pull(len(self._channel_names))
         self._window_ids: Dict[str, int] = {}
         self._window_names: Dict[int, str] = {}
         self._drain_lock = threading.Lock()
@@ -427,11 +455,23 @@ class EnergyMeter:
         return dict(self._core.totals())
 
     def _pull(self) -> None:
+        """Moves the resolved records from the core to the pending lists, a chunk at a time (at
+        most ``ring_capacity`` of them: records resolved meanwhile wait for the next drain)."""
         self._pull_stairs()
-        raw = self._core.drain_records()
-        count = raw["count"]
+        pulled = 0
+        while pulled < self._core.ring_capacity:
+            count = self._pull_chunk()
+            pulled += count
+            if count < self._rows_per_pull:
+                return
+
+    def _pull_chunk(self) -> int:
+        """Moves at most ``rows_per_pull`` records from the core to the pending lists (one entry
+        each for steps and windows); returns how many."""
+        raw = self._core.drain_records(self._rows_per_pull)
+        count = int(cast(int, raw["count"]))
         if count == 0:
-            return
+            return 0
         np = _numpy()
         n_channels = len(self._channel_names)
         kind = _column(raw, "kind", "uint8")
@@ -441,7 +481,7 @@ class EnergyMeter:
             "flags": _column(raw, "flags", "uint32"),
             "t0_s": _column(raw, "t0_s", "float64"),
             "t1_s": _column(raw, "t1_s", "float64"),
-            "joules": _column(raw, "joules", "float64").reshape(int(cast(int, count)), n_channels),
+            "joules": _column(raw, "joules", "float64").reshape(count, n_channels),
         }
         steps = kind == _RECORD_KIND_STEP
         self._pending_steps.append({k: v[steps] for k, v in columns.items()})
@@ -450,6 +490,7 @@ class EnergyMeter:
         sound = ~steps & ((columns["flags"] & (FLAG_WINDOW_UNCLOSED | FLAG_WINDOW_NESTING)) == 0)
         if np.any(sound):
             self._retain(self._retained_windows, {k: columns[k][sound] for k in ("name_id", "t0_s", "t1_s")})
+        return count
 
     @staticmethod
     def _retain(chunks: List[Dict[str, np.ndarray]], chunk: Dict[str, np.ndarray]) -> None:
@@ -459,66 +500,140 @@ class EnergyMeter:
             rows -= len(chunks.pop(0)["t0_s"])
 
     def _pull_stairs(self) -> None:
-        raw = self._core.drain_stairs()
-        if raw["count"] == 0:
-            return
-        self._retain(
-            self._retained_stairs,
-            {
-                "channel": _column(raw, "channel", "uint32"),
-                "t0_s": _column(raw, "t0_s", "float64"),
-                "t1_s": _column(raw, "t1_s", "float64"),
-                "joules": _column(raw, "joules", "float64"),
-            },
-        )
+        pulled = 0
+        while pulled < self._core.ring_capacity:
+            raw = self._core.drain_stairs(self._rows_per_pull)
+            count = int(cast(int, raw["count"]))
+            if count == 0:
+                return
+            self._retain(
+                self._retained_stairs,
+                {
+                    "channel": _column(raw, "channel", "uint32"),
+                    "t0_s": _column(raw, "t0_s", "float64"),
+                    "t1_s": _column(raw, "t1_s", "float64"),
+                    "joules": _column(raw, "joules", "float64"),
+                },
+            )
+            pulled += count
+            if count < self._rows_per_pull:
+                return
 
     @staticmethod
     def _concat(chunks: List[Dict[str, np.ndarray]], key: str, empty: np.ndarray) -> np.ndarray:
         return _numpy().concatenate([c[key] for c in chunks]) if chunks else empty
+
+    def _merged(self, chunks: List[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+        """Pending record columns end to end; a single chunk as it is (pending chunks are handed
+        over, not kept)."""
+        if len(chunks) == 1:
+            return chunks[0]
+        np = _numpy()
+        if chunks:
+            return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        return {
+            "index": np.empty(0, np.int64),
+            "name_id": np.empty(0, np.uint32),
+            "flags": np.empty(0, np.uint32),
+            "t0_s": np.empty(0),
+            "t1_s": np.empty(0),
+            "joules": np.empty((0, len(self._channel_names))),
+        }
+
+    def _step_records(self, chunks: List[Dict[str, np.ndarray]]) -> StepRecords:
+        columns = self._merged(chunks)
+        return StepRecords(
+            list(self._channel_names),
+            columns["index"],
+            columns["t0_s"],
+            columns["t1_s"],
+            columns["joules"],
+            columns["flags"],
+        )
+
+    def _window_records(self, chunks: List[Dict[str, np.ndarray]]) -> WindowRecords:
+        columns = self._merged(chunks)
+        return WindowRecords(
+            list(self._channel_names),
+            [self._window_names.get(int(i), f"window-{int(i)}") for i in columns["name_id"]],
+            columns["index"],
+            columns["t0_s"],
+            columns["t1_s"],
+            columns["joules"],
+            columns["flags"],
+        )
 
     def drain_steps(self) -> StepRecords:
         """Steps resolved since the last call (a step resolves one sampler period after its mark)."""
         with self._drain_lock:
             self._pull()
             chunks, self._pending_steps = self._pending_steps, []
-        np = _numpy()
-        n = len(self._channel_names)
-        return StepRecords(
-            channels=list(self._channel_names),
-            index=self._concat(chunks, "index", np.empty(0, np.int64)),
-            t0_s=self._concat(chunks, "t0_s", np.empty(0)),
-            t1_s=self._concat(chunks, "t1_s", np.empty(0)),
-            joules=self._concat(chunks, "joules", np.empty((0, n))),
-            flags=self._concat(chunks, "flags", np.empty(0, np.uint32)),
-        )
+        return self._step_records(chunks)
 
     def drain_windows(self) -> WindowRecords:
         """Windows closed since the last call."""
         with self._drain_lock:
             self._pull()
             chunks, self._pending_windows = self._pending_windows, []
-        np = _numpy()
-        n = len(self._channel_names)
-        name_ids = self._concat(chunks, "name_id", np.empty(0, np.uint32))
-        return WindowRecords(
-            channels=list(self._channel_names),
-            name=[self._window_names.get(int(i), f"window-{int(i)}") for i in name_ids],
-            depth=self._concat(chunks, "index", np.empty(0, np.int64)),
-            t0_s=self._concat(chunks, "t0_s", np.empty(0)),
-            t1_s=self._concat(chunks, "t1_s", np.empty(0)),
-            joules=self._concat(chunks, "joules", np.empty((0, n))),
-            flags=self._concat(chunks, "flags", np.empty(0, np.uint32)),
-        )
+        return self._window_records(chunks)
+
+    def drain_in_chunks(self) -> Iterator[Tuple[StepRecords, WindowRecords]]:
+        """What ``drain_steps()`` and ``drain_windows()`` return together, as consecutive chunks
+        of at most ``rows_per_pull`` records (steps and windows together), oldest first.
+
+        Drains that make no large array: handle each chunk before asking for the next. A chunk's
+        records are drained once it is yielded; stopping early leaves the rest for the next
+        drain. Records resolved after ``ring_capacity`` were pulled wait for the next drain too.
+        Safe from any thread (each chunk is taken under the meter's drain lock).
+        """
+        with self._drain_lock:
+            self._pull_stairs()
+        pulled, ring_empty = 0, False
+        while True:
+            with self._drain_lock:
+                if not self._pending_steps and not self._pending_windows:
+                    if ring_empty or pulled >= self._core.ring_capacity:
+                        return
+                    count = self._pull_chunk()
+                    pulled += count
+                    ring_empty = count < self._rows_per_pull
+                    if count == 0:
+                        return
+                steps = [self._pending_steps.pop(0)] if self._pending_steps else []
+                windows = [self._pending_windows.pop(0)] if self._pending_windows else []
+            yield self._step_records(steps), self._window_records(windows)
 
     def drain_trace(self) -> PowerTrace:
         """Power readings since the last call (bounded by ring_capacity; overflow is counted)."""
-        raw = self._core.drain_trace()
-        count = raw["count"]
+        np = _numpy()
+        chunks = list(self.drain_trace_in_chunks())
+        if len(chunks) == 1:
+            return chunks[0]
         return PowerTrace(
             channels=list(self._channel_names),
-            t_s=_column(raw, "t_s", "float64"),
-            watts=_column(raw, "watts", "float64").reshape(int(cast(int, count)), len(self._channel_names)),
+            t_s=np.concatenate([c.t_s for c in chunks]) if chunks else np.empty(0),
+            watts=np.concatenate([c.watts for c in chunks]) if chunks else np.empty((0, len(self._channel_names))),
         )
+
+    def drain_trace_in_chunks(self) -> Iterator[PowerTrace]:
+        """What ``drain_trace()`` returns, as consecutive chunks of at most ``rows_per_pull``
+        readings, oldest first, each pulled when the previous one has been handled; at most
+        ``ring_capacity`` readings in all (later ones wait for the next drain)."""
+        n_channels = len(self._channel_names)
+        pulled = 0
+        while pulled < self._core.ring_capacity:
+            raw = self._core.drain_trace(self._rows_per_pull)
+            count = int(cast(int, raw["count"]))
+            if count == 0:
+                return
+            pulled += count
+            yield PowerTrace(
+                channels=list(self._channel_names),
+                t_s=_column(raw, "t_s", "float64"),
+                watts=_column(raw, "watts", "float64").reshape(count, n_channels),
+            )
+            if count < self._rows_per_pull:
+                return
 
     def export_trace(
         self,

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_eco2ai import ConfigurationError, EnergyMeter, SensorUnavailableError
+from hf_eco2ai import ConfigurationError, EnergyMeter, SensorUnavailableError, _core
+from hf_eco2ai.meter.energy_meter import DRAIN_CHUNK_BYTES, rows_per_pull
 from hf_eco2ai.meter.flags import FLAG_SENSOR_ERROR, FLAG_TAIL, FLAG_WINDOW_UNCLOSED
 
 
@@ -78,6 +79,81 @@ def test_overflowing_the_record_ring_counts_drops_and_never_corrupts_records(cap
     assert (np.diff(steps.index) == 1).all()
     assert (steps.t1_s[:-1] == steps.t0_s[1:]).all()
     np.testing.assert_allclose(steps.joules[:, 0], 50.0 * steps.duration_s, rtol=1e-6, atol=1e-9)
+
+
+def meter_of_channels(channels: int, **kwargs: object) -> EnergyMeter:
+    return EnergyMeter(
+        sources="synthetic",
+        synthetic=[{"kind": "constant", "watts": 10.0 + channel} for channel in range(channels)],
+        **kwargs,
+    )
+
+
+def mark_with_windows(meter: EnergyMeter, marks: int) -> None:
+    """``marks`` marks, every tenth inside a window: steps and windows interleave in the ring."""
+    for step in range(marks):
+        if step % 10 == 0:
+            with meter.window("tenth"):
+                meter.mark_step()
+        else:
+            meter.mark_step()
+
+
+@pytest.mark.parametrize("channels", [1, 5, _core.MAX_CHANNELS])
+def test_a_drain_of_several_pulls_hands_over_every_record_once_in_order(channels: int) -> None:
+    chunk_rows = rows_per_pull(channels)
+    marks = 3 * chunk_rows + 5
+    meter = meter_of_channels(channels, rate_hz=1000, ring_capacity=8192)
+    with meter:
+        mark_with_windows(meter, marks)
+    assert meter.totals()["records_dropped"] == 0
+    chunks = list(meter.drain_in_chunks())
+    assert len(chunks) >= 3
+    for steps, windows in chunks:
+        assert 0 < len(steps) + len(windows) <= chunk_rows
+        # The widest array a chunk makes downstream: every channel plus three columns.
+        assert len(steps) * (channels + 3) * 8 <= DRAIN_CHUNK_BYTES
+    index = np.concatenate([steps.index for steps, _ in chunks])
+    assert index.tolist() == list(range(marks + 1))  # every marked step, then the tail
+    window_t0_s = np.concatenate([windows.t0_s for _, windows in chunks])
+    assert len(window_t0_s) == len(range(0, marks, 10)) and (np.diff(window_t0_s) > 0).all()
+    assert all(name == "tenth" for _, windows in chunks for name in windows.name)
+    joules = np.concatenate([steps.joules for steps, _ in chunks]).sum(axis=0)
+    totals = meter.totals()["joules"]
+    np.testing.assert_allclose(joules, [totals[f"synthetic:{c}"] for c in range(channels)], rtol=1e-9)
+    assert len(meter.drain_steps()) == 0 and len(meter.drain_windows()) == 0
+
+
+@pytest.mark.parametrize("channels", [1, _core.MAX_CHANNELS])
+def test_drain_steps_and_drain_windows_return_every_record_of_several_pulls(channels: int) -> None:
+    marks = 2 * rows_per_pull(channels) + 3
+    meter = meter_of_channels(channels, rate_hz=1000, ring_capacity=8192)
+    with meter:
+        mark_with_windows(meter, marks)
+    steps = meter.drain_steps()
+    windows = meter.drain_windows()
+    assert steps.index.tolist() == list(range(marks + 1))
+    assert steps.joules.shape == (marks + 1, channels)
+    assert len(windows) == len(range(0, marks, 10)) and (np.diff(windows.t0_s) > 0).all()
+    assert steps.joules.sum() == pytest.approx(sum(meter.totals()["joules"].values()), rel=1e-9)
+
+
+def test_the_power_trace_drains_in_bounded_chunks_without_losing_a_reading() -> None:
+    meter = meter_of_channels(2, rate_hz=20_000, ring_capacity=8192)
+    chunk_rows = rows_per_pull(2)
+    deadline = time.monotonic() + 30.0
+    with meter:
+        while meter.totals()["readings"] <= 3 * chunk_rows and time.monotonic() < deadline:
+            time.sleep(0.005)
+    totals = meter.totals()
+    assert totals["readings"] > 3 * chunk_rows
+    chunks = list(meter.drain_trace_in_chunks())
+    assert len(chunks) > 3 and all(0 < len(chunk.t_s) <= chunk_rows for chunk in chunks)
+    t_s = np.concatenate([chunk.t_s for chunk in chunks])
+    assert len(t_s) == totals["readings"] - totals["trace_dropped"]
+    assert (np.diff(t_s) > 0).all()
+    np.testing.assert_array_equal(np.concatenate([chunk.watts for chunk in chunks])[:, 1], 11.0)
+    assert len(meter.drain_trace().t_s) == 0
 
 
 def test_marks_resolve_into_steps_whose_records_add_up_to_the_total() -> None:

@@ -488,11 +488,11 @@ class TrackingSession:
                 self._pending_losses.append((int(step), numeric["loss"]))
             if self._state != "running":
                 return {}
-            totals = self._totals()
-            now = self._figures(totals)
-            if self._meter is not None:
-                self._health.check_meter(totals, now.t_s, self.config.strict)
-            self._update_rates_and_budget(now)
+            now = self._figures(self._totals())
+            # The meter's health and the energy rate are checked by the drain this log wakes;
+            # the budget is checked here, against the figures returned, so that they agree.
+            if self._budget is not None:
+                self._update_rates_and_budget(now)
             self._health.raise_strict_failure()
             # The figures the budget was just checked against, so the figures and the stop agree.
             figures, self._last_log_point = live.log_figures(

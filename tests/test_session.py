@@ -115,10 +115,12 @@ def test_log_returns_figures_of_the_interval_since_the_previous_log(tmp_path: Pa
 def test_a_log_leaves_the_drain_to_the_session_thread_and_every_step_still_arrives(tmp_path: Path) -> None:
     meter = constant_meter(100.0)
     drained_on = []
+    drained_on_names = []
     drain_in_chunks = meter.drain_in_chunks
 
     def recording_drain_in_chunks() -> Any:
         drained_on.append(threading.current_thread())
+        drained_on_names.append(threading.current_thread().name)
         return drain_in_chunks()
 
     meter.drain_in_chunks = recording_drain_in_chunks  # type: ignore[method-assign]
@@ -141,7 +143,7 @@ def test_a_log_leaves_the_drain_to_the_session_thread_and_every_step_still_arriv
     # ...the session's thread did, and the figures still add up: the logs' intervals are the
     # run's energy up to the last log, and every step reached the per-step file.
     assert logged_joules == pytest.approx(figures["energy/total_kwh"] * 3.6e6, rel=1e-9)
-    assert any(thread.name == "hf-eco2ai-session" for thread in drained_on)
+    assert "hf-eco2ai-session" in drained_on_names
     streamed = streamed_steps(session)
     assert [row["index"] for row in streamed] == list(range(101))
     assert sum(row["joules"] for row in streamed) == pytest.approx(report["energy"]["it_kwh"] * 3.6e6, rel=1e-9)

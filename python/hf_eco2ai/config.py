@@ -768,9 +768,15 @@ class CarbonConfig:
             value, origin = self._pick(field, given[field.name], from_yaml, yaml_path)
             values[field.name] = value
             origins[field.name] = origin
+        self._keep(values, origins, None if yaml_path is None else str(yaml_path))
+
+    def _keep(self, values: Dict[str, Any], origins: Dict[str, str], config_file: Optional[str]) -> None:
         object.__setattr__(self, "_values", values)
         object.__setattr__(self, "_origins", origins)
-        object.__setattr__(self, "config_file", None if yaml_path is None else str(yaml_path))
+        object.__setattr__(self, "config_file", config_file)
+        # Each setting is also an instance attribute, so that reading one (on a training loop's
+        # hot path too) is a plain attribute lookup rather than a failed one and __getattr__.
+        self.__dict__.update(values)
 
     @staticmethod
     def _pick(
@@ -869,9 +875,7 @@ class CarbonConfig:
             else:
                 values[name], origins[name] = _parse(field, raw, "argument"), "argument"
         copy = object.__new__(CarbonConfig)
-        object.__setattr__(copy, "_values", values)
-        object.__setattr__(copy, "_origins", origins)
-        object.__setattr__(copy, "config_file", self.config_file)
+        copy._keep(values, origins, self.config_file)
         return copy
 
 

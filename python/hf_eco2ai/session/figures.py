@@ -21,10 +21,14 @@ from hf_eco2ai.session.snapshot import GpuStats, SessionSnapshot
 
 def top_level_joules(channels: Sequence[ChannelInfo], joules_by_channel: Mapping[str, float]) -> float:
     """The run's energy without double counting: channels with a parent lie inside it (J)."""
-    return float(sum(joules_by_channel.get(c.name, 0.0) for c in channels if c.parent is None))
+    total = 0.0
+    for channel in channels:
+        if channel.parent is None:
+            total += joules_by_channel.get(channel.name, 0.0)
+    return total
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogPoint:
     """Where the previous ``log`` left off: run time (s), top-level joules, steps marked."""
 
@@ -33,7 +37,7 @@ class LogPoint:
     steps_marked: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveFigures:
     """The run so far: ``it_joules`` is top-level energy without PUE; ``energy_kwh_total`` and
     ``co2_kg_total`` have the PUE applied; ``t_s`` is seconds since the first reading."""
@@ -58,19 +62,21 @@ class LiveFigures:
         intensity: IntensityResult,
         budget_kg: Optional[float],
     ) -> "LiveFigures":
-        joules_by_channel = {name: float(value) for name, value in totals["joules"].items()}
+        """``totals`` is the meter's (``EnergyMeter.totals()``): a fresh dict per call, whose
+        per-channel dicts are taken over, not copied."""
+        joules_by_channel = totals["joules"]
         it_joules = top_level_joules(channels, joules_by_channel)
         kwh = units.kwh_from_joules(it_joules, pue)
         return cls(
-            t_s=t_s,
-            steps_marked=int(totals["steps_marked"]),
-            it_joules=it_joules,
-            energy_kwh_total=kwh,
-            co2_kg_total=units.co2_kg(kwh, intensity.g_per_kwh),
-            joules_by_channel=joules_by_channel,
-            watts_by_channel={name: float(value) for name, value in totals["watts"].items()},
-            intensity=intensity,
-            budget_kg=budget_kg,
+            t_s,
+            totals["steps_marked"],
+            it_joules,
+            kwh,
+            units.co2_kg(kwh, intensity.g_per_kwh),
+            joules_by_channel,
+            totals["watts"],
+            intensity,
+            budget_kg,
         )
 
     @property

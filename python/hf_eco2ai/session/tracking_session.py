@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from hf_eco2ai.background import LoopHandle, start_loop
 from hf_eco2ai.carbon.budget import CarbonBudget
 from hf_eco2ai.carbon.cloud import CloudLocation
 from hf_eco2ai.carbon.provenance import IntensityResult
@@ -180,7 +181,7 @@ class TrackingSession:
         self._anomalies_by_type: Optional[Dict[str, int]] = None
         self._energy_rate_kwh_per_hour: Optional[float] = None
         self._final_report: Dict[str, Any] = {}
-        self._drainer: Optional[threading.Thread] = None
+        self._drainer: Optional[LoopHandle] = None
         self._drainer_stop = threading.Event()
         # Requests for a drain: one C-level put per log (an Event's set runs several Python
         # frames, which a log after many steps pays with cold caches).
@@ -349,8 +350,7 @@ class TrackingSession:
                 )
             self._state = "running"
             self._drainer_stop.clear()
-            self._drainer = threading.Thread(target=self._drain_in_background, name="hf-eco2ai-session", daemon=True)
-            self._drainer.start()
+            self._drainer = start_loop(self._drain_in_background, "hf-eco2ai-session")
         return self
 
     def _open_writer(self) -> Optional[RunWriter]:
@@ -488,11 +488,11 @@ class TrackingSession:
                 self._pending_losses.append((int(step), numeric["loss"]))
             if self._state != "running":
                 return {}
-            totals = self._totals()
-            now = self._figures(totals)
-            if self._meter is not None:
-                self._health.check_meter(totals, now.t_s, self.config.strict)
-            self._update_rates_and_budget(now)
+            now = self._figures(self._totals())
+            # The meter's health and the energy rate are checked by the drain this log wakes;
+            # the budget is checked here, against the figures returned, so that they agree.
+            if self._budget is not None:
+                self._update_rates_and_budget(now)
             self._health.raise_strict_failure()
             # The figures the budget was just checked against, so the figures and the stop agree.
             figures, self._last_log_point = live.log_figures(

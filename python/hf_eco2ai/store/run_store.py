@@ -41,6 +41,7 @@ from typing import (
 
 import numpy as np
 
+from hf_eco2ai.background import start_loop
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.logs import warn
 from hf_eco2ai.meter.flags import FLAG_TAIL
@@ -792,8 +793,7 @@ class RunWriter:
         self.rows_dropped = 0
         self._max_unwritten_rows = int(max_unwritten_rows)
         self._unwritten: List[_Operation] = []
-        self._thread = threading.Thread(target=self._run, name="hf-eco2ai-store-writer", daemon=True)
-        self._thread.start()
+        self._thread = start_loop(self._run, "hf-eco2ai-store-writer")
         _open_writers.add(self)
 
     # Producers ----------------------------------------------------------------------------------

@@ -333,21 +333,59 @@ class RunStore:
     """Read access to a run store file, and the factory of its writers.
 
     Creating a ``RunStore`` creates the file and its tables if they do not exist. With
-    ``read_only=True`` (the CLI's read commands) nothing is ever written: the file must already be
-    a run store, and may sit on read-only media. Every method opens its own connection, so one
-    instance may be shared between threads.
+    ``create_later=True`` (a run's start, on the training thread) a file that does not exist yet
+    is created by the first writer or read instead, off that thread: only its folder is made and
+    checked writable now. With ``read_only=True`` (the CLI's read commands) nothing is ever
+    written: the file must already be a run store, and may sit on read-only media. Every method
+    opens its own connection, so one instance may be shared between threads.
 
     Raises:
         ConfigurationError: the path cannot be opened as a store, or (read-only) is not one: a
             missing, empty or foreign file, or a damaged schema version (names the path and reason).
     """
 
-    def __init__(self, path: StorePath, read_only: bool = False) -> None:
+    def __init__(self, path: StorePath, read_only: bool = False, create_later: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._creation_lock = threading.Lock()
+        self._created = True
         if read_only:
             self._check_is_store()
             return
+        if create_later and not self.path.exists():
+            self._check_creatable()
+            self._created = False
+            return
+        self._create_or_check()
+
+    def _unusable(self, reason: Any) -> ConfigurationError:
+        return ConfigurationError(
+            f"store_path {str(self.path)!r} cannot be used as a run store: {reason}; give a writable file path"
+        )
+
+    def _check_creatable(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._unusable(error) from error
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise self._unusable(f"its folder {str(self.path.parent)!r} is not writable")
+
+    def ensure_created(self) -> None:
+        """Create the file and its tables now if ``create_later`` left them for later (the
+        writer's thread calls this before its first write). Idempotent and thread-safe.
+
+        Raises:
+            ConfigurationError: the file cannot be created or is not a run store.
+        """
+        if self._created:
+            return
+        with self._creation_lock:
+            if not self._created:
+                self._create_or_check()
+                self._created = True
+
+    def _create_or_check(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = _connect(self.path)
@@ -366,9 +404,7 @@ class RunStore:
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
-            raise ConfigurationError(
-                f"store_path {str(self.path)!r} cannot be used as a run store: {error}; give a writable file path"
-            ) from error
+            raise self._unusable(error) from error
         self._check_version(version)
 
     def _check_version(self, version: Any) -> None:
@@ -432,9 +468,11 @@ class RunStore:
             on_error=on_error,
             step_file=step_file,
             batch_step_rows=batch_step_rows,
+            before_first_write=self.ensure_created,
         )
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        self.ensure_created()
         connection = _connect_read_only(self.path) if self.read_only else _connect(self.path)
         try:
             return connection.execute(sql, parameters).fetchall()
@@ -760,6 +798,9 @@ class RunWriter:
         batch_step_rows: commit as soon as this many step rows are waiting, without waiting for
             the rest of ``flush_interval_s`` (``CarbonConfig.export_batch_size``); None waits
             for the interval.
+        before_first_write: called on the writer's thread before it first connects to the
+            store (``RunStore.ensure_created``); a failure counts as a failed commit (reported,
+            retried with the next batch).
     """
 
     def __init__(
@@ -770,6 +811,7 @@ class RunWriter:
         max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS,
         step_file: Optional[StepSink] = None,
         batch_step_rows: Optional[int] = None,
+        before_first_write: Optional[Callable[[], None]] = None,
     ) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
@@ -784,6 +826,7 @@ class RunWriter:
         self.flush_interval_s = float(flush_interval_s)
         self._on_error = on_error
         self._step_file = step_file
+        self._before_first_write = before_first_write
         self._queued_step_rows = 0
         self._room = threading.Condition()
         self._queue: "queue.SimpleQueue[_Operation]" = queue.SimpleQueue()
@@ -944,6 +987,8 @@ class RunWriter:
             try:
                 if self.path is not None:
                     if connection is None:
+                        if self._before_first_write is not None:
+                            self._before_first_write()
                         connection = _connect(self.path)
                         # A connection that appends rows in bulk: a 32 MiB page cache, and a
                         # checkpoint every 8,192 pages (32 MiB of WAL) instead of every 1,000.

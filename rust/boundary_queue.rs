@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -30,9 +31,26 @@ pub struct Boundary {
     pub drops_before: u32,
 }
 
+/// A slot's sequence number is kept relative to the slot's index (`sequence - index`), so that
+/// an all-zero slot is a fresh one (sequence == index, nothing written): the slots come from
+/// zeroed memory, which the allocator hands out untouched, and a new queue costs no pass over
+/// its megabytes (a run's start, on the training thread).
 struct Slot {
-    sequence: AtomicUsize,
-    value: UnsafeCell<Boundary>,
+    sequence_offset: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<Boundary>>,
+}
+
+impl Slot {
+    #[inline]
+    fn sequence(&self, index: usize, ordering: Ordering) -> usize {
+        self.sequence_offset.load(ordering).wrapping_add(index)
+    }
+
+    #[inline]
+    fn set_sequence(&self, index: usize, sequence: usize, ordering: Ordering) {
+        self.sequence_offset
+            .store(sequence.wrapping_sub(index), ordering);
+    }
 }
 
 /// Keeps head and tail on separate cache lines so producers and the consumer do not contend.
@@ -71,18 +89,9 @@ impl BoundaryQueue {
 
     fn new(capacity: usize) -> Self {
         let capacity = capacity.max(2).next_power_of_two();
-        let empty = Boundary {
-            t_ns: 0,
-            kind: BoundaryKind::Step,
-            name_id: 0,
-            drops_before: 0,
-        };
-        let slots = (0..capacity)
-            .map(|i| Slot {
-                sequence: AtomicUsize::new(i),
-                value: UnsafeCell::new(empty),
-            })
-            .collect();
+        // SAFETY: all zero bits are a valid `Slot`: a zero `AtomicUsize` (a fresh slot, see
+        // `Slot`) and a `MaybeUninit` value, which is read only after a producer wrote it.
+        let slots = unsafe { Box::<[Slot]>::new_zeroed_slice(capacity).assume_init() };
         BoundaryQueue {
             slots,
             mask: capacity - 1,
@@ -100,8 +109,9 @@ impl BoundaryQueue {
     pub fn push(&self, value: Boundary) -> bool {
         let mut position = self.tail.0.load(Ordering::Relaxed);
         loop {
-            let slot = &self.slots[position & self.mask];
-            let sequence = slot.sequence.load(Ordering::Acquire);
+            let index = position & self.mask;
+            let slot = &self.slots[index];
+            let sequence = slot.sequence(index, Ordering::Acquire);
             let lag = sequence as isize - position as isize;
             if lag == 0 {
                 match self.tail.0.compare_exchange_weak(
@@ -112,8 +122,8 @@ impl BoundaryQueue {
                 ) {
                     Ok(_) => {
                         // SAFETY: winning the CAS gives this producer exclusive use of the slot.
-                        unsafe { *slot.value.get() = value };
-                        slot.sequence.store(position + 1, Ordering::Release);
+                        unsafe { (*slot.value.get()).write(value) };
+                        slot.set_sequence(index, position + 1, Ordering::Release);
                         return true;
                     }
                     Err(current) => position = current,
@@ -132,15 +142,14 @@ impl BoundaryConsumer {
     pub fn pop(&mut self) -> Option<Boundary> {
         let queue = &*self.queue;
         let position = queue.head.0.load(Ordering::Relaxed);
-        let slot = &queue.slots[position & queue.mask];
-        let sequence = slot.sequence.load(Ordering::Acquire);
-        if sequence != position + 1 {
+        let index = position & queue.mask;
+        let slot = &queue.slots[index];
+        if slot.sequence(index, Ordering::Acquire) != position + 1 {
             return None;
         }
         // SAFETY: the sequence says a producer finished writing this slot.
-        let value = unsafe { *slot.value.get() };
-        slot.sequence
-            .store(position + queue.mask + 1, Ordering::Release);
+        let value = unsafe { (*slot.value.get()).assume_init() };
+        slot.set_sequence(index, position + queue.mask + 1, Ordering::Release);
         queue.head.0.store(position + 1, Ordering::Relaxed);
         Some(value)
     }
@@ -169,6 +178,37 @@ mod tests {
             .map(|b| b.t_ns)
             .collect();
         assert_eq!(popped, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn many_laps_around_the_ring_keep_order_and_capacity() {
+        // Each lap leaves the slots' relative sequence numbers further from zero; a queue
+        // that started from zeroed memory must behave the same on every lap.
+        let (queue, mut consumer) = BoundaryQueue::with_consumer(4);
+        let mut next_push = 0u64;
+        let mut next_pop = 0u64;
+        for lap in 0..1000u64 {
+            let fill = 1 + lap % 4;
+            for _ in 0..fill {
+                assert!(queue.push(step(next_push)));
+                next_push += 1;
+            }
+            if fill == 4 {
+                assert!(
+                    !queue.push(step(u64::MAX)),
+                    "a full queue took a fifth value"
+                );
+            }
+            for _ in 0..(1 + lap % fill) {
+                assert_eq!(consumer.pop().map(|b| b.t_ns), Some(next_pop));
+                next_pop += 1;
+            }
+            while let Some(boundary) = consumer.pop() {
+                assert_eq!(boundary.t_ns, next_pop);
+                next_pop += 1;
+            }
+        }
+        assert_eq!(next_pop, next_push);
     }
 
     #[test]

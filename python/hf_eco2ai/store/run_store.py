@@ -45,6 +45,7 @@ from hf_eco2ai.background import start_loop
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.logs import warn
 from hf_eco2ai.meter.flags import FLAG_TAIL
+from hf_eco2ai.session.run_records import StepBatch
 from hf_eco2ai.store.tracer_tables import (
     READABLE_OLDER_VERSIONS,
     upgrade_schema,
@@ -180,30 +181,22 @@ def _blob_to_floats(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8")
 
 
-def _step_rows(
-    run_id: str,
-    index: np.ndarray,
-    epoch: np.ndarray,
-    t0_s: np.ndarray,
-    t1_s: np.ndarray,
-    joules: np.ndarray,
-    flags: np.ndarray,
-    joules_by_channel: np.ndarray,
-) -> Iterator[Tuple[Any, ...]]:
+def _step_rows(run_id: str, batch: StepBatch) -> Iterator[Tuple[Any, ...]]:
     # One conversion of each column, then one slice of a single bytes object per row: building
     # a blob per row through numpy costs more than the SQLite insert itself.
+    joules_by_channel = batch.joules_by_channel
     width = joules_by_channel.shape[1] * 8 if joules_by_channel.ndim == 2 else 0
     blob = np.ascontiguousarray(joules_by_channel, dtype="<f8").tobytes()
-    epochs = [None if value < 0 else value for value in epoch.tolist()]
-    offsets = range(0, len(blob), width) if width else [0] * len(index)
+    epochs = [None if value < 0 else value for value in batch.epoch.tolist()]
+    offsets = range(0, len(blob), width) if width else [0] * len(batch)
     return zip(
-        [run_id] * len(index),
-        index.tolist(),
+        [run_id] * len(batch),
+        batch.index.tolist(),
         epochs,
-        t0_s.tolist(),
-        t1_s.tolist(),
-        joules.tolist(),
-        flags.tolist(),
+        batch.t0_s.tolist(),
+        batch.t1_s.tolist(),
+        batch.joules.tolist(),
+        batch.flags.tolist(),
         [blob[offset : offset + width] for offset in offsets],
     )
 
@@ -750,17 +743,7 @@ _ROWS_PER_INSERT = 256
 class StepSink(Protocol):
     """Where the writer thread streams step batches besides the store (the per-step file)."""
 
-    def write(
-        self,
-        index: np.ndarray,
-        epoch: np.ndarray,
-        t0_s: np.ndarray,
-        t1_s: np.ndarray,
-        joules: np.ndarray,
-        flags: np.ndarray,
-        joules_by_channel: np.ndarray,
-        carbon: Any,
-    ) -> None: ...
+    def write(self, batch: StepBatch, carbon: Any) -> None: ...
 
     def close(self) -> None: ...
 
@@ -861,14 +844,14 @@ class RunWriter:
         ``epoch`` negative for none; ``carbon`` (a ``StepCarbon``) goes to the step file with them.
         The arrays are kept as given (the caller must not change them), so the rows are built on
         the writer's thread, not the caller's."""
-        rows = len(index)
-        if not rows:
+        batch = StepBatch(index, epoch, t0_s, t1_s, joules, flags, joules_by_channel)
+        if not len(batch):
             return
         with self._room:
             while self._queued_step_rows > MAX_QUEUED_STEP_ROWS and self._thread.is_alive():
                 self._room.wait(self.flush_interval_s)
-            self._queued_step_rows += rows
-        self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel, carbon)))
+            self._queued_step_rows += len(batch)
+        self._queue.put(("steps", (run_id, batch, carbon)))
 
     def add_windows(
         self,
@@ -1048,10 +1031,11 @@ class RunWriter:
         for kind, payload in operations:
             if kind != "steps":
                 continue
-            written += len(payload[1])
-            if self._step_file is not None and payload[8] is not None:
+            _, batch, carbon = payload
+            written += len(batch)
+            if self._step_file is not None and carbon is not None:
                 try:
-                    self._step_file.write(*payload[1:])
+                    self._step_file.write(batch, carbon)
                 except (OSError, ValueError) as error:
                     self.errors += 1
                     self._report(error)
@@ -1101,7 +1085,8 @@ class RunWriter:
                         ),
                     )
                 elif kind == "steps":
-                    rows = list(_step_rows(*payload[:8]))
+                    run_id, steps, _ = payload
+                    rows = list(_step_rows(run_id, steps))
                     for first in range(0, len(rows), _ROWS_PER_INSERT):
                         connection.executemany(
                             "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "

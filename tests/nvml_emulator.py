@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
@@ -77,6 +77,43 @@ def run_emulated(
     )
     assert result.returncode == 0, f"child failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_two_ranks(library_dir: Path, config: str, script: str, out_dir: Path, visible: Tuple[str, str]) -> List[Any]:
+    """Runs ``script`` as ranks 0 and 1 of a two-process ``torch.distributed`` job (gloo, on
+    127.0.0.1) on one emulated machine, rank r seeing the GPUs ``visible[r]``
+    (``CUDA_VISIBLE_DEVICES``). The script gets ``out_dir`` as ``sys.argv[1]`` and writes
+    ``rank<r>.json`` there; returns those two documents in rank order."""
+    from test_session_distributed import free_port
+
+    port = free_port()
+    children = []
+    for rank, devices in enumerate(visible):
+        env = emulator_env(
+            library_dir,
+            config,
+            {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "CUDA_VISIBLE_DEVICES": devices,
+            },
+        )
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(out_dir)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    for child in children:
+        output, _ = child.communicate(timeout=120)
+        assert child.returncode == 0, output
+    return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in range(len(visible))]
 
 
 class Emulator:

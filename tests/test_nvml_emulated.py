@@ -6,15 +6,12 @@ configured by ``NVML_EMULATOR``; see tests/nvml_emulator.py.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from nvml_emulator import emulator_env, run_emulated
+from nvml_emulator import run_emulated, run_two_ranks
 
 # One stair of the counter at the test's power: the resolution any total can have.
 STAIR_S = 0.1
@@ -305,39 +302,10 @@ RANK_SCRIPT = textwrap.dedent("""
 
 
 def test_two_ranks_owning_two_gpus_each_add_up_to_the_truth(nvml_emulator_dir: Path, tmp_path: Path) -> None:
-    from test_session_distributed import free_port
-
-    port = free_port()
     # One scenario clock for the whole machine, as one driver has.
     origin_s = 0.0
     config = f"gpus=4;origin_s={origin_s};scenario=square:200,600,0.25;scenario.3=constant:450"
-    children = []
-    for rank, visible in ((0, "0,1"), (1, "2,3")):
-        env = emulator_env(
-            nvml_emulator_dir,
-            config,
-            {
-                "RANK": str(rank),
-                "LOCAL_RANK": str(rank),
-                "WORLD_SIZE": "2",
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(port),
-                "CUDA_VISIBLE_DEVICES": visible,
-            },
-        )
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-c", RANK_SCRIPT, str(tmp_path)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    for child in children:
-        output, _ = child.communicate(timeout=120)
-        assert child.returncode == 0, output
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    ranks = run_two_ranks(nvml_emulator_dir, config, RANK_SCRIPT, tmp_path, ("0,1", "2,3"))
     uuids = ranks[0]["uuids"] + ranks[1]["uuids"]
     assert len(set(uuids)) == 4, "no GPU is counted twice"
     combined = ranks[0]["combined"]

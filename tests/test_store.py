@@ -191,3 +191,36 @@ def test_a_full_batch_of_step_rows_is_committed_without_waiting_for_the_flush_in
 def test_the_batch_size_must_be_a_positive_integer(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="batch_step_rows is 0"):
         RunStore(tmp_path / "runs.sqlite").writer(batch_step_rows=0)
+
+
+def test_a_store_created_later_is_made_by_its_writer_and_holds_what_it_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "runs.sqlite"
+    store = RunStore(path, create_later=True)
+    assert path.parent.is_dir() and not path.exists()
+    writer = store.writer(flush_interval_s=0.05)
+    writer.begin_run(identity("later"))
+    assert writer.flush(10.0)
+    writer.close()
+    assert [run.run_id for run in RunStore(path, read_only=True).list_runs()] == ["later"]
+
+
+def test_a_store_created_later_is_created_by_its_first_read(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    store = RunStore(path, create_later=True)
+    assert store.list_runs() == [] and path.is_file()
+    RunStore(path, read_only=True)
+
+
+def test_create_later_still_checks_an_existing_file_and_the_folder_at_once(tmp_path: Path) -> None:
+    foreign = tmp_path / "notes.sqlite"
+    connection = sqlite3.connect(foreign)
+    connection.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    connection.execute("INSERT INTO meta VALUES ('schema_version', 'x')")
+    connection.commit()
+    connection.close()
+    with pytest.raises(ConfigurationError, match="notes.sqlite"):
+        RunStore(foreign, create_later=True)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigurationError, match="cannot be used as a run store"):
+        RunStore(blocker / "runs.sqlite", create_later=True)

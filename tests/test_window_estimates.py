@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
-from nvml_emulator import emulator_env, run_emulated
+from nvml_emulator import run_emulated, run_two_ranks
 
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter.window_estimates import CounterStairs, estimate_windows, shaped_energy_at
@@ -268,37 +265,8 @@ RANK_PHASES_SCRIPT = textwrap.dedent("""
 
 
 def test_two_ranks_window_estimates_combine_to_the_sum_of_their_truths(nvml_emulator_dir: Path, tmp_path: Path) -> None:
-    from test_session_distributed import free_port
-
-    port = free_port()
     config = "gpus=2;origin_s=0.0;stair_ms=100;scenario=constant:60"
-    children = []
-    for rank in (0, 1):
-        env = emulator_env(
-            nvml_emulator_dir,
-            config,
-            {
-                "RANK": str(rank),
-                "LOCAL_RANK": str(rank),
-                "WORLD_SIZE": "2",
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(port),
-                "CUDA_VISIBLE_DEVICES": str(rank),
-            },
-        )
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-c", RANK_PHASES_SCRIPT, str(tmp_path)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    for child in children:
-        output, _ = child.communicate(timeout=120)
-        assert child.returncode == 0, output
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    ranks = run_two_ranks(nvml_emulator_dir, config, RANK_PHASES_SCRIPT, tmp_path, ("0", "1"))
     combined = ranks[0]["combined"]
     assert combined == ranks[1]["combined"], "every rank gets the same job-wide estimate"
     assert combined["channels"] == ["rank0/gpu:0", "rank1/gpu:0"] and combined["ranks"] == [0, 1]

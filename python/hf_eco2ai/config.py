@@ -25,13 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
-import yaml  # type: ignore[import-untyped]
-
-from hf_eco2ai.carbon.bounded_http import is_loopback_host
+from hf_eco2ai.carbon.hosts import is_loopback_host
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter import flags as meter_flags
 from hf_eco2ai.meter.channels import CPU_SCOPES
-from hf_eco2ai.safe_yaml import UnsafeYaml, load_config_yaml
 
 CONFIG_FILE_NAME = "eco2ai.yaml"
 CONFIG_FILE_ENV = "HF_ECO2AI_CONFIG_FILE"
@@ -570,6 +567,11 @@ def _locate_yaml(config_file: Optional[PathLike]) -> Tuple[Optional[Path], str]:
 
 def _read_yaml(path: Path, how_found: str) -> Dict[str, Tuple[_Field, Any]]:
     """Returns field name -> (field, raw value) from one YAML file; raises ConfigurationError."""
+    # Imported here: most runs have no configuration file, and PyYAML takes a while to import.
+    import yaml  # type: ignore[import-untyped]
+
+    from hf_eco2ai.safe_yaml import UnsafeYaml, load_config_yaml
+
     try:
         document = load_config_yaml(path)
     except OSError as exc:

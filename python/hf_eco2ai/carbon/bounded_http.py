@@ -4,26 +4,33 @@ urllib's timeout bounds each socket operation, not the whole exchange (a server 
 per second holds it forever), and it follows redirects with every header (the API token included)
 to whatever host the redirect names. This helper bounds the whole exchange, headers and body, by
 one monotonic deadline, never follows redirects, and caps the body.
+
+``http.client``, ``ssl`` and ``urllib.request`` are imported by the first request: most runs make
+none (a fixed or tabled intensity), and importing them is a visible part of a process's start.
 """
 
 from __future__ import annotations
 
-import http.client
 import io
 import ipaddress
 import socket
-import ssl
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
+
+from hf_eco2ai.carbon.hosts import is_loopback_host
 
 MAX_BODY_BYTES = 64 * 1024
 
 
 class ResponseTooLarge(ValueError):
     """The body was longer than the cap; a carbon-intensity answer is a few hundred bytes."""
+
+
+class NotHttp(ValueError):
+    """The answer was not HTTP (a bad status line, an overlong header...): ``http.client``'s
+    error, as a ``ValueError`` that callers catch without importing ``http.client``."""
 
 
 @dataclass(frozen=True)
@@ -34,15 +41,6 @@ class HttpResponse:
     headers: Dict[str, str]
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _is_link_local(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_link_local
@@ -51,6 +49,8 @@ def _is_link_local(host: str) -> bool:
 
 
 def _proxy_for(scheme: str, host: str) -> Optional[Tuple[str, int]]:
+    import urllib.request
+
     # Loopback and link-local (cloud metadata) addresses are never reached through a proxy.
     if is_loopback_host(host) or _is_link_local(host) or urllib.request.proxy_bypass(host):
         return None
@@ -127,9 +127,13 @@ def request(
 
     Raises:
         socket.timeout: the deadline passed (connect, send or read).
-        OSError, http.client.HTTPException: the connection failed or the answer was not HTTP.
+        OSError: the connection failed.
+        NotHttp: the answer was not HTTP.
         ResponseTooLarge: the body exceeded ``max_body_bytes``.
     """
+    import http.client
+    import ssl
+
     parts = urlsplit(url)
     scheme = parts.scheme
     host = parts.hostname or ""
@@ -175,6 +179,10 @@ def request(
             body=bytes(answer),
             headers={name.lower(): value for name, value in response.getheaders()},
         )
+    except http.client.HTTPException as error:
+        if isinstance(error, OSError):  # a dropped connection (RemoteDisconnected) stays an OSError
+            raise
+        raise NotHttp(f"{type(error).__name__}: {error}") from error
     finally:
         connection.close()
         if real_sock is not None:

@@ -8,7 +8,6 @@ total budget (200 ms by default). All three share the link-local base URL ``http
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import queue
@@ -97,7 +96,7 @@ def _get(
 ) -> Optional[bounded_http.HttpResponse]:
     try:
         response = bounded_http.request(method, url, headers, deadline_s, max_body_bytes=_BODY_CAP_BYTES)
-    except (OSError, ValueError, http.client.HTTPException):
+    except (OSError, ValueError):
         return None
     return response if response.status == 200 else None
 

@@ -11,7 +11,6 @@ passes through ``_redact`` first.
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import socket
@@ -195,7 +194,7 @@ class LiveIntensityClient:
             raise _Failure(f"no answer for zone {zone} within {self._timeout_s:g} s") from None
         except bounded_http.ResponseTooLarge as exc:
             raise _Failure(f"answer for zone {zone} rejected: {exc}") from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:
+        except (OSError, ValueError) as exc:
             raise _Failure(f"request for zone {zone} failed: {type(exc).__name__}: {exc}") from None
         finally:
             self.last_latency_s = time.monotonic() - started

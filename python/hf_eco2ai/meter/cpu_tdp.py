@@ -9,6 +9,11 @@ needs the TDP of the CPU it runs on. ``/proc/cpuinfo`` names CPUs in vendor mark
 2. the CPU family word plus every token that carries a digit (so "Xeon 8375C" finds
    "Xeon Platinum 8375C"), accepted only when every candidate agrees on the TDP.
 
+Only the table rows that contain the query's most telling word (its longest model number) are
+normalised: normalising drops text and never adds any, so every word of a row's normalised name
+is in its raw name. A lookup costs a scan of the table's text, not a normalisation of its
+4,877 names, which matters because it is part of the first run's start in a process.
+
 Anything else returns None: guessing a TDP from a different model would make an estimate look
 better founded than it is, and the caller decides what to do without one.
 """
@@ -16,9 +21,10 @@ better founded than it is, and the caller decides what to do without one.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
 from hf_eco2ai.datafiles import read_packaged_table
 
@@ -49,9 +55,13 @@ _FuzzyKey = Tuple[str, FrozenSet[str]]
 
 
 @dataclass(frozen=True)
-class _TdpIndex:
-    by_name: Dict[str, CpuTdp]
-    by_family_and_numbers: Dict[_FuzzyKey, List[CpuTdp]]
+class _Table:
+    source: str
+    rows: List[Tuple[str, float]]
+    # Every model name lower-cased, one per line, and where each line starts: one string that
+    # str.find scans at C speed.
+    text: str
+    line_starts: List[int]
 
 
 def normalise_cpu_name(model_name: str) -> str:
@@ -89,19 +99,30 @@ def _fuzzy_key(normalised_name: str) -> Optional[_FuzzyKey]:
 
 
 @lru_cache(maxsize=1)
-def _index() -> _TdpIndex:
+def _table() -> _Table:
     table = read_packaged_table("meter", "cpu_tdp.csv")
-    source = table.metadata["dataset"]
-    by_name: Dict[str, CpuTdp] = {}
-    by_family_and_numbers: Dict[_FuzzyKey, List[CpuTdp]] = {}
-    for row in table.rows:
-        entry = CpuTdp(watts=float(row["tdp_watts"]), matched_model=row["model"], source=source)
-        normalised = normalise_cpu_name(entry.matched_model)
-        by_name[normalised] = entry
-        key = _fuzzy_key(normalised)
-        if key is not None:
-            by_family_and_numbers.setdefault(key, []).append(entry)
-    return _TdpIndex(by_name=by_name, by_family_and_numbers=by_family_and_numbers)
+    rows = [(row["model"], float(row["tdp_watts"])) for row in table.rows]
+    line_starts = []
+    position = 0
+    for model, _ in rows:
+        line_starts.append(position)
+        position += len(model) + 1
+    text = "\n".join(model.lower() for model, _ in rows)
+    return _Table(source=table.metadata["dataset"], rows=rows, text=text, line_starts=line_starts)
+
+
+def _rows_containing(table: _Table, word: str) -> List[int]:
+    """The rows whose lower-cased name contains ``word``, in table order."""
+    found: List[int] = []
+    position = table.text.find(word)
+    while position != -1:
+        row = bisect_right(table.line_starts, position) - 1
+        found.append(row)
+        next_row = row + 1
+        if next_row == len(table.line_starts):
+            break
+        position = table.text.find(word, table.line_starts[next_row])
+    return found
 
 
 def lookup_cpu_tdp(model_name: str) -> Optional[CpuTdp]:
@@ -114,12 +135,21 @@ def lookup_cpu_tdp(model_name: str) -> Optional[CpuTdp]:
     normalised = normalise_cpu_name(model_name)
     if not normalised:
         return None
-    index = _index()
-    exact = index.by_name.get(normalised)
+    key = _fuzzy_key(normalised)
+    anchor = max(key[1] if key is not None else normalised.split(), key=len)
+    table = _table()
+    exact: Optional[CpuTdp] = None
+    candidates: List[CpuTdp] = []
+    for row in _rows_containing(table, anchor):
+        model, watts = table.rows[row]
+        row_normalised = normalise_cpu_name(model)
+        if row_normalised == normalised:
+            # The last of equal names wins, as a name-keyed table would have it.
+            exact = CpuTdp(watts=watts, matched_model=model, source=table.source)
+        if key is not None and _fuzzy_key(row_normalised) == key:
+            candidates.append(CpuTdp(watts=watts, matched_model=model, source=table.source))
     if exact is not None:
         return exact
-    key = _fuzzy_key(normalised)
-    candidates = index.by_family_and_numbers.get(key, []) if key is not None else []
     if candidates and len({candidate.watts for candidate in candidates}) == 1:
         return min(candidates, key=lambda candidate: candidate.matched_model)
     return None

@@ -18,7 +18,7 @@ import importlib.util
 import io
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from hf_eco2ai.config import STEP_FILE_FORMATS
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.meter.flags import STEP_FLAG_NAMES
 from hf_eco2ai.reporting.csv_format import channel_column, step_columns
+
+if TYPE_CHECKING:
+    from hf_eco2ai.session.run_records import StepBatch
 
 _SUFFIXES = {"csv": ".steps.csv", "parquet": ".steps.parquet"}
 _ROWS_PER_CHUNK = 128
@@ -88,41 +91,17 @@ class StepFileWriter:
             text = self._flag_names[flags] = "|".join(name for bit, name in STEP_FLAG_NAMES if flags & bit)
         return text
 
-    def write(
-        self,
-        index: np.ndarray,
-        epoch: np.ndarray,
-        t0_s: np.ndarray,
-        t1_s: np.ndarray,
-        joules: np.ndarray,
-        flags: np.ndarray,
-        joules_by_channel: np.ndarray,
-        carbon: StepCarbon,
-    ) -> None:
-        """Append one batch (columns as ``RunWriter.add_steps`` takes them) and flush it."""
-        if len(index) == 0:
+    def write(self, batch: StepBatch, carbon: StepCarbon) -> None:
+        """Append one batch and flush it."""
+        if len(batch) == 0:
             return
-        kwh = units.kwh_from_joules(joules, carbon.pue)
-        co2_kg = units.co2_kg(kwh, carbon.g_per_kwh)
         if self.file_format == "parquet":
-            self._write_parquet(index, epoch, t0_s, t1_s, joules, kwh, co2_kg, flags, joules_by_channel, carbon)
+            self._write_parquet(batch, carbon)
         else:
-            self._write_csv(index, epoch, t0_s, t1_s, joules, kwh, co2_kg, flags, joules_by_channel, carbon)
-        self.rows += len(index)
+            self._write_csv(batch, carbon)
+        self.rows += len(batch)
 
-    def _write_csv(
-        self,
-        index: np.ndarray,
-        epoch: np.ndarray,
-        t0_s: np.ndarray,
-        t1_s: np.ndarray,
-        joules: np.ndarray,
-        kwh: np.ndarray,
-        co2_kg: np.ndarray,
-        flags: np.ndarray,
-        joules_by_channel: np.ndarray,
-        carbon: StepCarbon,
-    ) -> None:
+    def _write_csv(self, batch: StepBatch, carbon: StepCarbon) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8", newline="")
@@ -130,22 +109,23 @@ class StepFileWriter:
             self._csv.writerow(step_columns(self.channel_names))
         run_id = _csv_cells([self.run_id])
         constant = _csv_cells([carbon.g_per_kwh, carbon.source, carbon.year])
-        for first in range(0, len(index), _ROWS_PER_CHUNK):
+        measures = _measures(batch, carbon).values()
+        for first in range(0, len(batch), _ROWS_PER_CHUNK):
             part = slice(first, first + _ROWS_PER_CHUNK)
-            n = len(index[part])
+            n = len(batch.index[part])
             # Column by column, then one join per row: the float-to-text conversion is the cost,
             # and this does it once per value without csv.writer's per-row overhead (2x faster).
             columns = [
                 [run_id] * n,
-                list(map(str, index[part].tolist())),
-                ["" if value < 0 else str(value) for value in epoch[part].tolist()],
-                *(list(map(repr, column[part].tolist())) for column in (t0_s, t1_s, t1_s - t0_s, joules, kwh, co2_kg)),
+                list(map(str, batch.index[part].tolist())),
+                ["" if value < 0 else str(value) for value in batch.epoch[part].tolist()],
+                *(list(map(repr, column[part].tolist())) for column in measures),
                 [constant] * n,
-                list(map(str, flags[part].tolist())),
-                [_csv_cells([self._flag_text(value)]) for value in flags[part].tolist()],
+                list(map(str, batch.flags[part].tolist())),
+                [_csv_cells([self._flag_text(value)]) for value in batch.flags[part].tolist()],
                 *(
-                    list(map(repr, joules_by_channel[part, column].tolist()))
-                    for column in range(joules_by_channel.shape[1])
+                    list(map(repr, batch.joules_by_channel[part, column].tolist()))
+                    for column in range(batch.joules_by_channel.shape[1])
                 ),
             ]
             self._handle.write("".join(",".join(row) + "\r\n" for row in zip(*columns)))
@@ -154,32 +134,16 @@ class StepFileWriter:
             time.sleep(0)
         self._handle.flush()
 
-    def _write_parquet(
-        self,
-        index: np.ndarray,
-        epoch: np.ndarray,
-        t0_s: np.ndarray,
-        t1_s: np.ndarray,
-        joules: np.ndarray,
-        kwh: np.ndarray,
-        co2_kg: np.ndarray,
-        flags: np.ndarray,
-        joules_by_channel: np.ndarray,
-        carbon: StepCarbon,
-    ) -> None:
+    def _write_parquet(self, batch: StepBatch, carbon: StepCarbon) -> None:
         pyarrow = importlib.import_module("pyarrow")
         parquet = importlib.import_module("pyarrow.parquet")
-        n = len(index)
+        n = len(batch)
+        flags = batch.flags
         columns: Dict[str, Any] = {
             "run_id": pyarrow.array([self.run_id] * n, pyarrow.string()),
-            "step": pyarrow.array(index, pyarrow.int64()),
-            "epoch": pyarrow.array(epoch, pyarrow.int64(), mask=np.asarray(epoch) < 0),
-            "t0_s": t0_s,
-            "t1_s": t1_s,
-            "duration_s": t1_s - t0_s,
-            "joules": joules,
-            "kwh": kwh,
-            "co2_kg": co2_kg,
+            "step": pyarrow.array(batch.index, pyarrow.int64()),
+            "epoch": pyarrow.array(batch.epoch, pyarrow.int64(), mask=np.asarray(batch.epoch) < 0),
+            **_measures(batch, carbon),
             "intensity_g_per_kwh": np.full(n, carbon.g_per_kwh),
             "intensity_source": pyarrow.array([carbon.source] * n, pyarrow.string()),
             "intensity_year": pyarrow.array([carbon.year] * n, pyarrow.int64()),
@@ -187,7 +151,7 @@ class StepFileWriter:
             "flag_names": pyarrow.array([self._flag_text(int(value)) for value in flags.tolist()], pyarrow.string()),
         }
         for column, name in enumerate(self.channel_names):
-            columns[channel_column(name)] = np.ascontiguousarray(joules_by_channel[:, column])
+            columns[channel_column(name)] = np.ascontiguousarray(batch.joules_by_channel[:, column])
         table = pyarrow.table(columns)
         if self._parquet is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +171,19 @@ class StepFileWriter:
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
+
+
+def _measures(batch: StepBatch, carbon: StepCarbon) -> Dict[str, np.ndarray]:
+    """The float columns of the step file, named and in file order (the same in both formats)."""
+    kwh = units.kwh_from_joules(batch.joules, carbon.pue)
+    return {
+        "t0_s": batch.t0_s,
+        "t1_s": batch.t1_s,
+        "duration_s": batch.t1_s - batch.t0_s,
+        "joules": batch.joules,
+        "kwh": kwh,
+        "co2_kg": units.co2_kg(kwh, carbon.g_per_kwh),
+    }
 
 
 def _csv_cells(values: Sequence[Any]) -> str:

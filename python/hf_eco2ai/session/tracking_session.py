@@ -224,10 +224,11 @@ class TrackingSession:
             return None
         if isinstance(store, RunStore):
             return store
+        # A new store file is created by the writer's thread, off the training thread.
         if store is True:
-            return RunStore(default_store_path(self.config.output_dir))
+            return RunStore(default_store_path(self.config.output_dir), create_later=True)
         if isinstance(store, (str, os.PathLike)):
-            return RunStore(store)
+            return RunStore(store, create_later=True)
         raise ConfigurationError(
             f"store = {store!r} is invalid: expected True (runs.sqlite in output_dir), False, a path or a RunStore"
         )

@@ -45,6 +45,7 @@ from hf_eco2ai.background import start_loop
 from hf_eco2ai.errors import ConfigurationError
 from hf_eco2ai.logs import warn
 from hf_eco2ai.meter.flags import FLAG_TAIL
+from hf_eco2ai.session.run_records import StepBatch
 from hf_eco2ai.store.tracer_tables import (
     READABLE_OLDER_VERSIONS,
     upgrade_schema,
@@ -180,30 +181,22 @@ def _blob_to_floats(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8")
 
 
-def _step_rows(
-    run_id: str,
-    index: np.ndarray,
-    epoch: np.ndarray,
-    t0_s: np.ndarray,
-    t1_s: np.ndarray,
-    joules: np.ndarray,
-    flags: np.ndarray,
-    joules_by_channel: np.ndarray,
-) -> Iterator[Tuple[Any, ...]]:
+def _step_rows(run_id: str, batch: StepBatch) -> Iterator[Tuple[Any, ...]]:
     # One conversion of each column, then one slice of a single bytes object per row: building
     # a blob per row through numpy costs more than the SQLite insert itself.
+    joules_by_channel = batch.joules_by_channel
     width = joules_by_channel.shape[1] * 8 if joules_by_channel.ndim == 2 else 0
     blob = np.ascontiguousarray(joules_by_channel, dtype="<f8").tobytes()
-    epochs = [None if value < 0 else value for value in epoch.tolist()]
-    offsets = range(0, len(blob), width) if width else [0] * len(index)
+    epochs = [None if value < 0 else value for value in batch.epoch.tolist()]
+    offsets = range(0, len(blob), width) if width else [0] * len(batch)
     return zip(
-        [run_id] * len(index),
-        index.tolist(),
+        [run_id] * len(batch),
+        batch.index.tolist(),
         epochs,
-        t0_s.tolist(),
-        t1_s.tolist(),
-        joules.tolist(),
-        flags.tolist(),
+        batch.t0_s.tolist(),
+        batch.t1_s.tolist(),
+        batch.joules.tolist(),
+        batch.flags.tolist(),
         [blob[offset : offset + width] for offset in offsets],
     )
 
@@ -333,21 +326,59 @@ class RunStore:
     """Read access to a run store file, and the factory of its writers.
 
     Creating a ``RunStore`` creates the file and its tables if they do not exist. With
-    ``read_only=True`` (the CLI's read commands) nothing is ever written: the file must already be
-    a run store, and may sit on read-only media. Every method opens its own connection, so one
-    instance may be shared between threads.
+    ``create_later=True`` (a run's start, on the training thread) a file that does not exist yet
+    is created by the first writer or read instead, off that thread: only its folder is made and
+    checked writable now. With ``read_only=True`` (the CLI's read commands) nothing is ever
+    written: the file must already be a run store, and may sit on read-only media. Every method
+    opens its own connection, so one instance may be shared between threads.
 
     Raises:
         ConfigurationError: the path cannot be opened as a store, or (read-only) is not one: a
             missing, empty or foreign file, or a damaged schema version (names the path and reason).
     """
 
-    def __init__(self, path: StorePath, read_only: bool = False) -> None:
+    def __init__(self, path: StorePath, read_only: bool = False, create_later: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._creation_lock = threading.Lock()
+        self._created = True
         if read_only:
             self._check_is_store()
             return
+        if create_later and not self.path.exists():
+            self._check_creatable()
+            self._created = False
+            return
+        self._create_or_check()
+
+    def _unusable(self, reason: Any) -> ConfigurationError:
+        return ConfigurationError(
+            f"store_path {str(self.path)!r} cannot be used as a run store: {reason}; give a writable file path"
+        )
+
+    def _check_creatable(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise self._unusable(error) from error
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            raise self._unusable(f"its folder {str(self.path.parent)!r} is not writable")
+
+    def ensure_created(self) -> None:
+        """Create the file and its tables now if ``create_later`` left them for later (the
+        writer's thread calls this before its first write). Idempotent and thread-safe.
+
+        Raises:
+            ConfigurationError: the file cannot be created or is not a run store.
+        """
+        if self._created:
+            return
+        with self._creation_lock:
+            if not self._created:
+                self._create_or_check()
+                self._created = True
+
+    def _create_or_check(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = _connect(self.path)
@@ -366,9 +397,7 @@ class RunStore:
             finally:
                 connection.close()
         except (OSError, sqlite3.Error) as error:
-            raise ConfigurationError(
-                f"store_path {str(self.path)!r} cannot be used as a run store: {error}; give a writable file path"
-            ) from error
+            raise self._unusable(error) from error
         self._check_version(version)
 
     def _check_version(self, version: Any) -> None:
@@ -432,9 +461,11 @@ class RunStore:
             on_error=on_error,
             step_file=step_file,
             batch_step_rows=batch_step_rows,
+            before_first_write=self.ensure_created,
         )
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        self.ensure_created()
         connection = _connect_read_only(self.path) if self.read_only else _connect(self.path)
         try:
             return connection.execute(sql, parameters).fetchall()
@@ -712,17 +743,7 @@ _ROWS_PER_INSERT = 256
 class StepSink(Protocol):
     """Where the writer thread streams step batches besides the store (the per-step file)."""
 
-    def write(
-        self,
-        index: np.ndarray,
-        epoch: np.ndarray,
-        t0_s: np.ndarray,
-        t1_s: np.ndarray,
-        joules: np.ndarray,
-        flags: np.ndarray,
-        joules_by_channel: np.ndarray,
-        carbon: Any,
-    ) -> None: ...
+    def write(self, batch: StepBatch, carbon: Any) -> None: ...
 
     def close(self) -> None: ...
 
@@ -760,6 +781,9 @@ class RunWriter:
         batch_step_rows: commit as soon as this many step rows are waiting, without waiting for
             the rest of ``flush_interval_s`` (``CarbonConfig.export_batch_size``); None waits
             for the interval.
+        before_first_write: called on the writer's thread before it first connects to the
+            store (``RunStore.ensure_created``); a failure counts as a failed commit (reported,
+            retried with the next batch).
     """
 
     def __init__(
@@ -770,6 +794,7 @@ class RunWriter:
         max_unwritten_rows: int = DEFAULT_MAX_UNWRITTEN_ROWS,
         step_file: Optional[StepSink] = None,
         batch_step_rows: Optional[int] = None,
+        before_first_write: Optional[Callable[[], None]] = None,
     ) -> None:
         if not flush_interval_s > 0:
             raise ConfigurationError(
@@ -784,6 +809,7 @@ class RunWriter:
         self.flush_interval_s = float(flush_interval_s)
         self._on_error = on_error
         self._step_file = step_file
+        self._before_first_write = before_first_write
         self._queued_step_rows = 0
         self._room = threading.Condition()
         self._queue: "queue.SimpleQueue[_Operation]" = queue.SimpleQueue()
@@ -818,14 +844,14 @@ class RunWriter:
         ``epoch`` negative for none; ``carbon`` (a ``StepCarbon``) goes to the step file with them.
         The arrays are kept as given (the caller must not change them), so the rows are built on
         the writer's thread, not the caller's."""
-        rows = len(index)
-        if not rows:
+        batch = StepBatch(index, epoch, t0_s, t1_s, joules, flags, joules_by_channel)
+        if not len(batch):
             return
         with self._room:
             while self._queued_step_rows > MAX_QUEUED_STEP_ROWS and self._thread.is_alive():
                 self._room.wait(self.flush_interval_s)
-            self._queued_step_rows += rows
-        self._queue.put(("steps", (run_id, index, epoch, t0_s, t1_s, joules, flags, joules_by_channel, carbon)))
+            self._queued_step_rows += len(batch)
+        self._queue.put(("steps", (run_id, batch, carbon)))
 
     def add_windows(
         self,
@@ -944,6 +970,8 @@ class RunWriter:
             try:
                 if self.path is not None:
                     if connection is None:
+                        if self._before_first_write is not None:
+                            self._before_first_write()
                         connection = _connect(self.path)
                         # A connection that appends rows in bulk: a 32 MiB page cache, and a
                         # checkpoint every 8,192 pages (32 MiB of WAL) instead of every 1,000.
@@ -1003,10 +1031,11 @@ class RunWriter:
         for kind, payload in operations:
             if kind != "steps":
                 continue
-            written += len(payload[1])
-            if self._step_file is not None and payload[8] is not None:
+            _, batch, carbon = payload
+            written += len(batch)
+            if self._step_file is not None and carbon is not None:
                 try:
-                    self._step_file.write(*payload[1:])
+                    self._step_file.write(batch, carbon)
                 except (OSError, ValueError) as error:
                     self.errors += 1
                     self._report(error)
@@ -1056,7 +1085,8 @@ class RunWriter:
                         ),
                     )
                 elif kind == "steps":
-                    rows = list(_step_rows(*payload[:8]))
+                    run_id, steps, _ = payload
+                    rows = list(_step_rows(run_id, steps))
                     for first in range(0, len(rows), _ROWS_PER_INSERT):
                         connection.executemany(
                             "INSERT OR REPLACE INTO steps (run_id, step_index, epoch, t0_s, t1_s, joules, "

@@ -282,6 +282,7 @@ class StorageBackend:
     # Reads ----------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        self.store.ensure_created()
         connection = sqlite3.connect(str(self.store.path), timeout=10.0, isolation_level=None)
         connection.execute("PRAGMA busy_timeout = 10000")
         return connection

@@ -95,6 +95,25 @@ unsafe fn with_device<T>(
     }
 }
 
+/// Exports NVML getters of one value per device: `name(Out) => reading;` is
+/// `name(device, out: *mut Out) -> nvmlReturn_t`, `with_device` with that reading, so every
+/// getter makes the same handle and pointer checks; `name(Out, extra: T)` adds a trailing
+/// argument the emulator ignores.
+macro_rules! device_getters {
+    ($($name:ident($out:ty $(, $extra:ident: $extra_ty:ty)?) => $read:expr;)+) => {
+        $(
+            #[no_mangle]
+            pub unsafe extern "C" fn $name(
+                device: NvmlDevice,
+                out: *mut $out,
+                $($extra: $extra_ty)?
+            ) -> NvmlReturn {
+                with_device(device, out, $read)
+            }
+        )+
+    };
+}
+
 unsafe fn write_string(text: &str, buffer: *mut c_char, length: c_uint) -> NvmlReturn {
     if buffer.is_null() {
         return INVALID_ARGUMENT;
@@ -264,9 +283,8 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetIndex(device: NvmlDevice, index: *mut c_uint) -> NvmlReturn {
-    with_device(device, index, |_, d| Ok(d.index))
+device_getters! {
+    nvmlDeviceGetIndex(c_uint) => |_, d| Ok(d.index);
 }
 
 #[no_mangle]
@@ -334,12 +352,8 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetArchitecture(
-    device: NvmlDevice,
-    arch: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, arch, |_, _| Ok(ARCH_HOPPER))
+device_getters! {
+    nvmlDeviceGetArchitecture(c_uint) => |_, _| Ok(ARCH_HOPPER);
 }
 
 #[no_mangle]
@@ -360,26 +374,11 @@ pub unsafe extern "C" fn nvmlDeviceGetMigMode(
 
 // Energy and power -------------------------------------------------------------------------
 
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
-    device: NvmlDevice,
-    energy_mj: *mut c_ulonglong,
-) -> NvmlReturn {
-    with_device(device, energy_mj, |e, d| {
-        if d.energy_supported {
-            Ok(e.counter_mj(d))
-        } else {
-            Err(NOT_SUPPORTED)
-        }
-    })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(
-    device: NvmlDevice,
-    power_mw: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, power_mw, |e, d| Ok(e.power_usage_mw(d)))
+device_getters! {
+    nvmlDeviceGetTotalEnergyConsumption(c_ulonglong) => |e, d| {
+        d.energy_supported.then(|| e.counter_mj(d)).ok_or(NOT_SUPPORTED)
+    };
+    nvmlDeviceGetPowerUsage(c_uint) => |e, d| Ok(e.power_usage_mw(d));
 }
 
 /// `nvmlValue_t`: the union, 8 bytes.
@@ -445,28 +444,10 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
     SUCCESS
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetPowerManagementLimit(
-    device: NvmlDevice,
-    limit_mw: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, limit_mw, |_, _| Ok(POWER_LIMIT_MW))
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetPowerManagementDefaultLimit(
-    device: NvmlDevice,
-    limit_mw: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, limit_mw, |_, _| Ok(POWER_LIMIT_MW))
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(
-    device: NvmlDevice,
-    limit_mw: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, limit_mw, |_, _| Ok(POWER_LIMIT_MW))
+device_getters! {
+    nvmlDeviceGetPowerManagementLimit(c_uint) => |_, _| Ok(POWER_LIMIT_MW);
+    nvmlDeviceGetPowerManagementDefaultLimit(c_uint) => |_, _| Ok(POWER_LIMIT_MW);
+    nvmlDeviceGetEnforcedPowerLimit(c_uint) => |_, _| Ok(POWER_LIMIT_MW);
 }
 
 #[no_mangle]
@@ -573,61 +554,17 @@ pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
     })
 }
 
-/// No process runs on an emulated GPU.
-unsafe fn no_processes(device: NvmlDevice, count: *mut c_uint) -> NvmlReturn {
-    with_device(device, count, |_, _| Ok(0))
+// No process runs on an emulated GPU: the count is 0 and the process array is never written.
+device_getters! {
+    nvmlDeviceGetComputeRunningProcesses_v3(c_uint, _infos: *mut c_void) => |_, _| Ok(0);
+    nvmlDeviceGetComputeRunningProcesses_v2(c_uint, _infos: *mut c_void) => |_, _| Ok(0);
+    nvmlDeviceGetGraphicsRunningProcesses_v3(c_uint, _infos: *mut c_void) => |_, _| Ok(0);
+    nvmlDeviceGetGraphicsRunningProcesses_v2(c_uint, _infos: *mut c_void) => |_, _| Ok(0);
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
-    device: NvmlDevice,
-    count: *mut c_uint,
-    _infos: *mut c_void,
-) -> NvmlReturn {
-    no_processes(device, count)
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v2(
-    device: NvmlDevice,
-    count: *mut c_uint,
-    _infos: *mut c_void,
-) -> NvmlReturn {
-    no_processes(device, count)
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetGraphicsRunningProcesses_v3(
-    device: NvmlDevice,
-    count: *mut c_uint,
-    _infos: *mut c_void,
-) -> NvmlReturn {
-    no_processes(device, count)
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetGraphicsRunningProcesses_v2(
-    device: NvmlDevice,
-    count: *mut c_uint,
-    _infos: *mut c_void,
-) -> NvmlReturn {
-    no_processes(device, count)
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetPersistenceMode(
-    device: NvmlDevice,
-    mode: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, mode, |_, _| Ok(1))
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetComputeMode(
-    device: NvmlDevice,
-    mode: *mut c_uint,
-) -> NvmlReturn {
-    with_device(device, mode, |_, _| Ok(0))
+device_getters! {
+    nvmlDeviceGetPersistenceMode(c_uint) => |_, _| Ok(1);
+    nvmlDeviceGetComputeMode(c_uint) => |_, _| Ok(0);
 }
 
 // Control, for tests -----------------------------------------------------------------------

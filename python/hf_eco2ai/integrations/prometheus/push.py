@@ -7,7 +7,6 @@ the gateway holds the latest run of each process rather than an ever-growing pil
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -54,7 +53,7 @@ def _deadline_handler(
             response = bounded_http.request(method, url, dict(headers), deadline_s, body=data)
         except socket.timeout:
             raise OSError(f"no complete answer within {timeout:g} s") from None
-        except (ValueError, http.client.HTTPException) as error:
+        except ValueError as error:
             raise OSError(f"{type(error).__name__}: {error}") from None
         if not 200 <= response.status < 300:
             raise OSError(f"HTTP {response.status}: {response.body[:200].decode('utf-8', 'replace')}")

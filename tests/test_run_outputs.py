@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -17,6 +18,7 @@ from transformers import Trainer
 
 from hf_eco2ai import CarbonConfig, Eco2AICallback, EnergyMeter, track
 from hf_eco2ai.integrations.lightning import Eco2AILightningCallback
+from hf_eco2ai.reporting.emissions_csv import append_emissions_row
 from hf_eco2ai.store import RunStore
 
 LIGHTNING_NOISE = [
@@ -139,3 +141,26 @@ def test_lightning_logs_totals_at_fit_end_even_when_shorter_than_the_logging_int
     assert len(totals) == 1 and int(totals[0]["step"]) == 3
     assert float(totals[0]["carbon/total_co2_kg"]) == pytest.approx(tracker.get_carbon_report()["total_co2_kg"])
     assert tracker.report_paths["json"].parent == Path(trainer.log_dir)
+
+
+def test_runs_starting_a_new_emissions_file_at_the_same_moment_write_one_header(tmp_path: Path) -> None:
+    writers = 8
+    for attempt in range(20):
+        output_dir = tmp_path / f"attempt-{attempt}"
+        start_together = threading.Barrier(writers, timeout=10.0)
+
+        def append(
+            index: int, output_dir: Path = output_dir, start_together: threading.Barrier = start_together
+        ) -> None:
+            start_together.wait()
+            append_emissions_row(output_dir, {"project_name": f"run-{index}"})
+
+        threads = [threading.Thread(target=append, args=(index,)) for index in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10.0)
+        with (output_dir / "emissions.csv").open(newline="") as emissions:
+            rows = list(csv.DictReader(emissions))
+        assert sorted(row["project_name"] for row in rows) == sorted(f"run-{index}" for index in range(writers))
+        assert [path.name for path in output_dir.iterdir()] == ["emissions.csv"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import threading
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from hf_eco2ai.reporting.csv_format import neutralise_formula
 
@@ -89,22 +90,44 @@ def append_emissions_row(output_dir: Any, row: Mapping[str, Any]) -> Path:
     """Append ``row`` to ``<output_dir>/emissions.csv``, writing the header when the file is new.
 
     The row goes out in one ``write`` on a file opened for appending, so rows of runs ending at
-    the same time in other processes do not interleave.
+    the same time in other processes do not interleave; a new file appears with its header
+    already in it (written aside, then linked into place, which only one process can do), so
+    runs starting a file at the same moment write one header between them.
 
     Raises:
         OSError: the file cannot be written.
     """
     path = Path(output_dir) / EMISSIONS_CSV_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _create_with_header(path)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    cells: List[str] = [_cell(row.get(column)) for column in EMISSIONS_COLUMNS]
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    csv.writer(buffer, lineterminator="\n").writerow([_cell(row.get(column)) for column in EMISSIONS_COLUMNS])
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
-        if os.fstat(descriptor).st_size == 0:
-            writer.writerow(EMISSIONS_COLUMNS)
-        writer.writerow(cells)
         os.write(descriptor, buffer.getvalue().encode("utf-8"))
     finally:
         os.close(descriptor)
     return path
+
+
+def _create_with_header(path: Path) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(EMISSIONS_COLUMNS)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    aside.write_text(buffer.getvalue(), encoding="utf-8")
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass  # another run created it first, header included
+    except OSError:
+        # A filesystem without hard links: create it in place; two runs starting it in the same
+        # instant may then both write the header.
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(descriptor).st_size == 0:
+                os.write(descriptor, buffer.getvalue().encode("utf-8"))
+        finally:
+            os.close(descriptor)
+    finally:
+        aside.unlink(missing_ok=True)

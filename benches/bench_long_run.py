@@ -147,6 +147,7 @@ def store_rows_per_s(rows: int) -> float:
     """Step rows per second through the store's batched writer, 1,000-row batches, 3 channels."""
     import numpy as np
 
+    from hf_eco2ai.session.run_records import StepBatch
     from hf_eco2ai.store.run_store import RunIdentity, RunStore
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -162,13 +163,15 @@ def store_rows_per_s(rows: int) -> float:
             part = slice(first, first + 1000)
             writer.add_steps(
                 run_id,
-                index[part],
-                np.zeros(len(index[part]), dtype=np.int64),
-                t0_s[part],
-                t0_s[part] + 1e-3,
-                joules_by_channel[part].sum(axis=1),
-                np.zeros(len(index[part]), dtype=np.uint32),
-                joules_by_channel[part],
+                StepBatch(
+                    index[part],
+                    np.zeros(len(index[part]), dtype=np.int64),
+                    t0_s[part],
+                    t0_s[part] + 1e-3,
+                    joules_by_channel[part].sum(axis=1),
+                    np.zeros(len(index[part]), dtype=np.uint32),
+                    joules_by_channel[part],
+                ),
             )
         writer.flush(None)
         elapsed_s = time.perf_counter() - started

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from hf_eco2ai import ConfigurationError
+from hf_eco2ai.session.run_records import StepBatch
 from hf_eco2ai.store.run_store import RunIdentity, RunStore
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
@@ -47,13 +48,15 @@ def add_steps(writer, run_id: str, first: int, count: int) -> np.ndarray:  # typ
     by_channel = np.column_stack([index * 1.0 + 1.0, index * 0.5])
     writer.add_steps(
         run_id,
-        index,
-        np.zeros(count, dtype=np.int64),
-        index * 0.1,
-        index * 0.1 + 0.1,
-        by_channel[:, 0],
-        np.zeros(count, dtype=np.uint32),
-        by_channel,
+        StepBatch(
+            index,
+            np.zeros(count, dtype=np.int64),
+            index * 0.1,
+            index * 0.1 + 0.1,
+            by_channel[:, 0],
+            np.zeros(count, dtype=np.uint32),
+            by_channel,
+        ),
     )
     return by_channel
 
@@ -141,6 +144,7 @@ def test_a_killed_writer_leaves_everything_up_to_its_last_flush(tmp_path: Path) 
     script = textwrap.dedent(f"""
         import socket, sys, numpy as np
         sys.path.insert(0, {str(PYTHON_DIR)!r})
+        from hf_eco2ai.session.run_records import StepBatch
         from hf_eco2ai.store.run_store import RunStore, RunIdentity
         store = RunStore({str(path)!r})
         writer = store.writer(flush_interval_s=0.05)
@@ -149,8 +153,8 @@ def test_a_killed_writer_leaves_everything_up_to_its_last_flush(tmp_path: Path) 
         while True:
             index = np.arange(step, step + 10)
             zeros = np.zeros(10)
-            writer.add_steps("killed", index, np.full(10, -1), zeros, zeros, zeros, np.zeros(10, np.uint32),
-                             np.zeros((10, 0)))
+            writer.add_steps("killed", StepBatch(index, np.full(10, -1), zeros, zeros, zeros, np.zeros(10, np.uint32),
+                                                 np.zeros((10, 0))))
             step += 10
             if step % 100 == 0:
                 writer.flush()

@@ -104,14 +104,4 @@ class DrainPipeline:
             )
         if self.writer is not None and self.stream_steps:
             carbon = StepCarbon(self.pue, intensity.g_per_kwh, intensity.source, intensity.year)
-            self.writer.add_steps(
-                self.run_id,
-                batch.index,
-                batch.epoch,
-                batch.t0_s,
-                batch.t1_s,
-                batch.joules,
-                batch.flags,
-                batch.joules_by_channel,
-                carbon=carbon,
-            )
+            self.writer.add_steps(self.run_id, batch, carbon=carbon)

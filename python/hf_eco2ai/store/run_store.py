@@ -828,23 +828,11 @@ class RunWriter:
         """Record a new run as ``running``."""
         self._queue.put(("begin", identity))
 
-    def add_steps(
-        self,
-        run_id: str,
-        index: np.ndarray,
-        epoch: np.ndarray,
-        t0_s: np.ndarray,
-        t1_s: np.ndarray,
-        joules: np.ndarray,
-        flags: np.ndarray,
-        joules_by_channel: np.ndarray,
-        carbon: Any = None,
-    ) -> None:
-        """Queue step records: columns as in ``StepRecords``, ``joules`` the top-level sum (J),
-        ``epoch`` negative for none; ``carbon`` (a ``StepCarbon``) goes to the step file with them.
-        The arrays are kept as given (the caller must not change them), so the rows are built on
-        the writer's thread, not the caller's."""
-        batch = StepBatch(index, epoch, t0_s, t1_s, joules, flags, joules_by_channel)
+    def add_steps(self, run_id: str, batch: StepBatch, carbon: Any = None) -> None:
+        """Queue step records (a ``StepBatch``: columns as in ``StepRecords``, ``joules`` the
+        top-level sum (J), ``epoch`` negative for none); ``carbon`` (a ``StepCarbon``) goes to the
+        step file with them. The batch is kept as given (the caller must not change it), so the
+        rows are built on the writer's thread, not the caller's."""
         if not len(batch):
             return
         with self._room:

@@ -228,3 +228,15 @@ def test_create_later_still_checks_an_existing_file_and_the_folder_at_once(tmp_p
     blocker.write_text("not a folder")
     with pytest.raises(ConfigurationError, match="cannot be used as a run store"):
         RunStore(blocker / "runs.sqlite", create_later=True)
+
+
+def test_a_store_created_later_appears_when_its_writer_starts_not_at_its_first_commit(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    writer = RunStore(path, create_later=True).writer(flush_interval_s=60.0)
+    try:
+        deadline = time.monotonic() + 10.0
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert RunStore(path, read_only=True).list_runs() == []
+    finally:
+        writer.close(timeout_s=10.0)

@@ -116,6 +116,7 @@ def test_a_running_run_is_served_as_its_session_writes_it(session: TrackingSessi
 def test_an_unknown_run_is_a_configuration_error_naming_how_to_list_runs(
     session: TrackingSession, tmp_path: Path
 ) -> None:
+    assert session.flush(10.0)  # the store exists and holds the session's run
     with pytest.raises(ConfigurationError, match=r"--run 'nope'.*hf-eco2ai runs"):
         serve_run("nope", tmp_path / "runs.sqlite", port=0)
 

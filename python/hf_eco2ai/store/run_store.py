@@ -935,6 +935,15 @@ class RunWriter:
     def _run(self) -> None:
         connection: Optional[sqlite3.Connection] = None
         stopping = False
+        if self.path is not None and self._before_first_write is not None:
+            # At once rather than at the first commit, a flush interval later, so that a new
+            # store file exists (for `hf-eco2ai runs`, `serve --run`) as soon as its run starts;
+            # a failure here is retried before the first commit.
+            try:
+                self._before_first_write()
+            except (sqlite3.Error, OSError, ValueError) as error:
+                self.errors += 1
+                self._report(error)
         while not stopping:
             batch: List[_Operation] = []
             try:

@@ -819,7 +819,7 @@ class RunWriter:
         self.rows_dropped = 0
         self._max_unwritten_rows = int(max_unwritten_rows)
         self._unwritten: List[_Operation] = []
-        self._thread = start_loop(self._run, "hf-eco2ai-store-writer")
+        self._loop = start_loop(self._run, "hf-eco2ai-store-writer")
         _open_writers.add(self)
 
     # Producers ----------------------------------------------------------------------------------
@@ -836,7 +836,7 @@ class RunWriter:
         if not len(batch):
             return
         with self._room:
-            while self._queued_step_rows > MAX_QUEUED_STEP_ROWS and self._thread.is_alive():
+            while self._queued_step_rows > MAX_QUEUED_STEP_ROWS and self._loop.is_alive():
                 self._room.wait(self.flush_interval_s)
             self._queued_step_rows += len(batch)
         self._queue.put(("steps", (run_id, batch, carbon)))
@@ -901,7 +901,7 @@ class RunWriter:
     def flush(self, timeout_s: Optional[float] = 30.0) -> bool:
         """Wait until everything queued so far is committed; False if ``timeout_s`` ran out or
         the commit failed (the rows stay queued for the next try)."""
-        if not self._thread.is_alive():
+        if not self._loop.is_alive():
             return self._queue.empty() and not self._unwritten
         done = threading.Event()
         self._queue.put(("barrier", done))
@@ -913,17 +913,17 @@ class RunWriter:
         with self._close_lock:
             if self._closed:
                 if wait:
-                    self._thread.join(timeout_s)
+                    self._loop.join(timeout_s)
                 return
             self._closed = True
         self._queue.put(("close", None))
         if wait:
-            self._thread.join(timeout_s)
+            self._loop.join(timeout_s)
 
     def join(self, timeout_s: Optional[float] = None) -> bool:
         """Wait for the thread to end after ``close``; False if ``timeout_s`` ran out."""
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        self._loop.join(timeout_s)
+        return not self._loop.is_alive()
 
     # The thread ---------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from distributed_ranks import run_ranks
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
 LIBRARY_NAME = "libnvidia-ml.so.1"
@@ -84,36 +86,14 @@ def run_two_ranks(library_dir: Path, config: str, script: str, out_dir: Path, vi
     127.0.0.1) on one emulated machine, rank r seeing the GPUs ``visible[r]``
     (``CUDA_VISIBLE_DEVICES``). The script gets ``out_dir`` as ``sys.argv[1]`` and writes
     ``rank<r>.json`` there; returns those two documents in rank order."""
-    from test_session_distributed import free_port
-
-    port = free_port()
-    children = []
-    for rank, devices in enumerate(visible):
-        env = emulator_env(
-            library_dir,
-            config,
-            {
-                "RANK": str(rank),
-                "LOCAL_RANK": str(rank),
-                "WORLD_SIZE": "2",
-                "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": str(port),
-                "CUDA_VISIBLE_DEVICES": devices,
-            },
-        )
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-c", script, str(out_dir)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    for child in children:
-        output, _ = child.communicate(timeout=120)
-        assert child.returncode == 0, output
-    return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in range(len(visible))]
+    return run_ranks(
+        script,
+        [str(out_dir)],
+        out_dir,
+        lambda rank, rendezvous: emulator_env(
+            library_dir, config, {**rendezvous, "CUDA_VISIBLE_DEVICES": visible[rank]}
+        ),
+    )
 
 
 class Emulator:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from distributed_ranks import run_ranks
 
 from hf_eco2ai import generate_carbon_report
 
@@ -48,39 +45,12 @@ RANK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> List[Dict[str, Any]]:
     out = tmp_path_factory.mktemp("ranks")
-    port = free_port()
-    children = []
-    for rank in (0, 1):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-c", RANK_SCRIPT, str(PYTHON_DIR), str(out)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    for child in children:
-        output, _ = child.communicate(timeout=120)
-        assert child.returncode == 0, output
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return run_ranks(
+        RANK_SCRIPT, [str(PYTHON_DIR), str(out)], out, lambda rank, rendezvous: {**os.environ, **rendezvous}
+    )
 
 
 def test_node_wide_sensors_are_read_by_local_rank_0_only(rank_results: List[Dict[str, Any]]) -> None:

@@ -458,9 +458,19 @@ class EnergyMeter:
         """Moves the resolved records from the core to the pending lists, a chunk at a time (at
         most ``ring_capacity`` of them: records resolved meanwhile wait for the next drain)."""
         self._pull_stairs()
+        for raw, count in self._bounded_pulls(self._core.drain_records):
+            self._take_records(raw, count)
+
+    def _bounded_pulls(self, drain: Callable[[int], Dict[str, Any]]) -> Iterator[Tuple[Dict[str, Any], int]]:
+        """``drain``'s pulls of at most ``rows_per_pull`` rows each (columns, row count), until one
+        comes back short or ``ring_capacity`` rows were pulled in all."""
         pulled = 0
         while pulled < self._core.ring_capacity:
-            count = self._pull_chunk()
+            raw = drain(self._rows_per_pull)
+            count = int(cast(int, raw["count"]))
+            if count == 0:
+                return
+            yield raw, count
             pulled += count
             if count < self._rows_per_pull:
                 return
@@ -470,8 +480,13 @@ class EnergyMeter:
         each for steps and windows); returns how many."""
         raw = self._core.drain_records(self._rows_per_pull)
         count = int(cast(int, raw["count"]))
-        if count == 0:
-            return 0
+        if count:
+            self._take_records(raw, count)
+        return count
+
+    def _take_records(self, raw: Dict[str, Any], count: int) -> None:
+        """One pull of ``count`` records into the pending lists (one entry each for steps and
+        windows), and the sound windows into those the estimator keeps."""
         np = _numpy()
         n_channels = len(self._channel_names)
         kind = _column(raw, "kind", "uint8")
@@ -490,7 +505,6 @@ class EnergyMeter:
         sound = ~steps & ((columns["flags"] & (FLAG_WINDOW_UNCLOSED | FLAG_WINDOW_NESTING)) == 0)
         if np.any(sound):
             self._retain(self._retained_windows, {k: columns[k][sound] for k in ("name_id", "t0_s", "t1_s")})
-        return count
 
     @staticmethod
     def _retain(chunks: List[Dict[str, np.ndarray]], chunk: Dict[str, np.ndarray]) -> None:
@@ -500,12 +514,7 @@ class EnergyMeter:
             rows -= len(chunks.pop(0)["t0_s"])
 
     def _pull_stairs(self) -> None:
-        pulled = 0
-        while pulled < self._core.ring_capacity:
-            raw = self._core.drain_stairs(self._rows_per_pull)
-            count = int(cast(int, raw["count"]))
-            if count == 0:
-                return
+        for raw, _ in self._bounded_pulls(self._core.drain_stairs):
             self._retain(
                 self._retained_stairs,
                 {
@@ -515,9 +524,6 @@ class EnergyMeter:
                     "joules": _column(raw, "joules", "float64"),
                 },
             )
-            pulled += count
-            if count < self._rows_per_pull:
-                return
 
     @staticmethod
     def _concat(chunks: List[Dict[str, np.ndarray]], key: str, empty: np.ndarray) -> np.ndarray:
@@ -620,20 +626,12 @@ class EnergyMeter:
         readings, oldest first, each pulled when the previous one has been handled; at most
         ``ring_capacity`` readings in all (later ones wait for the next drain)."""
         n_channels = len(self._channel_names)
-        pulled = 0
-        while pulled < self._core.ring_capacity:
-            raw = self._core.drain_trace(self._rows_per_pull)
-            count = int(cast(int, raw["count"]))
-            if count == 0:
-                return
-            pulled += count
+        for raw, count in self._bounded_pulls(self._core.drain_trace):
             yield PowerTrace(
                 channels=list(self._channel_names),
                 t_s=_column(raw, "t_s", "float64"),
                 watts=_column(raw, "watts", "float64").reshape(count, n_channels),
             )
-            if count < self._rows_per_pull:
-                return
 
     def export_trace(
         self,

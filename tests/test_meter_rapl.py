@@ -113,3 +113,31 @@ def test_unreadable_energy_counter_names_the_permission_fix(tmp_path: Path) -> N
 def test_rapl_explicitly_requested_where_there_is_none_says_so(tmp_path: Path) -> None:
     with pytest.raises(SensorUnavailableError, match="no intel-rapl zones"):
         EnergyMeter(sources="rapl", rapl_root=tmp_path)
+
+
+def test_a_log_point_holds_the_totals_top_level_energy_without_counting_a_subzone_twice(tmp_path: Path) -> None:
+    zones = make_tree(
+        tmp_path,
+        {
+            "intel-rapl:0": ("package-0", 262_143_328_850, 1_000_000),
+            "intel-rapl:0:0": ("core", 262_143_328_850, 1_000_000),
+            "intel-rapl:0:2": ("dram", 65_712_999_613, 1_000_000),
+        },
+    )
+    meter = EnergyMeter(sources="rapl", rapl_root=tmp_path, rate_hz=200)
+    with meter:
+        time.sleep(0.05)
+        meter.mark_step()
+        zones["intel-rapl:0"].write(9_000_000)
+        zones["intel-rapl:0:0"].write(6_000_000)
+        zones["intel-rapl:0:2"].write(3_000_000)
+        time.sleep(0.05)
+        meter.mark_step()
+    for zone in zones.values():
+        zone.close()
+    totals = meter.totals()
+    t_s, steps_marked, top_level_joules = meter.log_point()
+    joules = totals["joules"]
+    assert joules["cpu:core-0"] == pytest.approx(5.0)
+    assert (t_s, steps_marked) == (totals["t_s"], 2)
+    assert top_level_joules == pytest.approx(joules["cpu:package-0"] + joules["dram:0"]) == pytest.approx(10.0)

@@ -454,6 +454,12 @@ class EnergyMeter:
         """
         return dict(self._core.totals())
 
+    def log_point(self) -> Tuple[Optional[float], int, float]:
+        """What a training loop's log needs, without building ``totals()``: the newest reading's
+        ``t_s`` (None before the first), the steps marked, and the joules of the top-level
+        channels (those without a parent, so nothing is counted twice)."""
+        return self._core.log_point()
+
     def _pull(self) -> None:
         """Moves the resolved records from the core to the pending lists, a chunk at a time (at
         most ``ring_capacity`` of them: records resolved meanwhile wait for the next drain)."""

@@ -489,7 +489,7 @@ class TrackingSession:
                 self._pending_losses.append((int(step), numeric["loss"]))
             if self._state != "running":
                 return {}
-            now = self._figures(self._totals())
+            now = self._log_figures_now(channel_power)
             # The meter's health and the energy rate are checked by the drain this log wakes;
             # the budget is checked here, against the figures returned, so that they agree.
             if self._budget is not None:
@@ -657,6 +657,23 @@ class TrackingSession:
             self.config.pue,
             self.intensity,
             None if self._budget is None else self._budget.budget_kg,
+        )
+
+    def _log_figures_now(self, channel_power: bool) -> live.LiveFigures:
+        """The figures a log returns. Without per-channel power a log needs only the meter's
+        totals, which ``log_point`` gives without building the per-channel dicts."""
+        if channel_power or self._meter is None:
+            return self._figures(self._totals())
+        t_s, steps_marked, it_joules = self._meter.log_point()
+        return live.LiveFigures.at_point(
+            self._records.relative(t_s),
+            steps_marked,
+            it_joules,
+            self.config.pue,
+            self.intensity,
+            None if self._budget is None else self._budget.budget_kg,
+            {},
+            {},
         )
 
     def _update_rates_and_budget(self, now: live.LiveFigures) -> None:

@@ -5,6 +5,7 @@
 pub mod boundary_queue;
 pub mod channel;
 pub mod clock;
+pub mod csv_text;
 pub mod energy;
 pub mod error;
 pub mod gradstats;

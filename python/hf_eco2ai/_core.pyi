@@ -1,6 +1,6 @@
 """Type stubs for the native module built from rust/ (PyO3)."""
 
-from typing import ClassVar, Dict, List, Optional, Tuple, Union, final
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union, final
 
 __all__ = [
     "FLAG_APPROXIMATE",
@@ -20,6 +20,7 @@ __all__ = [
     "SOURCE_NAMES",
     "SourceHandle",
     "cpu_estimate_source",
+    "csv_rows",
     "gradient_group_stats_f32",
     "integrate_power_spans",
     "nvml_gpu_stats",
@@ -123,6 +124,7 @@ def process_share_source(
 ) -> SourceHandle: ...
 def nvml_source(cuda_visible_devices: Optional[str] = None, devices: Optional[List[str]] = None) -> SourceHandle: ...
 def nvml_gpu_stats(cuda_visible_devices: Optional[str] = None) -> List[Dict[str, object]]: ...
+def csv_rows(n_rows: int, columns: List[Tuple[str, Any]]) -> bytes: ...
 def integrate_power_spans(times_s: List[float], watts: List[float], boundaries_s: List[float]) -> List[float]: ...
 def gradient_group_stats_f32(
     addresses: List[int], lengths: List[int], groups: List[int], n_groups: int, row: bytearray

@@ -1,5 +1,6 @@
 //! The `hf_eco2ai._core` module: everything that crosses into Python is listed here.
 
+mod csv_text;
 mod errors;
 mod gradstats;
 mod meter;
@@ -35,6 +36,8 @@ fn integrate_power_spans(
 
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use super::csv_text::csv_rows;
     #[pymodule_export]
     use super::gradstats::{gradient_group_stats_f32, PyGradientRing};
     #[pymodule_export]

@@ -121,6 +121,7 @@ pub fn push_python_repr(out: &mut Vec<u8>, value: f64, scratch: &mut String) {
             n_digits += 1;
         }
     }
+    break_tie_to_even(value, &mut digits[..n_digits], exponent, scratch);
     let digits = &digits[..n_digits];
     // Digits before the decimal point: value = 0.<digits> x 10^point.
     let point = exponent + 1;
@@ -157,6 +158,63 @@ pub fn push_python_repr(out: &mut Vec<u8>, value: f64, scratch: &mut String) {
     }
 }
 
+/// Where `value` lies exactly halfway between two shortest digit strings, Python writes the one
+/// ending in an even digit; Rust's shortest form takes the upper one. Only an odd last digit can
+/// differ: then the string one unit below is taken when `value` is exactly the midpoint of the two
+/// (an integer test) and that string also reads back to `value`.
+fn break_tie_to_even(value: f64, digits: &mut [u8], exponent: i32, scratch: &mut String) {
+    let last = digits.len() - 1;
+    if (digits[last] - b'0').is_multiple_of(2) {
+        return;
+    }
+    let below: u64 = digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')) - 1;
+    // value = 0.<digits> x 10^(exponent + 1); the midpoint is (10 below + 5) x 10^(exponent - n).
+    if !is_exactly(value.abs(), 2 * below + 1, exponent - digits.len() as i32) {
+        return;
+    }
+    digits[last] -= 1;
+    scratch.clear();
+    scratch.push(char::from(digits[0]));
+    scratch.push('.');
+    scratch.extend(digits[1..].iter().map(|&b| char::from(b)));
+    write!(scratch, "e{exponent}").expect("writing to a String cannot fail");
+    if scratch.parse::<f64>() != Ok(value.abs()) {
+        digits[last] += 1;
+    }
+}
+
+/// Whether `value` (finite, non-negative) equals `odd` x 5 x 10^`power` exactly, that is
+/// `odd` x 5^(power + 1) x 2^power with `odd` odd.
+fn is_exactly(value: f64, odd: u64, power: i32) -> bool {
+    let bits = value.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mantissa, binary_exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
+    if mantissa == 0 {
+        return false;
+    }
+    let zeros = mantissa.trailing_zeros();
+    // value = mantissa_odd x 2^twos, and the right-hand side's odd part is odd x 5^fives.
+    let (mantissa_odd, twos) = (
+        u128::from(mantissa >> zeros),
+        binary_exponent + zeros as i32,
+    );
+    let fives = power + 1;
+    if twos != power || fives.unsigned_abs() > 40 {
+        return false;
+    }
+    let five_power = 5u128.pow(fives.unsigned_abs());
+    if fives >= 0 {
+        five_power.checked_mul(u128::from(odd)) == Some(mantissa_odd)
+    } else {
+        mantissa_odd.checked_mul(five_power) == Some(u128::from(odd))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +248,10 @@ mod tests {
             (f64::NEG_INFINITY, "-inf"),
             (100.0, "100.0"),
             (0.30000000000000004, "0.30000000000000004"),
+            // Exactly halfway between ...312.2 and ...312.3: the even one, as Python writes it.
+            (562949953421312.25, "562949953421312.2"),
+            (-562949953421312.25, "-562949953421312.2"),
+            (562949953421312.75, "562949953421312.8"),
         ] {
             assert_eq!(repr(value), expected, "{value:e}");
         }

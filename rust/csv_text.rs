@@ -225,6 +225,8 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    const TWO_TO_49: f64 = (1u64 << 49) as f64;
+
     #[test]
     fn floats_read_as_python_writes_them() {
         for (value, expected) in [
@@ -248,10 +250,11 @@ mod tests {
             (f64::NEG_INFINITY, "-inf"),
             (100.0, "100.0"),
             (0.30000000000000004, "0.30000000000000004"),
-            // Exactly halfway between ...312.2 and ...312.3: the even one, as Python writes it.
-            (562949953421312.25, "562949953421312.2"),
-            (-562949953421312.25, "-562949953421312.2"),
-            (562949953421312.75, "562949953421312.8"),
+            // 2^49 + 0.25 is exactly halfway between ...312.2 and ...312.3: the even one, as
+            // Python writes it.
+            (TWO_TO_49 + 0.25, "562949953421312.2"),
+            (-(TWO_TO_49 + 0.25), "-562949953421312.2"),
+            (TWO_TO_49 + 0.75, "562949953421312.8"),
         ] {
             assert_eq!(repr(value), expected, "{value:e}");
         }

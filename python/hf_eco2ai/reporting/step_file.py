@@ -82,7 +82,6 @@ class StepFileWriter:
         self.channel_names = list(channel_names)
         self.rows = 0
         self._handle: Any = None
-        self._csv: Any = None
         self._parquet: Any = None
         self._flag_names: Dict[int, str] = {}
 

@@ -38,8 +38,18 @@ class StepRows:
         self._recorded = np.zeros(capacity, dtype=np.int64)
         self._loss = np.full(capacity, np.nan)
         self._memory = np.full(capacity, np.nan)
-        self._gradients = np.zeros((capacity, max(n_layers, 1), 3), dtype=np.float32) if n_layers else None
-        self._has_gradients = np.zeros(capacity, dtype=bool)
+        # The gradient rows and their flags live in bytearrays that numpy views: a step's row is
+        # then one slice assignment of its bytes, where numpy's item assignment costs a watched
+        # step tens of µs once its caches are cold.
+        self._row_bytes = max(n_layers, 1) * 3 * 4
+        self._gradient_bytes = bytearray(capacity * self._row_bytes) if n_layers else None
+        self._gradients = (
+            None
+            if self._gradient_bytes is None
+            else np.frombuffer(self._gradient_bytes, dtype=np.float32).reshape(capacity, max(n_layers, 1), 3)
+        )
+        self._has_gradient_bytes = bytearray(capacity)
+        self._has_gradients = np.frombuffer(self._has_gradient_bytes, dtype=bool)
         self._first_step = first_step
         self._count = 0
 
@@ -48,9 +58,16 @@ class StepRows:
         return self._count
 
     def add(self, step: int, loss: Optional[float], memory_bytes: Optional[float]) -> None:
-        """The scalars of ``step`` (the next step after the previous ``add``)."""
+        """The scalars of ``step``, the next step after the previous ``add``: the rows held are
+        consecutive, so that a step's position is its distance from the first.
+
+        Raises:
+            ValueError: ``step`` does not follow the previous one.
+        """
         if self._count == 0:
             self._first_step = step
+        elif step != self._first_step + self._count:
+            raise ValueError(f"step {step} does not follow step {self._first_step + self._count - 1}")
         position = self._count
         self._steps[position] = step
         bits = 0
@@ -72,13 +89,17 @@ class StepRows:
         elif self._count >= self.batch_rows + MAX_GRADIENT_LAG:
             self._hand_over(self._count - MAX_GRADIENT_LAG)
 
-    def set_gradients(self, step: int, row: np.ndarray) -> bool:
-        """The gradient row of ``step``; False when that step is not held (already handed over)."""
+    def set_gradients(self, step: int, row: bytes | bytearray) -> bool:
+        """The gradient row of ``step`` (``n_layers`` x 3 float32, native order, as bytes); False
+        when that step is not held (already handed over)."""
         position = step - self._first_step
-        if self._gradients is None or not 0 <= position < self._count or self._steps[position] != step:
+        if self._gradient_bytes is None or not 0 <= position < self._count:
             return False
-        self._gradients[position] = row
-        self._has_gradients[position] = True
+        if len(row) != self._row_bytes:
+            raise ValueError(f"a gradient row has {len(row)} bytes; these rows take {self._row_bytes}")
+        start = position * self._row_bytes
+        self._gradient_bytes[start : start + self._row_bytes] = row
+        self._has_gradient_bytes[position] = 1
         return True
 
     def flush(self) -> None:

@@ -406,7 +406,7 @@ class TrainingTracer:
     def _on_gradient_row(self, step: int, row: bytearray, row_view: np.ndarray) -> None:
         if self._ring.push_gradients(step, row):
             self._take_anomalies()
-        self._rows.set_gradients(step, row_view)
+        self._rows.set_gradients(step, row)
 
     def _write_rows(
         self,

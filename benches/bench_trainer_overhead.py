@@ -16,9 +16,10 @@ shared machine cancel out. Trackers:
 
 Also reported: time spent inside the hooks the tracker defines (measured around each call): the
 per-step hooks, ``on_log`` and train begin + end, and over a whole run net of the timer's own
-cost per call (timed in the same run around an empty hook); the CPU time its other threads used while training (they
-compete with training on a busy machine); and start-up time from the callback's construction to
-the first step, measured in fresh processes so that one-time costs count. ``extra_info``-style
+cost per call (timed in the same run around an empty hook); the CPU time its other threads used
+while training (they compete with training on a busy machine); and start-up time from the
+callback's construction to the first step, measured in fresh processes so that one-time costs
+count. ``extra_info``-style
 correctness: the Eco2AI run must record exactly one step per optimiser step.
 
     python benches/bench_trainer_overhead.py [--rounds 7] [--steps 300] [--threads 1]

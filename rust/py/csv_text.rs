@@ -64,6 +64,7 @@ pub fn csv_rows<'py>(
         .collect();
     // The bytes objects are immutable and `data` holds them, so they outlive the release.
     let text = py.detach(|| {
+        // A step file's row is 100-200 bytes with a few channels: one allocation for most chunks.
         let mut out = Vec::with_capacity(n_rows * 160);
         append_rows(n_rows, &columns, &mut out).map(|()| out)
     });

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
@@ -170,3 +172,60 @@ def test_without_phase_windows_no_phase_window_is_recorded(tmp_path: Path) -> No
     )
     run_trainer(tmp_path, callback, max_steps=3)
     assert not {"forward", "backward", "optimizer"} & {w["name"] for w in callback.get_carbon_report()["windows"]}
+
+
+class StopThreadObserver(RecordingObserver):
+    """Records on which thread the session's last drain and report were built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop_threads: List[threading.Thread] = []
+
+    def on_run_start(self, session: TrackingSession) -> None:
+        super().on_run_start(session)
+        plain_stop = session.stop
+
+        def recording_stop(*args: Any, **kwargs: Any) -> Dict[str, Any]:
+            self.stop_threads.append(threading.current_thread())
+            return plain_stop(*args, **kwargs)
+
+        session.stop = recording_stop  # type: ignore[method-assign]
+
+
+def test_train_end_stops_the_meter_and_leaves_the_last_drain_and_the_report_to_a_background_thread(
+    tmp_path: Path,
+) -> None:
+    observer = StopThreadObserver()
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+        meter=synthetic_meter(),
+        observers=[observer],
+    )
+    run_trainer(tmp_path, callback)
+    returned_unix_s = time.time()
+    assert callback.session is not None and not callback.session.running, "the meter stops before train() returns"
+    report = callback.get_carbon_report()  # waits for the background build
+    assert observer.stop_threads and all(thread is not threading.main_thread() for thread in observer.stop_threads)
+    assert report["training"]["global_step_end"] == 12 and report["training"]["optimizer_steps"] == 12
+    assert report["run"]["ended_unix_s"] <= returned_unix_s, "the run's energy ends at train end, not when built"
+    assert report["steps_marked"] == 12
+    assert observer.events[-1] == "end" and callback.report_paths["json"].is_file()
+
+
+def test_a_failure_building_the_report_in_the_background_is_raised_by_get_carbon_report(tmp_path: Path) -> None:
+    class FailingStop(RecordingObserver):
+        def on_run_start(self, session: TrackingSession) -> None:
+            def failing_stop(*args: Any, **kwargs: Any) -> Dict[str, Any]:
+                raise OSError("disk gone")
+
+            session.stop = failing_stop  # type: ignore[method-assign]
+
+    callback = Eco2AICallback(
+        CarbonConfig(output_dir=str(tmp_path / "c"), offline=True, country_iso_code="FR"),
+        meter=synthetic_meter(),
+        observers=[FailingStop()],
+    )
+    trainer = run_trainer(tmp_path, callback)
+    assert trainer.state.global_step == 12, "training ends normally"
+    with pytest.raises(OSError, match="disk gone"):
+        callback.get_carbon_report()

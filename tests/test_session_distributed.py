@@ -39,6 +39,23 @@ RANK_SCRIPT = textwrap.dedent("""
             session.mark_step()
         session.stop()
         results[name] = {"local": session.report(combine_ranks=False), "combined": session.report()}
+    from hf_eco2ai.integrations.run_lifecycle import RunLifecycle, RunOptions
+    import threading
+    report_threads = []
+    plain_report = TrackingSession.report
+
+    def recording_report(session, combine_ranks=True):
+        report_threads.append(threading.current_thread() is threading.main_thread())
+        return plain_report(session, combine_ranks)
+
+    TrackingSession.report = recording_report
+    lifecycle = RunLifecycle(RunOptions.build(config=config), framework="test", store=False)
+    lifecycle.start()
+    for _ in range(30):
+        time.sleep(0.005)
+        lifecycle.mark_step()
+    lifecycle.finish_in_background({"global_step_end": 30}, write_outputs=False)
+    results["in_background"] = {"combined": lifecycle.carbon_report(), "on_main_thread": report_threads}
     with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as handle:
         json.dump(results, handle)
     dist.destroy_process_group()
@@ -74,3 +91,13 @@ def test_combined_totals_equal_the_sum_of_the_ranks(rank_results: List[Dict[str,
         generate_carbon_report(combined, "markdown")
     rank0_watts, rank1_watts = (r["energy"]["by_channel"]["synthetic:0"]["mean_watts"] for r in locals_)
     assert (rank0_watts, rank1_watts) == (pytest.approx(100.0, rel=1e-6), pytest.approx(200.0, rel=1e-6))
+
+
+def test_a_run_end_left_to_the_background_still_gathers_the_ranks_on_the_training_thread(
+    rank_results: List[Dict[str, Any]],
+) -> None:
+    for result in rank_results:
+        run = result["in_background"]
+        assert run["on_main_thread"] == [True], "the report over ranks is a collective: the training thread builds it"
+        assert len(run["combined"]["ranks"]) == 2
+        assert run["combined"]["training"]["global_step_end"] == 30

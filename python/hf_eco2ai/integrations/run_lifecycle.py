@@ -13,7 +13,9 @@ does between those events lives here or below, in the session:
 - ``finish`` stops the session and builds the report (combined over ranks) on the training
   thread; writing the report files and telling the observers finish on a background thread
   (``report_paths``, ``carbon_report()`` and interpreter exit wait for it), so the time a run's
-  end costs the training thread does not grow with the run's length.
+  end costs the training thread does not grow with the run's length. ``finish_in_background``
+  leaves the training thread only the meter's stop: the last drain and the report are built on
+  that thread too (unless the report is a collective over ranks).
 
 Nothing here imports a training framework.
 """
@@ -186,6 +188,13 @@ class RunOptions:
         return [] if observer is None else [observer]
 
 
+class _RunEnd:
+    """One run's end: its report once built, and the background work that writes it out."""
+
+    report: Optional[Dict[str, Any]] = None
+    finishing: "BackgroundFinish[Dict[str, Path]]"
+
+
 def model_name_of(model: Any) -> Optional[str]:
     """The model's hub name when it has one, else its class name; None without a model."""
     if model is None:
@@ -231,8 +240,7 @@ class RunLifecycle:
         self._observers: List[RunObserver] = [*options.integration_observers(), *observers]
         self.session: Optional[TrackingSession] = None
         self._run_config = options.config
-        self._report: Optional[Dict[str, Any]] = None
-        self._finishing: Optional[BackgroundFinish[Dict[str, Path]]] = None
+        self._end: Optional[_RunEnd] = None
         self._open_windows: Dict[str, Any] = {}
         self._phase_windows: Any = None
         self.mark_step = _noop
@@ -256,17 +264,17 @@ class RunLifecycle:
     def report_paths(self) -> Dict[str, Path]:
         """The report files of the last finished run, per format (empty before, or when this
         process writes none). Waits until the run's end has finished writing them."""
-        if self._finishing is None:
+        if self._end is None:
             return {}
-        return self._finishing.result()
+        return self._end.finishing.result()
 
     def wait_finished(self, timeout_s: Optional[float] = None) -> bool:
         """Wait until the last run's end is fully written (store, per-step file, report files,
         observers); False if ``timeout_s`` ran out first."""
-        if self._finishing is None:
+        if self._end is None:
             return True
         try:
-            self._finishing.result(timeout_s)
+            self._end.finishing.result(timeout_s)
         except TimeoutError:
             return False
         return True
@@ -312,8 +320,7 @@ class RunLifecycle:
             include_host=self.options.include_infrastructure,
         )
         self.session = session.start()
-        self._report = None
-        self._finishing = None
+        self._end = None
         self._step_at_start = self._step_at_last_log = int(global_step)
         self._substeps = self._substeps_at_last_log = 0
         self.samples_per_micro_batch = samples_per_micro_batch
@@ -422,12 +429,46 @@ class RunLifecycle:
         """
         session = self.session
         if session is None or not session.running:
-            return self._report if self._report is not None else {}
+            return self._last_report()
+        facts = self._training_facts(training)
         self._stop_session(status, wait=False)
-        report = session.report()
+        end = _RunEnd()
+        end.report = self._final_report(session, facts)
+        end.finishing = BackgroundFinish(lambda: self._finish_outputs(session, end, status, write_outputs))
+        self._end = end
+        return end.report
+
+    def finish_in_background(
+        self, training: Mapping[str, Any], *, status: str = "finished", write_outputs: bool = True
+    ) -> None:
+        """``finish`` for a hook that does not need the report: the training thread only stops
+        the meter (the run's energy ends here), and the last drain and the report are built on
+        the background thread, before the files. ``carbon_report()`` waits for them. When the
+        report is a collective over ranks it is built here, as ``finish`` does."""
+        session = self.session
+        if session is None or not session.running:
+            return
+        if session.report_is_collective:
+            self.finish(training, status=status, write_outputs=write_outputs)
+            return
+        facts = self._training_facts(training)
+        self._stop_session(status, wait=False, measurement_only=True)
+        end = _RunEnd()
+
+        def build_then_write() -> Dict[str, Path]:
+            session.stop(status, wait=False)
+            end.report = self._final_report(session, facts)
+            return self._finish_outputs(session, end, status, write_outputs)
+
+        end.finishing = BackgroundFinish(build_then_write)
+        self._end = end
+
+    def _training_facts(self, training: Mapping[str, Any]) -> Dict[str, Any]:
+        """The report's ``training`` section, but for ``stopped_by_budget`` (known once the last
+        drain is done)."""
         global_step_end = int(training.get("global_step_end", self._step_at_start))
         optimizer_steps = global_step_end - self._step_at_start
-        report["training"] = {
+        return {
             "framework": self.framework,
             "global_step_start": self._step_at_start,
             "optimizer_steps": optimizer_steps,
@@ -435,16 +476,32 @@ class RunLifecycle:
             **training,
             "global_step_end": global_step_end,
             "tracking_frequency": self.options.tracking_frequency,
-            "stopped_by_budget": session.stop_requested,
         }
-        self._report = report
-        self._finishing = BackgroundFinish(lambda: self._finish_outputs(session, report, status, write_outputs))
+
+    @staticmethod
+    def _final_report(session: TrackingSession, facts: Dict[str, Any]) -> Dict[str, Any]:
+        report = session.report()
+        report["training"] = {**facts, "stopped_by_budget": session.stop_requested}
         return report
 
+    def _last_report(self) -> Dict[str, Any]:
+        """The last finished run's report ({} before any), waiting for it to be built."""
+        end = self._end
+        if end is None:
+            return {}
+        try:
+            end.finishing.result()
+        except TimeoutError:
+            # Asked by an observer of the run's end, on the thread writing it: built already.
+            pass
+        return end.report if end.report is not None else {}
+
     def _finish_outputs(
-        self, session: TrackingSession, report: Dict[str, Any], status: str, write_outputs: bool
+        self, session: TrackingSession, end: "_RunEnd", status: str, write_outputs: bool
     ) -> Dict[str, Path]:
         """The background part of ``finish``: never raises (a run's end never fails training)."""
+        report = end.report
+        assert report is not None
         if not session.wait_closed(_WRITER_CATCH_UP_S):
             session.record_monitoring_error(
                 "store",
@@ -475,9 +532,8 @@ class RunLifecycle:
         Raises:
             ConfigurationError: no run has started yet (the message names the framework's call).
         """
-        if self._report is not None:
-            self.wait_finished()
-            return self._report
+        if self._end is not None:
+            return self._last_report()
         if self.session is None:
             started_by = {"transformers": "trainer.train()", "lightning": "trainer.fit()"}.get(
                 self.framework, "the tracked run"
@@ -487,7 +543,7 @@ class RunLifecycle:
             )
         return self.session.report(combine_ranks=False)
 
-    def _stop_session(self, status: str, wait: bool = True) -> None:
+    def _stop_session(self, status: str, wait: bool = True, measurement_only: bool = False) -> None:
         assert self.session is not None
         self.mark_step = _noop
         if self._phase_windows is not None:
@@ -495,7 +551,10 @@ class RunLifecycle:
             phase_windows.remove()
         for name in list(self._open_windows):
             self.close_window(name)
-        self.session.stop(status, wait=wait)
+        if measurement_only:
+            self.session.stop_measuring()
+        else:
+            self.session.stop(status, wait=wait)
 
     def _write_outputs(self, report: Dict[str, Any], status: str) -> Dict[str, Path]:
         """The report files and the run's ``emissions.csv`` row; the run store has the report already."""

@@ -200,7 +200,7 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
             self.lifecycle.close_window(name)
         if self._evaluation_run:
             self._evaluation_run = False
-            self.lifecycle.finish(
+            self.lifecycle.finish_in_background(
                 {"global_step_end": state.global_step, "loop": name or EVALUATE_WINDOW},
                 write_outputs=state.is_world_process_zero,
             )
@@ -208,8 +208,9 @@ class Eco2AICallback(TrainerCallback, TrackedRunCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Stop measuring, build the report (combined over ranks) and write it on the main process."""
-        self.lifecycle.finish(
+        """Stop measuring; the report is built (combined over ranks) and written on the main
+        process in the background: ``get_carbon_report()`` and ``report_paths`` wait for it."""
+        self.lifecycle.finish_in_background(
             {
                 "global_step_end": state.global_step,
                 "gradient_accumulation_steps": int(args.gradient_accumulation_steps),

@@ -394,6 +394,28 @@ class TrackingSession:
         reference to ``session.mark_step`` taken after ``start()``, until they stop the session.
         """
 
+    def stop_measuring(self) -> None:
+        """End the run's measurement now: the mark stops, the session's thread stops and the meter
+        takes its last reading. The rest of ``stop()`` (the last drain, the final report, the
+        store) may then run on another thread, with the run's energy already fixed. Idempotent;
+        ``stop()`` calls it first.
+        """
+        with self._lock:
+            if self._state in ("stopping", "stopped"):
+                return
+            if self._state == "new":
+                self.start()
+            self.__dict__.pop("mark_step", None)
+            self._state = "stopping"
+        self._drainer_stop.set()
+        self._drain_wanted.put(None)
+        if self._drainer is not None:
+            self._drainer.join()
+        with self._lock:
+            if self._meter is not None:
+                self._meter.stop()
+            self._ended_unix_s = time.time()
+
     def stop(self, status: str = "finished", wait: bool = True) -> Dict[str, Any]:
         """Stop measuring, drain the last records, store the final report, and return it.
 
@@ -409,26 +431,19 @@ class TrackingSession:
                 if wait:
                     self.wait_closed()
                 return self._final_report
-            if self._state == "new":
-                self.start()
-            self.__dict__.pop("mark_step", None)
-            self._state = "stopping"
-        self._drainer_stop.set()
-        self._drain_wanted.put(None)
-        if self._drainer is not None:
-            self._drainer.join()
+        self.stop_measuring()
         with self._records_lock, self._lock:
-            if self._meter is not None:
-                self._meter.stop()
-            self._ended_unix_s = time.time()
+            if self._state == "stopped":
+                return self._final_report
             self._drain_and_publish(final=True)
             self._final_report = as_carbon_report(self._local_report())
             self._state = "stopped"
+            ended_unix_s = self._ended_unix_s if self._ended_unix_s is not None else time.time()
         # Outside the lock: the writer's thread reports a failed write through the health log,
         # which takes the lock, and waiting for that thread must not hold it.
         if self._writer is not None:
             if self._store is not None:
-                self._writer.finish_run(self.run_id, status, self._ended_unix_s, self._final_report)
+                self._writer.finish_run(self.run_id, status, ended_unix_s, self._final_report)
             self._writer.close(wait=wait)
         if self._exporter is not None:
             self._stop_exporter()
@@ -786,9 +801,16 @@ class TrackingSession:
                 self._drain_and_publish()
                 self._health.raise_strict_failure()
                 local = self._local_report()
-        if not combine_ranks or not self.rank_info.is_distributed or not process_group_is_initialised():
+        if not combine_ranks or not self.report_is_collective:
             return as_carbon_report(local)
         return as_carbon_report(combine_rank_reports(gather_across_ranks(local), self.rank_info.rank))
+
+    @property
+    def report_is_collective(self) -> bool:
+        """Whether ``report()`` gathers every rank's report (an initialised ``torch.distributed``
+        process group in a distributed job): then every rank must call it, on the thread that
+        makes the job's other collective calls."""
+        return self.rank_info.is_distributed and process_group_is_initialised()
 
     def _local_report(self) -> Dict[str, Any]:
         warnings = self._resolver.warnings + self._health.warnings

@@ -136,8 +136,9 @@ def test_a_log_point_holds_the_totals_top_level_energy_without_counting_a_subzon
     for zone in zones.values():
         zone.close()
     totals = meter.totals()
-    t_s, steps_marked, top_level_joules = meter.log_point()
+    t_s, steps_marked, top_level_joules, watts = meter.log_point()
     joules = totals["joules"]
     assert joules["cpu:core-0"] == pytest.approx(5.0)
     assert (t_s, steps_marked) == (totals["t_s"], 2)
+    assert dict(zip([channel.name for channel in meter.channels()], watts)) == totals["watts"]
     assert top_level_joules == pytest.approx(joules["cpu:package-0"] + joules["dram:0"]) == pytest.approx(10.0)

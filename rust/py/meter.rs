@@ -257,24 +257,26 @@ impl PyMeter {
     }
 
     /// What a training loop's log needs, without the dicts of `totals`: (`t_s` of the newest
-    /// reading or None, steps marked, joules of the top-level channels). Channels with a parent
-    /// lie inside it and are left out, so nothing is counted twice.
-    fn log_point(&self) -> (Option<f64>, u64, f64) {
+    /// reading or None, steps marked, joules of the top-level channels, latest watts per channel
+    /// in channel order). Channels with a parent lie inside it and are left out of the joules, so
+    /// nothing is counted twice.
+    fn log_point(&self) -> (Option<f64>, u64, f64, Vec<f64>) {
         let live = self.inner.live();
-        let top_level_joules = self
-            .inner
-            .channels()
+        let channels = self.inner.channels();
+        let top_level_joules = channels
             .iter()
             .enumerate()
             .filter(|(_, channel)| channel.parent.is_none())
             .map(|(i, _)| live.joules(i))
             .sum();
+        let watts = (0..channels.len()).map(|i| live.watts(i)).collect();
         // Read after the joules, as `totals` does, so that both give the same point.
         let last = live.last_reading_ns.load(Ordering::Acquire);
         (
             (last > 0).then(|| ns_to_s(last)),
             live.steps_marked.load(Ordering::Relaxed),
             top_level_joules,
+            watts,
         )
     }
 

@@ -454,10 +454,11 @@ class EnergyMeter:
         """
         return dict(self._core.totals())
 
-    def log_point(self) -> Tuple[Optional[float], int, float]:
+    def log_point(self) -> Tuple[Optional[float], int, float, List[float]]:
         """What a training loop's log needs, without building ``totals()``: the newest reading's
-        ``t_s`` (None before the first), the steps marked, and the joules of the top-level
-        channels (those without a parent, so nothing is counted twice)."""
+        ``t_s`` (None before the first), the steps marked, the joules of the top-level channels
+        (those without a parent, so nothing is counted twice), and each channel's latest watts,
+        in the order of ``channels()``."""
         return self._core.log_point()
 
     def _pull(self) -> None:

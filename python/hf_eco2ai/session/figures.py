@@ -1,8 +1,9 @@
 """The session's figures at one instant, computed once and read by every consumer: the log a
 training loop gets, the latest figures the store keeps, and the snapshot exporters scrape.
 
-``LiveFigures.from_totals`` turns the meter's live totals into energy, carbon and budget figures;
-``log_figures``, ``latest_figures`` and ``snapshot`` only choose and name them. Pure functions,
+``LiveFigures.from_totals`` turns the meter's live totals into energy, carbon and budget figures,
+which ``latest_figures`` and ``snapshot`` only choose and name; ``log_figures`` computes a log's
+figures straight from the meter's log point. Pure functions,
 safe from any thread (the session passes copies of what they read).
 """
 
@@ -27,8 +28,8 @@ def top_level_joules(channels: Sequence[ChannelInfo], joules_by_channel: Mapping
     return total
 
 
-# Named tuples rather than frozen dataclasses: a log builds both, and a frozen dataclass sets
-# each field through object.__setattr__, which costs a log tens of µs once its caches are cold.
+# Named tuples rather than frozen dataclasses: a log builds a LogPoint, and a frozen dataclass
+# sets each field through object.__setattr__, which costs a log tens of µs once its caches are cold.
 class LogPoint(NamedTuple):
     """Where the previous ``log`` left off: run time (s), top-level joules, steps marked."""
 
@@ -64,40 +65,16 @@ class LiveFigures(NamedTuple):
         """``totals`` is the meter's (``EnergyMeter.totals()``): a fresh dict per call, whose
         per-channel dicts are taken over, not copied."""
         joules_by_channel = totals["joules"]
-        return cls.at_point(
-            t_s,
-            totals["steps_marked"],
-            top_level_joules(channels, joules_by_channel),
-            pue,
-            intensity,
-            budget_kg,
-            joules_by_channel,
-            totals["watts"],
-        )
-
-    @classmethod
-    def at_point(
-        cls,
-        t_s: float,
-        steps_marked: int,
-        it_joules: float,
-        pue: float,
-        intensity: IntensityResult,
-        budget_kg: Optional[float],
-        joules_by_channel: Dict[str, float],
-        watts_by_channel: Dict[str, float],
-    ) -> "LiveFigures":
-        """The figures at a point the meter gave (``EnergyMeter.log_point``, or its totals). A log
-        that returns no per-channel power passes empty per-channel dicts: it reads only totals."""
+        it_joules = top_level_joules(channels, joules_by_channel)
         kwh = units.kwh_from_joules(it_joules, pue)
         return cls(
             t_s,
-            steps_marked,
+            totals["steps_marked"],
             it_joules,
             kwh,
             units.co2_kg(kwh, intensity.g_per_kwh),
             joules_by_channel,
-            watts_by_channel,
+            totals["watts"],
             intensity,
             budget_kg,
         )
@@ -107,31 +84,53 @@ class LiveFigures(NamedTuple):
         return None if self.budget_kg is None else self.co2_kg_total / self.budget_kg
 
 
+def power_keys(channel_names: Sequence[str]) -> List[str]:
+    """The log's per-channel power keys, in channel order."""
+    return [f"power/{name}_watts" for name in channel_names]
+
+
 def log_figures(
-    now: LiveFigures, previous: LogPoint, samples_total: Optional[float], channel_power: bool
+    point: Tuple[float, int, float, Sequence[float]],
+    previous: LogPoint,
+    *,
+    pue: float,
+    g_per_kwh: float,
+    samples_total: Optional[float],
+    budget_kg: Optional[float],
+    channel_power_keys: Optional[Sequence[str]],
 ) -> Tuple[Dict[str, float], LogPoint]:
     """The figures ``TrackingSession.log`` returns (their keys are documented there), and the
-    point the next log starts from."""
+    point the next log starts from.
+
+    ``point`` is the meter's log point with its time made relative to the run (``t_s``, steps
+    marked, top-level joules, watts per channel); ``channel_power_keys`` (``power_keys``) adds
+    each channel's latest power. Built straight from the point, with no intermediate object: a
+    log after many steps of training pays for each one with cold caches.
+    """
+    t_s, steps_marked, it_joules, watts = point
+    interval_joules = it_joules - previous.joules
+    kwh = units.kwh_from_joules(it_joules, pue)
+    co2_kg = units.co2_kg(kwh, g_per_kwh)
     figures: Dict[str, float] = {
-        "energy/interval_joules": now.it_joules - previous.joules,
-        "energy/total_kwh": now.energy_kwh_total,
-        "carbon/co2_kg": now.co2_kg_total,
-        "carbon/intensity_g_per_kwh": now.intensity.g_per_kwh,
+        "energy/interval_joules": interval_joules,
+        "energy/total_kwh": kwh,
+        "carbon/co2_kg": co2_kg,
+        "carbon/intensity_g_per_kwh": g_per_kwh,
     }
-    if now.t_s > previous.t_s:
-        figures["power/mean_watts"] = (now.it_joules - previous.joules) / (now.t_s - previous.t_s)
-    steps = now.steps_marked - previous.steps_marked
+    if t_s > previous.t_s:
+        figures["power/mean_watts"] = interval_joules / (t_s - previous.t_s)
+    steps = steps_marked - previous.steps_marked
     if steps > 0:
         # From the live totals rather than the step records, which resolve one sampler period
         # late: at the first log of a fast loop none may have resolved yet.
-        figures["energy/step_joules"] = (now.it_joules - previous.joules) / steps
-    if samples_total is not None and now.energy_kwh_total > 0:
-        figures["carbon/samples_per_kwh"] = samples_total / now.energy_kwh_total
-    if now.budget_used_fraction is not None:
-        figures["carbon/budget_used_fraction"] = now.budget_used_fraction
-    if channel_power:
-        figures.update({f"power/{name}_watts": watts for name, watts in now.watts_by_channel.items()})
-    return figures, LogPoint(now.t_s, now.it_joules, now.steps_marked)
+        figures["energy/step_joules"] = interval_joules / steps
+    if samples_total is not None and kwh > 0:
+        figures["carbon/samples_per_kwh"] = samples_total / kwh
+    if budget_kg is not None:
+        figures["carbon/budget_used_fraction"] = co2_kg / budget_kg
+    if channel_power_keys is not None:
+        figures.update(zip(channel_power_keys, watts))
+    return figures, LogPoint(t_s, it_joules, steps_marked)
 
 
 def latest_figures(

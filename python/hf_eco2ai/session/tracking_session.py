@@ -27,7 +27,7 @@ import uuid
 import weakref
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from hf_eco2ai.background import LoopHandle, start_loop
 from hf_eco2ai.carbon.budget import CarbonBudget
@@ -170,6 +170,7 @@ class TrackingSession:
         self._started_unix_s: Optional[float] = None
         self._ended_unix_s: Optional[float] = None
         self._channels: List[ChannelInfo] = []
+        self._power_keys: List[str] = []
         self._meter_info: Optional[Dict[str, Any]] = None
         self._records = RunRecords([], [])
         self._pipeline: Optional[DrainPipeline] = None
@@ -320,6 +321,7 @@ class TrackingSession:
             if self._meter is not None:
                 self._meter.start()
                 self._channels = list(self._meter.channels())
+                self._power_keys = live.power_keys([channel.name for channel in self._channels])
                 self._meter_info = self._meter.info()
                 # The hot path without a Python frame of ours: while running, the instance's
                 # mark_step *is* the meter's (Rust) mark, shadowing the no-op method below.
@@ -504,16 +506,22 @@ class TrackingSession:
                 self._pending_losses.append((int(step), numeric["loss"]))
             if self._state != "running":
                 return {}
-            now = self._log_figures_now(channel_power)
+            budget = self._budget
+            figures, log_point = live.log_figures(
+                self._log_point_now(),
+                self._last_log_point,
+                pue=self.config.pue,
+                g_per_kwh=self.intensity.g_per_kwh,
+                samples_total=self._samples_total,
+                budget_kg=None if budget is None else budget.budget_kg,
+                channel_power_keys=self._power_keys if channel_power else None,
+            )
             # The meter's health and the energy rate are checked by the drain this log wakes;
             # the budget is checked here, against the figures returned, so that they agree.
-            if self._budget is not None:
-                self._update_rates_and_budget(now)
+            if budget is not None:
+                self._update_rates_and_budget(figures["energy/total_kwh"], figures["carbon/co2_kg"])
             self._health.raise_strict_failure()
-            # The figures the budget was just checked against, so the figures and the stop agree.
-            figures, self._last_log_point = live.log_figures(
-                now, self._last_log_point, self._samples_total, channel_power
-            )
+            self._last_log_point = log_point
             if self._writer is not None and self._store is not None:
                 self._pending_logs.append((time.time(), step, {**numeric, **figures}))
         self._drain_wanted.put(None)
@@ -644,7 +652,7 @@ class TrackingSession:
         now = self._figures(totals)
         if self._meter is not None:
             self._health.check_meter(totals, now.t_s, self.config.strict)
-        self._update_rates_and_budget(now)
+        self._update_rates_and_budget(now.energy_kwh_total, now.co2_kg_total)
         if self._writer is not None and self._store is not None:
             logs, self._pending_logs = self._pending_logs, []
             for unix_time_s, step, metrics in logs:
@@ -674,26 +682,16 @@ class TrackingSession:
             None if self._budget is None else self._budget.budget_kg,
         )
 
-    def _log_figures_now(self, channel_power: bool) -> live.LiveFigures:
-        """The figures a log returns. Without per-channel power a log needs only the meter's
-        totals, which ``log_point`` gives without building the per-channel dicts."""
-        if channel_power or self._meter is None:
-            return self._figures(self._totals())
-        t_s, steps_marked, it_joules = self._meter.log_point()
-        return live.LiveFigures.at_point(
-            self._records.relative(t_s),
-            steps_marked,
-            it_joules,
-            self.config.pue,
-            self.intensity,
-            None if self._budget is None else self._budget.budget_kg,
-            {},
-            {},
-        )
+    def _log_point_now(self) -> Tuple[float, int, float, Sequence[float]]:
+        """The meter's log point (its totals without the dicts ``totals()`` builds), with its
+        time relative to the run."""
+        if self._meter is None:
+            return 0.0, 0, 0.0, ()
+        t_s, steps_marked, it_joules, watts = self._meter.log_point()
+        return self._records.relative(t_s), steps_marked, it_joules, watts
 
-    def _update_rates_and_budget(self, now: live.LiveFigures) -> None:
+    def _update_rates_and_budget(self, kwh: float, co2_kg: float) -> None:
         instant = time.monotonic()
-        kwh = now.energy_kwh_total
         # Drains can follow each other within milliseconds (epoch end, then a log): a rate over
         # such a span says nothing, so the rate moves on only after at least a second.
         if self._rate_point is None or instant - self._rate_point[0] >= _MIN_RATE_SPAN_S:
@@ -702,7 +700,7 @@ class TrackingSession:
             self._rate_point = (instant, kwh)
         if self._budget is None:
             return
-        status = self._budget.record_total(now.co2_kg_total)
+        status = self._budget.record_total(co2_kg)
         if status.exceeded:
             action = (
                 "training is asked to stop"

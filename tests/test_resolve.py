@@ -7,16 +7,21 @@ tables, so the tests check which step answered, not particular numbers.
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from local_servers import IntensityServer, MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
+from hf_eco2ai import EnergyMeter
 from hf_eco2ai.carbon import tables
 from hf_eco2ai.carbon.live import LiveIntensityClient
 from hf_eco2ai.carbon.resolve import IntensityResolver
 from hf_eco2ai.config import CarbonConfig
 from hf_eco2ai.errors import APIError
+from hf_eco2ai.session import TrackingSession
+from hf_eco2ai.store import RunStore
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(30)]
 
@@ -261,3 +266,30 @@ def test_detected_cloud_region_is_used(make_config: Any) -> None:
         "europe-west1",
         expected.g_per_kwh,
     )
+
+
+def test_the_run_store_follows_a_refreshed_live_intensity(
+    make_config: Any, api: IntensityServer, tmp_path: Path
+) -> None:
+    api.default_intensity = 100.0
+    config = make_config(
+        co2_signal_api_token=TOKEN,
+        country_iso_code="FR",
+        output_dir=str(tmp_path),
+        measurement_interval_s=0.1,
+        intensity_cache_s=0.0,
+    )
+    meter = EnergyMeter(sources="synthetic", synthetic={"kind": "constant", "watts": 50.0}, rate_hz=200)
+    session = TrackingSession(config, meter=meter).start()
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert session.flush()
+    assert store.get_run(session.run_id).intensity["g_per_kwh"] == 100.0
+    api.default_intensity = 250.0
+    deadline = time.monotonic() + 10.0
+    while session.intensity.g_per_kwh != 250.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session.intensity.g_per_kwh == 250.0, "the background drain refreshes the live intensity"
+    session.drain()
+    assert session.flush()
+    assert store.get_run(session.run_id).intensity["g_per_kwh"] == 250.0
+    session.stop()

@@ -114,6 +114,28 @@ def test_unwritten_rows_are_bounded_and_what_is_dropped_is_counted(disk: DiskSpa
     assert writer.rows_dropped >= 700
 
 
+def test_latest_figures_kept_for_a_retry_keep_an_intensity_change_that_a_later_update_left_out(
+    disk: DiskSpace,
+) -> None:
+    store = RunStore(disk.store_path)
+    disk.fill()
+    errors: List[BaseException] = []
+    writer = store.writer(flush_interval_s=0.05, on_error=errors.append)
+    writer.begin_run(_identity())
+    assert writer.flush(10)
+    for index in range(2000):
+        writer.add_power("run-1", index * 0.01, [100.0])
+    writer.update_latest("run-1", {"t_s": 1.0}, {"g_per_kwh": 42.0, "source": "live"})
+    writer.update_latest("run-1", {"t_s": 2.0})
+    assert not writer.flush(5)
+    assert errors, "the full disk held the updates back"
+    disk.free()
+    assert _wait_for(lambda: writer.unwritten_rows == 0)
+    writer.close()
+    assert store.get_run("run-1").intensity == {"g_per_kwh": 42.0, "source": "live"}
+    assert store.latest("run-1")["t_s"] == 2.0
+
+
 def test_session_counts_a_full_disk_as_a_store_error_with_its_cause(tmp_path: Path, disk: DiskSpace) -> None:
     config = CarbonConfig(output_dir=str(tmp_path), offline=True, country_iso_code="FR", measurement_interval=0.05)
     store = RunStore(disk.store_path)

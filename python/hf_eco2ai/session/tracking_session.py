@@ -175,6 +175,7 @@ class TrackingSession:
         self._records = RunRecords([], [])
         self._pipeline: Optional[DrainPipeline] = None
         self._intensity: Optional[IntensityResult] = None
+        self._intensity_stored: Optional[IntensityResult] = None
         self._samples_total: Optional[float] = None
         self._latest_metrics: Dict[str, Optional[float]] = {"loss": None, "eval_loss": None, "learning_rate": None}
         self._last_log_point = live.LogPoint()
@@ -668,9 +669,19 @@ class TrackingSession:
                     monitoring_errors_total=self.monitoring_errors_total,
                     latest_metrics=dict(self._latest_metrics),
                 ),
-                asdict(self.intensity),
+                self._intensity_if_changed(),
             )
         return now
+
+    def _intensity_if_changed(self) -> Optional[Dict[str, Any]]:
+        """The intensity as the store keeps it when it changed since the last drain handed it to
+        the writer, else None (the store keeps the one it has): ``asdict`` deep-copies, and a
+        drain would pay for it every time."""
+        intensity = self.intensity
+        if intensity is self._intensity_stored:
+            return None
+        self._intensity_stored = intensity
+        return asdict(intensity)
 
     def _figures(self, totals: Mapping[str, Any]) -> live.LiveFigures:
         return live.LiveFigures.from_totals(

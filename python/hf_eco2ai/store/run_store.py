@@ -715,12 +715,20 @@ def _row_count(operation: _Operation) -> int:
 def _bounded(operations: List[_Operation], max_rows: int) -> Tuple[List[_Operation], int]:
     """``operations`` with the oldest droppable ones removed until at most ``max_rows`` remain,
     and the number of rows removed. Only the newest ``latest`` of each run is kept."""
-    newest_latest = {payload[0]: position for position, (kind, payload) in enumerate(operations) if kind == "latest"}
-    kept = [
-        operation
-        for position, operation in enumerate(operations)
-        if operation[0] != "latest" or newest_latest[operation[1][0]] == position
-    ]
+    newest_latest: Dict[str, int] = {}
+    newest_intensity: Dict[str, Any] = {}
+    for position, (kind, payload) in enumerate(operations):
+        if kind == "latest":
+            newest_latest[payload[0]] = position
+            if payload[2] is not None:
+                newest_intensity[payload[0]] = payload[2]
+    kept: List[_Operation] = []
+    for position, (kind, payload) in enumerate(operations):
+        if kind != "latest":
+            kept.append((kind, payload))
+        elif newest_latest[payload[0]] == position:
+            # An update dropped here may have carried the intensity that this one leaves as is.
+            kept.append((kind, (payload[0], payload[1], newest_intensity.get(payload[0]))))
     excess = sum(_row_count(operation) for operation in kept) - max_rows
     dropped = 0
     result: List[_Operation] = []

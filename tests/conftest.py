@@ -9,6 +9,8 @@ from typing import List
 import pytest
 from nvml_emulator import build_emulator
 
+from hf_eco2ai.carbon.cloud import forget_metadata_answers
+
 
 def _real_gpu_count() -> int:
     """GPUs the real driver reports in this process's environment; 0 without a driver. The
@@ -31,6 +33,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     if gpu_items and _real_gpu_count() == 0:
         config.hook.pytest_deselected(items=gpu_items)
         items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cloud_detection() -> None:
+    # A process keeps its metadata answers; each test starts as a new process would, so that a
+    # metadata server on a port an earlier test used is asked, not remembered.
+    forget_metadata_answers()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from typing import Iterator, Optional
 import pytest
 from local_servers import MetadataServer, clean_carbon_env, loopback_only  # noqa: F401
 
-from hf_eco2ai.carbon.cloud import CloudLocation, from_environment, locate, normalise_region
+from hf_eco2ai.carbon.cloud import CloudLocation, forget_metadata_answers, from_environment, locate, normalise_region
 
 pytestmark = [pytest.mark.usefixtures("loopback_only", "clean_carbon_env"), pytest.mark.timeout(30)]
 
@@ -154,3 +154,23 @@ def test_the_loopback_guard_itself_refuses_other_hosts() -> None:
 
     with pytest.raises(ConnectionRefusedError, match="non-loopback"):
         socket.create_connection(("169.254.169.254", 80), timeout=0.05)
+
+
+def test_a_process_asks_the_metadata_endpoints_once_and_keeps_the_answer() -> None:
+    server = MetadataServer(provider="aws", region="eu-west-1")
+    try:
+        first = _detect(server.url)
+        asked = len(server.requests)
+        second = _detect(server.url)
+    finally:
+        server.close()
+    assert first == second == CloudLocation("aws", "eu-west-1", "metadata aws")
+    assert asked > 0 and len(server.requests) == asked, "the second detection asks nothing"
+
+
+def test_not_being_in_a_cloud_is_kept_too_until_the_answers_are_forgotten(not_a_cloud: MetadataServer) -> None:
+    assert _detect(not_a_cloud.url) is None
+    asked = len(not_a_cloud.requests)
+    assert _detect(not_a_cloud.url) is None and len(not_a_cloud.requests) == asked
+    forget_metadata_answers()
+    assert _detect(not_a_cloud.url) is None and len(not_a_cloud.requests) > asked

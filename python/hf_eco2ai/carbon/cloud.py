@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from hf_eco2ai.carbon import bounded_http
 
@@ -159,6 +159,31 @@ def from_metadata(base_url: str = DEFAULT_METADATA_URL, budget_s: float = MAX_BU
     return None
 
 
+# What the metadata endpoints answered, per base URL, for the life of the process. Where a process
+# runs does not change while it runs, and a probe can cost its whole budget (a default route that
+# drops link-local packets), which every run's start in a notebook or a sweep would pay again.
+_metadata_answers: Dict[str, Optional[CloudLocation]] = {}
+_metadata_answers_lock = threading.Lock()
+
+
+def from_metadata_once(base_url: str = DEFAULT_METADATA_URL, budget_s: float = MAX_BUDGET_S) -> Optional[CloudLocation]:
+    """``from_metadata``, asked once per process and base URL: later calls return the first
+    answer (a location, or None: not a cloud, or no answer within the budget)."""
+    with _metadata_answers_lock:
+        if base_url in _metadata_answers:
+            return _metadata_answers[base_url]
+    found = from_metadata(base_url, budget_s)
+    with _metadata_answers_lock:
+        return _metadata_answers.setdefault(base_url, found)
+
+
+def forget_metadata_answers() -> None:
+    """Ask the metadata endpoints again at the next detection (a process restored on another
+    machine from a snapshot)."""
+    with _metadata_answers_lock:
+        _metadata_answers.clear()
+
+
 def locate(
     *,
     cloud_provider: Optional[str],
@@ -171,7 +196,8 @@ def locate(
     """Where this process runs: configured values first, then (unless offline) detection.
 
     A configured provider is never second-guessed; a configured region without a provider is
-    ignored by the tables but kept. Detection costs at most ``budget_s`` and never raises.
+    ignored by the tables but kept. Detection costs at most ``budget_s``, once per process (the
+    metadata answer is kept), and never raises.
     """
     if cloud_provider is not None:
         region = normalise_region(cloud_provider, cloud_region) if cloud_region else None
@@ -180,7 +206,7 @@ def locate(
         return None
     found = from_environment(os.environ if environ is None else environ)
     if found is None:
-        found = from_metadata(metadata_url, budget_s)
+        found = from_metadata_once(metadata_url, budget_s)
     if found is not None:
         logger.info("hf-eco2ai: running on %s region %s (%s)", found.provider, found.region, found.detected_by)
     return found

@@ -73,15 +73,23 @@ def _wait_for(condition, timeout_s: float = 20.0) -> bool:  # type: ignore[no-un
     return False
 
 
-def test_full_disk_names_the_real_cause_and_keeps_the_rows_until_space_returns(disk: DiskSpace) -> None:
-    store = RunStore(disk.store_path)
+def _writer_with_rows_on_a_full_disk(
+    store: RunStore, disk: DiskSpace, errors: List[BaseException]
+) -> run_store.RunWriter:
+    """A writer whose run row is stored and whose 2,000 power rows wait for space."""
     disk.fill()
-    errors: List[BaseException] = []
     writer = store.writer(flush_interval_s=0.05, on_error=errors.append)
     writer.begin_run(_identity())
     assert writer.flush(10)
     for index in range(2000):
         writer.add_power("run-1", index * 0.01, [100.0])
+    return writer
+
+
+def test_full_disk_names_the_real_cause_and_keeps_the_rows_until_space_returns(disk: DiskSpace) -> None:
+    store = RunStore(disk.store_path)
+    errors: List[BaseException] = []
+    writer = _writer_with_rows_on_a_full_disk(store, disk, errors)
     assert not writer.flush(10)
     assert errors and all("database or disk is full" in str(error) for error in errors)
     assert not any("rollback" in str(error) for error in errors)
@@ -118,13 +126,8 @@ def test_latest_figures_kept_for_a_retry_keep_an_intensity_change_that_a_later_u
     disk: DiskSpace,
 ) -> None:
     store = RunStore(disk.store_path)
-    disk.fill()
     errors: List[BaseException] = []
-    writer = store.writer(flush_interval_s=0.05, on_error=errors.append)
-    writer.begin_run(_identity())
-    assert writer.flush(10)
-    for index in range(2000):
-        writer.add_power("run-1", index * 0.01, [100.0])
+    writer = _writer_with_rows_on_a_full_disk(store, disk, errors)
     writer.update_latest("run-1", {"t_s": 1.0}, {"g_per_kwh": 42.0, "source": "live"})
     writer.update_latest("run-1", {"t_s": 2.0})
     assert not writer.flush(5)

@@ -3,8 +3,8 @@ training loop gets, the latest figures the store keeps, and the snapshot exporte
 
 ``LiveFigures.from_totals`` turns the meter's live totals into energy, carbon and budget figures,
 which ``latest_figures`` and ``snapshot`` only choose and name; ``log_figures`` computes a log's
-figures straight from the meter's log point. Pure functions,
-safe from any thread (the session passes copies of what they read).
+figures straight from the meter's log point. Pure functions, safe from any thread (the session
+passes copies of what they read).
 """
 
 from __future__ import annotations

@@ -384,6 +384,7 @@ class TrackingSession:
                     config=self.config.as_dict(),
                 )
             )
+            self._intensity_stored = self.intensity
             return writer
         if step_file is not None:
             return RunWriter(None, on_error=self._on_store_error, step_file=step_file)

@@ -24,7 +24,10 @@ def model_with_gradients(dtype: torch.dtype) -> torch.nn.Module:
 def captured_row(model: torch.nn.Module) -> np.ndarray:
     rows: List[Tuple[int, np.ndarray]] = []
     watcher = GradientWatcher(
-        model, None, lambda step, row, view: rows.append((step, view.copy())), optimizer_hook=False
+        model,
+        None,
+        lambda step, row: rows.append((step, np.frombuffer(row, dtype=np.float32).reshape(-1, 3).copy())),
+        optimizer_hook=False,
     )
     watcher.capture()
     watcher.collect(7)
@@ -55,7 +58,7 @@ def test_a_layer_without_gradient_is_marked_missing_not_zero() -> None:
 def test_only_an_optimiser_of_the_watched_model_captures() -> None:
     watched, other = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
     rows: List[int] = []
-    watcher = GradientWatcher(watched, None, lambda step, row, view: rows.append(step))
+    watcher = GradientWatcher(watched, None, lambda step, row: rows.append(step))
     try:
         for model in (other, watched):
             optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -24,8 +24,8 @@ is back-pressure: when the host runs ``_PINNED_SLOTS`` steps ahead of the device
 is waited for (the device then still has that many steps queued). ``drain()`` (checkpoints, the
 run's end) waits for what is left.
 
-Rows are handed to a sink as one contiguous float32 ``bytearray`` (reused, so a step allocates no
-Python object per layer) together with a numpy view of it.
+Rows are handed to a sink as one contiguous float32 ``bytearray`` (``layers`` x 3, native order;
+reused, so a step allocates no Python object per layer).
 
 Threading: the hook runs on the thread that calls ``optimizer.step()``; ``collect``/``drain`` on
 the training thread. Not for concurrent use from several threads.
@@ -44,7 +44,7 @@ import numpy as np
 from hf_eco2ai._core import gradient_group_stats_f32
 from hf_eco2ai.errors import ConfigurationError
 
-RowSink = Callable[[int, bytearray, np.ndarray], None]
+RowSink = Callable[[int, bytearray], None]
 
 # Per-step reads over the parameter list, as C-level callables for ``map``: no Python frame per
 # parameter.
@@ -95,7 +95,8 @@ class GradientWatcher:
         model: a ``torch.nn.Module``; every parameter with ``requires_grad`` is a candidate.
         gradient_layers: glob patterns over parameter names (one group each), or None for one
             group per layer.
-        sink: called with ``(step, row, row_view)`` for each step's row once it is on the host.
+        sink: called with ``(step, row)`` for each step's row once it is on the host; ``row`` is
+            reused for the next step.
         optimizer_hook: capture at every ``optimizer.step()`` (the global pre-hook). ``False``
             leaves it to the caller to call ``capture()`` once the gradients are complete: an
             optimiser that takes a closure (Lightning, LBFGS) computes them inside ``step()``,
@@ -148,7 +149,7 @@ class GradientWatcher:
         self._on_error = on_error
         layers = len(self.layer_names)
         self._row = bytearray(layers * 3 * 4)
-        self._row_view = np.frombuffer(self._row, dtype="<f4").reshape(layers, 3)
+        self._row_view = np.frombuffer(self._row, dtype=np.float32).reshape(layers, 3)
         self._index_key: Optional[Tuple[int, ...]] = None
         self._index: Any = None
         self._present: Any = None
@@ -329,4 +330,4 @@ class GradientWatcher:
     def _emit(self, step: int, stats: Any) -> None:
         if stats is not _IN_ROW:
             np.copyto(self._row_view, stats.numpy())
-        self._sink(step, self._row, self._row_view)
+        self._sink(step, self._row)

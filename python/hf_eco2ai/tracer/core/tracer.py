@@ -403,7 +403,7 @@ class TrainingTracer:
 
     # Rows and anomalies -------------------------------------------------------------------------
 
-    def _on_gradient_row(self, step: int, row: bytearray, row_view: np.ndarray) -> None:
+    def _on_gradient_row(self, step: int, row: bytearray) -> None:
         if self._ring.push_gradients(step, row):
             self._take_anomalies()
         self._rows.set_gradients(step, row)

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -129,6 +130,24 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(tmp_path: Path) -> Non
 def test_the_store_is_in_wal_mode(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     with sqlite3.connect(store.path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_store_waits_for_another_connection_that_holds_the_new_file(tmp_path: Path) -> None:
+    """Two runs, or a run and a reader, may create the same store at once; SQLite refuses the
+    switch to WAL at once while another connection holds the file, so the store must wait."""
+    path = tmp_path / "runs.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    releaser = threading.Timer(0.3, other.execute, args=("COMMIT",))
+    releaser.start()
+    try:
+        store = RunStore(path)
+    finally:
+        releaser.join()
+        other.close()
+    assert store.list_runs() == []
+    with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -141,6 +141,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _switch_to_wal(connection: sqlite3.Connection) -> None:
+    """Put a new file in WAL mode, waiting for another connection that is creating it too.
+
+    SQLite answers a journal-mode change with "database is locked" at once, without the busy
+    timeout, while another connection holds the file; two runs, or a run and a reader, may be
+    creating the same store at the same moment.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    pause_s = 0.001
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause_s > deadline:
+                raise
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, 0.05)
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that can never write: no tables, no WAL switch, no new file.
 
@@ -386,7 +406,7 @@ class RunStore:
                 version = _stored_schema_version(connection)
                 if version is None:
                     # A new file: the only case that needs the schema script (and its write lock).
-                    connection.execute("PRAGMA journal_mode = WAL")
+                    _switch_to_wal(connection)
                     connection.executescript(_SCHEMA)
                     connection.execute(
                         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",

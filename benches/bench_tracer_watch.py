@@ -26,7 +26,7 @@
 3. Store throughput: step rows (loss, memory and a 50-layer gradient row each) through the
    store's batched background writer, from the first enqueue until they are committed.
 
-    python benches/bench_tracer_watch.py [--steps 1500] [--block 100] [--threads 1] [--smoke]
+    python benches/bench_tracer_watch.py [--steps 1500] [--block 100] [--threads 1] [--batch 128] [--smoke]
 """
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ def carbon_config(directory: str) -> CarbonConfig:
     )
 
 
-def batches(device: str = "cpu") -> List[Tuple[torch.Tensor, torch.Tensor]]:
+def batches(device: str = "cpu", batch_size: int = BATCH) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
     return [
         (
-            torch.randn(BATCH, WIDTH, generator=generator).to(device),
-            torch.randint(0, 10, (BATCH,), generator=generator).to(device),
+            torch.randn(batch_size, WIDTH, generator=generator).to(device),
+            torch.randint(0, 10, (batch_size,), generator=generator).to(device),
         )
         for _ in range(16)
     ]
@@ -164,13 +164,13 @@ class Variant:
                 assert len(stored) == len(self.times) and stored.has_gradients.all(), "every step needs its row"
 
 
-def bench_watch(steps: int, block: int) -> None:
+def bench_watch(steps: int, block: int, batch_size: int) -> None:
     names = ["baseline", "tracer", "tracer+watch"]
     if importlib.util.find_spec("wandb") is not None:
         names.append("wandb.watch")
     else:
         print("wandb is not installed (pip install 'hf-eco2ai[bench]'): no wandb.watch baseline")
-    data = batches()
+    data = batches(batch_size=batch_size)
     with tempfile.TemporaryDirectory() as directory:
         variants = [Variant(name, directory) for name in names]
         try:
@@ -189,7 +189,7 @@ def bench_watch(steps: int, block: int) -> None:
         name: [statistics.median(by_name[name].times[first:last]) for first, last in blocks] for name in names
     }
     print(
-        f"\nwatch() overhead: {LAYERS}-layer MLP (width {WIDTH}, batch {BATCH}) on the CPU, "
+        f"\nwatch() overhead: {LAYERS}-layer MLP (width {WIDTH}, batch {batch_size}) on the CPU, "
         f"{torch.get_num_threads()} thread(s), {steps} steps per variant interleaved step by step, "
         f"{len(blocks)} blocks of {blocks[0][1] - blocks[0][0]} steps"
     )
@@ -323,6 +323,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="steps per variant")
     parser.add_argument("--block", type=int, default=100, help="steps per block of the ratios")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help="batch size of the watch() part (the gradients' size does not change)"
+    )
     parser.add_argument("--store-rows", type=int, default=300_000)
     parser.add_argument("--smoke", action="store_true", help="a few steps and rows; no figures to rely on")
     args = parser.parse_args()
@@ -331,7 +334,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.getLogger("hf_eco2ai").setLevel(logging.ERROR)
-    bench_watch(args.steps, args.block)
+    bench_watch(args.steps, args.block, args.batch)
     bench_cuda_syncs(args.steps)
     for batch_rows in (100, 1_000):  # write_buffer_size: the default, and a larger one
         bench_store(args.store_rows, batch_rows)

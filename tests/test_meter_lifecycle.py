@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,43 @@ def test_marks_resolve_into_steps_whose_records_add_up_to_the_total() -> None:
     # A step's duration comes from monotonic seconds; hours after boot a float64 second keeps
     # about 1e-12 s, some 1e-9 of a 2 ms step, so a closer tolerance would test the clock's age.
     np.testing.assert_allclose(steps.mean_watts[:-1, 0], 80.0, rtol=1e-6)
+
+
+def test_the_step_mark_function_marks_like_the_method_and_holds_its_core() -> None:
+    meter = constant_meter(watts=50.0, rate_hz=1000)
+    core = meter._core
+    references = sys.getrefcount(core)
+    mark = core.mark_function()
+    assert sys.getrefcount(core) == references + 1
+    assert mark() is False  # not running yet
+    with meter:
+        for _ in range(5):
+            time.sleep(0.001)
+            assert mark() is True
+            assert core.mark() is True
+    assert mark() is False
+    assert len(meter.drain_steps().training_steps()) == 10
+    with pytest.raises(TypeError):
+        mark(1)
+    del mark
+    assert sys.getrefcount(core) == references
+
+
+def test_a_held_step_mark_keeps_its_core_running_after_the_meter_is_dropped() -> None:
+    threads_before = sampler_thread_count()
+    meter = constant_meter(rate_hz=1000)
+    meter.start()
+    mark = meter.mark_step
+    dropped = weakref.ref(meter)
+    del meter
+    gc.collect()
+    assert dropped() is None
+    assert mark() is True
+    del mark
+    deadline = time.monotonic() + 5.0
+    while sampler_thread_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sampler_thread_count() <= threads_before
 
 
 def test_live_totals_are_readable_while_running_without_draining() -> None:

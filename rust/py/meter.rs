@@ -128,6 +128,12 @@ impl PyMeter {
         self.inner.mark()
     }
 
+    /// The mark as a plain function object, for the per-step hot path: the interpreter calls it
+    /// without the binding layer's method trampoline. It keeps this meter alive.
+    fn mark_function<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::py::mark_function::mark_function(slf.as_any(), &slf.get().inner)
+    }
+
     fn open_window(&self, name_id: u32) -> bool {
         self.inner.open_window(name_id)
     }

@@ -3,6 +3,7 @@
 mod csv_text;
 mod errors;
 mod gradstats;
+mod mark_function;
 mod meter;
 mod sources;
 

@@ -341,7 +341,8 @@ class EnergyMeter:
         handles = self._open_auto(include_host) if names == ["auto"] else [self._open(name) for name in names]
         self._core = _core.Meter(handles, float(rate_hz), ring_capacity, boundary_capacity)
         self._note_unmeasurable_gpus()
-        self.mark_step = self._core.mark
+        # A plain C function over the core's mark: no method trampoline on the per-step path.
+        self.mark_step = self._core.mark_function()
         scoped_sources = {source for source, facts in self._core.source_facts() if ("scope", "process") in facts}
         self._channels = [
             ChannelInfo(name, kind, provenance, source, parent, "process" if source in scoped_sources else "machine")

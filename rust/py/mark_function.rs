@@ -14,6 +14,7 @@ use std::ptr::null_mut;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::py::meter::PyMeter;
 use crate::sampler::Meter;
 
 const CAPSULE_NAME: &CStr = c"hf_eco2ai._core.Meter.mark";
@@ -58,26 +59,24 @@ unsafe extern "C" fn release_owner(capsule: *mut ffi::PyObject) {
     ffi::Py_DecRef(ffi::PyCapsule_GetContext(capsule).cast::<ffi::PyObject>());
 }
 
-/// A function object that marks `meter`, which `owner` (the Python object holding it) keeps
-/// alive: the function holds a strong reference to `owner`.
-pub fn mark_function<'py>(owner: &Bound<'py, PyAny>, meter: &Meter) -> PyResult<Bound<'py, PyAny>> {
+/// A function object that marks `owner`'s meter; it holds a strong reference to `owner`, so the
+/// meter outlives it.
+pub fn mark_function<'py>(owner: &Bound<'py, PyMeter>) -> PyResult<Bound<'py, PyAny>> {
     let py = owner.py();
-    // SAFETY: plain C-API calls with the GIL held; each new reference is owned by a `Bound`, and
-    // the capsule's context reference is taken before it is stored and released by its
-    // destructor.
+    let meter: &Meter = &owner.get().inner;
+    // SAFETY: plain C-API calls with the GIL held; each new reference is owned by a `Bound`. The
+    // owner's reference is taken just before it becomes the capsule's context, and the capsule's
+    // destructor releases it (a context never set is null, which `Py_DecRef` ignores).
     unsafe {
         let capsule = ffi::PyCapsule_New(
             (meter as *const Meter).cast_mut().cast::<c_void>(),
             CAPSULE_NAME.as_ptr(),
-            None,
+            Some(release_owner),
         );
         let capsule = Bound::from_owned_ptr_or_err(py, capsule)?;
         ffi::Py_IncRef(owner.as_ptr());
         if ffi::PyCapsule_SetContext(capsule.as_ptr(), owner.as_ptr().cast::<c_void>()) != 0 {
             ffi::Py_DecRef(owner.as_ptr());
-            return Err(PyErr::fetch(py));
-        }
-        if ffi::PyCapsule_SetDestructor(capsule.as_ptr(), Some(release_owner)) != 0 {
             return Err(PyErr::fetch(py));
         }
         let function = ffi::PyCFunction_NewEx(

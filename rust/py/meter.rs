@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 #[pyclass(frozen, module = "hf_eco2ai._core", name = "Meter")]
 pub struct PyMeter {
-    inner: Meter,
+    pub(super) inner: Meter,
     /// Column buffers kept from one drain to the next (see [`Columns`]).
     records_columns: Mutex<Columns>,
     trace_columns: Mutex<Columns>,
@@ -131,7 +131,7 @@ impl PyMeter {
     /// The mark as a plain function object, for the per-step hot path: the interpreter calls it
     /// without the binding layer's method trampoline. It keeps this meter alive.
     fn mark_function<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        crate::py::mark_function::mark_function(slf.as_any(), &slf.get().inner)
+        crate::py::mark_function::mark_function(slf)
     }
 
     fn open_window(&self, name_id: u32) -> bool {

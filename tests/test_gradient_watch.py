@@ -26,7 +26,7 @@ def captured_row(model: torch.nn.Module) -> np.ndarray:
     watcher = GradientWatcher(
         model,
         None,
-        lambda step, row: rows.append((step, np.frombuffer(row, dtype=np.float32).reshape(-1, 3).copy())),
+        lambda step, row: rows.append((step, np.frombuffer(row, dtype="<f4").reshape(-1, 3).copy())),
         optimizer_hook=False,
     )
     watcher.capture()

@@ -46,7 +46,7 @@ class StepRows:
         self._gradients = (
             None
             if self._gradient_bytes is None
-            else np.frombuffer(self._gradient_bytes, dtype=np.float32).reshape(capacity, max(n_layers, 1), 3)
+            else np.frombuffer(self._gradient_bytes, dtype="<f4").reshape(capacity, max(n_layers, 1), 3)
         )
         self._has_gradient_bytes = bytearray(capacity)
         self._has_gradients = np.frombuffer(self._has_gradient_bytes, dtype=bool)
@@ -90,7 +90,7 @@ class StepRows:
             self._hand_over(self._count - MAX_GRADIENT_LAG)
 
     def set_gradients(self, step: int, row: bytes | bytearray) -> bool:
-        """The gradient row of ``step`` (``n_layers`` x 3 float32, native order, as bytes); False
+        """The gradient row of ``step`` (``n_layers`` x 3 little-endian float32, as bytes); False
         when that step is not held (already handed over)."""
         position = step - self._first_step
         if self._gradient_bytes is None or not 0 <= position < self._count:

@@ -24,8 +24,9 @@ is back-pressure: when the host runs ``_PINNED_SLOTS`` steps ahead of the device
 is waited for (the device then still has that many steps queued). ``drain()`` (checkpoints, the
 run's end) waits for what is left.
 
-Rows are handed to a sink as one contiguous float32 ``bytearray`` (``layers`` x 3, native order;
-reused, so a step allocates no Python object per layer).
+Rows are handed to a sink as one contiguous float32 ``bytearray`` (``layers`` x 3, little-endian
+as the Rust pass writes it and the ring reads it; reused, so a step allocates no Python object per
+layer).
 
 Threading: the hook runs on the thread that calls ``optimizer.step()``; ``collect``/``drain`` on
 the training thread. Not for concurrent use from several threads.
@@ -149,7 +150,7 @@ class GradientWatcher:
         self._on_error = on_error
         layers = len(self.layer_names)
         self._row = bytearray(layers * 3 * 4)
-        self._row_view = np.frombuffer(self._row, dtype=np.float32).reshape(layers, 3)
+        self._row_view = np.frombuffer(self._row, dtype="<f4").reshape(layers, 3)
         self._index_key: Optional[Tuple[int, ...]] = None
         self._index: Any = None
         self._present: Any = None

@@ -20,7 +20,9 @@ cost per call (timed in the same run around an empty hook); the CPU time its oth
 while training (they compete with training on a busy machine); and start-up time from the
 callback's construction to the first step, measured in fresh processes so that one-time costs
 count. ``extra_info``-style
-correctness: the Eco2AI run must record exactly one step per optimiser step.
+correctness: the Eco2AI run must record exactly one step per optimiser step. Last, the per-step
+mark timed in place inside one more Eco2AI run, on alternate steps: the C function that
+``mark_step`` is against the binding's method ``Meter.mark`` (a ratio in the same run).
 
     python benches/bench_trainer_overhead.py [--rounds 7] [--steps 300] [--threads 1]
 
@@ -245,7 +247,12 @@ class RunTiming:
         return self.all_hooks_s - self.timed_calls * self.timer_s_per_call
 
 
-def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
+def run_once(
+    tracker_name: str,
+    steps: int,
+    workdir: Path,
+    make_tracker: Optional[Callable[[Path], Tuple[Optional[Any], Callable[[], Dict[str, Any]]]]] = None,
+) -> RunTiming:
     torch.manual_seed(0)
     model = GPT2LMHeadModel(
         GPT2Config(
@@ -274,7 +281,7 @@ def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
     )
     clock = StepClock()
     constructed = time.perf_counter()
-    callback, facts = TRACKERS[tracker_name](workdir)
+    callback, facts = (make_tracker or TRACKERS[tracker_name])(workdir)
     spent = time_hooks(callback) if callback is not None else {}
     empty_hook = EmptyHook()
     timer_alone = time_hooks(empty_hook)["on_step_end"]
@@ -299,6 +306,45 @@ def run_once(tracker_name: str, steps: int, workdir: Path) -> RunTiming:
         timer_s_per_call=timer_alone[0] / max(timer_alone[1], 1),
         timed_calls=int(sum(tally[1] for tally in spent.values())),
         train_s=train_s,
+    )
+
+
+def mark_in_place(steps: int, workdir: Path) -> Dict[str, List[int]]:
+    """The per-step mark timed in place, on alternate steps of one Eco2AI run: the C function
+    that ``mark_step`` is, and the binding's method ``Meter.mark``. Either is the step's only
+    mark, called first thing after the step's kernels, as the callback's ``on_step_end`` does;
+    ns per call, warm-up steps left out."""
+    timings: Dict[str, List[int]] = {"function": [], "method": []}
+
+    def tracker(directory: Path) -> Tuple[Optional[Any], Callable[[], Dict[str, Any]]]:
+        callback, facts = eco2ai_tracker(directory)
+        lifecycle = callback.lifecycle
+
+        def on_step_end(args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            session = lifecycle.session
+            odd = state.global_step % 2 == 1
+            mark = session.mark_step if odd else session.meter._core.mark
+            started = time.perf_counter_ns()
+            mark()
+            if state.global_step > WARMUP_STEPS:
+                timings["function" if odd else "method"].append(time.perf_counter_ns() - started)
+
+        callback.on_step_end = on_step_end
+        return callback, facts
+
+    timing = run_once("eco2ai", steps, workdir, make_tracker=tracker)
+    assert timing.facts["steps_recorded"] == steps, "every step must be marked once"
+    return timings
+
+
+def print_mark_in_place(steps: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        timings = mark_in_place(steps, Path(scratch))
+    function_us, method_us = (statistics.median(timings[name]) / 1e3 for name in ("function", "method"))
+    print(
+        f"\nThe per-step mark in place (alternate steps of one Eco2AI run, {len(timings['function'])} and "
+        f"{len(timings['method'])} calls): the C function `mark_step` is {function_us:.2f} µs median, the binding's "
+        f"method `Meter.mark` {method_us:.2f} µs; ratio {function_us / method_us:.2f}"
     )
 
 
@@ -569,6 +615,7 @@ def main() -> None:
         f"\nCorrectness: every Eco2AI run recorded one step per optimiser step: {correct}; "
         f"channels: {eco2ai_facts[0]['channels']}."
     )
+    print_mark_in_place(options.steps)
     print_sampler_cpu(options.seconds)
 
 
